@@ -1,0 +1,85 @@
+"""Every expert's item vectors in memory, aligned to one id order, with a vectorised id -> row lookup.
+
+Why one shared order: a request names items once and every routed expert's rows are then a single fancy-index;
+why a sorted id array with ``np.searchsorted`` instead of a dict: the lookup of a whole request is one numpy call,
+so the hot path has no per-item Python loop.
+"""
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping, Sequence
+
+import numpy as np
+
+from hetmoe.errors import HetmoeError
+
+logger = logging.getLogger(__name__)
+
+
+class ItemCatalog:
+    """Item ids and per-expert float16 vectors (rows in the same order) for a fixed set of experts."""
+
+    def __init__(self, ids: np.ndarray, vectors: Mapping[str, np.ndarray]) -> None:
+        ids = np.asarray(ids).astype(str)
+        for expert, matrix in vectors.items():
+            if matrix.shape[0] != ids.shape[0]:
+                raise ValueError(f"{expert}: {matrix.shape[0]} vectors for {ids.shape[0]} ids")
+        self.ids = ids
+        self.vectors: dict[str, np.ndarray] = {e: np.ascontiguousarray(m, dtype=np.float16) for e, m in vectors.items()}
+        self._order = np.argsort(ids, kind="stable")
+        self._sorted = ids[self._order]
+        if ids.shape[0] > 1 and bool((self._sorted[1:] == self._sorted[:-1]).any()):
+            raise HetmoeError("item store has duplicate item ids; rebuild it with 'hetmoe embed --overwrite'")
+
+    @classmethod
+    def aligned(cls, per_expert: Mapping[str, tuple[np.ndarray, np.ndarray]]) -> ItemCatalog:
+        """Build from each expert's own (ids, vectors); rows are reordered to the first expert's id order.
+
+        Every expert must hold the same item set: an item missing from one routed expert could not be scored.
+        """
+        experts = list(per_expert)
+        if not experts:
+            raise HetmoeError("the model names no experts; refit it with 'hetmoe fit'")
+        base_ids = np.asarray(per_expert[experts[0]][0]).astype(str)
+        base = cls(base_ids, {})
+        vectors: dict[str, np.ndarray] = {}
+        for expert in experts:
+            ids, matrix = per_expert[expert]
+            ids = np.asarray(ids).astype(str)
+            if ids.shape[0] == base_ids.shape[0] and np.array_equal(ids, base_ids):
+                vectors[expert] = matrix
+                continue
+            rows, unknown = base.rows(ids)
+            if unknown.size or ids.shape[0] != base_ids.shape[0]:
+                raise HetmoeError(
+                    f"expert stores disagree on the item set ({expert}: {ids.shape[0]} items, "
+                    f"{experts[0]}: {base_ids.shape[0]}); re-embed the same dataset with 'hetmoe embed' for every expert"
+                )
+            aligned = np.empty_like(matrix)
+            aligned[rows] = matrix
+            vectors[expert] = aligned
+        return cls(base_ids, vectors)
+
+    def __len__(self) -> int:
+        return int(self.ids.shape[0])
+
+    def rows(self, item_ids: Sequence[str] | np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(rows of the known ids, positions in ``item_ids`` of the unknown ones), one vectorised pass."""
+        query = np.asarray(item_ids, dtype=str) if len(item_ids) else np.empty(0, dtype=str)
+        if len(self) == 0:
+            return np.empty(0, dtype=np.int64), np.arange(query.shape[0])
+        pos = np.searchsorted(self._sorted, query)
+        pos = np.minimum(pos, len(self) - 1)
+        found = self._sorted[pos] == query
+        return self._order[pos[found]], np.flatnonzero(~found)
+
+    def lookup(self, item_ids: Sequence[str]) -> tuple[np.ndarray, np.ndarray, list[str]]:
+        """Rows of the known ids, a mask over ``item_ids`` marking them, and the unknown ids as listed by the client."""
+        rows, unknown_pos = self.rows(item_ids)
+        known = np.ones(len(item_ids), dtype=bool)
+        known[unknown_pos] = False
+        return rows, known, [item_ids[i] for i in unknown_pos.tolist()]
+
+    def take(self, expert: str, rows: np.ndarray) -> np.ndarray:
+        """float32 vectors of ``rows`` for one expert (float16 in memory halves RAM; math runs in float32)."""
+        return self.vectors[expert][rows].astype(np.float32)
