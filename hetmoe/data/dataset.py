@@ -104,3 +104,15 @@ def load_dataset(root: str | Path) -> Dataset:
     if not root.is_dir():
         raise HetmoeError(f"{root}: no such dataset folder; create one with 'hetmoe data demo --out {root}'")
     return Dataset(root, read_table(root, "items"), read_table(root, "queries"), read_table(root, "judgments"))
+
+
+def write_dataset(root: str | Path, items: pl.DataFrame, queries: pl.DataFrame, judgments: pl.DataFrame) -> Path:
+    """Write the three tables with canonical dtypes, so generators and importers all produce the same contract."""
+    root = Path(root)
+    root.mkdir(parents=True, exist_ok=True)
+    for table, frame in (("items", items), ("queries", queries), ("judgments", judgments)):
+        frame = _coerce(frame, table, root / f"{table}.parquet")
+        tmp = root / f".{table}.parquet.tmp"
+        frame.write_parquet(tmp)
+        tmp.replace(root / f"{table}.parquet")  # atomic: a crash never leaves half a table behind
+    return root
