@@ -1,0 +1,112 @@
+"""Model artifacts: ``config.json`` + ``weights.safetensors`` (or LightGBM text files), and the store identity check.
+
+Why the check: a head is only valid for the vector spaces it was trained on. ``config.json`` records, per expert, the
+card (and its hash) and the fingerprints of the item and query stores; loading compares them with the stores on disk
+and refuses a changed one with one line instead of silently scoring garbage.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from hetmoe.errors import HetmoeError
+from hetmoe.moe.spec import ModelSpec
+
+log = logging.getLogger(__name__)
+FORMAT = "hetmoe-moe/1"
+CONFIG, WEIGHTS = "config.json", "weights.safetensors"
+
+
+def expert_identity(store_root: str | Path, expert: str) -> dict[str, Any]:
+    """Card, card hash, dims and input fingerprints of one expert's item and query stores."""
+    from hetmoe.store.layout import open_expert
+
+    items, queries = _pair(open_expert(store_root, expert))
+    man = items.manifest
+    return {
+        "card": man.get("card", {}),
+        "card_hash": man.get("card_hash"),
+        "dim": int(man.get("dim", items.dim)),
+        "items_fingerprint": man.get("input_fingerprint"),
+        "queries_fingerprint": queries.manifest.get("input_fingerprint"),
+    }
+
+
+def _pair(opened: Any) -> tuple[Any, Any]:
+    """``open_expert`` gives (items, queries) or an object with those attributes; accept both."""
+    if isinstance(opened, tuple):
+        return opened[0], opened[1]
+    return opened.items, opened.queries
+
+
+def check_identity(config: dict[str, Any], store_root: str | Path, model_dir: Path, check_queries: bool = False) -> None:
+    """Raise HetmoeError when an expert's card or item store (and, for evaluation, query store) changed."""
+    for expert, saved in config.get("experts", {}).items():
+        try:
+            now = expert_identity(store_root, expert)
+        except HetmoeError as err:
+            raise HetmoeError(f"model {model_dir} needs the '{expert}' store under {store_root}: {err}") from err
+        keys = ["card_hash", "items_fingerprint"] + (["queries_fingerprint"] if check_queries else [])
+        for key in keys:
+            if saved.get(key) != now.get(key):
+                what = "card" if key == "card_hash" else key.split("_")[0]
+                raise HetmoeError(
+                    f"model {model_dir} was trained on a different '{expert}' {what} store ({key} "
+                    f"{str(saved.get(key))[:12]} != {str(now.get(key))[:12]} in {store_root}); retrain it with "
+                    f"'hetmoe fit-head' on these stores or point --store at the stores it was trained on"
+                )
+
+
+def write_json(path: Path, data: dict[str, Any]) -> None:
+    """Atomic JSON write (tmp + replace), so a kill never leaves half a config."""
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_text(json.dumps(data, indent=2, sort_keys=False))
+    os.replace(tmp, path)
+
+
+def read_config(model_dir: str | Path) -> dict[str, Any]:
+    model_dir = Path(model_dir)
+    path = model_dir / CONFIG
+    if not path.is_file():
+        raise HetmoeError(f"{model_dir}: no {CONFIG}; train a model with 'hetmoe fit-head --data DIR --store S --out {model_dir}'")
+    config = json.loads(path.read_text())
+    if config.get("format") != FORMAT:
+        raise HetmoeError(f"{path}: format {config.get('format')!r} is not {FORMAT!r}; retrain the model with this hetmoe")
+    return config
+
+
+def save_net(out_dir: str | Path, spec: ModelSpec, weights: dict[str, np.ndarray], meta: dict[str, Any]) -> Path:
+    """Write weights (safetensors) then config (atomically, last: its presence marks a complete artifact)."""
+    from safetensors.numpy import save_file
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    tmp = out / (WEIGHTS + ".tmp")
+    save_file({k: np.ascontiguousarray(v, dtype=np.float32) for k, v in weights.items()}, str(tmp))
+    os.replace(tmp, out / WEIGHTS)
+    write_json(out / CONFIG, {"format": FORMAT, "kind": "net", "spec": spec.to_dict(), **meta})
+    log.info("saved %s model to %s", meta.get("variant", "?"), out)
+    return out
+
+
+def read_net(model_dir: str | Path, store_root: str | Path | None = None, check_stores: bool = True) -> Any:
+    """Load a net artifact as :class:`hetmoe.moe.infer.MoEModel`, checking store identity unless told not to."""
+    from safetensors.numpy import load_file
+
+    from hetmoe.moe.infer import MoEModel
+
+    model_dir = Path(model_dir)
+    config = read_config(model_dir)
+    if config.get("kind") != "net":
+        raise HetmoeError(f"{model_dir} holds a {config.get('kind')} model; load it with hetmoe.moe.lgbm.LgbmModel.load")
+    if store_root is not None:
+        config["store_root"] = str(store_root)
+    if check_stores and config.get("store_root"):
+        check_identity(config, config["store_root"], model_dir)
+    weights = load_file(str(model_dir / WEIGHTS))
+    return MoEModel(ModelSpec.from_dict(config["spec"]), weights, config, model_dir)

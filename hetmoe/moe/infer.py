@@ -1,0 +1,231 @@
+"""Inference API of a trained stage-two model: numpy in, numpy out, no torch on the hot path.
+
+Why numpy: the head is tiny (a few small matrices per expert), so torch's per-op overhead (tens of microseconds)
+would dominate scoring ~100 candidates; plain BLAS calls on float32 arrays are several times faster.
+
+Usage (the online Scorer)::
+
+    model = MoEModel.load("DIR/model")           # refuses if the stores it was trained on changed
+    model.experts, model.cards, model.store_root, model.router_expert, model.markets, model.k
+    routing = model.route("TH", static_query_vecs)   # (expert_idx (n_q, m), gates (n_q, m)); m = k for hard/rule
+    needed = model.routed_experts(routing)            # per query row: expert names to encode (gate > 0)
+    scores = model.score({e: qvecs (n_q or 1, d_e)}, {e: item vecs (n, d_e)}, routing, groups=None)  # (n,) in (0, 1)
+
+Contracts of ``score``: ``query_vecs``/``item_vecs`` need entries only for experts routed (gate > 0) by at least one
+query row; raw vectors as the stores hold them (normalised here). ``groups`` (n,) maps each pair to its query row;
+if omitted, one query row means every pair belongs to it and n rows mean pair i belongs to row i. Per-query features
+(cosine z-score and rank within the query's candidates) are computed within these groups, so score one query's
+candidate list in one call (as in training, where a query's candidates are its judged items).
+``project_items(expert, vectors) -> (n, rank)`` is the map a document's raw vector goes through before interaction.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+
+from hetmoe.errors import HetmoeError
+from hetmoe.moe.pairstats import group_stats, l2_normalize, pair_cosines
+from hetmoe.moe.spec import ModelSpec
+
+
+def _relu(x: np.ndarray) -> np.ndarray:
+    return np.maximum(x, 0.0, out=x)
+
+
+def _sigmoid(x: np.ndarray) -> np.ndarray:
+    return 1.0 / (1.0 + np.exp(-x.astype(np.float64)))
+
+
+@dataclass
+class MoEModel:
+    """A loaded stage-two model (any variant with a learned head; LightGBM heads live in :mod:`hetmoe.moe.lgbm`)."""
+
+    spec: ModelSpec
+    weights: dict[str, np.ndarray]
+    config: dict[str, Any] = field(default_factory=dict)
+    model_dir: Path | None = None
+
+    def __post_init__(self) -> None:
+        w = {k: np.ascontiguousarray(v, dtype=np.float32) for k, v in self.weights.items()}
+        self.weights = w
+        s = self.spec
+        self._proj_t = [np.ascontiguousarray(w[f"proj.{i}.weight"].T) for i in range(s.n_experts)]
+        self._inter_t = [np.ascontiguousarray(w[f"inter.{i}.weight"].T) for i in range(s.n_experts)]
+        self._inter_b = [w[f"inter.{i}.bias"] for i in range(s.n_experts)]
+        self._market_index = {m: j for j, m in enumerate(s.markets)}
+        h = s.width
+        if s.hidden > 0:
+            first, self._b1 = w["head.l1.weight"], w["head.l1.bias"]
+            self._out_w, self._out_b = w["head.l2.weight"][0], float(w["head.l2.bias"][0])
+        else:
+            first, self._b1 = w["head.out.weight"], None
+            self._out_w, self._out_b = None, float(w["head.out.bias"][0])
+        if s.fusion == "concat":
+            self._head_t = [np.ascontiguousarray(first[:, i * h : (i + 1) * h].T) for i in range(s.n_experts)]
+        else:
+            self._head_t = [np.ascontiguousarray(first.T)] * s.n_experts
+        if s.learned_router:
+            m = len(s.markets)
+            self._r_market = np.ascontiguousarray(w["router.l1.weight"][:, :m].T)  # (M, RH)
+            self._r_vec = np.ascontiguousarray(w["router.l1.weight"][:, m:].T)  # (d_r, RH)
+            self._r_b1, self._r_w2 = w["router.l1.bias"], np.ascontiguousarray(w["router.l2.weight"].T)
+            self._r_b2 = w["router.l2.bias"]
+
+    # ----- identity -------------------------------------------------------------------------------------------
+    @classmethod
+    def load(cls, model_dir: str | Path, store_root: str | Path | None = None, check_stores: bool = True) -> "MoEModel":
+        """Load ``model_dir`` (config.json + weights.safetensors); refuses when its experts' stores changed."""
+        from hetmoe.moe.artifacts import read_net
+
+        return read_net(model_dir, store_root=store_root, check_stores=check_stores)
+
+    @property
+    def experts(self) -> list[str]:
+        return list(self.spec.experts)
+
+    @property
+    def markets(self) -> list[str]:
+        return list(self.spec.markets)
+
+    @property
+    def k(self) -> int:
+        return self.spec.k_eff
+
+    @property
+    def router_expert(self) -> str | None:
+        """The expert whose query vector feeds the router (None when routing needs no query vector)."""
+        return self.spec.router_expert if self.spec.learned_router else None
+
+    @property
+    def cards(self) -> dict[str, dict[str, Any]]:
+        return {e: info.get("card", {}) for e, info in self.config.get("experts", {}).items()}
+
+    @property
+    def store_root(self) -> Path | None:
+        root = self.config.get("store_root")
+        return Path(root) if root else None
+
+    # ----- routing --------------------------------------------------------------------------------------------
+    def route(self, market: str | Sequence[str] | np.ndarray, router_vec: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """(expert_idx (n, m) int64, gates (n, m) float32) per query; unknown markets use the query vector alone."""
+        s = self.spec
+        markets = np.atleast_1d(np.asarray(market, dtype=object))
+        if router_vec is not None:
+            router_vec = np.atleast_2d(np.asarray(router_vec, dtype=np.float32))
+            if markets.shape[0] == 1 and router_vec.shape[0] > 1:
+                markets = np.repeat(markets, router_vec.shape[0])
+        n = markets.shape[0]
+        if s.router == "none" or s.n_experts == 1:
+            return np.tile(np.arange(s.n_experts, dtype=np.int64), (n, 1)), np.ones((n, s.n_experts), np.float32)
+        if s.router == "rule":
+            fallback = s.rule_table["*"]
+            rows = [s.rule_table.get(str(m), fallback) for m in markets]
+            idx = np.array([[s.experts.index(e) for e in row] for row in rows], dtype=np.int64)
+            return idx, np.ones(idx.shape, np.float32)
+        if router_vec is None or router_vec.shape != (n, s.router_dim):
+            got = None if router_vec is None else router_vec.shape
+            raise HetmoeError(f"router needs the '{s.router_expert}' query vector of shape ({n}, {s.router_dim}), got {got}")
+        probs = self.router_probs(markets, router_vec)
+        if s.router == "hard":
+            idx = np.argsort(-probs, axis=1, kind="stable")[:, : s.k_eff]
+            gates = np.take_along_axis(probs, idx, axis=1)
+            return idx.astype(np.int64), (gates / gates.sum(1, keepdims=True)).astype(np.float32)
+        idx = np.tile(np.arange(s.n_experts, dtype=np.int64), (n, 1))
+        return idx, np.where(probs >= s.soft_threshold, probs, 0.0).astype(np.float32)
+
+    def router_probs(self, markets: np.ndarray, router_vec: np.ndarray) -> np.ndarray:
+        """Softmax over experts (n, N) for learned routers."""
+        h = l2_normalize(router_vec) @ self._r_vec + self._r_b1
+        mi = np.array([self._market_index.get(str(m), -1) for m in markets])
+        known = mi >= 0
+        h[known] += self._r_market[mi[known]]
+        logits = _relu(h) @ self._r_w2 + self._r_b2
+        logits -= logits.max(1, keepdims=True)
+        e = np.exp(logits)
+        return e / e.sum(1, keepdims=True)
+
+    def routed_experts(self, routing: tuple[np.ndarray, np.ndarray]) -> list[list[str]]:
+        """Per query row, the experts that must encode the query (gate > 0), in expert order."""
+        idx, gates = routing
+        return [[self.spec.experts[j] for j in sorted(set(row[g > 0].tolist()))] for row, g in zip(idx, gates)]
+
+    def dense_gates(self, routing: tuple[np.ndarray, np.ndarray]) -> np.ndarray:
+        idx, gates = routing
+        dense = np.zeros((idx.shape[0], self.spec.n_experts), np.float32)
+        np.put_along_axis(dense, idx, gates, axis=1)
+        return dense
+
+    # ----- scoring --------------------------------------------------------------------------------------------
+    def project_items(self, expert: str, vectors: np.ndarray) -> np.ndarray:
+        """Raw item vectors (n, d_e) -> the (n, rank) projection the head compares with the projected query."""
+        return l2_normalize(vectors) @ self._proj_t[self._expert_index(expert)]
+
+    def _expert_index(self, expert: str) -> int:
+        try:
+            return self.spec.experts.index(expert)
+        except ValueError:
+            raise HetmoeError(f"expert '{expert}' is not in this model (has: {', '.join(self.spec.experts)})") from None
+
+    def score(
+        self,
+        query_vecs: dict[str, np.ndarray],
+        item_vecs: dict[str, np.ndarray],
+        routing: tuple[np.ndarray, np.ndarray],
+        groups: np.ndarray | None = None,
+    ) -> np.ndarray:
+        """Relevance probability (n,) of each pair; see the module docstring for the shapes."""
+        return _sigmoid(self.logits(query_vecs, item_vecs, routing, groups))
+
+    def logits(
+        self,
+        query_vecs: dict[str, np.ndarray],
+        item_vecs: dict[str, np.ndarray],
+        routing: tuple[np.ndarray, np.ndarray],
+        groups: np.ndarray | None = None,
+    ) -> np.ndarray:
+        s = self.spec
+        dense = self.dense_gates(routing)
+        n_q = dense.shape[0]
+        n = next(iter(item_vecs.values())).shape[0] if item_vecs else 0
+        if groups is None:
+            if n_q not in (1, n):
+                raise HetmoeError(f"{n_q} query rows for {n} pairs; pass groups (pair -> query row) to score")
+            groups = np.zeros(n, np.int64) if n_q == 1 else np.arange(n)
+        groups = np.asarray(groups, dtype=np.int64)
+        gate = dense[groups]  # (n, N)
+        fan = s.hidden if s.hidden > 0 else 1
+        acc = np.zeros((n, fan), np.float32)
+        pooled = np.zeros((n, s.width), np.float32) if s.fusion == "weighted" else None
+        for i, expert in enumerate(s.experts):
+            g = gate[:, i]
+            rows = np.flatnonzero(g > 0)
+            if rows.size == 0:
+                continue
+            if expert not in query_vecs or expert not in item_vecs:
+                raise HetmoeError(f"expert '{expert}' is routed but its vectors were not passed to score()")
+            feats = self._expert_features(i, query_vecs[expert], item_vecs[expert], groups, rows) * g[rows, None]
+            if pooled is not None:
+                pooled[rows] += feats
+            elif s.hidden > 0:
+                acc[rows] += feats @ self._head_t[i]
+            else:
+                acc[rows, 0] += feats @ self._head_t[i][:, 0]
+        if pooled is not None:
+            acc = pooled @ self._head_t[0] if s.hidden > 0 else (pooled @ self._head_t[0][:, :1])
+        if s.hidden > 0:
+            return _relu(acc + self._b1) @ self._out_w + self._out_b
+        return acc[:, 0] + self._out_b
+
+    def _expert_features(self, i: int, q: np.ndarray, d: np.ndarray, groups: np.ndarray, rows: np.ndarray) -> np.ndarray:
+        """(len(rows), width) projected pair features of expert i; statistics are taken within each full group."""
+        qn = l2_normalize(np.atleast_2d(q))
+        dn = l2_normalize(d if rows.size == d.shape[0] else d[rows])
+        g = groups if rows.size == groups.shape[0] else groups[rows]
+        stats = group_stats(pair_cosines(qn[g], dn), g)
+        u = (qn @ self._proj_t[i])[g]
+        v = dn @ self._proj_t[i]
+        x = np.concatenate([u * v, np.abs(u - v), stats], axis=1)
+        return _relu(x @ self._inter_t[i] + self._inter_b[i])

@@ -1,0 +1,114 @@
+"""The trainable stage-two network (torch): router, per-expert projections, concatenation or weighted fusion.
+
+Per expert e (dimension d_e): a linear map ``proj[e]`` (d_e -> rank, no bias) shared by query and item, applied to the
+L2-normalised raw vectors; the pair's interaction ``[u*v, |u-v|, cos, cos z-score, cos rank]`` (u, v the projected
+query and item) goes through its own layer ``inter[e]`` + ReLU into the shared width h. The router (market one-hot +
+the router expert's query vector -> MLP -> softmax over N experts) gates them; gradient reaches it because each
+selected expert's features are scaled by its renormalised gate. Parameter names are the contract with the numpy
+inference in :mod:`hetmoe.moe.infer`.
+"""
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from hetmoe.moe.spec import N_STATS, ModelSpec
+
+
+def switch_loss(probs: torch.Tensor, selected: torch.Tensor) -> torch.Tensor:
+    """Switch-Transformer load balancing, N * sum_i f_i * P_i.
+
+    ``probs`` (B, N) router softmax; ``selected`` (B, N) 0/1 dispatch mask. f_i is the share of dispatches that went to
+    expert i (no gradient), P_i the mean router probability (gradient). Equals 1 when both are uniform, grows when the
+    load concentrates; its gradient lowers the probability of over-used experts.
+    """
+    n = probs.shape[1]
+    f = selected.float().sum(0) / selected.float().sum().clamp_min(1.0)
+    p = probs.mean(0)
+    return n * torch.sum(f.detach() * p)
+
+
+def top_k_gates(probs: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Dense (B, N) gates keeping the k largest probabilities, renormalised to sum 1, and the 0/1 selection mask."""
+    idx = torch.topk(probs, k, dim=1).indices
+    mask = torch.zeros_like(probs).scatter_(1, idx, 1.0)
+    kept = probs * mask
+    return kept / kept.sum(1, keepdim=True).clamp_min(1e-12), mask
+
+
+class Router(nn.Module):
+    """Market one-hot (all zeros for an unknown market) and a cheap query vector -> logits over experts."""
+
+    def __init__(self, n_markets: int, router_dim: int, hidden: int, n_experts: int) -> None:
+        super().__init__()
+        self.n_markets = n_markets
+        self.l1 = nn.Linear(n_markets + router_dim, hidden)
+        self.l2 = nn.Linear(hidden, n_experts)
+
+    def forward(self, market: torch.Tensor, rvec: torch.Tensor) -> torch.Tensor:
+        onehot = torch.zeros(market.shape[0], self.n_markets, dtype=rvec.dtype)
+        known = market >= 0
+        onehot[known.nonzero().squeeze(1), market[known]] = 1.0
+        return self.l2(torch.relu(self.l1(torch.cat([onehot, rvec], dim=1))))
+
+
+class MoENet(nn.Module):
+    """Router + per-expert projections + fusion head; ``forward`` returns logits, the balance loss and router probs."""
+
+    def __init__(self, spec: ModelSpec) -> None:
+        super().__init__()
+        self.spec = spec
+        r, h = spec.rank, spec.width
+        self.proj = nn.ModuleList(nn.Linear(d, r, bias=False) for d in spec.dims)
+        self.inter = nn.ModuleList(nn.Linear(2 * r + N_STATS, h) for _ in spec.dims)
+        self.router = (
+            Router(len(spec.markets), spec.router_dim, spec.router_hidden, spec.n_experts) if spec.learned_router else None
+        )
+        fan_in = h * spec.n_experts if spec.fusion == "concat" else h
+        self.head = nn.ModuleDict(
+            {"l1": nn.Linear(fan_in, spec.hidden), "l2": nn.Linear(spec.hidden, 1)}
+            if spec.hidden > 0
+            else {"out": nn.Linear(fan_in, 1)}
+        )
+
+    def gates(
+        self, market: torch.Tensor, rvec: torch.Tensor, fixed: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
+        """Dense (B, N) gates, router probabilities and dispatch mask (None for fixed routers)."""
+        if self.router is None:
+            if fixed is None:
+                return torch.ones(market.shape[0], self.spec.n_experts), None, None
+            return fixed, None, None
+        probs = torch.softmax(self.router(market, rvec), dim=1)
+        gates, mask = top_k_gates(probs, self.spec.k_eff if self.spec.router == "hard" else min(self.spec.k, self.spec.n_experts))
+        if self.spec.router == "soft":
+            gates = probs
+        return gates, probs, mask
+
+    def expert_features(self, i: int, q: torch.Tensor, d: torch.Tensor, stats: torch.Tensor) -> torch.Tensor:
+        """Projected pair features (B, h) of expert i from normalised raw vectors and its (B, 3) statistics."""
+        u, v = self.proj[i](q), self.proj[i](d)
+        return torch.relu(self.inter[i](torch.cat([u * v, (u - v).abs(), stats], dim=1)))
+
+    def forward(
+        self,
+        qv: list[torch.Tensor],
+        dv: list[torch.Tensor],
+        stats: torch.Tensor,
+        market: torch.Tensor,
+        rvec: torch.Tensor,
+        fixed_gates: torch.Tensor | None = None,
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+        gates, probs, mask = self.gates(market, rvec, fixed_gates)
+        feats = [self.expert_features(i, qv[i], dv[i], stats[:, i]) * gates[:, i : i + 1] for i in range(len(qv))]
+        z = torch.cat(feats, dim=1) if self.spec.fusion == "concat" else torch.stack(feats).sum(0)
+        if self.spec.hidden > 0:
+            logits = self.head["l2"](torch.relu(self.head["l1"](z))).squeeze(1)
+        else:
+            logits = self.head["out"](z).squeeze(1)
+        aux = switch_loss(probs, mask) if probs is not None and mask is not None else torch.zeros(())
+        return logits, aux, probs
+
+    def numpy_weights(self) -> dict[str, "object"]:
+        """Every parameter as a contiguous float32 numpy array, keyed by its torch name (the inference contract)."""
+        return {name: t.detach().cpu().numpy().astype("float32").copy() for name, t in self.state_dict().items()}

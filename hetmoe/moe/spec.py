@@ -1,0 +1,71 @@
+"""The architecture of one stage-two model, as plain data shared by training (torch) and inference (numpy).
+
+Why a separate spec: the same numbers must rebuild the torch net for training and the numpy weights for serving,
+and the spec is what ``config.json`` records next to the weights.
+
+Routers (``router``):
+- ``hard``: learned router, softmax over experts, hard top-k, gates renormalised over the k selected (the method).
+- ``soft``: learned router, every expert scaled by its softmax weight in training; at inference experts whose weight
+  is below ``soft_threshold`` are dropped (not encoded), the others keep their weight.
+- ``none``: every expert, gate 1 (full concatenation; a single-expert model is ``none`` over one expert).
+- ``rule``: a fixed table market -> k experts (best on validation), gate 1; ``"*"`` is the fallback for unknown markets.
+
+Fusion (``fusion``): ``concat`` (routed experts' projected features side by side in fixed expert order, unrouted slots
+zero) or ``weighted`` (their gate-weighted sum). ``hidden`` > 0 puts a one-hidden-layer MLP on top, 0 a linear layer.
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+ROUTERS = ("hard", "soft", "none", "rule")
+FUSIONS = ("concat", "weighted")
+N_STATS = 3  # per-expert pair statistics: cosine, its z-score within the query, its rank fraction within the query
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """Everything needed to rebuild a model's layers; weights live in safetensors next to it."""
+
+    experts: list[str]
+    dims: list[int]
+    markets: list[str]
+    router: str = "hard"
+    fusion: str = "concat"
+    k: int = 2
+    rank: int = 48
+    width: int = 32
+    hidden: int = 64
+    router_expert: str = "static"
+    router_dim: int = 0
+    router_hidden: int = 32
+    soft_threshold: float = 0.0
+    rule_table: dict[str, list[str]] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.router not in ROUTERS:
+            raise ValueError(f"router must be one of {ROUTERS}, got {self.router!r}")
+        if self.fusion not in FUSIONS:
+            raise ValueError(f"fusion must be one of {FUSIONS}, got {self.fusion!r}")
+        if len(self.experts) != len(self.dims) or not self.experts:
+            raise ValueError("experts and dims must be non-empty and of equal length")
+
+    @property
+    def n_experts(self) -> int:
+        return len(self.experts)
+
+    @property
+    def learned_router(self) -> bool:
+        return self.router in ("hard", "soft") and self.n_experts > 1
+
+    @property
+    def k_eff(self) -> int:
+        """Experts routed per query: k for hard/rule, all of them for none/soft (soft may drop some at inference)."""
+        return min(self.k, self.n_experts) if self.router in ("hard", "rule") else self.n_experts
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "ModelSpec":
+        return cls(**data)
