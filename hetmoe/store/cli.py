@@ -1,0 +1,31 @@
+"""``hetmoe embed`` and ``hetmoe index``: thin wrappers over :mod:`hetmoe.store.embed` and :mod:`hetmoe.store.index`."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import typer
+
+from hetmoe.store.layout import DEFAULT_STORE
+
+KINDS = ("auto", "flat", "hnsw", "ivf-pq")
+
+
+def register(app: typer.Typer) -> None:
+    @app.command("embed")
+    def embed_cmd(
+        expert: str = typer.Option(..., "--expert", "-e", help="Expert card name (see configs/experts.toml)."),
+        data: Path = typer.Option(..., "--data", help="Dataset folder (items/queries/judgments Parquet)."),
+        store: Path = typer.Option(DEFAULT_STORE, "--store", help="Store root; writes STORE/<expert>/{items,queries}.zarr."),
+        shard: str = typer.Option(None, "--shard", help="i/N: write only this worker's share of chunks (N workers fill one store)."),
+        overwrite: bool = typer.Option(False, "--overwrite", help="Rebuild a store made by another card, input or chunk size."),
+        cards: Path = typer.Option(None, "--cards", help="Expert cards TOML (default: configs/experts.toml or $HETMOE_CARDS)."),
+        chunk_size: int = typer.Option(None, "--chunk-size", help="Texts per chunk (the unit of resume and sharding); default 4096."),
+    ) -> None:
+        """Embed a dataset's items and queries with one expert; resumable (run again after a kill) and shardable."""
+        from hetmoe.experts.card import get_card
+        from hetmoe.store.embed import embed_dataset, parse_shard
+
+        parsed = parse_shard(shard)
+        summary = embed_dataset(data, get_card(expert, cards), store, shard=parsed, overwrite=overwrite, chunk_size=chunk_size)
+        typer.echo(json.dumps(summary))

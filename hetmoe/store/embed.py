@@ -1,0 +1,311 @@
+"""Stage one: run one expert once over a dataset's items and queries and write its vectors to a store.
+
+Chunks are fixed slices of the dataset's row order (chunk ``c`` = rows ``[c*size, (c+1)*size)``), so a chunk's content,
+and therefore its float16 vectors, never depend on which shard or which (resumed) run encodes it: a killed-and-resumed
+or sharded embed is bit-identical to a single uninterrupted run. Within a chunk, identical texts are encoded once and
+unique texts go to the backend longest first, so batches hold texts of similar length.
+"""
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import shutil
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from importlib import metadata
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import polars as pl
+
+from hetmoe.errors import HetmoeError
+from hetmoe.store.layout import (
+    DEFAULT_STORE,
+    FORMAT_VERSION,
+    MANIFEST,
+    PARTS,
+    completed_chunks,
+    done_dir,
+    expert_dir,
+    marker_path,
+    read_manifest,
+    write_json_atomic,
+)
+
+if TYPE_CHECKING:
+    from hetmoe.experts.card import ExpertCard
+    from hetmoe.experts.registry import Encoder
+
+log = logging.getLogger(__name__)
+
+DEFAULT_CHUNK_SIZE = 4096
+KIND = {"items": "document", "queries": "query"}
+IDENTITY_KEYS = ("format", "expert", "card_hash", "dim", "chunk_size")
+
+
+@dataclass(frozen=True)
+class PartInput:
+    """The ids and texts of one part, kept as polars columns so only one chunk at a time becomes Python strings."""
+
+    part: str
+    ids: pl.Series
+    texts: pl.Series
+
+    @property
+    def count(self) -> int:
+        return len(self.ids)
+
+    def fingerprint(self) -> str:
+        """sha256 over (id, text) pairs in row order, length-prefixed so no two inputs can collide by concatenation."""
+        digest = hashlib.sha256()
+        for start in range(0, self.count, 65536):
+            ids = self.ids.slice(start, 65536).to_list()
+            texts = self.texts.slice(start, 65536).to_list()
+            digest.update("".join(f"{len(i)}:{i}{len(t)}:{t}" for i, t in zip(ids, texts)).encode("utf-8"))
+        return digest.hexdigest()
+
+
+def parse_shard(spec: str | None) -> tuple[int, int] | None:
+    """``"i/N"`` -> (i, N), checked; None stays None (the whole store)."""
+    if spec is None:
+        return None
+    try:
+        index, total = (int(part) for part in spec.split("/"))
+    except ValueError as err:
+        raise HetmoeError(f"--shard {spec!r}: expected i/N, e.g. --shard 0/4") from err
+    if total < 1 or not 0 <= index < total:
+        raise HetmoeError(f"--shard {spec}: need 0 <= i < N, e.g. --shard 0/{max(total, 2)}")
+    return index, total
+
+
+def read_inputs(data_dir: str | Path) -> list[PartInput]:
+    """Items and queries of a dataset folder, validated when the data package offers full checks."""
+    try:
+        from hetmoe.data.validate import check_dataset as load
+    except ImportError:
+        from hetmoe.data.dataset import load_dataset as load
+    dataset = load(data_dir)
+    items, queries = dataset.item_texts(), dataset.query_texts()
+    parts = [
+        PartInput("items", items["item_id"], items["text"].fill_null("")),
+        PartInput("queries", queries["query_id"], queries["text"].fill_null("")),
+    ]
+    for part in parts:
+        if part.ids.is_duplicated().any():
+            dup = part.ids.filter(part.ids.is_duplicated()).unique().sort().head(3).to_list()
+            raise HetmoeError(f"{data_dir}: {part.part} has duplicate ids ({', '.join(dup)}); make each id unique")
+    return parts
+
+
+def _versions(card: ExpertCard) -> dict[str, str]:
+    versions = {"python": sys.version.split()[0], "numpy": np.__version__}
+    card_dict = card.to_dict()
+    for dist in ("hetmoe", "zarr", card_dict.get("package"), card_dict.get("backend")):
+        if isinstance(dist, str):
+            try:
+                versions[dist] = metadata.version(dist)
+            except metadata.PackageNotFoundError:
+                continue
+    return versions
+
+
+def _identity(card: ExpertCard, inputs: list[PartInput], chunk_size: int, data_dir: Path) -> dict[str, Any]:
+    return {
+        "format": FORMAT_VERSION,
+        "expert": card.name,
+        "card_hash": card.hash,
+        "card": card.to_dict(),
+        "dim": card.dim,
+        "chunk_size": chunk_size,
+        "data": str(data_dir.resolve()),
+        "versions": _versions(card),
+        "parts": {
+            part.part: {
+                "kind": KIND[part.part],
+                "count": part.count,
+                "n_chunks": -(-part.count // chunk_size),
+                "input_fingerprint": part.fingerprint(),
+            }
+            for part in inputs
+        },
+    }
+
+
+def _mismatch(old: dict[str, Any], new: dict[str, Any]) -> str | None:
+    """Why an existing manifest describes a different store than the one asked for (None when it is the same)."""
+    for key in IDENTITY_KEYS:
+        if old.get(key) != new[key] and not (key == "dim" and new[key] is None):
+            label = {"card_hash": "expert card", "chunk_size": "--chunk-size"}.get(key, key)
+            mine, theirs = str(old.get(key))[:12], str(new[key])[:12]
+            return f"built with {label} {mine}, but this run has {theirs}"
+    for part, spec in new["parts"].items():
+        had = old.get("parts", {}).get(part, {})
+        if (had.get("count"), had.get("input_fingerprint")) != (spec["count"], spec["input_fingerprint"]):
+            return (
+                f"built from other input ({part}: {had.get('count')} rows, fingerprint {str(had.get('input_fingerprint'))[:12]}; "
+                f"now {spec['count']} rows, {spec['input_fingerprint'][:12]})"
+            )
+    return None
+
+
+def _existing(folder: Path, identity: dict[str, Any], overwrite: bool) -> dict[str, Any] | None:
+    """The store's manifest when it matches this run; a mismatched or damaged store is refused, or wiped with overwrite."""
+    try:
+        old = read_manifest(folder)
+        reason = None if old is None else _mismatch(old, identity)
+    except HetmoeError:
+        old, reason = None, "manifest unreadable"
+    if old is None and reason is None and folder.is_dir() and any(p.name.endswith(".zarr") for p in folder.iterdir()):
+        reason = "has store data but no manifest"
+    if reason is None:
+        return old
+    if not overwrite:
+        raise HetmoeError(f"{folder}: {reason}; pass --overwrite to rebuild it, or choose another --store")
+    log.warning("%s: %s; --overwrite: deleting it", folder, reason)
+    shutil.rmtree(folder)
+    return None
+
+
+def _create_part(path: Path, part: PartInput, dim: int, chunk_size: int) -> None:
+    """Create the Zarr group (ids written, vectors empty) in a temporary folder and rename it into place.
+
+    The rename is atomic and fails when another shard got there first, so concurrent workers never half-create it.
+    """
+    import zarr
+
+    if path.is_dir():
+        return
+    tmp = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}."))
+    try:
+        os.chmod(tmp, 0o755)
+        group = zarr.open_group(tmp, mode="w")
+        rows = max(part.count, 0)
+        group.create_array("vectors", shape=(rows, dim), chunks=(chunk_size, dim), dtype="float16", compressors=None, fill_value=0.0)
+        ids = group.create_array("ids", shape=(rows,), chunks=(chunk_size,), dtype=str)
+        for start in range(0, rows, chunk_size):
+            ids[start : start + chunk_size] = np.asarray(part.ids.slice(start, chunk_size).to_list(), dtype=str)
+        try:
+            os.rename(tmp, path)
+        except OSError:
+            if not path.is_dir():
+                raise
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def encode_chunk(encoder: Encoder, texts: list[str], kind: str, dim: int) -> tuple[np.ndarray, int]:
+    """float16 vectors for ``texts`` (row order), encoding each distinct text once, longest first."""
+    unique = list(dict.fromkeys(texts))
+    order = sorted(range(len(unique)), key=lambda j: len(unique[j]), reverse=True)
+    batch = [unique[j] for j in order]
+    vectors = np.asarray(encoder.encode(batch, kind=kind), dtype=np.float32)
+    if vectors.shape != (len(batch), dim):
+        raise HetmoeError(f"expert returned vectors of shape {vectors.shape} for {len(batch)} texts, card says dim {dim}; fix the expert card")
+    half = vectors.astype(np.float16)
+    if not np.isfinite(half).all():
+        raise HetmoeError("expert produced non-finite vectors (NaN, or too large for float16); normalise the expert's output in its card")
+    position = {unique[j]: p for p, j in enumerate(order)}
+    return half[np.fromiter((position[t] for t in texts), dtype=np.int64, count=len(texts))], len(unique)
+
+
+def _fill_part(
+    encoder: Encoder | None, path: Path, part: PartInput, manifest: dict[str, Any], shard: tuple[int, int], progress: bool
+) -> dict[str, Any]:
+    """Encode and write this shard's missing chunks of one part, marking each complete only after its write."""
+    import zarr
+    from tqdm import tqdm
+
+    size, dim = int(manifest["chunk_size"]), int(manifest["dim"])
+    n_chunks = int(manifest["parts"][part.part]["n_chunks"])
+    mine = [c for c in range(n_chunks) if c % shard[1] == shard[0]]
+    done = completed_chunks(path)
+    todo = [c for c in mine if c not in done]
+    rows_of = {c: min(size, part.count - c * size) for c in mine}
+    vectors = zarr.open_group(path, mode="r+")["vectors"]
+    done_dir(path).mkdir(exist_ok=True)
+    if len(todo) < len(mine):
+        log.info("%s: resuming, %d of %d chunks of this shard already written", path, len(mine) - len(todo), len(mine))
+    encoded_rows = encoded_texts = 0
+    with tqdm(
+        total=sum(rows_of.values()), initial=sum(rows_of[c] for c in mine if c in done),
+        desc=f"{manifest['expert']} {part.part}", unit="text", disable=not progress, leave=False,
+    ) as bar:
+        for chunk in todo:
+            assert encoder is not None, "embed_dataset builds the encoder whenever a chunk is missing"
+            start, stop = chunk * size, chunk * size + rows_of[chunk]
+            began = time.perf_counter()
+            half, unique = encode_chunk(encoder, part.texts.slice(start, stop - start).to_list(), KIND[part.part], dim)
+            vectors[start:stop] = half
+            record = {"rows": [start, stop], "texts": unique, "seconds": round(time.perf_counter() - began, 4),
+                      "shard": f"{shard[0]}/{shard[1]}", "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
+            write_json_atomic(marker_path(path, chunk), record)
+            encoded_rows, encoded_texts = encoded_rows + stop - start, encoded_texts + unique
+            bar.update(stop - start)
+    complete = len(completed_chunks(path))
+    return {"count": part.count, "chunks": n_chunks, "chunks_complete": complete, "rows_encoded": encoded_rows, "texts_encoded": encoded_texts}
+
+
+def _seal(folder: Path, manifest: dict[str, Any]) -> None:
+    """Once every chunk of every part exists, record completion and summed timing in the manifest (idempotent)."""
+    from hetmoe.store.zarr_store import chunk_timing
+
+    if manifest.get("complete"):
+        return
+    timing = {part: chunk_timing(folder / f"{part}.zarr") for part in PARTS}
+    write_json_atomic(folder / MANIFEST, {**manifest, "complete": True, "timing": timing})
+
+
+def embed_dataset(
+    data_dir: str | Path,
+    card: ExpertCard,
+    store_root: str | Path = DEFAULT_STORE,
+    shard: tuple[int, int] | None = None,
+    overwrite: bool = False,
+    chunk_size: int | None = None,
+    encoder: Encoder | None = None,
+    progress: bool = True,
+) -> dict[str, Any]:
+    """Embed a dataset's items and queries with one expert into ``STORE/<expert>/``; resumable and shardable.
+
+    ``chunk_size`` defaults to the existing store's (else 4096); ``encoder`` reuses an already-built backend.
+    Returns a summary: per part counts, chunks written by this run, and whether the whole store is now complete.
+    """
+    began = time.perf_counter()
+    data_dir, shard = Path(data_dir), shard or (0, 1)
+    parse_shard(f"{shard[0]}/{shard[1]}")
+    folder = expert_dir(store_root, card.name)
+    inputs = read_inputs(data_dir)
+    if chunk_size is None:
+        try:
+            chunk_size = int((read_manifest(folder) or {}).get("chunk_size", DEFAULT_CHUNK_SIZE))
+        except HetmoeError:
+            chunk_size = DEFAULT_CHUNK_SIZE
+    if chunk_size < 1:
+        raise HetmoeError(f"--chunk-size {chunk_size}: must be a positive number of texts, e.g. {DEFAULT_CHUNK_SIZE}")
+    identity = _identity(card, inputs, chunk_size, data_dir)
+    manifest = _existing(folder, identity, overwrite)
+    pending = manifest is None or any(len(completed_chunks(folder / f"{p}.zarr")) < spec["n_chunks"] for p, spec in manifest["parts"].items())
+    if pending:  # a finished store is not even opened by the model: re-running it costs seconds
+        if encoder is None:
+            from hetmoe.experts.registry import build_encoder
+
+            encoder = build_encoder(card)
+        if manifest is None:
+            manifest = {**identity, "dim": int(encoder.dim)}
+            write_json_atomic(folder / MANIFEST, manifest)
+        elif int(encoder.dim) != int(manifest["dim"]):
+            raise HetmoeError(f"{folder}: store has dim {manifest['dim']} but the expert now produces {encoder.dim}; pass --overwrite to rebuild it")
+        for part in inputs:
+            _create_part(folder / f"{part.part}.zarr", part, int(manifest["dim"]), chunk_size)
+    parts = {part.part: _fill_part(encoder, folder / f"{part.part}.zarr", part, manifest, shard, progress) for part in inputs}
+    complete = all(info["chunks_complete"] >= info["chunks"] for info in parts.values())
+    if complete:
+        _seal(folder, manifest)
+    summary = {"expert": card.name, "store": str(folder), "shard": f"{shard[0]}/{shard[1]}", "complete": complete,
+               "seconds": round(time.perf_counter() - began, 3), "parts": parts}
+    log.info("%s: %s", folder, "complete" if complete else "this shard done; other shards still missing")
+    return summary

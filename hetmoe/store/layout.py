@@ -1,0 +1,107 @@
+"""Where an expert's vectors live on disk, and the small JSON records that make a store trustworthy.
+
+Layout of one expert (``STORE/<expert>/``)::
+
+    manifest.json          identity: card hash + card, per-part input fingerprint, dim, count, chunking, versions;
+                           sealed with completion + timing once every chunk is written
+    items.zarr/            Zarr v3 group: ``vectors`` float16 (n, dim), one zarr chunk per embed chunk; ``ids`` str (n,)
+    items.zarr.done/000012 one marker per completed chunk, written only after its vectors (race-free across shards)
+    queries.zarr/ ...      the same for queries
+    items.faiss(.json)     optional FAISS index over the item vectors (``hetmoe index``)
+
+Markers are the source of truth for completion: concurrent shards each create their own files and never rewrite a
+shared one, so no completion record can be lost.
+"""
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from hetmoe.errors import HetmoeError
+
+if TYPE_CHECKING:
+    from hetmoe.store.zarr_store import EmbeddingStore
+
+DEFAULT_STORE = Path("stores")
+PARTS: tuple[str, ...] = ("items", "queries")
+MANIFEST = "manifest.json"
+FORMAT_VERSION = 1
+
+
+def expert_dir(store_root: str | Path, expert: str) -> Path:
+    """The folder holding everything one expert wrote into a store."""
+    return Path(store_root) / expert
+
+
+def part_path(store_root: str | Path, expert: str, part: str) -> Path:
+    """``STORE/<expert>/<part>.zarr`` for part ``items`` or ``queries``."""
+    if part not in PARTS:
+        raise ValueError(f"part must be one of {PARTS}, got {part!r}")
+    return expert_dir(store_root, expert) / f"{part}.zarr"
+
+
+def done_dir(zarr_path: Path) -> Path:
+    """The marker folder that records which chunks of ``zarr_path`` are complete."""
+    return zarr_path.with_name(zarr_path.name + ".done")
+
+
+def marker_path(zarr_path: Path, chunk: int) -> Path:
+    return done_dir(zarr_path) / f"{chunk:06d}"
+
+
+def completed_chunks(zarr_path: Path) -> set[int]:
+    """Indices of the chunks whose marker exists (temporary files of an interrupted marker write do not count)."""
+    folder = done_dir(zarr_path)
+    if not folder.is_dir():
+        return set()
+    return {int(name) for name in os.listdir(folder) if name.isdigit()}
+
+
+def write_json_atomic(path: Path, payload: dict[str, Any]) -> None:
+    """Write to a unique temporary file in the same folder, then rename: readers see the old or the new file, never half."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            json.dump(payload, handle, indent=1, sort_keys=True)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def read_manifest(folder: Path) -> dict[str, Any] | None:
+    """The expert's manifest, or None when the folder has none yet."""
+    path = folder / MANIFEST
+    if not path.is_file():
+        return None
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError) as err:
+        raise HetmoeError(f"{path}: unreadable manifest ({err}); run 'hetmoe embed' with --overwrite to rebuild the store") from err
+
+
+@dataclass(frozen=True)
+class ExpertStores:
+    """Both halves of one expert's store."""
+
+    items: EmbeddingStore
+    queries: EmbeddingStore
+
+    @property
+    def dim(self) -> int:
+        return self.items.dim
+
+
+def open_expert(store_root: str | Path, expert: str, card_hash: str | None = None) -> ExpertStores:
+    """Open an expert's item and query stores; with ``card_hash``, also refuse a store built by another card."""
+    from hetmoe.store.zarr_store import EmbeddingStore
+
+    return ExpertStores(
+        items=EmbeddingStore.open(part_path(store_root, expert, "items"), card_hash=card_hash),
+        queries=EmbeddingStore.open(part_path(store_root, expert, "queries"), card_hash=card_hash),
+    )

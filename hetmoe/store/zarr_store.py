@@ -1,0 +1,138 @@
+"""Reading an expert's vectors: everything after ``hetmoe embed`` reads these stores, never the models.
+
+``EmbeddingStore.open`` refuses a store that is half-written (a killed or still-running embed) or that does not match
+what the caller expects, so downstream code never trains or scores on zero-filled or foreign vectors.
+"""
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from hetmoe.errors import HetmoeError
+from hetmoe.store.layout import PARTS, completed_chunks, done_dir, read_manifest
+
+log = logging.getLogger(__name__)
+
+
+def chunk_timing(zarr_path: Path) -> dict[str, float]:
+    """Seconds spent encoding (summed over chunks, all shards) and texts encoded, from the chunk markers."""
+    import json
+
+    seconds, texts, rows = 0.0, 0, 0
+    folder = done_dir(zarr_path)
+    for chunk in sorted(completed_chunks(zarr_path)):
+        record = json.loads((folder / f"{chunk:06d}").read_text(encoding="utf-8"))
+        seconds += float(record.get("seconds", 0.0))
+        texts += int(record.get("texts", 0))
+        rows += int(record.get("rows", [0, 0])[1]) - int(record.get("rows", [0, 0])[0])
+    return {"encode_seconds": round(seconds, 3), "texts_encoded": texts, "rows": rows}
+
+
+def part_manifest(zarr_path: Path, manifest: dict[str, Any]) -> dict[str, Any]:
+    """The flat view of one part: shared identity (card, dim, versions) plus this part's count and fingerprint."""
+    part = zarr_path.name.removesuffix(".zarr")
+    shared = {key: value for key, value in manifest.items() if key not in ("parts", "complete", "timing")}
+    view = {**shared, **manifest["parts"][part], "part": part}
+    view["chunks_complete"] = len(completed_chunks(zarr_path))
+    view["complete"] = view["chunks_complete"] >= view["n_chunks"]
+    view["timing"] = manifest.get("timing", {}).get(part) or chunk_timing(zarr_path)
+    return view
+
+
+class EmbeddingStore:
+    """One part (items or queries) of one expert's store: ids in row order and their float16 vectors."""
+
+    def __init__(self, path: Path, manifest: dict[str, Any], vectors: Any, ids: np.ndarray) -> None:
+        self.path = path
+        self.manifest = manifest
+        self._vectors = vectors
+        self.ids = ids
+        self._matrix: np.ndarray | None = None
+        self._sorted: tuple[np.ndarray, np.ndarray] | None = None
+
+    @classmethod
+    def open(cls, path: str | Path, card_hash: str | None = None) -> EmbeddingStore:
+        """Open ``STORE/<expert>/<items|queries>.zarr``; refuse it if incomplete, inconsistent, or built by another card."""
+        import zarr
+
+        path = Path(path)
+        part = path.name.removesuffix(".zarr")
+        if part not in PARTS or not path.suffix == ".zarr":
+            raise HetmoeError(f"{path}: not a store part; open STORE/<expert>/items.zarr or STORE/<expert>/queries.zarr")
+        manifest = read_manifest(path.parent)
+        if manifest is None or not path.is_dir():
+            raise HetmoeError(
+                f"{path}: no embedding store here; create it with 'hetmoe embed --expert {path.parent.name} --data DIR "
+                f"--store {path.parent.parent}'"
+            )
+        view = part_manifest(path, manifest)
+        rerun = f"'hetmoe embed --expert {view['expert']} --data {view.get('data', 'DIR')} --store {path.parent.parent}'"
+        if not view["complete"]:
+            raise HetmoeError(
+                f"{path}: incomplete store, {view['chunks_complete']} of {view['n_chunks']} chunks written; run {rerun} again to finish"
+            )
+        if card_hash is not None and view["card_hash"] != card_hash:
+            raise HetmoeError(
+                f"{path}: built by expert card {view['card_hash'][:12]}, but the current card is {card_hash[:12]}; "
+                f"rebuild it with {rerun[:-1]} --overwrite'"
+            )
+        try:
+            group = zarr.open_group(path, mode="r")
+            vectors, ids = group["vectors"], np.asarray(group["ids"][:].tolist(), dtype=str)
+        except (KeyError, FileNotFoundError, ValueError) as err:
+            raise HetmoeError(f"{path}: damaged store ({type(err).__name__}: {err}); rebuild it with {rerun[:-1]} --overwrite'") from err
+        if vectors.shape != (view["count"], view["dim"]) or ids.shape != (view["count"],):
+            raise HetmoeError(
+                f"{path}: vectors {vectors.shape} / ids {ids.shape} do not match the manifest ({view['count']}, {view['dim']}); "
+                f"rebuild it with {rerun[:-1]} --overwrite'"
+            )
+        return cls(path, view, vectors, ids)
+
+    @property
+    def dim(self) -> int:
+        return int(self.manifest["dim"])
+
+    @property
+    def expert(self) -> str:
+        return str(self.manifest["expert"])
+
+    def __len__(self) -> int:
+        return int(self.ids.shape[0])
+
+    def __repr__(self) -> str:
+        return f"EmbeddingStore({str(self.path)!r}, n={len(self)}, dim={self.dim})"
+
+    def load(self) -> np.ndarray:
+        """All vectors as one read-only float16 (n, dim) matrix in row order (read once, then cached)."""
+        if self._matrix is None:
+            matrix = np.ascontiguousarray(self._vectors[:], dtype=np.float16)
+            matrix.setflags(write=False)
+            self._matrix = matrix
+        return self._matrix
+
+    def rows(self, ids: Sequence[str] | np.ndarray) -> np.ndarray:
+        """Row index of each id (vectorised binary search); unknown ids raise KeyError naming a few of them."""
+        if self._sorted is None:
+            order = np.argsort(self.ids, kind="stable")
+            self._sorted = (self.ids[order], order)
+        sorted_ids, order = self._sorted
+        wanted = np.asarray(ids, dtype=str).reshape(-1)
+        if wanted.size == 0:
+            return np.zeros(0, dtype=np.int64)
+        pos = np.minimum(np.searchsorted(sorted_ids, wanted), len(sorted_ids) - 1)
+        missing = sorted_ids[pos] != wanted
+        if missing.any():
+            unknown = wanted[missing]
+            raise KeyError(
+                f"{unknown.size} id(s) not in {self.path}: {', '.join(map(str, unknown[:5]))}"
+                f"{' ...' if unknown.size > 5 else ''}"
+            )
+        return order[pos].astype(np.int64)
+
+    def get(self, ids: Sequence[str] | np.ndarray) -> np.ndarray:
+        """float32 (n, dim) vectors for ``ids`` in the given order."""
+        return self.load()[self.rows(ids)].astype(np.float32)
