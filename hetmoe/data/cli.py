@@ -33,6 +33,21 @@ def validate_cmd(
         typer.echo(f"ok: {root} is a valid dataset")
 
 
+@data_app.command("demo")
+def demo_cmd(
+    out: Path = typer.Option(..., "--out", help="Folder to write items/queries/judgments Parquet into."),
+    items_per_market: int = typer.Option(500, help="Listings per market."),
+    queries_per_market: int = typer.Option(150, help="Queries per market (about 22 judged items each)."),
+    seed: int = typer.Option(0, help="Random seed; the same seed gives identical files."),
+    market: list[str] = typer.Option(None, "--market", help="Only these markets (repeatable): ID TH VN MY PH SG."),
+) -> None:
+    """Generate the multilingual demo dataset (six Southeast Asian markets; see hetmoe.data.demo for its grammar)."""
+    from hetmoe.data.demo import MARKETS, generate_demo
+
+    generate_demo(out, items_per_market, queries_per_market, seed, tuple(m.upper() for m in market) if market else MARKETS)
+    typer.echo(f"wrote demo dataset to {out}; check it with 'hetmoe data validate {out}'")
+
+
 def _print_summary(table: "pl.DataFrame", root: Path) -> None:  # noqa: F821 - polars imported lazily
     from rich.console import Console
     from rich.table import Table

@@ -1,0 +1,164 @@
+"""The embedded demo dataset: a synthetic multilingual e-commerce relevance task over six Southeast Asian markets.
+
+Markets and languages: ID (Indonesian, ``id``), TH (Thai script, ``th``), VN (Vietnamese, ``vi``), MY (Malay,
+``ms``), PH (Filipino/English mix, ``fil``), SG (English, ``en``). The vocabulary (``demo_vocab``) is hand-written;
+the grammar (``demo_grammar``) renders it. Everything is drawn from ``random.Random`` seeded per market, so one
+seed gives byte-identical tables.
+
+Grammar, in short:
+
+- catalog: product *families* = category x brand x material x audience (13 categories: apparel, shoes, bags,
+  kitchen appliances, cookware, bottles, phone cases, fans, bedding, skincare, diapers, earbuds), each listed in
+  2-5 colour/size variants; a size is a kind-specific value (S-XL, EU 38-44, 1.8L, 500ml, 24cm, 16 inch,
+  single/queen/king, phone model).
+- title: ``ID/MY  [extra] Category Audience Brand Material [Warna] Colour Size`` (``1,8 Liter`` in ID);
+  ``TH  Category+Audience Brand Material สีColour ไซส์ Size [extra]``; ``VN  Category audience material Brand màu
+  colour Size [extra]``; ``SG  [extra] Brand Audience Material Category - Colour Size``; PH as SG with some Filipino
+  words and a ``| Damit Panlalaki``-style tag. Most items also get a ``text`` spec line (Colour/Size/Material).
+- query: one listing's category (any synonym, or the English word: code-mixing) plus 1-3 of its hard attributes
+  (colour, size, audience), sometimes its brand (30%) or material (20%), in a loose order, filler words dropped;
+  unit variants (``1.8L``, ``1,8 liter``, ``1800ml``, ``1.8 lít``, ``1.8ลิตร``), habitual or random misspellings
+  (20%), Vietnamese without diacritics (55%), Thai without spaces (50%) or with Thai-script brand names.
+- labels: same category and every mentioned hard attribute matches -> 3 (exact), or 2 if a mentioned brand or
+  material differs (substitute); exactly one hard conflict -> 1 (partial: the hard negative); otherwise 0.
+  relevant = label >= 2. Per query 20-25 judged items: 1-6 positives, up to 9 hard negatives, up to 3 same-category
+  multi-conflict items, up to 4 other-category items sharing a colour/brand/material word, random easy negatives.
+  3% of labels are then replaced by another grade (label noise). Splits by query: 70/15/15 train/valid/test.
+"""
+from __future__ import annotations
+
+import logging
+import random
+from collections.abc import Sequence
+from pathlib import Path
+
+import polars as pl
+
+from hetmoe.data.dataset import write_dataset
+from hetmoe.data.demo_grammar import Product, description, query, title
+from hetmoe.data.demo_vocab import CATEGORIES, COLOURS, MARKET_LANG, SIZES
+from hetmoe.errors import HetmoeError
+
+log = logging.getLogger(__name__)
+MARKETS = ("ID", "TH", "VN", "MY", "PH", "SG")
+HARD = ("colour", "size", "audience")
+SOFT = ("brand", "material")
+NOISE = 0.03
+TRAIN_SHARE, VALID_SHARE = 0.70, 0.15
+DESCRIBED = 0.7  # share of items that carry a text spec line
+
+
+def _catalog(rng: random.Random, n: int) -> list[Product]:
+    """n listings, as families of variants (same brand/material/audience, different colour/size)."""
+    products: list[Product] = []
+    while len(products) < n:
+        cat = rng.choice(CATEGORIES)
+        brand = rng.choice(cat.brands)
+        material = rng.choice(cat.materials) if cat.materials else None
+        audience = rng.choice(cat.audiences) if cat.audiences else None
+        combos = [(c, s) for c in (list(COLOURS) if cat.colour else [None]) for s in (SIZES[cat.size] if cat.size else [None])]
+        for colour, size in rng.sample(combos, min(len(combos), rng.randint(2, 5))):
+            products.append(Product(cat, brand, colour, size, audience, material))
+    return products[:n]
+
+
+def _mention(product: Product, rng: random.Random) -> frozenset[str]:
+    """Which attributes the shopper types: 1-3 hard ones, sometimes brand or material."""
+    hard = [a for a in HARD if getattr(product, a) is not None]
+    k = min(len(hard), rng.choices((1, 2, 3), weights=(0.45, 0.4, 0.15))[0])
+    chosen = set(rng.sample(hard, k))
+    if not hard or rng.random() < 0.3:
+        chosen.add("brand")
+    if product.material and rng.random() < 0.2:
+        chosen.add("material")
+    return frozenset(chosen)
+
+
+def grade(wanted: Product, mention: frozenset[str], item: Product) -> int:
+    """Graded relevance from attributes alone: 3 exact, 2 substitute, 1 one hard conflict, 0 otherwise."""
+    if item.category is not wanted.category:
+        return 0
+    conflicts = sum(getattr(item, a) != getattr(wanted, a) for a in HARD if a in mention)
+    if conflicts:
+        return 1 if conflicts == 1 else 0
+    return 2 if any(getattr(item, a) != getattr(wanted, a) for a in SOFT if a in mention) else 3
+
+
+def _judge(seed_item: int, mention: frozenset[str], catalog: list[Product], by_cat: dict[str, list[int]], rng: random.Random) -> list[tuple[int, int]]:
+    """(item index, label) for one query: positives, hard negatives, lexical distractors, easy negatives."""
+    wanted = catalog[seed_item]
+    graded = {i: grade(wanted, mention, catalog[i]) for i in by_cat[wanted.category.key]}
+    positives = [i for i, g in graded.items() if g >= 2 and i != seed_item]
+    hard = [i for i, g in graded.items() if g == 1]
+    far = [i for i, g in graded.items() if g == 0]
+    shared = ("colour", "brand", "material", "size")  # e.g. an 'L' diaper for 'kaos hitam L'
+    words = {getattr(wanted, a) for a in shared if a in mention} - {None}
+    others = [i for i, p in enumerate(catalog) if p.category is not wanted.category]
+    lexical = [i for i in others if {getattr(catalog[i], a) for a in shared} & words]
+    chosen = [seed_item] + rng.sample(positives, min(len(positives), rng.randint(0, 5)))
+    chosen += rng.sample(hard, min(len(hard), 9)) + rng.sample(far, min(len(far), 3))
+    taken = set(chosen)
+    chosen += [i for i in rng.sample(lexical, min(len(lexical), 4)) if i not in taken]
+    target = min(rng.randint(20, 25), len(catalog))
+    taken = set(chosen)
+    pool = [i for i in others if i not in taken]
+    chosen += rng.sample(pool, max(0, min(len(pool), target - len(chosen))))
+    return [(i, graded.get(i, 0)) for i in chosen]
+
+
+def _market(market: str, n_items: int, n_queries: int, seed: int) -> tuple[list[dict], list[dict], list[dict]]:
+    rng = random.Random(f"hetmoe-demo:{seed}:{market}")
+    lang = MARKET_LANG[market]
+    prefix = market.lower()
+    catalog = _catalog(rng, n_items)
+    item_ids = [f"{prefix}_i{i:05d}" for i in range(n_items)]
+    items = [{"item_id": item_ids[i], "title": title(p, lang, rng),
+              "text": description(p, lang) if rng.random() < DESCRIBED else None, "market": market, "lang": lang}
+             for i, p in enumerate(catalog)]
+    by_cat: dict[str, list[int]] = {}
+    for i, p in enumerate(catalog):
+        by_cat.setdefault(p.category.key, []).append(i)
+    queries, judgments, seen = [], [], set()
+    n_train, n_valid = round(n_queries * TRAIN_SHARE), round(n_queries * VALID_SHARE)
+    splits = ["train"] * n_train + ["valid"] * n_valid + ["test"] * (n_queries - n_train - n_valid)
+    rng.shuffle(splits)
+    for q in range(n_queries):
+        for _ in range(20):  # redraw a duplicate query text, so no text leaks across splits
+            seed_item = rng.randrange(n_items)
+            mention = _mention(catalog[seed_item], rng)
+            text = query(catalog[seed_item], mention, lang, rng)
+            if text not in seen:
+                break
+        seen.add(text)
+        query_id = f"{prefix}_q{q:04d}"
+        queries.append({"query_id": query_id, "text": text, "market": market, "lang": lang})
+        for i, label in _judge(seed_item, mention, catalog, by_cat, rng):
+            if rng.random() < NOISE:
+                label = rng.choice([g for g in range(4) if g != label])
+            judgments.append({"query_id": query_id, "item_id": item_ids[i], "label": float(label),
+                              "relevant": int(label >= 2), "split": splits[q]})
+    return items, queries, judgments
+
+
+def generate_demo(out: Path, items_per_market: int = 500, queries_per_market: int = 150, seed: int = 0,
+                  markets: Sequence[str] = MARKETS) -> Path:
+    """Write the demo dataset (items/queries/judgments Parquet) to ``out``; same arguments, same bytes."""
+    if items_per_market < 30 or queries_per_market < 10:
+        raise HetmoeError(f"demo size too small ({items_per_market} items, {queries_per_market} queries per market); use at least 30 items and 10 queries per market")
+    unknown = [m for m in markets if m not in MARKETS]
+    if unknown or not markets:
+        raise HetmoeError(f"unknown demo market(s) {', '.join(unknown) or '(none given)'}; choose from {', '.join(MARKETS)}")
+    items, queries, judgments = [], [], []
+    for market in markets:
+        i, q, j = _market(market, items_per_market, queries_per_market, seed)
+        items += i
+        queries += q
+        judgments += j
+    write_dataset(
+        out,
+        pl.DataFrame(items, schema={"item_id": pl.String, "title": pl.String, "text": pl.String, "market": pl.String, "lang": pl.String}),
+        pl.DataFrame(queries, schema={"query_id": pl.String, "text": pl.String, "market": pl.String, "lang": pl.String}),
+        pl.DataFrame(judgments, schema={"query_id": pl.String, "item_id": pl.String, "label": pl.Float64, "relevant": pl.Int8, "split": pl.String}),
+    )
+    log.info("demo dataset: %d items, %d queries, %d judgments in %d markets -> %s", len(items), len(queries), len(judgments), len(markets), out)
+    return Path(out)
