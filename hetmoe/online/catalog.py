@@ -26,6 +26,8 @@ class ItemCatalog:
                 raise ValueError(f"{expert}: {matrix.shape[0]} vectors for {ids.shape[0]} ids")
         self.ids = ids
         self.vectors: dict[str, np.ndarray] = {e: np.ascontiguousarray(m, dtype=np.float16) for e, m in vectors.items()}
+        self.markets: np.ndarray | None = None
+        self._masks: dict[str, np.ndarray] = {}
         self._order = np.argsort(ids, kind="stable")
         self._sorted = ids[self._order]
         if ids.shape[0] > 1 and bool((self._sorted[1:] == self._sorted[:-1]).any()):
@@ -62,6 +64,28 @@ class ItemCatalog:
 
     def __len__(self) -> int:
         return int(self.ids.shape[0])
+
+    def set_markets(self, item_ids: Sequence[str] | np.ndarray, markets: Sequence[str] | np.ndarray) -> int:
+        """Record each item's market (search keeps to the query's market); returns how many catalog items got none."""
+        rows, unknown = self.rows(item_ids)
+        known = np.ones(len(item_ids), dtype=bool)
+        known[unknown] = False
+        column = np.full(len(self), "", dtype=object)
+        column[rows] = np.asarray(markets, dtype=object)[known]
+        self.markets = column.astype(str)
+        self._masks = {}
+        return int((self.markets == "").sum())
+
+    def market_mask(self, market: str) -> np.ndarray | None:
+        """Rows whose item belongs to ``market``; None when markets are not recorded or no item has this market."""
+        if self.markets is None:
+            return None
+        mask = self._masks.get(market)
+        if mask is None:
+            mask = self.markets == market
+            mask.setflags(write=False)
+            self._masks[market] = mask
+        return mask if mask.any() else None
 
     def rows(self, item_ids: Sequence[str] | np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(rows of the known ids, positions in ``item_ids`` of the unknown ones), one vectorised pass."""

@@ -1,0 +1,62 @@
+"""``hetmoe serve``: the retrieval-plus-rerank HTTP service (FastAPI + uvicorn) over a fitted model."""
+from __future__ import annotations
+
+import ipaddress
+import logging
+import os
+from pathlib import Path
+
+import typer
+
+from hetmoe.errors import HetmoeError
+
+logger = logging.getLogger(__name__)
+
+
+def is_loopback(host: str) -> bool:
+    """True for localhost and loopback addresses: only then may the service run without an API key."""
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def register(app: typer.Typer) -> None:
+    @app.command("serve")
+    def serve(
+        model: Path = typer.Option(Path("stores/demo/model"), "--model", "-m", help="Model folder written by 'hetmoe fit' or 'hetmoe demo'."),
+        host: str = typer.Option("127.0.0.1", help="Address to bind; anything but loopback needs an API key."),
+        port: int = typer.Option(8000, min=1, max=65535, help="TCP port."),
+        workers: int = typer.Option(1, min=1, max=64, help="Worker processes; each loads its own copy of the model."),
+        api_key: str = typer.Option(None, "--api-key", envvar="HETMOE_API_KEY", show_envvar=True,
+                                    help="Require this key in the X-API-Key header (all endpoints but /healthz)."),
+    ) -> None:
+        """Serve POST /score, POST /search, GET /healthz and GET /metrics for MODEL.
+
+        Binding a non-loopback host without an API key is refused: the service would be open to the network.
+        """
+        import uvicorn
+
+        from hetmoe.online.service import API_KEY_ENV, MODEL_ENV, create_app
+
+        if not is_loopback(host) and not api_key:
+            raise HetmoeError(
+                f"refusing to bind {host} without an API key; pass --api-key (or set ${API_KEY_ENV}), or bind 127.0.0.1"
+            )
+        if not (model / "config.json").is_file():
+            raise HetmoeError(f"{model}: no fitted model here (config.json missing); fit one with 'hetmoe fit' or 'hetmoe demo'")
+        logger.info("serving %s on http://%s:%d with %d worker(s)%s", model, host, port, workers, ", API key required" if api_key else "")
+        if workers == 1:
+            from hetmoe.online.scorer import Scorer
+
+            app = create_app(Scorer.load(model), api_key=api_key)
+            uvicorn.run(app, host=host, port=port, log_level="warning", access_log=False)
+            return
+        # Several processes: uvicorn imports the app factory in each worker, which reads the model path from the env.
+        os.environ[MODEL_ENV] = str(model.resolve())
+        if api_key:
+            os.environ[API_KEY_ENV] = api_key
+        uvicorn.run("hetmoe.online.service:app_from_env", factory=True, host=host, port=port, workers=workers,
+                    log_level="warning", access_log=False)

@@ -1,0 +1,275 @@
+"""The online Scorer: encode only the query, only with its routed experts, and score against precomputed items.
+
+Why this shape: item vectors were embedded once offline (stage one), so a request costs one cheap router-expert
+encode, the routed experts' query encodes (run concurrently: the packaged encoders spend their time in native code
+that releases the GIL), and a few small matrix products in the numpy head. Query vectors and routing decisions are
+cached in bounded LRUs because search traffic repeats queries heavily.
+"""
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Iterable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from hetmoe.errors import HetmoeError
+from hetmoe.online.cache import LRUCache
+from hetmoe.online.catalog import ItemCatalog
+from hetmoe.online.results import Routing, ScoreRequest, ScoreResult, SearchResult
+from hetmoe.online.retrieval import Retriever
+
+if TYPE_CHECKING:
+    from hetmoe.experts.base import Encoder
+    from hetmoe.moe.infer import MoEModel
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_CACHE_SIZE = 10_000
+_RouteEntry = tuple[np.ndarray, np.ndarray, Routing]  # (expert idx row, gates row, public view)
+
+
+class Scorer:
+    """Route, score and search with a fitted stage-two model over its experts' precomputed item vectors."""
+
+    def __init__(self, model: MoEModel, catalog: ItemCatalog, retriever: Retriever | None = None,
+                 cache_size: int = DEFAULT_CACHE_SIZE, encoders: Mapping[str, Encoder] | None = None) -> None:
+        missing = [e for e in model.experts if e not in catalog.vectors]
+        if missing:
+            raise HetmoeError(f"item vectors missing for expert(s) {missing}; embed them into the model's store with 'hetmoe embed'")
+        for expert, dim in zip(model.experts, model.spec.dims):
+            have = catalog.vectors[expert].shape[1]
+            if have != dim:
+                raise HetmoeError(f"expert '{expert}': store has {have}-d item vectors but the model expects {dim}-d; refit the model on this store")
+        self.model = model
+        self.catalog = catalog
+        self.retriever = retriever
+        self._query_cache: LRUCache[tuple[str, str], np.ndarray] = LRUCache(cache_size)
+        self._route_cache: LRUCache[tuple[str, str], _RouteEntry] = LRUCache(cache_size)
+        self._encoders: dict[str, Encoder] = {}
+        self._encoder_locks = {e: threading.Lock() for e in self._encodable()}
+        self._encode_locks = {e: threading.Lock() for e in self._encodable()}
+        for expert, encoder in (encoders or {}).items():
+            self._check_encoder(expert, encoder)
+            self._encoders[expert] = encoder
+        self._pool = ThreadPoolExecutor(max_workers=max(1, len(model.experts)), thread_name_prefix="hetmoe-encode")
+        self.encode_calls: dict[str, int] = {e: 0 for e in self._encodable()}
+
+    @classmethod
+    def load(cls, model_dir: str | Path, *, store_root: str | Path | None = None, data_dir: str | Path | None = None,
+             cache_size: int = DEFAULT_CACHE_SIZE, with_indexes: bool = True,
+             encoders: Mapping[str, Encoder] | None = None) -> Scorer:
+        """Load router + head (checking the stores' fingerprints against the model's config), every expert's item
+        vectors (float16) and, unless ``with_indexes`` is False, their FAISS indexes. Encoders load lazily.
+
+        Item markets (so that search keeps to the query's market) come from ``data_dir``'s items.parquet, by default
+        the dataset the model was fitted on; without it search ranks the whole catalog. ``encoders`` hands over
+        already-built encoders (checked against the model's cards) instead of building them again.
+        """
+        from hetmoe.moe.infer import MoEModel
+        from hetmoe.store.layout import open_expert
+
+        model = MoEModel.load(model_dir, store_root=store_root)
+        root = model.store_root
+        if root is None:
+            raise HetmoeError(f"{model_dir}: config.json records no store_root; pass store_root= (the stores the model was trained on)")
+        per_expert: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+        for expert in model.experts:
+            items = open_expert(root, expert, card_hash=model.config["experts"][expert].get("card_hash")).items
+            per_expert[expert] = (items.ids, items.load())
+        catalog = ItemCatalog.aligned(per_expert)
+        _attach_markets(catalog, data_dir or model.config.get("dataset"))
+        retriever = Retriever.load(root, model.experts, catalog) if with_indexes else None
+        logger.info("loaded %s: %d experts, %d items, %d markets", model_dir, len(model.experts), len(catalog), len(model.markets))
+        return cls(model, catalog, retriever, cache_size, encoders)
+
+    # ----- identity ---------------------------------------------------------------------------------------------
+    @property
+    def experts(self) -> list[str]:
+        return self.model.experts
+
+    @property
+    def markets(self) -> list[str]:
+        return self.model.markets
+
+    @property
+    def n_items(self) -> int:
+        return len(self.catalog)
+
+    def _encodable(self) -> list[str]:
+        router = self.model.router_expert
+        return list(self.model.experts) + ([router] if router and router not in self.model.experts else [])
+
+    # ----- query encoding ---------------------------------------------------------------------------------------
+    def encoder(self, expert: str) -> Encoder:
+        """The expert's query encoder, built on first use from the card the model recorded, then kept."""
+        found = self._encoders.get(expert)
+        if found is not None:
+            return found
+        if expert not in self._encoder_locks:
+            raise HetmoeError(f"expert '{expert}' is not used by this model (has: {', '.join(self._encodable())})")
+        with self._encoder_locks[expert]:
+            if expert not in self._encoders:
+                from hetmoe.experts.card import ExpertCard
+                from hetmoe.experts.registry import build_encoder
+
+                self._encoders[expert] = build_encoder(ExpertCard.from_dict(self._card(expert)))
+            return self._encoders[expert]
+
+    def _card(self, expert: str) -> dict[str, Any]:
+        card = self.model.cards.get(expert) or {}
+        if not card:
+            raise HetmoeError(f"the model's config.json records no card for expert '{expert}'; refit the model")
+        return card
+
+    def _check_encoder(self, expert: str, encoder: Encoder) -> None:
+        """A handed-over encoder must be the very card the item vectors were made with, or scores are meaningless."""
+        if expert not in self._encoder_locks:
+            raise HetmoeError(f"expert '{expert}' is not used by this model (has: {', '.join(self._encodable())})")
+        from hetmoe.experts.card import ExpertCard
+
+        if encoder.card.hash != ExpertCard.from_dict(self._card(expert)).hash:
+            raise HetmoeError(f"encoder for '{expert}' has card {encoder.card.hash}, but the model was fitted with "
+                              f"{ExpertCard.from_dict(self._card(expert)).hash}; build it from the model's card")
+
+    def warm(self, experts: Iterable[str] | None = None) -> None:
+        """Build encoders now (default: all) so the first request does not pay for loading models."""
+        for expert in experts if experts is not None else self._encodable():
+            self.encoder(expert).encode(["warm up"], kind="query")
+
+    def _encode(self, expert: str, texts: list[str]) -> np.ndarray:
+        """One batch call; calls to the same expert are serialised because not every backend is thread-safe."""
+        encoder = self.encoder(expert)
+        with self._encode_locks[expert]:
+            self.encode_calls[expert] += 1
+            return encoder.encode(texts, kind="query")
+
+    def query_vectors(self, queries: Sequence[str], experts_per_query: Sequence[Iterable[str]]) -> list[dict[str, np.ndarray]]:
+        """Per query, {expert: (d,) vector} for the experts it needs; cache misses are batch-encoded, experts concurrently."""
+        found: list[dict[str, np.ndarray]] = [{} for _ in queries]
+        todo: dict[str, dict[str, list[int]]] = {}  # expert -> text -> query positions
+        for qi, (text, experts) in enumerate(zip(queries, experts_per_query)):
+            for expert in experts:
+                vec = self._query_cache.get((expert, text))
+                if vec is None:
+                    todo.setdefault(expert, {}).setdefault(text, []).append(qi)
+                else:
+                    found[qi][expert] = vec
+        if not todo:
+            return found
+        jobs = [(expert, list(texts)) for expert, texts in todo.items()]
+        # The last job runs on this thread: a single missing expert (the common case) costs no thread hop.
+        futures = [self._pool.submit(self._encode, e, t) for e, t in jobs[:-1]]
+        results = [f.result() for f in futures] + [self._encode(*jobs[-1])]
+        for (expert, texts), matrix in zip(jobs, results):
+            for text, vec in zip(texts, matrix):
+                vec.setflags(write=False)
+                self._query_cache.put((expert, text), vec)
+                for qi in todo[expert][text]:
+                    found[qi][expert] = vec
+        return found
+
+    # ----- routing ----------------------------------------------------------------------------------------------
+    def _routes(self, queries: Sequence[str], markets: Sequence[str]) -> list[_RouteEntry]:
+        entries: list[_RouteEntry | None] = [self._route_cache.get((q, m)) for q, m in zip(queries, markets)]
+        miss = [i for i, e in enumerate(entries) if e is None]
+        if miss:
+            router = self.model.router_expert
+            vecs = None
+            if router is not None:
+                got = self.query_vectors([queries[i] for i in miss], [[router]] * len(miss))
+                vecs = np.stack([g[router] for g in got])
+            idx, gates = self.model.route(np.array([markets[i] for i in miss], dtype=object), vecs)
+            for row, i in enumerate(miss):
+                keep = gates[row] > 0
+                entry = (idx[row], gates[row], Routing(tuple(self.model.experts[j] for j in idx[row][keep]),
+                                                       tuple(float(g) for g in gates[row][keep])))
+                self._route_cache.put((queries[i], markets[i]), entry)
+                entries[i] = entry
+        return entries  # type: ignore[return-value]
+
+    def route(self, query: str, market: str) -> Routing:
+        """The experts this query is routed to in ``market`` (best first) and their gates."""
+        return self._routes([query], [market])[0][2]
+
+    # ----- scoring ----------------------------------------------------------------------------------------------
+    def score(self, query: str, item_ids: Sequence[str], market: str) -> ScoreResult:
+        """Head scores of (query, item) for the known ids in request order; unknown ids are listed in the result."""
+        return self.score_batch([ScoreRequest(query, list(item_ids), market)])[0]
+
+    def score_batch(self, requests: Sequence[ScoreRequest]) -> list[ScoreResult]:
+        """Score many queries' candidate lists in one head call; each query's statistics stay within its own list."""
+        if not requests:
+            return []
+        routes = self._routes([r.query for r in requests], [r.market for r in requests])
+        qvecs = self.query_vectors([r.query for r in requests], [rt[2].experts for rt in routes])
+        looked = [self.catalog.lookup(r.item_ids) for r in requests]
+        counts = np.array([rows.shape[0] for rows, _, _ in looked])
+        rows = np.concatenate([rows for rows, _, _ in looked])
+        groups = np.repeat(np.arange(len(requests)), counts)
+        parts = np.split(self._head(routes, qvecs, rows, groups), np.cumsum(counts)[:-1])
+        out: list[ScoreResult] = []
+        for i, (req, (_, known, unknown), part) in enumerate(zip(requests, looked, parts)):
+            ids = req.item_ids if not unknown else [t for t, ok in zip(req.item_ids, known.tolist()) if ok]
+            out.append(ScoreResult(ids, part, routes[i][2], unknown))
+        return out
+
+    def _head(self, routes: Sequence[_RouteEntry], qvecs: Sequence[dict[str, np.ndarray]], rows: np.ndarray,
+              groups: np.ndarray) -> np.ndarray:
+        """One stage-two call over all pairs; experts nobody routed to are neither gathered nor encoded."""
+        if rows.shape[0] == 0:
+            return np.zeros(0, dtype=np.float64)
+        used = sorted({e for q in qvecs for e in q}, key=self.model.experts.index)
+        query_vecs: dict[str, np.ndarray] = {}
+        for expert in used:
+            dim = self.catalog.vectors[expert].shape[1]
+            query_vecs[expert] = np.stack([q.get(expert, np.zeros(dim, np.float32)) for q in qvecs])
+        item_vecs = {expert: self.catalog.take(expert, rows) for expert in used}
+        routing = (np.stack([r[0] for r in routes]), np.stack([r[1] for r in routes]))
+        return self.model.score(query_vecs, item_vecs, routing, groups=groups)
+
+    # ----- retrieval + rerank -----------------------------------------------------------------------------------
+    def search(self, query: str, market: str, k: int = 10, candidates: int = 200) -> SearchResult:
+        """Retrieve ``candidates`` per routed expert from its FAISS index (items of ``market`` only, when the catalog
+        knows item markets), union them, rerank the union with the head in one call, keep the best k."""
+        if self.retriever is None:
+            raise HetmoeError("this Scorer was loaded without FAISS indexes; load it with with_indexes=True to search")
+        if k < 1 or candidates < 1:
+            raise HetmoeError(f"k and candidates must be >= 1, got k={k}, candidates={candidates}")
+        route = self._routes([query], [market])[0]
+        qvecs = self.query_vectors([query], [route[2].experts])[0]
+        rows, seen = self.retriever.candidates({e: qvecs[e] for e in route[2].experts}, candidates, market, self._pool)
+        if rows.shape[0] == 0:
+            return SearchResult([], np.zeros(0), [], route[2], 0)
+        scores = self._head([route], [qvecs], rows, np.zeros(rows.shape[0], np.int64))
+        top = np.argsort(-scores, kind="stable")[:k]
+        names = np.array(route[2].experts, dtype=object)
+        seen_by = [names[mask].tolist() for mask in seen[top]]
+        return SearchResult(self.catalog.ids[rows[top]].tolist(), scores[top], seen_by, route[2], int(rows.shape[0]))
+
+    def close(self) -> None:
+        """Stop the encoding threads (the Scorer is unusable afterwards)."""
+        self._pool.shutdown(wait=False)
+
+    def cache_info(self) -> dict[str, Any]:
+        return {
+            "query_vectors": {"size": len(self._query_cache), "hits": self._query_cache.hits, "misses": self._query_cache.misses},
+            "routing": {"size": len(self._route_cache), "hits": self._route_cache.hits, "misses": self._route_cache.misses},
+        }
+
+
+def _attach_markets(catalog: ItemCatalog, data_dir: str | Path | None) -> None:
+    """Give the catalog each item's market from the dataset's items.parquet (only the two columns are read)."""
+    import polars as pl
+
+    path = Path(data_dir) / "items.parquet" if data_dir else None
+    if path is None or not path.is_file():
+        logger.warning("no items.parquet found (%s); search will rank items of every market", path)
+        return
+    items = pl.read_parquet(path, columns=["item_id", "market"])
+    missing = catalog.set_markets(items["item_id"].cast(pl.String).to_numpy(), items["market"].cast(pl.String).to_numpy())
+    if missing:
+        logger.warning("%s lacks %d of the %d catalog items; search never returns those", path, missing, len(catalog))
