@@ -24,6 +24,7 @@ app = typer.Typer(
 COMMAND_MODULES: tuple[str, ...] = (
     "hetmoe.data.cli",
     "hetmoe.store.cli",
+    "hetmoe.diagnose.cli",
     "hetmoe.online.cli",
 )
 

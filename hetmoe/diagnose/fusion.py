@@ -8,34 +8,55 @@ from __future__ import annotations
 
 from typing import Any
 
+import logging
+
 import numpy as np
 
 from hetmoe.diagnose import metrics
 
-
-def random_isometry(d_in: int, d_out: int, rng: np.random.Generator) -> np.ndarray:
-    """A (d_in, d_out) matrix with orthonormal rows (d_in <= d_out), drawn uniformly via QR of a Gaussian."""
-    q, r = np.linalg.qr(rng.standard_normal((d_out, d_in)))
-    return (q * np.sign(np.diag(r))).T
+log = logging.getLogger(__name__)
 
 
-def raw_fusion_inputs(vectors: dict[str, np.ndarray], seed: int = 0) -> dict[str, np.ndarray]:
+def procrustes_isometry(x: np.ndarray, target: np.ndarray) -> np.ndarray:
+    """The (d, D) map with orthonormal rows (d <= D) minimising ||x R - target||_F (orthogonal Procrustes).
+
+    R = U V^T for A = x^T target = U S V^T, computed as (A A^T)^(-1/2) A from a d x d eigendecomposition, which is
+    several times faster than the SVD here. Directions with no signal (S ~ 0) carry none of x, so clamping them is
+    harmless.
+    """
+    a = np.asarray(x, dtype=np.float64).T @ np.asarray(target, dtype=np.float64)
+    eigvals, u = np.linalg.eigh(a @ a.T)
+    s = np.sqrt(np.clip(eigvals, 0.0, None))
+    inv = 1.0 / np.maximum(s, 1e-12 * max(float(s.max()), 1e-300))
+    return (u * inv) @ (u.T @ a)
+
+
+def raw_fusion_inputs(vectors: dict[str, np.ndarray], iterations: int = 10, tol: float = 1e-4) -> dict[str, np.ndarray]:
     """Norm-matched raw vectors at a common width, for when no trained projection exists.
 
-    Each expert's rows are L2-normalised (so every expert weighs the same in the fusion) and mapped into
-    D = max(dim) by its own random isometry. An isometry keeps each expert's own geometry exactly (cosines, kNN,
-    effective rank), so any change in the fused vectors comes from fusing alone. Random rather than zero-padding:
-    the coordinates of different models mean unrelated things, and zero-padding would pair, say, dimension 3 of one
-    model with dimension 3 of another; a random map makes the pairing generic, which is what averaging spaces that
-    were never aligned amounts to. Consequences worth knowing when reading the numbers: for unit rows the
-    concatenation's cosine is exactly the mean of the experts' cosines, the average's is that plus cross-expert terms,
-    and for unrelated spaces the average's norm shrinks to about 1/sqrt(E).
+    Each expert's rows are L2-normalised (so every expert weighs the same) and mapped into D = max(dim) by an
+    isometry, which keeps the expert's own geometry exactly (cosines, kNN, effective rank): any change in the fused
+    vectors comes from fusing alone. The isometries are chosen by generalised Procrustes analysis (Gower 1975):
+    alternately rotate every expert onto the mean of all and recompute the mean, so the spaces are overlaid as well
+    as a rotation can overlay them on this sample. That is the most favourable case for the average (a learned
+    projection would try to align the spaces too); a random or zero-padded overlay would make cross-expert terms
+    vanish, so the average's norm would shrink to 1/sqrt(E) by construction and say nothing about the data.
+    Concatenation is unaffected by the choice: for unit rows its cosine is the mean of the experts' cosines.
     """
-    rng = np.random.default_rng(seed)
     width = max(v.shape[1] for v in vectors.values())
-    return {
-        name: metrics.l2_normalise(v) @ random_isometry(v.shape[1], width, rng) for name, v in sorted(vectors.items())
-    }
+    unit = {name: metrics.l2_normalise(v) for name, v in sorted(vectors.items())}
+    widest = max(unit, key=lambda name: unit[name].shape[1])
+    mean = unit[widest]
+    loss = np.inf
+    for _ in range(iterations):
+        mapped = {name: u @ procrustes_isometry(u, mean) for name, u in unit.items()}
+        mean = sum(mapped.values()) / len(mapped)
+        new_loss = float(sum(np.square(m - mean).sum() for m in mapped.values()))
+        if loss - new_loss <= tol * max(new_loss, 1e-12):
+            break
+        loss = new_loss
+    log.debug("Procrustes alignment of %d experts to width %d: residual %.4g", len(unit), width, loss)
+    return mapped
 
 
 def fuse(inputs: dict[str, np.ndarray], weights: dict[str, float] | None = None) -> tuple[np.ndarray, np.ndarray]:

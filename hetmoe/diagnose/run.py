@@ -1,0 +1,168 @@
+"""``diagnose``: measure, from a store's item vectors, how each expert's space is shaped and what fusing them does.
+
+Everything is computed on one random sample of items shared by all experts (the intersection of their ids), so a
+200k-item store takes seconds: the cost is a few SVDs and exact kNN on ``sample`` rows, not on the catalogue.
+"""
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from hetmoe.diagnose import fusion, metrics
+from hetmoe.errors import HetmoeError
+
+log = logging.getLogger(__name__)
+
+TOP_PCS = (1, 10)
+DEFAULT_SAMPLE = 5000
+DEFAULT_K = 10
+
+
+def discover_experts(store_root: Path) -> list[str]:
+    """Experts whose ``items.zarr`` is complete; half-written ones are skipped with a warning, not fatal."""
+    from hetmoe.store.layout import part_path
+    from hetmoe.store.zarr_store import EmbeddingStore
+
+    if not store_root.is_dir():
+        raise HetmoeError(f"{store_root}: no such store folder; pass the --store you gave 'hetmoe embed'")
+    found = []
+    for folder in sorted(p for p in store_root.iterdir() if p.is_dir()):
+        path = part_path(store_root, folder.name, "items")
+        if not path.is_dir():
+            continue
+        try:
+            EmbeddingStore.open(path)
+        except HetmoeError as err:
+            log.warning("skipping %s: %s", folder.name, err)
+            continue
+        found.append(folder.name)
+    if not found:
+        raise HetmoeError(f"{store_root}: no expert with a complete items.zarr; build one with 'hetmoe embed --expert NAME --data DIR --store {store_root}'")
+    return found
+
+
+def sample_vectors(
+    store_root: Path, experts: list[str], sample: int, seed: int
+) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    """The same ``sample`` random item ids (sorted) from every expert, and each expert's float32 vectors for them."""
+    from hetmoe.store.layout import part_path
+    from hetmoe.store.zarr_store import EmbeddingStore
+
+    stores = {name: EmbeddingStore.open(part_path(store_root, name, "items")) for name in experts}
+    shared = None
+    for store in stores.values():
+        shared = store.ids if shared is None else np.intersect1d(shared, store.ids)
+    shared = np.unique(shared)
+    if len(shared) < 3:
+        raise HetmoeError(
+            f"{store_root}: only {len(shared)} item id(s) shared by {', '.join(experts)}; embed the same dataset with every expert"
+        )
+    if sample < len(shared):
+        shared = np.sort(np.random.default_rng(seed).choice(shared, size=sample, replace=False))
+    return shared, {name: store.get(shared) for name, store in stores.items()}
+
+
+def expert_geometry(x: np.ndarray) -> dict[str, Any]:
+    """Anisotropy of one expert, measured on its L2-normalised rows (experts are compared by cosine)."""
+    unit = metrics.l2_normalise(x)
+    s = metrics.singular_values(unit)
+    variances = metrics.pca_variances(unit)
+    return {
+        "dim": int(x.shape[1]),
+        "mean_pair_cosine": metrics.mean_pair_cosine(unit),
+        **{f"pc{k}_variance_share": metrics.top_share_from_variances(variances, k) for k in TOP_PCS},
+        "effective_rank": metrics.effective_rank_from_singular_values(s),
+        "effective_rank_centered": metrics.effective_rank_from_singular_values(np.sqrt(variances)),
+        "isoscore": metrics.isoscore_from_variances(variances, x.shape[1]),
+        "mean_norm": float(np.linalg.norm(x, axis=1).mean()),
+        "spectrum": [round(float(v), 6) for v in s / max(s[0], 1e-12)],
+        "pca_variance_share": [round(float(v), 6) for v in variances / max(variances.sum(), 1e-12)],
+    }
+
+
+def pairwise(vectors: dict[str, np.ndarray], knn: dict[str, np.ndarray]) -> dict[str, Any]:
+    """Linear CKA and kNN overlap for every ordered pair of experts, as square matrices in ``experts`` order."""
+    names = sorted(vectors)
+    unit = {n: metrics.l2_normalise(v) for n, v in vectors.items()}
+    cka = [[1.0 if a == b else metrics.linear_cka(unit[a], unit[b]) for b in names] for a in names]
+    overlap = [[1.0 if a == b else metrics.knn_overlap(knn[a], knn[b]) for b in names] for a in names]
+    return {"experts": names, "linear_cka": cka, "knn_overlap": overlap}
+
+
+def load_model(model_dir: Path, store_root: Path) -> Any:
+    """The trained net whose item projections get fused; refuses lgbm heads and models trained on other stores."""
+    from hetmoe.moe.artifacts import read_config
+    from hetmoe.moe.infer import MoEModel
+
+    kind = read_config(model_dir).get("kind")
+    if kind != "net":
+        raise HetmoeError(f"{model_dir} holds a {kind} model, which has no item projections; pass a net model to --model or leave --model out")
+    return MoEModel.load(model_dir, store_root=store_root)
+
+
+def _fusion_inputs(vectors: dict[str, np.ndarray], model: Any) -> tuple[dict[str, np.ndarray], str]:
+    """Per-expert vectors at one common width: the model's item projections, else norm-matched raw vectors."""
+    if model is None:
+        return fusion.raw_fusion_inputs(vectors), "raw unit vectors overlaid by Procrustes rotations, no model"
+    projected = {name: np.asarray(model.project_items(name, v), dtype=np.float64) for name, v in vectors.items()}
+    return projected, f"item projections of the trained model {model.model_dir}"
+
+
+def diagnose(
+    store_root: str | Path,
+    out_dir: str | Path,
+    model_dir: str | Path | None = None,
+    sample: int = DEFAULT_SAMPLE,
+    seed: int = 0,
+    experts: list[str] | None = None,
+    k: int = DEFAULT_K,
+) -> dict[str, Any]:
+    """Measure the store's experts and write diagnose.json, diagnose.md and PNG figures to ``out_dir``.
+
+    Returns what diagnose.json holds. ``experts`` defaults to the model's experts with ``model_dir``, else to every
+    expert with a complete item store.
+    """
+    from hetmoe.diagnose.report import write_report
+
+    started = time.perf_counter()
+    store_root = Path(store_root)
+    model_path = Path(model_dir) if model_dir is not None else None
+    if sample < 3:
+        raise HetmoeError(f"--sample {sample} is too small; use at least a few hundred items (default {DEFAULT_SAMPLE})")
+    available = discover_experts(store_root)
+    model = load_model(model_path, store_root) if model_path is not None else None
+    chosen = sorted(set(experts or (model.experts if model is not None else available)))
+    unknown = [e for e in chosen if e not in available or (model is not None and e not in model.experts)]
+    if unknown:
+        have = model.experts if model is not None else available
+        raise HetmoeError(f"{store_root}: cannot diagnose {', '.join(unknown)}; choose among {', '.join(have)}")
+    ids, vectors = sample_vectors(store_root, chosen, sample, seed)
+    n = len(ids)
+    k_used = min(k, n - 1)
+    log.info("diagnosing %d expert(s) on %d shared items (k=%d)", len(chosen), n, k_used)
+    knn = {name: metrics.knn_sets(v, k_used) for name, v in vectors.items()}
+    result: dict[str, Any] = {
+        "store": str(store_root),
+        "model": str(model_path) if model_path is not None else None,
+        "n_items": n,
+        "sample_seed": seed,
+        "k": k_used,
+        "knn_chance_overlap": metrics.knn_chance_overlap(n, k_used),
+        "experts": {name: expert_geometry(v) for name, v in vectors.items()},
+        "pairwise": pairwise(vectors, knn),
+    }
+    if len(chosen) > 1:
+        inputs, basis = _fusion_inputs(vectors, model)
+        fused = fusion.fusion_geometry(inputs, knn, k_used)
+        if model is not None:
+            fused["projection_knn_overlap"] = {
+                name: metrics.knn_overlap(metrics.knn_sets(v, k_used), knn[name]) for name, v in sorted(inputs.items())
+            }
+        result["fusion"] = {"basis": basis, "weights": "uniform", **fused}
+    result["seconds"] = round(time.perf_counter() - started, 3)
+    result["files"] = write_report(result, Path(out_dir))
+    return result
