@@ -1,0 +1,261 @@
+"""The Scorer and the HTTP service on a real (tiny) fitted model: demo data, real experts, real FAISS, real uvicorn.
+
+The model routes k=1 of two experts (wordllama, e5) with the cheap ``static`` expert feeding the router, so tests can
+tell a routed expert from one that must not be encoded.
+"""
+from __future__ import annotations
+
+import json
+import shutil
+import threading
+import time
+from pathlib import Path
+
+import httpx
+import numpy as np
+import polars as pl
+import pytest
+from fastapi.testclient import TestClient
+from typer.testing import CliRunner
+
+from hetmoe.data.dataset import Dataset, load_dataset
+from hetmoe.errors import HetmoeError
+from hetmoe.online.results import ScoreRequest
+from hetmoe.online.scorer import Scorer
+from hetmoe.online.service import Limits, create_app
+
+EXPERTS = ["wordllama", "e5"]
+ROUTER = "static"
+
+
+@pytest.fixture(scope="session")
+def built(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict]:
+    from hetmoe.data.demo import generate_demo
+    from hetmoe.experts.card import get_card
+    from hetmoe.experts.registry import build_encoder
+    from hetmoe.moe.fit import fit
+    from hetmoe.moe.train import TrainConfig
+    from hetmoe.store.embed import embed_dataset
+    from hetmoe.store.index import build_index
+
+    root = tmp_path_factory.mktemp("online")
+    generate_demo(root / "data", items_per_market=30, queries_per_market=10, seed=0, markets=["TH", "ID", "VN"])
+    encoders = {e: build_encoder(get_card(e)) for e in [ROUTER, *EXPERTS]}
+    for name, encoder in encoders.items():
+        embed_dataset(root / "data", encoder.card, root / "stores", encoder=encoder, progress=False)
+        build_index(root / "stores", name)
+    fit(root / "data", root / "stores", root / "model", EXPERTS, k=1, variants=(), router_expert=ROUTER,
+        train_config=TrainConfig(max_epochs=2))
+    return root, encoders
+
+
+@pytest.fixture(scope="session")
+def scorer(built: tuple[Path, dict]) -> Scorer:
+    root, encoders = built
+    return Scorer.load(root / "model", encoders=encoders)
+
+
+@pytest.fixture(scope="session")
+def data(built: tuple[Path, dict]) -> Dataset:
+    return load_dataset(built[0] / "data")
+
+
+@pytest.fixture(scope="session")
+def client(scorer: Scorer) -> TestClient:
+    return TestClient(create_app(scorer, limits=Limits(max_item_ids=50, max_body_bytes=64 * 1024)))
+
+
+def _judged(data: Dataset, n: int = 3) -> list[tuple[str, str, list[str]]]:
+    """(query text, market, judged item ids) of the first n queries."""
+    out = []
+    for qid, text, market in data.queries.head(n).select("query_id", "text", "market").iter_rows():
+        ids = data.judgments.filter(pl.col("query_id") == qid)["item_id"].to_list()
+        out.append((text, market, ids))
+    return out
+
+
+# ----- Scorer ---------------------------------------------------------------------------------------------------
+
+def test_score_equals_stage_two_model_on_the_same_pairs(scorer: Scorer, built: tuple[Path, dict], data: Dataset) -> None:
+    from hetmoe.store.layout import open_expert
+
+    _, encoders = built
+    text, market, ids = _judged(data, 1)[0]
+    result = scorer.score(text, ids, market)
+    router_vec = encoders[ROUTER].encode([text], kind="query")
+    routing = scorer.model.route(market, router_vec)
+    routed = scorer.model.routed_experts(routing)[0]
+    qv = {e: encoders[e].encode([text], kind="query") for e in routed}
+    iv = {e: open_expert(scorer.model.store_root, e).items.get(ids) for e in routed}
+    expected = scorer.model.score(qv, iv, routing)
+    assert result.item_ids == ids and result.unknown_item_ids == []
+    np.testing.assert_allclose(result.scores, expected, rtol=1e-5, atol=1e-6)
+    assert list(result.routing.experts) == routed
+
+
+def test_unknown_ids_are_listed_not_raised(scorer: Scorer, data: Dataset) -> None:
+    text, market, ids = _judged(data, 1)[0]
+    plain = scorer.score(text, ids, market)
+    mixed = scorer.score(text, ["nope-1", *ids, "nope-2"], market)
+    assert mixed.unknown_item_ids == ["nope-1", "nope-2"]
+    assert mixed.item_ids == ids
+    np.testing.assert_allclose(mixed.scores, plain.scores)
+    none = scorer.score(text, ["nope"], market)
+    assert none.item_ids == [] and none.scores.shape == (0,) and none.unknown_item_ids == ["nope"]
+
+
+def test_route_returns_k_experts_with_gates(scorer: Scorer, data: Dataset) -> None:
+    for text, market, _ in _judged(data, 5):
+        routing = scorer.route(text, market)
+        assert len(routing.experts) == scorer.model.k == 1
+        assert set(routing.experts) <= set(EXPERTS)
+        assert sum(routing.gates) == pytest.approx(1.0)
+
+
+def test_cache_hit_avoids_reencoding_and_only_routed_experts_encode(scorer: Scorer, data: Dataset) -> None:
+    text, market, ids = _judged(data, 1)[0]
+    fresh = f"{text} cordless {time.monotonic_ns()}"  # a query no other test has seen
+    before = dict(scorer.encode_calls)
+    routing = scorer.score(fresh, ids, market).routing
+    after = dict(scorer.encode_calls)
+    grew = {e for e in after if after[e] > before[e]}
+    assert grew == {ROUTER, *routing.experts}  # the unrouted expert never encoded the query
+    scorer.score(fresh, ids[:2], market)
+    scorer.route(fresh, market)
+    assert scorer.encode_calls == after
+
+
+def test_score_batch_matches_single_calls(scorer: Scorer, data: Dataset) -> None:
+    cases = _judged(data, 4)
+    batch = scorer.score_batch([ScoreRequest(t, [*ids, "unknown"], m) for t, m, ids in cases])
+    for (text, market, ids), got in zip(cases, batch):
+        single = scorer.score(text, ids, market)
+        assert got.item_ids == ids and got.unknown_item_ids == ["unknown"]
+        np.testing.assert_allclose(got.scores, single.scores, rtol=1e-6)
+
+
+def test_search_returns_k_items_of_the_market_sorted_by_score(scorer: Scorer, data: Dataset) -> None:
+    markets = dict(zip(data.items["item_id"].to_list(), data.items["market"].to_list()))
+    text, market, _ = _judged(data, 1)[0]
+    result = scorer.search(text, market, k=5, candidates=20)
+    assert len(result.item_ids) == 5 and len(set(result.item_ids)) == 5
+    assert np.all(np.diff(result.scores) <= 0)
+    assert {markets[i] for i in result.item_ids} == {market}
+    assert all(seen and set(seen) <= set(result.routing.experts) for seen in result.seen_by)
+    assert 5 <= result.candidates <= 20 * len(result.routing.experts)
+
+
+def test_load_refuses_a_model_whose_store_changed(built: tuple[Path, dict], tmp_path: Path) -> None:
+    root, _ = built
+    model = tmp_path / "model"
+    shutil.copytree(root / "model", model)
+    config = json.loads((model / "config.json").read_text())
+    config["experts"]["e5"]["items_fingerprint"] = "0" * 64
+    (model / "config.json").write_text(json.dumps(config))
+    with pytest.raises(HetmoeError, match="different 'e5'"):
+        Scorer.load(model)
+
+
+# ----- HTTP service ---------------------------------------------------------------------------------------------
+
+def test_healthz_score_search_and_metrics(client: TestClient, data: Dataset, scorer: Scorer) -> None:
+    health = client.get("/healthz").json()
+    assert health["status"] == "ok" and health["items"] == scorer.n_items and set(health["markets"]) == {"TH", "ID", "VN"}
+    text, market, ids = _judged(data, 1)[0]
+    reply = client.post("/score", json={"query": text, "market": market, "item_ids": [*ids, "ghost"]})
+    assert reply.status_code == 200
+    body = reply.json()
+    assert body["item_ids"] == ids and body["unknown_item_ids"] == ["ghost"] and len(body["scores"]) == len(ids)
+    np.testing.assert_allclose(body["scores"], scorer.score(text, ids, market).scores, rtol=1e-6)
+    found = client.post("/search", json={"query": text, "market": market, "k": 3}).json()
+    assert len(found["item_ids"]) == 3 and len(found["seen_by"]) == 3 and found["experts"]
+    metrics = client.get("/metrics")
+    assert metrics.headers["content-type"].startswith("text/plain")
+    assert 'hetmoe_requests_total{endpoint="/score",method="POST",status="200"}' in metrics.text
+    assert 'hetmoe_request_latency_seconds_bucket{endpoint="/search",le="+Inf"}' in metrics.text
+    assert f'hetmoe_routed_total{{expert="{body["experts"][0]}"}}' in metrics.text
+
+
+def _good(data: Dataset) -> dict:
+    text, market, ids = _judged(data, 1)[0]
+    return {"query": text, "market": market, "item_ids": ids}
+
+
+@pytest.mark.parametrize(("change", "status", "field"), [
+    ({"market": "XX"}, 422, "market"),
+    ({"query": "  "}, 422, "query"),
+    ({"query": "q" * 600}, 422, "query"),
+    ({"item_ids": [f"i{n}" for n in range(51)]}, 422, "item_ids"),
+    ({"item_ids": []}, 422, "item_ids"),
+    ({"item_ids": "i1"}, 422, "item_ids"),
+    ({"item_ids": ["ok", 7]}, 422, "item_ids[1]"),
+    ({"query": 42}, 422, "query"),
+    ({"market": None}, 422, "market"),
+    ({"extra": 1}, 422, "extra"),
+])
+def test_score_rejects_bad_fields_naming_them(client: TestClient, data: Dataset, change: dict, status: int, field: str) -> None:
+    reply = client.post("/score", json={**_good(data), **change})
+    assert reply.status_code == status, reply.text
+    assert reply.json()["field"] == field and reply.json()["error"].startswith(field)
+
+
+def test_malformed_bodies_get_4xx(client: TestClient, data: Dataset) -> None:
+    cases = {
+        "bad json": (b'{"query": ', 400, "body"),
+        "not an object": (json.dumps([_good(data)]).encode(), 422, "body"),
+        "oversized": (b'{"query": "' + b"a" * (65 * 1024) + b'"}', 413, "body"),
+    }
+    for name, (raw, status, field) in cases.items():
+        reply = client.post("/score", content=raw, headers={"content-type": "application/json"})
+        assert (reply.status_code, reply.json()["field"]) == (status, field), name
+    missing = client.post("/score", json={"query": "drill", "market": "TH"})
+    assert missing.status_code == 422 and missing.json()["field"] == "item_ids"
+    for change, field in [({"k": 0}, "k"), ({"k": 1000}, "k"), ({"candidates": -1}, "candidates"), ({"k": True}, "k")]:
+        reply = client.post("/search", json={"query": "drill", "market": "TH", **change})
+        assert reply.status_code == 422 and reply.json()["field"] == field, reply.text
+    assert client.get("/score").status_code == 405
+    assert client.get("/healthz").status_code == 200  # the worker is still fine
+
+
+def test_api_key_required_when_configured(scorer: Scorer, data: Dataset) -> None:
+    guarded = TestClient(create_app(scorer, api_key="k3y"))
+    assert guarded.post("/score", json=_good(data)).status_code == 401
+    assert guarded.get("/metrics").status_code == 401
+    assert guarded.post("/score", json=_good(data), headers={"x-api-key": "k3y"}).status_code == 200
+    assert guarded.get("/healthz").status_code == 200
+
+
+def test_real_uvicorn_on_loopback(scorer: Scorer, data: Dataset) -> None:
+    import uvicorn
+
+    config = uvicorn.Config(create_app(scorer), host="127.0.0.1", port=0, log_level="warning", access_log=False)
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    try:
+        deadline = time.monotonic() + 30
+        while not server.started:
+            assert time.monotonic() < deadline and thread.is_alive(), "uvicorn did not start"
+            time.sleep(0.05)
+        port = server.servers[0].sockets[0].getsockname()[1]
+        with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=10) as http:
+            assert http.get("/healthz").json()["status"] == "ok"
+            good = http.post("/score", json=_good(data))
+            bad = http.post("/score", json={**_good(data), "market": "XX"})
+            assert good.status_code == 200 and len(good.json()["scores"]) == len(_good(data)["item_ids"])
+            assert bad.status_code == 422 and bad.json()["field"] == "market"
+            assert 'status="422"' in http.get("/metrics").text
+    finally:
+        server.should_exit = True
+        thread.join(timeout=15)
+    assert not thread.is_alive()
+
+
+def test_serve_refuses_open_bind_without_key(tmp_path: Path) -> None:
+    from hetmoe.cli import app
+
+    runner = CliRunner()
+    result = runner.invoke(app, ["serve", "--model", str(tmp_path), "--host", "0.0.0.0"], env={"HETMOE_API_KEY": ""})
+    assert result.exit_code != 0 and "without an API key" in str(result.exception)
+    result = runner.invoke(app, ["serve", "--model", str(tmp_path / "none")])
+    assert "no fitted model here" in str(result.exception)
