@@ -8,8 +8,6 @@ import typer
 
 from hetmoe.store.layout import DEFAULT_STORE
 
-KINDS = ("auto", "flat", "hnsw", "ivf-pq")
-
 
 def register(app: typer.Typer) -> None:
     @app.command("embed")
@@ -29,3 +27,14 @@ def register(app: typer.Typer) -> None:
         parsed = parse_shard(shard)
         summary = embed_dataset(data, get_card(expert, cards), store, shard=parsed, overwrite=overwrite, chunk_size=chunk_size)
         typer.echo(json.dumps(summary))
+
+    @app.command("index")
+    def index_cmd(
+        expert: str = typer.Option(..., "--expert", "-e", help="Expert whose item vectors to index."),
+        store: Path = typer.Option(DEFAULT_STORE, "--store", help="Store root holding STORE/<expert>/items.zarr."),
+        kind: str = typer.Option("auto", "--kind", help="auto (exact up to 50k items, HNSW above) | flat | hnsw | ivf-pq."),
+    ) -> None:
+        """Build a FAISS index over an expert's item vectors; approximate kinds print recall@10 against exact search."""
+        from hetmoe.store.index import build_index
+
+        typer.echo(json.dumps(build_index(store, expert, kind)))

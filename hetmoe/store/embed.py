@@ -43,6 +43,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 DEFAULT_CHUNK_SIZE = 4096
+ID_BLOCK = 65536  # ids written per zarr call when a store is created
 KIND = {"items": "document", "queries": "query"}
 IDENTITY_KEYS = ("format", "expert", "card_hash", "dim", "chunk_size")
 
@@ -186,8 +187,9 @@ def _create_part(path: Path, part: PartInput, dim: int, chunk_size: int) -> None
         rows = max(part.count, 0)
         group.create_array("vectors", shape=(rows, dim), chunks=(chunk_size, dim), dtype="float16", compressors=None, fill_value=0.0)
         ids = group.create_array("ids", shape=(rows,), chunks=(chunk_size,), dtype=str)
-        for start in range(0, rows, chunk_size):
-            ids[start : start + chunk_size] = np.asarray(part.ids.slice(start, chunk_size).to_list(), dtype=str)
+        block = chunk_size * max(1, ID_BLOCK // chunk_size)  # whole zarr chunks per write, bounded memory
+        for start in range(0, rows, block):
+            ids[start : start + block] = np.asarray(part.ids.slice(start, block).to_list(), dtype=str)
         try:
             os.rename(tmp, path)
         except OSError:
