@@ -15,6 +15,11 @@ def validate_cmd(
     as_json: bool = typer.Option(False, "--json", help="Print the per-market summary as JSON instead of a table."),
 ) -> None:
     """Check columns, types, ids, texts, splits and markets; print a per-market summary. Exit 2 on any problem."""
+    _report(root, as_json)
+
+
+def _report(root: Path, as_json: bool = False) -> None:
+    """Summary table (or JSON) on stdout, then one 'error:' line per problem on stderr; exit 2 if any."""
     from hetmoe.data.validate import inspect_dataset, summary
 
     problems, dataset = inspect_dataset(root)
@@ -46,6 +51,53 @@ def demo_cmd(
 
     generate_demo(out, items_per_market, queries_per_market, seed, tuple(m.upper() for m in market) if market else MARKETS)
     typer.echo(f"wrote demo dataset to {out}; check it with 'hetmoe data validate {out}'")
+
+
+@data_app.command("import-esci")
+def import_esci_cmd(
+    examples: Path = typer.Option(..., "--examples", help="ESCI shopping_queries_dataset_examples (.parquet or .csv)."),
+    products: Path = typer.Option(..., "--products", help="ESCI shopping_queries_dataset_products (.parquet or .csv)."),
+    out: Path = typer.Option(..., "--out", help="Dataset folder to write."),
+    small: bool = typer.Option(False, "--small", help="Keep only the 'small_version' (Task 1) examples."),
+    locale: list[str] = typer.Option(None, "--locale", help="Only these locales (repeatable): us, es, jp."),
+    valid_fraction: float = typer.Option(0.1, help="Share of train queries moved to 'valid' (by query)."),
+) -> None:
+    """Import Amazon ESCI: market=locale, label E3/S2/C1/I0, relevant=E|S, item_id='<locale>:<product_id>', official test kept."""
+    from hetmoe.data.esci import import_esci
+
+    import_esci(examples, products, out, small, valid_fraction, tuple(locale or ()))
+    _report(out)
+
+
+@data_app.command("import-csv")
+def import_csv_cmd(
+    pairs: Path = typer.Argument(..., help="Judged pairs log, one (query, item) per row: .csv, .tsv or .parquet."),
+    out: Path = typer.Option(..., "--out", help="Dataset folder to write."),
+    items: Path = typer.Option(None, "--items", help="Optional item catalog file (same column options for id/title/text/market)."),
+    query_col: str = typer.Option("query", help="Column with the query text."),
+    item_id_col: str = typer.Option("item_id", help="Column with the item id."),
+    label_col: str = typer.Option("label", help="Column with the (graded) label; repeated pairs are averaged."),
+    title_col: str = typer.Option("title", help="Column with the item title."),
+    query_id_col: str = typer.Option(None, help="Column with a query id (default: hash of market + query text)."),
+    text_col: str = typer.Option(None, help="Column with extra item text (description)."),
+    market_col: str = typer.Option(None, help="Column with the market code (default: --market for every row)."),
+    lang_col: str = typer.Option(None, help="Column with the language code (default: --lang)."),
+    split_col: str = typer.Option(None, help="Column with train/valid/test (also dev/val/validation/eval)."),
+    relevant_col: str = typer.Option(None, help="Column with a 0/1 relevant flag (default: label >= --relevant-min)."),
+    market: str = typer.Option("default", help="Market code when there is no market column."),
+    lang: str = typer.Option(None, help="Language code when there is no language column."),
+    relevant_min: float = typer.Option(1.0, help="relevant = label >= this (e.g. 2 for 0-3 grades)."),
+    valid_fraction: float = typer.Option(0.15, help="Without a split column: share of queries in 'valid'."),
+    test_fraction: float = typer.Option(0.15, help="Without a split column: share of queries in 'test'."),
+    sep: str = typer.Option(",", help="CSV field separator (.tsv files always use tab)."),
+) -> None:
+    """Import a relevance log of any shape by naming its columns, e.g. --query-col q --item-id-col sku --label-col grade."""
+    from hetmoe.data.tabular import Mapping, import_table
+
+    mapping = Mapping(query=query_col, item_id=item_id_col, label=label_col, title=title_col, query_id=query_id_col,
+                      text=text_col, market=market_col, lang=lang_col, split=split_col, relevant=relevant_col)
+    import_table(pairs, out, mapping, items, market, lang, relevant_min, valid_fraction, test_fraction, sep)
+    _report(out)
 
 
 def _print_summary(table: "pl.DataFrame", root: Path) -> None:  # noqa: F821 - polars imported lazily
