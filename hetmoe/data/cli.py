@@ -100,6 +100,20 @@ def import_csv_cmd(
     _report(out)
 
 
+@data_app.command("sample")
+def sample_cmd(
+    src: Path = typer.Argument(..., help="Dataset folder to take the slice from."),
+    out: Path = typer.Option(..., "--out", help="Dataset folder to write."),
+    queries_per_market: int = typer.Option(1000, help="About this many judged queries kept per market (split shares preserved; up to one extra per split)."),
+    seed: int = typer.Option(0, help="Which queries are kept; the same seed gives the same slice."),
+) -> None:
+    """Write a smaller slice of a dataset: some queries per market, their judgments and the items they judge."""
+    from hetmoe.data.sample import sample_dataset
+
+    sample_dataset(src, out, queries_per_market, seed)
+    _report(out)
+
+
 def _print_summary(table: "pl.DataFrame", root: Path) -> None:  # noqa: F821 - polars imported lazily
     from rich.console import Console
     from rich.table import Table
