@@ -18,7 +18,7 @@ def register(app: typer.Typer) -> None:
         shard: str = typer.Option(None, "--shard", help="i/N: write only this worker's share of chunks (N workers fill one store)."),
         overwrite: bool = typer.Option(False, "--overwrite", help="Rebuild a store made by another card, input or chunk size."),
         cards: Path = typer.Option(None, "--cards", help="Expert cards TOML (default: configs/experts.toml or $HETMOE_CARDS)."),
-        chunk_size: int = typer.Option(None, "--chunk-size", help="Texts per chunk (the unit of resume and sharding); default 4096."),
+        chunk_size: int = typer.Option(None, "--chunk-size", help="Texts per chunk (the unit of resume and sharding); default max(4096, 16 batches)."),
     ) -> None:
         """Embed a dataset's items and queries with one expert; resumable (run again after a kill) and shardable."""
         from hetmoe.experts.card import get_card
