@@ -41,7 +41,7 @@ def test_rotated_copies_of_one_space_are_aligned_and_average_without_loss() -> N
     vectors = {"a": x, "b": 2.0 * x @ _isometry(10, 10, seed=3), "c": x @ _isometry(10, 24, seed=4)}
     inputs = fusion.raw_fusion_inputs(vectors)
     own = {name: metrics.knn_sets(v, 5) for name, v in vectors.items()}
-    report = fusion.fusion_geometry(inputs, own, k=5)
+    report = fusion.fusion_geometry(inputs, inputs, own, k=5)
     assert report["average"]["norm_shrinkage"]["mean"] == pytest.approx(1.0, abs=1e-6)
     assert report["average"]["mean_knn_overlap"] > 0.999
     assert report["concatenation"]["mean_knn_overlap"] > 0.999
@@ -51,7 +51,7 @@ def test_identical_experts_fuse_without_loss() -> None:
     x = metrics.l2_normalise(_gaussian(800, 12, 0))
     inputs = {"a": x, "b": x.copy(), "c": x.copy()}
     own = {name: metrics.knn_sets(v, 5) for name, v in inputs.items()}
-    report = fusion.fusion_geometry(inputs, own, k=5)
+    report = fusion.fusion_geometry(inputs, inputs, own, k=5)
     for kind in ("average", "concatenation"):
         assert report[kind]["mean_knn_overlap"] == 1.0
         assert report[kind]["norm_shrinkage"]["mean"] == pytest.approx(1.0, abs=1e-12)
@@ -62,7 +62,8 @@ def test_unrelated_experts_average_shrinks_to_about_one_over_sqrt_e_and_loses_ra
     vectors = {f"e{i}": _gaussian(1500, 32, seed=i) for i in range(4)}
     inputs = fusion.raw_fusion_inputs(vectors)
     own = {name: metrics.knn_sets(v, 10) for name, v in vectors.items()}
-    report = fusion.fusion_geometry(inputs, own, k=10)
+    unit = {name: metrics.l2_normalise(v) for name, v in vectors.items()}
+    report = fusion.fusion_geometry(inputs, unit, own, k=10)
     avg, cat = report["average"], report["concatenation"]
     assert 0.5 <= avg["norm_shrinkage"]["mean"] < 0.6  # Procrustes finds only chance alignment between noise clouds
     assert cat["norm_shrinkage"]["mean"] == pytest.approx(1.0, abs=1e-12)
@@ -78,7 +79,8 @@ def test_concatenation_keeps_more_of_each_experts_neighbourhood_than_the_average
     vectors = {f"e{i}": np.hstack([shared @ _gaussian(8, 8, seed=20 + i), _gaussian(n, 24, seed=i)]) for i in range(3)}
     inputs = fusion.raw_fusion_inputs(vectors)
     own = {name: metrics.knn_sets(v, 10) for name, v in vectors.items()}
-    report = fusion.fusion_geometry(inputs, own, k=10)
+    unit = {name: metrics.l2_normalise(v) for name, v in vectors.items()}
+    report = fusion.fusion_geometry(inputs, unit, own, k=10)
     assert report["concatenation"]["mean_knn_overlap"] > report["average"]["mean_knn_overlap"]
     assert set(report["average"]["knn_overlap"]) == set(vectors)
 
@@ -86,8 +88,8 @@ def test_concatenation_keeps_more_of_each_experts_neighbourhood_than_the_average
 def test_weights_are_normalised_and_used() -> None:
     a = np.array([[1.0, 0.0], [0.0, 1.0]])
     b = np.array([[0.0, 1.0], [1.0, 0.0]])
-    average, concat = fusion.fuse({"a": a, "b": b}, weights={"a": 3.0, "b": 1.0})
-    np.testing.assert_allclose(average, [[0.75, 0.25], [0.25, 0.75]])
-    assert concat.shape == (2, 4)
-    shrink = fusion.norm_shrinkage({"a": a, "b": b}, average, weights={"a": 3.0, "b": 1.0})
+    avg = fusion.average({"a": a, "b": b}, weights={"a": 3.0, "b": 1.0})
+    np.testing.assert_allclose(avg, [[0.75, 0.25], [0.25, 0.75]])
+    np.testing.assert_allclose(fusion.concatenate({"b": b, "a": a}), np.hstack([a, b]))
+    shrink = fusion.norm_shrinkage({"a": a, "b": b}, avg, weights={"a": 3.0, "b": 1.0})
     assert shrink["mean"] == pytest.approx(np.hypot(0.75, 0.25))

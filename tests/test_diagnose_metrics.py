@@ -99,13 +99,20 @@ def test_knn_sets_exclude_self_and_are_nearest_first() -> None:
 def test_knn_overlap_identical_rotated_and_unrelated() -> None:
     x = _gaussian(1500, 16)
     k = 10
-    own = metrics.knn_sets(x, k, block=256)
+    own = metrics.knn_sets(x, k)
     assert metrics.knn_overlap(own, metrics.knn_sets(x, k)) == 1.0
     rotated = metrics.knn_sets(3.0 * x @ _orthogonal(16), k)
     assert metrics.knn_overlap(own, rotated) > 0.999  # float32 search: a rare near-tie may swap the k-th neighbour
     unrelated = metrics.knn_sets(_gaussian(1500, 16, seed=5), k)
     chance = metrics.knn_chance_overlap(1500, k)
     assert metrics.knn_overlap(own, unrelated) < 3 * chance + 0.01
+
+
+def test_knn_sets_with_exact_duplicates_still_exclude_self() -> None:
+    x = np.repeat(np.eye(3), 4, axis=0)  # three groups of four identical rows
+    nn = metrics.knn_sets(x, 3)
+    for i, row in enumerate(nn.tolist()):
+        assert i not in row and {j // 4 for j in row} == {i // 4}
 
 
 def test_knn_overlap_counts_shared_neighbours() -> None:

@@ -59,17 +59,23 @@ def raw_fusion_inputs(vectors: dict[str, np.ndarray], iterations: int = 10, tol:
     return mapped
 
 
-def fuse(inputs: dict[str, np.ndarray], weights: dict[str, float] | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """(weighted average, concatenation) of equal-width per-expert vectors; weights default to uniform."""
+def _weights(names: list[str], weights: dict[str, float] | None) -> np.ndarray:
+    w = np.array([1.0 if weights is None else float(weights[n]) for n in names])
+    return w / w.sum()
+
+
+def average(inputs: dict[str, np.ndarray], weights: dict[str, float] | None = None) -> np.ndarray:
+    """Weighted average of equal-width per-expert vectors (weights normalised to sum 1; uniform by default)."""
     names = sorted(inputs)
     widths = {inputs[n].shape[1] for n in names}
     if len(widths) != 1:
         raise ValueError(f"averaging needs one common width, got {sorted(widths)}")
-    w = np.array([1.0 if weights is None else float(weights[n]) for n in names])
-    w = w / w.sum()
-    average = sum(wi * np.asarray(inputs[n], dtype=np.float64) for wi, n in zip(w, names))
-    concat = np.hstack([np.asarray(inputs[n], dtype=np.float64) for n in names])
-    return average, concat
+    return sum(wi * np.asarray(inputs[n], dtype=np.float64) for wi, n in zip(_weights(names, weights), names))
+
+
+def concatenate(inputs: dict[str, np.ndarray]) -> np.ndarray:
+    """Per-expert vectors side by side, in sorted expert order (widths may differ)."""
+    return np.hstack([np.asarray(inputs[n], dtype=np.float64) for n in sorted(inputs)])
 
 
 def _norm_stats(ratio: np.ndarray) -> dict[str, float]:
@@ -77,16 +83,14 @@ def _norm_stats(ratio: np.ndarray) -> dict[str, float]:
     return {"mean": float(ratio.mean()), "p10": float(p10), "p50": float(p50), "p90": float(p90)}
 
 
-def norm_shrinkage(inputs: dict[str, np.ndarray], average: np.ndarray, weights: dict[str, float] | None = None) -> dict[str, float]:
+def norm_shrinkage(inputs: dict[str, np.ndarray], fused: np.ndarray, weights: dict[str, float] | None = None) -> dict[str, float]:
     """Per-item ||sum_e w_e x_e|| / sum_e w_e ||x_e||: 1 when the experts agree, lower as they cancel out.
 
     With uniform weights this is ||avg|| / mean_e ||x_e||. Summarised as mean and 10/50/90th percentiles.
     """
     names = sorted(inputs)
-    w = np.array([1.0 if weights is None else float(weights[n]) for n in names])
-    w = w / w.sum()
     norms = np.stack([np.linalg.norm(np.asarray(inputs[n], dtype=np.float64), axis=1) for n in names], axis=1)
-    ratio = np.linalg.norm(average, axis=1) / np.maximum(norms @ w, 1e-12)
+    ratio = np.linalg.norm(fused, axis=1) / np.maximum(norms @ _weights(names, weights), 1e-12)
     return _norm_stats(ratio)
 
 
@@ -110,18 +114,22 @@ def _geometry(fused: np.ndarray, native_knn: dict[str, np.ndarray], k: int) -> d
 
 
 def fusion_geometry(
-    inputs: dict[str, np.ndarray],
+    average_inputs: dict[str, np.ndarray],
+    concat_inputs: dict[str, np.ndarray],
     native_knn: dict[str, np.ndarray],
     k: int,
     weights: dict[str, float] | None = None,
 ) -> dict[str, Any]:
-    """Compare average and concatenation of ``inputs`` against each expert's own neighbourhoods ``native_knn``.
+    """Compare the average of ``average_inputs`` and the concatenation of ``concat_inputs`` with each expert's own
+    neighbourhoods ``native_knn`` (k nearest neighbours of every item in expert e's original space, same row order).
 
-    ``native_knn[e]`` holds the k nearest neighbours of every item in expert e's original space (same row order).
-    Effective ranks are measured on L2-normalised fused rows, as for single experts.
+    The two inputs are the same per-expert vectors, except that averaging needs them at one width (see
+    :func:`raw_fusion_inputs`) while concatenating does not. Effective ranks are measured on L2-normalised fused
+    rows, as for single experts.
     """
-    average, concat = fuse(inputs, weights)
+    avg = average(average_inputs, weights)
+    cat = concatenate(concat_inputs)
     return {
-        "average": {**_geometry(average, native_knn, k), "norm_shrinkage": norm_shrinkage(inputs, average, weights)},
-        "concatenation": {**_geometry(concat, native_knn, k), "norm_shrinkage": concat_norm_ratio(inputs, concat)},
+        "average": {**_geometry(avg, native_knn, k), "norm_shrinkage": norm_shrinkage(average_inputs, avg, weights)},
+        "concatenation": {**_geometry(cat, native_knn, k), "norm_shrinkage": concat_norm_ratio(concat_inputs, cat)},
     }

@@ -1,8 +1,8 @@
-"""Geometry of one embedding space and of pairs of spaces, in pure numpy.
+"""Geometry of one embedding space and of pairs of spaces: numpy, plus FAISS for exact kNN search.
 
 Every function takes a sample of row vectors (n, d). Callers decide what the rows are; the diagnostics L2-normalise
-them first (see :mod:`hetmoe.diagnose.run`) because experts are compared by cosine. All arithmetic runs in float64 so
-float16 store vectors do not distort small singular values.
+them first (see :mod:`hetmoe.diagnose.run`) because experts are compared by cosine. Arithmetic runs in float64 so
+sums over thousands of float16 store rows lose nothing.
 
 References:
 - Ethayarajh 2019, "How Contextual are Contextualized Word Representations?": anisotropy as the mean cosine between
@@ -50,8 +50,8 @@ def mean_pair_cosine(x: np.ndarray) -> float:
 def singular_values(x: np.ndarray, center: bool = False) -> np.ndarray:
     """Singular values of the sample matrix (optionally column-centred), largest first, length min(n, d).
 
-    Taken as square roots of the eigenvalues of the smaller Gram matrix: several times faster than an SVD with
-    LAPACK's divide and conquer on these shapes, and exact to ~1e-8 relative in float64, plenty for spectra.
+    Taken as square roots of the eigenvalues of the smaller Gram matrix: several times faster than an SVD on these
+    shapes, and in float64 accurate to about 1e-8 of the largest singular value, plenty for spectra and ranks.
     """
     arr = _as64(x)
     if center:
@@ -140,24 +140,25 @@ def linear_cka(x: np.ndarray, y: np.ndarray) -> float:
     return float(cross / denom) if denom > _EPS else 0.0
 
 
-def knn_sets(x: np.ndarray, k: int, block: int = 2048) -> np.ndarray:
-    """Indices (n, k) of each row's k nearest other rows by cosine, found by blocked matmul on the sample.
+def knn_sets(x: np.ndarray, k: int) -> np.ndarray:
+    """Indices (n, k) of each row's k nearest other rows by cosine, nearest first (exact search on the sample).
 
-    Exact search on a few thousand sampled rows is fast and needs no index; neighbours come nearest first.
+    FAISS's flat inner-product search is used for speed (BLAS plus a heap, several times faster than sorting the
+    n x n similarities in numpy). It asks for k + 1 neighbours and drops the row itself, or the last one when
+    exact duplicates pushed the row out of its own list.
     """
-    u = l2_normalise(_as64(x)).astype(np.float32)
+    import faiss
+
+    u = np.ascontiguousarray(l2_normalise(_as64(x)), dtype=np.float32)
     n = u.shape[0]
     if not 1 <= k < n:
         raise ValueError(f"k must be in [1, n-1] = [1, {n - 1}], got {k}")
-    out = np.empty((n, k), dtype=np.int64)
-    for start in range(0, n, block):
-        stop = min(start + block, n)
-        sims = u[start:stop] @ u.T
-        sims[np.arange(stop - start), np.arange(start, stop)] = -np.inf
-        part = np.argpartition(-sims, k - 1, axis=1)[:, :k]
-        order = np.argsort(-np.take_along_axis(sims, part, axis=1), axis=1, kind="stable")
-        out[start:stop] = np.take_along_axis(part, order, axis=1)
-    return out
+    index = faiss.IndexFlatIP(u.shape[1])
+    index.add(u)
+    _, found = index.search(u, k + 1)
+    keep = found != np.arange(n)[:, None]
+    keep[keep.all(axis=1), k] = False
+    return found[keep].reshape(n, k).astype(np.int64)
 
 
 def knn_overlap(a: np.ndarray, b: np.ndarray) -> float:

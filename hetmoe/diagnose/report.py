@@ -15,19 +15,17 @@ SPECTRA_PNG, SIMILARITY_PNG, FUSION_PNG = "spectra.png", "similarity.png", "fusi
 AVERAGE_COLOR, CONCAT_COLOR = "#d9822b", "#2b6cb0"
 
 
-def _pyplot() -> Any:
-    import matplotlib
+def _figure(width: float, height: float) -> Any:
+    """A matplotlib Figure rendered by Agg, without pyplot: no global backend switch, nothing left open."""
+    from matplotlib.figure import Figure
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
+    return Figure(figsize=(width, height))
 
 
 def plot_spectra(result: dict[str, Any], path: Path) -> None:
     """Left: singular values of the unit rows relative to the largest; right: cumulative PCA variance."""
-    plt = _pyplot()
-    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4.2))
+    fig = _figure(11, 4.2)
+    left, right = fig.subplots(1, 2)
     for name, geo in sorted(result["experts"].items()):
         s = np.asarray(geo["spectrum"])
         left.loglog(np.arange(1, len(s) + 1), s, label=f"{name} (d={geo['dim']}, mean cos {geo['mean_pair_cosine']:.2f})")
@@ -42,7 +40,6 @@ def plot_spectra(result: dict[str, Any], path: Path) -> None:
     fig.suptitle(f"Per-expert geometry on {result['n_items']} sampled items: a steep first drop on the left = a shared direction (anisotropy)", fontsize=10)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
-    plt.close(fig)
 
 
 def _heatmap(ax: Any, matrix: np.ndarray, names: list[str], title: str, vmax: float) -> Any:
@@ -58,11 +55,11 @@ def _heatmap(ax: Any, matrix: np.ndarray, names: list[str], title: str, vmax: fl
 
 def plot_similarity(result: dict[str, Any], path: Path) -> None:
     """Linear CKA and kNN overlap between every pair of experts, as two annotated heatmaps."""
-    plt = _pyplot()
     pair = result["pairwise"]
     names = pair["experts"]
     side = 2.2 + 0.75 * len(names)
-    fig, (left, right) = plt.subplots(1, 2, figsize=(2 * side + 1.5, side))
+    fig = _figure(2 * side + 1.5, side)
+    left, right = fig.subplots(1, 2)
     fig.colorbar(_heatmap(left, np.asarray(pair["linear_cka"]), names, "Linear CKA (1 = same geometry)", 1.0), ax=left, shrink=0.8)
     off = np.asarray(pair["knn_overlap"]) - np.eye(len(names))
     vmax = max(float(off.max()), result["knn_chance_overlap"] * 2, 0.05)
@@ -70,7 +67,6 @@ def plot_similarity(result: dict[str, Any], path: Path) -> None:
     fig.colorbar(_heatmap(right, np.asarray(pair["knn_overlap"]), names, title, vmax), ax=right, shrink=0.8)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
-    plt.close(fig)
 
 
 def _reference(ax: Any, y: float, label: str) -> None:
@@ -82,11 +78,11 @@ def _reference(ax: Any, y: float, label: str) -> None:
 
 def plot_fusion(result: dict[str, Any], path: Path) -> None:
     """kNN overlap bars (average vs concatenation) per expert, effective rank, and norm shrinkage."""
-    plt = _pyplot()
     fused = result["fusion"]
     names = sorted(fused["average"]["knn_overlap"])
     x = np.arange(len(names))
-    fig, (bars, rank, norms) = plt.subplots(1, 3, figsize=(13, 4.2), gridspec_kw={"width_ratios": [2.2, 1, 1]})
+    fig = _figure(13, 4.2)
+    bars, rank, norms = fig.subplots(1, 3, gridspec_kw={"width_ratios": [2.2, 1, 1]})
     width = 0.38
     for offset, kind, color in ((-width / 2, "average", AVERAGE_COLOR), (width / 2, "concatenation", CONCAT_COLOR)):
         values = [fused[kind]["knn_overlap"][n] for n in names]
@@ -116,7 +112,6 @@ def plot_fusion(result: dict[str, Any], path: Path) -> None:
     fig.suptitle(f"Average vs concatenation of {len(names)} experts ({fused['basis']})", fontsize=10)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
-    plt.close(fig)
 
 
 def _fmt_row(cells: list[Any]) -> str:
@@ -147,7 +142,12 @@ def markdown(result: dict[str, Any]) -> str:
          f"{g['effective_rank_centered']:.1f}", g["isoscore"]]
         for n, g in sorted(result["experts"].items())
     ]
-    lines += _table(header, rows) + ["", f"![spectra]({SPECTRA_PNG})", ""]
+    lines += _table(header, rows) + [""]
+    narrow = [n for n, g in sorted(result["experts"].items()) if g["dim"] >= result["n_items"]]
+    if narrow:
+        lines += [f"Note: {', '.join(narrow)} {'has' if len(narrow) == 1 else 'have'} at least as many dimensions as "
+                  "sampled items, so spectra, effective ranks and IsoScore are capped by the sample; use a larger --sample.", ""]
+    lines += [f"![spectra]({SPECTRA_PNG})", ""]
     pair = result["pairwise"]
     names = pair["experts"]
     if len(names) > 1:

@@ -54,16 +54,18 @@ def sample_vectors(
 
     stores = {name: EmbeddingStore.open(part_path(store_root, name, "items")) for name in experts}
     shared = None
-    for store in stores.values():
-        shared = store.ids if shared is None else np.intersect1d(shared, store.ids)
-    shared = np.unique(shared)
+    for store in stores.values():  # ids are unique within a store (embed refuses duplicates)
+        shared = np.sort(store.ids) if shared is None else np.intersect1d(shared, store.ids, assume_unique=True)
     if len(shared) < 3:
         raise HetmoeError(
             f"{store_root}: only {len(shared)} item id(s) shared by {', '.join(experts)}; embed the same dataset with every expert"
         )
     if sample < len(shared):
         shared = np.sort(np.random.default_rng(seed).choice(shared, size=sample, replace=False))
-    return shared, {name: store.get(shared) for name, store in stores.items()}
+    from tqdm import tqdm
+
+    # pop each store once read, so only one expert's full float16 matrix is held at a time
+    return shared, {name: stores.pop(name).get(shared) for name in tqdm(experts, desc="reading item vectors", leave=False)}
 
 
 def expert_geometry(x: np.ndarray) -> dict[str, Any]:
@@ -104,12 +106,16 @@ def load_model(model_dir: Path, store_root: Path) -> Any:
     return MoEModel.load(model_dir, store_root=store_root)
 
 
-def _fusion_inputs(vectors: dict[str, np.ndarray], model: Any) -> tuple[dict[str, np.ndarray], str]:
-    """Per-expert vectors at one common width: the model's item projections, else norm-matched raw vectors."""
+def _fusion_inputs(
+    vectors: dict[str, np.ndarray], model: Any
+) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray], str]:
+    """(inputs to average, inputs to concatenate, description): the model's item projections for both, else
+    raw unit vectors, Procrustes-overlaid at one width for the average and as they are for the concatenation."""
     if model is None:
-        return fusion.raw_fusion_inputs(vectors), "raw unit vectors overlaid by Procrustes rotations, no model"
+        unit = {name: metrics.l2_normalise(v) for name, v in vectors.items()}
+        return fusion.raw_fusion_inputs(vectors), unit, "raw unit vectors; average after Procrustes rotation, no model"
     projected = {name: np.asarray(model.project_items(name, v), dtype=np.float64) for name, v in vectors.items()}
-    return projected, f"item projections of the trained model {model.model_dir}"
+    return projected, projected, f"item projections of the trained model {model.model_dir}"
 
 
 def diagnose(
@@ -123,7 +129,7 @@ def diagnose(
 ) -> dict[str, Any]:
     """Measure the store's experts and write diagnose.json, diagnose.md and PNG figures to ``out_dir``.
 
-    Returns what diagnose.json holds. ``experts`` defaults to the model's experts with ``model_dir``, else to every
+    Returns what diagnose.json holds (``seconds`` is the measuring time, without writing figures). ``experts`` defaults to the model's experts with ``model_dir``, else to every
     expert with a complete item store.
     """
     from hetmoe.diagnose.report import write_report
@@ -156,11 +162,11 @@ def diagnose(
         "pairwise": pairwise(vectors, knn),
     }
     if len(chosen) > 1:
-        inputs, basis = _fusion_inputs(vectors, model)
-        fused = fusion.fusion_geometry(inputs, knn, k_used)
+        to_average, to_concat, basis = _fusion_inputs(vectors, model)
+        fused = fusion.fusion_geometry(to_average, to_concat, knn, k_used)
         if model is not None:
             fused["projection_knn_overlap"] = {
-                name: metrics.knn_overlap(metrics.knn_sets(v, k_used), knn[name]) for name, v in sorted(inputs.items())
+                name: metrics.knn_overlap(metrics.knn_sets(v, k_used), knn[name]) for name, v in sorted(to_concat.items())
             }
         result["fusion"] = {"basis": basis, "weights": "uniform", **fused}
     result["seconds"] = round(time.perf_counter() - started, 3)
