@@ -23,6 +23,7 @@ app = typer.Typer(
 # Each module exposes ``register(app)``; order is the order of --help.
 COMMAND_MODULES: tuple[str, ...] = (
     "hetmoe.data.cli",
+    "hetmoe.experts.cli",
     "hetmoe.store.cli",
     "hetmoe.diagnose.cli",
     "hetmoe.online.cli",
