@@ -28,9 +28,10 @@ def switch_loss(probs: torch.Tensor, selected: torch.Tensor) -> torch.Tensor:
     return n * torch.sum(f.detach() * p)
 
 
-def top_k_gates(probs: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Dense (B, N) gates keeping the k largest probabilities, renormalised to sum 1, and the 0/1 selection mask."""
-    idx = torch.topk(probs, k, dim=1).indices
+def top_k_gates(probs: torch.Tensor, k: int, select: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Dense (B, N) gates keeping the k largest probabilities (or largest ``select`` scores), renormalised to sum 1,
+    and the 0/1 selection mask."""
+    idx = torch.topk(probs if select is None else select, k, dim=1).indices
     mask = torch.zeros_like(probs).scatter_(1, idx, 1.0)
     kept = probs * mask
     return kept / kept.sum(1, keepdim=True).clamp_min(1e-12), mask
@@ -71,36 +72,45 @@ class MoENet(nn.Module):
             else {"out": nn.Linear(fan_in, 1)}
         )
 
-    def gates(
-        self, market: torch.Tensor, rvec: torch.Tensor, fixed: torch.Tensor | None = None
-    ) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
-        """Dense (B, N) gates, router probabilities and dispatch mask (None for fixed routers)."""
+    def gates(self, market: torch.Tensor, rvec: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
+        """Per query: dense (U, N) gates, router probabilities and dispatch mask (None without a learned router)."""
         if self.router is None:
-            if fixed is None:
-                return torch.ones(market.shape[0], self.spec.n_experts), None, None
-            return fixed, None, None
-        probs = torch.softmax(self.router(market, rvec), dim=1)
-        gates, mask = top_k_gates(probs, self.spec.k_eff if self.spec.router == "hard" else min(self.spec.k, self.spec.n_experts))
-        if self.spec.router == "soft":
-            gates = probs
-        return gates, probs, mask
-
-    def expert_features(self, i: int, q: torch.Tensor, d: torch.Tensor, stats: torch.Tensor) -> torch.Tensor:
-        """Projected pair features (B, h) of expert i from normalised raw vectors and its (B, 3) statistics."""
-        u, v = self.proj[i](q), self.proj[i](d)
-        return torch.relu(self.inter[i](torch.cat([u * v, (u - v).abs(), stats], dim=1)))
+            return torch.ones(market.shape[0], self.spec.n_experts), None, None
+        logits = self.router(market, rvec)
+        probs = torch.softmax(logits, dim=1)
+        k = min(self.spec.k, self.spec.n_experts)
+        if self.training and self.spec.router_noise > 0:
+            # Gumbel top-k: selection sampled without replacement in proportion to the router's probabilities, so
+            # experts it does not pick yet still get routed now and then and receive gradient (renormalised gates
+            # give an unselected expert none).
+            gumbel = -torch.log(-torch.log(torch.rand_like(logits).clamp(1e-9, 1 - 1e-9)))
+            gates, mask = top_k_gates(probs, k, select=logits.detach() + self.spec.router_noise * gumbel)
+        else:
+            gates, mask = top_k_gates(probs, k)
+        return (probs if self.spec.router == "soft" else gates), probs, mask
 
     def forward(
         self,
         qv: list[torch.Tensor],
         dv: list[torch.Tensor],
         stats: torch.Tensor,
+        q_local: torch.Tensor,
         market: torch.Tensor,
         rvec: torch.Tensor,
         fixed_gates: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
-        gates, probs, mask = self.gates(market, rvec, fixed_gates)
-        feats = [self.expert_features(i, qv[i], dv[i], stats[:, i]) * gates[:, i : i + 1] for i in range(len(qv))]
+        """Logits (B,) for B pairs over U queries: ``qv[i]`` (U, d_i), ``market`` (U,), ``rvec`` (U, d_r) are per query,
+        ``dv[i]`` (B, d_i), ``stats`` (B, N, 3), ``fixed_gates`` (B, N) per pair; ``q_local`` (B,) maps pair -> query row.
+
+        Projecting and routing each query once per batch (not once per pair) is what keeps training fast.
+        """
+        gates, probs, mask = self.gates(market, rvec)
+        gates = fixed_gates if fixed_gates is not None else gates[q_local]
+        feats = []
+        for i in range(len(qv)):
+            u, v = self.proj[i](qv[i])[q_local], self.proj[i](dv[i])
+            x = torch.cat([u * v, (u - v).abs(), stats[:, i]], dim=1)
+            feats.append(torch.relu(self.inter[i](x)) * gates[:, i : i + 1])
         z = torch.cat(feats, dim=1) if self.spec.fusion == "concat" else torch.stack(feats).sum(0)
         if self.spec.hidden > 0:
             logits = self.head["l2"](torch.relu(self.head["l1"](z))).squeeze(1)

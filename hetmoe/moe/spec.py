@@ -39,6 +39,7 @@ class ModelSpec:
     router_expert: str = "static"
     router_dim: int = 0
     router_hidden: int = 32
+    router_noise: float = 1.0
     soft_threshold: float = 0.0
     rule_table: dict[str, list[str]] = field(default_factory=dict)
 

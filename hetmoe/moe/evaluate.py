@@ -1,0 +1,127 @@
+"""``evaluate``: score every trained variant on one split and write report.json / report.md / report.png.
+
+Net variants are scored through the same numpy inference path the online Scorer uses (``MoEModel.score``), so the
+reported numbers are the served model's numbers. The best single expert is the one with the highest macro AUC on the
+reported split itself (the strongest possible single-expert competitor), and the MoE's margin over it carries 95%
+bootstrap CIs over queries (resampled within markets).
+"""
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from hetmoe.errors import HetmoeError
+from hetmoe.moe.artifacts import read_config
+from hetmoe.moe.features import PairSet, load_pairs
+from hetmoe.moe.fit import load_data
+from hetmoe.moe.metrics import auc, auc_by_market, bootstrap_delta, macro, ndcg_at_k
+
+log = logging.getLogger(__name__)
+ORDER = ("moe", "weighted", "soft", "rule", "concat-all", "lightgbm")
+
+
+def score_net(model: Any, pairs: PairSet) -> tuple[np.ndarray, np.ndarray]:
+    """(pair scores, dense (n_queries, N) gates) of a net variant over ``pairs`` (its experts are a subset of theirs)."""
+    cols = [pairs.experts.index(e) for e in model.experts]
+    markets = np.asarray(pairs.markets, dtype=object)[pairs.q_market]
+    routing = model.route(markets, pairs.rvec if model.router_expert else None)
+    qvecs = {e: pairs.q[c] for e, c in zip(model.experts, cols)}
+    dvecs = {e: pairs.d[c][pairs.di] for e, c in zip(model.experts, cols)}
+    return model.score(qvecs, dvecs, routing, groups=pairs.qi), model.dense_gates(routing)
+
+
+def variant_metrics(scores: np.ndarray, rank_scores: np.ndarray, pairs: PairSet) -> dict[str, Any]:
+    by_market = auc_by_market(scores, pairs.y, pairs.market_names)
+    return {
+        "auc": auc(scores, pairs.y),
+        "auc_macro": macro(by_market),
+        "auc_by_market": by_market,
+        "ndcg10": ndcg_at_k(rank_scores, pairs.label, pairs.qi, 10),
+    }
+
+
+def routing_summary(dense: np.ndarray, experts: list[str], all_experts: list[str], pairs: PairSet) -> dict[str, Any]:
+    """Share of queries sent to each expert (overall and per market) and experts run per query."""
+    present = np.unique(pairs.qi)
+    used = dense[present] > 0
+    q_markets = np.asarray(pairs.markets, dtype=object)[pairs.q_market[present]]
+    share = {e: 0.0 for e in all_experts}
+    share.update({e: float(used[:, j].mean()) for j, e in enumerate(experts)})
+    by_market = {}
+    for m in np.unique(q_markets):
+        sel = used[q_markets == m]
+        by_market[str(m)] = {e: (float(sel[:, experts.index(e)].mean()) if e in experts else 0.0) for e in all_experts}
+    return {"experts_per_query": float(used.sum(1).mean()), "routing_share": share, "routing_share_by_market": by_market}
+
+
+def _variants(model_dir: Path) -> dict[str, Path]:
+    index = model_dir / "fit.json"
+    if index.is_file():
+        return {name: model_dir / rel for name, rel in json.loads(index.read_text())["variants"].items()}
+    return {"moe": model_dir}
+
+
+def evaluate(
+    model_dir: str | Path, data_dir: str | Path, split: str, out_dir: str | Path, store_root: str | Path | None = None
+) -> dict[str, Any]:
+    """Score all variants of ``model_dir`` on ``split`` of ``data_dir``; writes report.{json,md,png} into ``out_dir``."""
+    from hetmoe.moe.infer import MoEModel
+    from hetmoe.moe.lgbm import LgbmModel
+    from hetmoe.moe.report import write_reports
+
+    model_dir = Path(model_dir)
+    main = read_config(model_dir)
+    store_root = Path(store_root) if store_root else Path(main["store_root"])
+    dataset = load_data(data_dir)
+    if not dataset.has_split(split):
+        raise HetmoeError(f"{data_dir}: no '{split}' judgments to evaluate on; choose one of the splits it has")
+    moe = MoEModel.load(model_dir, store_root=store_root)
+    splits_seen = main.get("splits", {})
+    if splits_seen.get("early_stopping") == f"split '{split}'" or split == "train":
+        log.warning("split '%s' was used in training: its numbers are optimistic", split)
+    pairs = load_pairs(dataset, store_root, moe.experts, [split], moe.spec.router_expert, markets=moe.markets)
+    variants: dict[str, Any] = {}
+    scores_of: dict[str, np.ndarray] = {}
+    for name, path in _variants(model_dir).items():
+        if name == "lightgbm":
+            lgbm = LgbmModel.load(path)
+            binary, ranked = lgbm.predict(pairs.select_experts(lgbm.experts))
+            result = variant_metrics(binary, ranked, pairs)
+            n_q = pairs.q_market.shape[0]
+            result.update(routing_summary(np.ones((n_q, len(lgbm.experts))), lgbm.experts, moe.experts, pairs))
+            scores_of[name] = binary
+        else:
+            model = moe if name == "moe" else MoEModel.load(path, store_root=store_root)
+            scores, dense = score_net(model, pairs)
+            result = variant_metrics(scores, scores, pairs)
+            result.update(routing_summary(dense, model.experts, moe.experts, pairs))
+            scores_of[name] = scores
+        variants[name] = result
+        log.info("%-18s AUC %.4f  macro %.4f  nDCG@10 %.4f", name, result["auc"], result["auc_macro"], result["ndcg10"])
+    report: dict[str, Any] = {
+        "dataset": str(Path(data_dir).resolve()),
+        "split": split,
+        "model": str(model_dir.resolve()),
+        "pairs": len(pairs),
+        "queries": int(np.unique(pairs.qi).size),
+        "markets": sorted(set(pairs.market_names.tolist())),
+        "trained_on": splits_seen,
+        "router_expert": moe.router_expert,
+        "variants": {n: variants[n] for n in _ordered(variants)},
+    }
+    singles = [n for n in variants if n.startswith("single:")]
+    if singles:
+        best = max(singles, key=lambda n: (variants[n]["auc_macro"], variants[n]["auc"]))
+        delta = bootstrap_delta(scores_of["moe"], scores_of[best], pairs.y, pairs.qi, pairs.market_names)
+        report["moe_vs_best_single"] = {"best_single": best, **delta}
+    write_reports(report, Path(out_dir))
+    return report
+
+
+def _ordered(variants: dict[str, Any]) -> list[str]:
+    singles = sorted(n for n in variants if n.startswith("single:"))
+    return [n for n in ORDER if n in variants] + singles + [n for n in variants if n not in ORDER and n not in singles]

@@ -1,0 +1,179 @@
+"""``fit``: train the MoE model (hard top-k concat) and every baseline the evaluation compares it with.
+
+Layout of ``out_dir``: the main model (``moe``) at the top level (``config.json`` + ``weights.safetensors``), each
+baseline in ``variants/<name>/`` (``single:e5`` -> ``variants/single-e5``), and ``fit.json`` indexing them.
+Training never sees the split that will be reported: with a ``test`` split, train on ``train`` and early-stop on
+``valid``; otherwise report on ``valid`` and early-stop on a seeded 15% of train's queries.
+"""
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import replace
+from pathlib import Path
+from typing import Any, Sequence
+
+from hetmoe.errors import HetmoeError
+from hetmoe.moe.artifacts import expert_identity, save_net, write_json
+from hetmoe.moe.features import PairSet, carve_by_query, load_pairs
+from hetmoe.moe.rule import fit_rule_table
+from hetmoe.moe.spec import ModelSpec
+from hetmoe.moe.train import TrainConfig, train_net
+
+log = logging.getLogger(__name__)
+BASELINES = ("weighted", "soft", "concat-all", "rule", "single", "lightgbm")
+CARVE_FRACTION = 0.15
+
+
+def variant_dir(name: str) -> str:
+    """Relative folder of a variant inside a fit output."""
+    return "." if name == "moe" else f"variants/{name.replace(':', '-')}"
+
+
+def load_data(data_dir: str | Path) -> Any:
+    from hetmoe.data.validate import check_dataset
+
+    return check_dataset(data_dir)
+
+
+def resolve_experts(experts: Sequence[str] | None) -> list[str]:
+    if experts:
+        return list(dict.fromkeys(experts))
+    from hetmoe.experts.card import default_experts
+
+    return default_experts()
+
+
+def plan_splits(dataset: Any, eval_split: str | None) -> tuple[str, str | None]:
+    """(split reported on, split used for early stopping or None to carve from train)."""
+    split = eval_split or ("test" if dataset.has_split("test") else "valid")
+    if not dataset.has_split("train"):
+        raise HetmoeError(f"{dataset.root}: no 'train' judgments; split the dataset (see 'hetmoe data validate')")
+    stop = "valid" if split == "test" and dataset.has_split("valid") else None
+    return split, stop
+
+
+def training_pairs(
+    dataset: Any, store_root: str | Path, experts: list[str], router_expert: str, eval_split: str | None, seed: int
+) -> tuple[PairSet, PairSet, dict[str, Any]]:
+    """(fit pairs, early-stopping pairs, a description of where each came from)."""
+    split, stop_split = plan_splits(dataset, eval_split)
+    splits = ["train"] + ([stop_split] if stop_split else [])
+    pairs = load_pairs(dataset, store_root, experts, splits, router_expert)
+    if stop_split:
+        fit_mask, stop_mask = pairs.split == "train", pairs.split == stop_split
+        stop_desc = f"split '{stop_split}'"
+    else:
+        fit_mask, stop_mask = carve_by_query(pairs.subset(pairs.split == "train"), CARVE_FRACTION, seed)
+        pairs = pairs.subset(pairs.split == "train")
+        stop_desc = f"{CARVE_FRACTION:.0%} of train's queries per market (seed {seed})"
+    plan = {"eval_split": split, "fit": "split 'train'" + (" minus the carved queries" if not stop_split else ""), "early_stopping": stop_desc}
+    return pairs.subset(fit_mask), pairs.subset(stop_mask), plan
+
+
+def _requested(variants: str | Sequence[str], experts: list[str]) -> list[str]:
+    names = ["weighted", "soft", "concat-all", "rule", *[f"single:{e}" for e in experts], "lightgbm"]
+    if variants == "all":
+        return names
+    wanted = [variants] if isinstance(variants, str) else list(variants)
+    wanted = [w for w in wanted if w != "moe"]
+    expanded = [n for w in wanted for n in (names if w == "all" else [f"single:{e}" for e in experts] if w == "single" else [w])]
+    unknown = [w for w in expanded if w not in names]
+    if unknown:
+        raise HetmoeError(f"unknown variant(s) {', '.join(unknown)}; choose from moe, {', '.join(names)} (or 'single', 'all')")
+    return list(dict.fromkeys(expanded))
+
+
+def variant_spec(name: str, base: ModelSpec, rule_table: dict[str, list[str]]) -> ModelSpec:
+    """The ModelSpec of a named variant, derived from the main model's spec."""
+    if name == "moe":
+        return base
+    if name == "weighted":
+        return replace(base, fusion="weighted")
+    if name == "soft":
+        return replace(base, router="soft", soft_threshold=0.5 / base.n_experts)
+    if name == "concat-all":
+        return replace(base, router="none")
+    if name == "rule":
+        return replace(base, router="rule", rule_table=rule_table)
+    if name.startswith("single:"):
+        expert = name.split(":", 1)[1]
+        i = base.experts.index(expert)
+        return replace(base, experts=[expert], dims=[base.dims[i]], router="none", k=1)
+    raise HetmoeError(f"unknown variant '{name}'")
+
+
+def fit(
+    data_dir: str | Path,
+    store_root: str | Path,
+    out_dir: str | Path,
+    experts: list[str] | None = None,
+    *,
+    k: int = 2,
+    seed: int = 0,
+    variants: str | Sequence[str] = "all",
+    eval_split: str | None = None,
+    router_expert: str = "static",
+    train_config: TrainConfig | None = None,
+    spec_overrides: dict[str, Any] | None = None,
+) -> Path:
+    """Train ``moe`` and the requested baselines into ``out_dir``; returns ``out_dir``."""
+    t0 = time.perf_counter()
+    experts = resolve_experts(experts)
+    if k < 1 or k > len(experts):
+        raise HetmoeError(f"k={k} must be between 1 and the number of experts ({len(experts)})")
+    cfg = replace(train_config or TrainConfig(), seed=seed)
+    out = Path(out_dir)
+    dataset = load_data(data_dir)
+    store_root = Path(store_root).resolve()
+    identity = {e: expert_identity(store_root, e) for e in dict.fromkeys([*experts, router_expert])}
+    train, stop, plan = training_pairs(dataset, store_root, experts, router_expert, eval_split, seed)
+    log.info("fitting on %d pairs, early stopping on %d pairs (%s)", len(train), len(stop), plan["early_stopping"])
+    base = ModelSpec(
+        experts=experts, dims=train.dims, markets=list(train.markets), k=k, router_expert=router_expert,
+        router_dim=int(train.rvec.shape[1]), **(spec_overrides or {}),
+    )
+    rule_table = fit_rule_table(stop, k)
+    common = {
+        "dataset": str(Path(data_dir).resolve()),
+        "store_root": str(store_root),
+        "splits": plan,
+        "seed": seed,
+        "train_config": cfg.to_dict(),
+        "feature_spec": {
+            "per_expert": "L2-normalised raw vectors -> proj (rank) -> [u*v, |u-v|, cos, cos z-score in query, cos rank in query] -> inter (width) + ReLU",
+            "router_input": f"market one-hot + L2-normalised '{router_expert}' query vector",
+        },
+    }
+    index: dict[str, str] = {}
+    for name in ["moe", *_requested(variants, experts)]:
+        target = out / variant_dir(name)
+        if name == "lightgbm":
+            from hetmoe.moe.lgbm import train_lgbm
+
+            model = train_lgbm(train, stop, seed=seed, threads=cfg.threads)
+            model.save(target, {"variant": name, **common, "expert_identity": {e: identity[e] for e in experts}})
+        else:
+            spec = variant_spec(name, base, rule_table)
+            used = spec.experts + ([router_expert] if spec.learned_router and router_expert not in spec.experts else [])
+            result = train_net(spec, train.select_experts(spec.experts), stop.select_experts(spec.experts), cfg)
+            meta = {"variant": name, **common, "experts": {e: identity[e] for e in used}, "metrics": result.metrics}
+            save_net(target, spec, result.weights, meta)
+        index[name] = variant_dir(name)
+    seconds = time.perf_counter() - t0
+    write_json(out / "fit.json", {"variants": index, "experts": experts, "k": k, "router_expert": router_expert,
+                                  "rule_table": rule_table, "seconds": round(seconds, 1), **common})
+    log.info("fit %d variants in %.1fs into %s", len(index), seconds, out)
+    return out
+
+
+def fit_router(data_dir: str | Path, store_root: str | Path, out_path: str | Path, experts: list[str] | None = None,
+               *, k: int = 2, seed: int = 0, eval_split: str | None = None) -> dict[str, list[str]]:
+    """The rule router alone (market -> k best experts on held-out judgments), written as JSON to ``out_path``."""
+    experts = resolve_experts(experts)
+    dataset = load_data(data_dir)
+    _, stop, plan = training_pairs(dataset, Path(store_root).resolve(), experts, experts[0], eval_split, seed)
+    table = fit_rule_table(stop, k)
+    write_json(Path(out_path), {"router": "rule", "k": k, "experts": experts, "table": table, "chosen_on": plan["early_stopping"]})
+    return table
+

@@ -1,0 +1,127 @@
+"""Writing an evaluation: ``report.json`` (stable keys for other tools), ``report.md`` (tables) and ``report.png``.
+
+The PNG has two panels: per-market AUC of every variant (grouped bars) and the MoE router's share of queries per
+expert and market (heatmap), the two things a reader needs to judge whether routing helps where it should.
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+from pathlib import Path
+from typing import Any
+
+
+def _fmt(value: float) -> str:
+    return "n/a" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{value:.4f}"
+
+
+def _clean(obj: Any) -> Any:
+    """NaN -> None so report.json is valid JSON."""
+    if isinstance(obj, float) and math.isnan(obj):
+        return None
+    if isinstance(obj, dict):
+        return {k: _clean(v) for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [_clean(v) for v in obj]
+    return obj
+
+
+def markdown(report: dict[str, Any]) -> str:
+    markets = report["markets"]
+    variants = report["variants"]
+    lines = [
+        f"# Evaluation on `{report['split']}` of {report['dataset']}",
+        "",
+        f"{report['queries']} queries, {report['pairs']} judged pairs, markets: {', '.join(markets)}. "
+        f"Training: {report.get('trained_on', {}).get('fit', '?')}; early stopping on "
+        f"{report.get('trained_on', {}).get('early_stopping', '?')}. Judge by macro AUC (mean of per-market AUCs); "
+        "pooled AUC also rewards learning each market's base rate.",
+        "",
+        "| variant | AUC macro | AUC pooled | " + " | ".join(markets) + " | nDCG@10 | experts/query |",
+        "|---|---|---|" + "---|" * len(markets) + "---|---|",
+    ]
+    for name, v in variants.items():
+        per = " | ".join(_fmt(v["auc_by_market"].get(m)) for m in markets)
+        lines.append(
+            f"| {name} | {_fmt(v['auc_macro'])} | {_fmt(v['auc'])} | {per} | {_fmt(v['ndcg10'])} | {v['experts_per_query']:.2f} |"
+        )
+    cmp = report.get("moe_vs_best_single")
+    if cmp:
+        lines += [
+            "",
+            f"**MoE vs best single expert ({cmp['best_single']})**: macro AUC {cmp['delta_auc_macro']:+.4f} "
+            f"(95% CI {cmp['ci95_macro'][0]:+.4f} .. {cmp['ci95_macro'][1]:+.4f}); pooled AUC {cmp['delta_auc']:+.4f} "
+            f"(95% CI {cmp['ci95'][0]:+.4f} .. {cmp['ci95'][1]:+.4f}); {cmp['reps']} bootstrap resamples of queries within markets.",
+        ]
+    moe = variants.get("moe")
+    if moe:
+        experts = list(moe["routing_share"])
+        lines += [
+            "",
+            f"## MoE routing: share of queries sent to each expert (router input: `{report.get('router_expert')}` query vector + market)",
+            "",
+            "| market | " + " | ".join(experts) + " |",
+            "|---|" + "---|" * len(experts),
+        ]
+        for m, shares in moe["routing_share_by_market"].items():
+            lines.append(f"| {m} | " + " | ".join(f"{shares[e]:.2f}" for e in experts) + " |")
+        lines.append("| all | " + " | ".join(f"{moe['routing_share'][e]:.2f}" for e in experts) + " |")
+    lines += [
+        "",
+        "Online query-encoding cost = experts/query (the query is encoded only by its routed experts; learned routers "
+        f"also need the `{report.get('router_expert')}` query vector, the cheapest expert).",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def chart(report: dict[str, Any], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    markets = report["markets"]
+    variants = report["variants"]
+    names = list(variants)
+    fig, (ax, hx) = plt.subplots(1, 2, figsize=(15, 5), gridspec_kw={"width_ratios": [3, 1.3]})
+    width = 0.8 / max(1, len(names))
+    x = np.arange(len(markets) + 1)
+    for j, name in enumerate(names):
+        vals = [variants[name]["auc_by_market"].get(m) or np.nan for m in markets] + [variants[name]["auc_macro"] or np.nan]
+        ax.bar(x + j * width - 0.4 + width / 2, vals, width, label=name)
+    ax.set_xticks(x, [*markets, "macro"])
+    finite = [v for n in names for v in [*variants[n]["auc_by_market"].values(), variants[n]["auc_macro"]] if v is not None and not math.isnan(v)]
+    if finite:
+        ax.set_ylim(max(0.0, min(finite) - 0.05), min(1.0, max(finite) + 0.02))
+    ax.set_ylabel("AUC")
+    ax.set_title(f"Per-market AUC on '{report['split']}'")
+    ax.legend(fontsize=7, ncol=2)
+    moe = variants.get("moe")
+    if moe:
+        experts = list(moe["routing_share"])
+        grid = np.array([[moe["routing_share_by_market"][m][e] for e in experts] for m in moe["routing_share_by_market"]])
+        im = hx.imshow(grid, vmin=0, vmax=1, cmap="viridis", aspect="auto")
+        hx.set_xticks(range(len(experts)), experts, rotation=45, ha="right")
+        hx.set_yticks(range(grid.shape[0]), list(moe["routing_share_by_market"]))
+        for (i, j), v in np.ndenumerate(grid):
+            hx.text(j, i, f"{v:.2f}", ha="center", va="center", color="white" if v < 0.6 else "black", fontsize=7)
+        hx.set_title("MoE routing share")
+        fig.colorbar(im, ax=hx)
+    fig.tight_layout()
+    tmp = path.with_suffix(".tmp.png")
+    fig.savefig(tmp, dpi=110)
+    plt.close(fig)
+    os.replace(tmp, path)
+
+
+def write_reports(report: dict[str, Any], out_dir: Path) -> None:
+    out_dir.mkdir(parents=True, exist_ok=True)
+    clean = _clean(report)
+    for name, text in (("report.json", json.dumps(clean, indent=2)), ("report.md", markdown(report))):
+        tmp = out_dir / (name + ".tmp")
+        tmp.write_text(text)
+        os.replace(tmp, out_dir / name)
+    chart(report, out_dir / "report.png")

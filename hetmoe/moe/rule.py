@@ -1,0 +1,36 @@
+"""The rule router: each market goes to the k experts whose raw cosine ranks best there on held-out judgments.
+
+Why raw cosine: the rule router is the ablation without a learned router; picking experts by their own zero-shot
+ranking quality needs no training, so ``hetmoe fit-router`` is cheap and independent of any head.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from hetmoe.moe.features import PairSet
+from hetmoe.moe.metrics import auc, macro
+
+
+def expert_market_auc(pairs: PairSet) -> dict[str, dict[str, float]]:
+    """AUC of each expert's raw cosine per market: {expert: {market: auc}}."""
+    names = pairs.market_names
+    out: dict[str, dict[str, float]] = {}
+    for i, expert in enumerate(pairs.experts):
+        cos = pairs.stats[:, i, 0]
+        out[expert] = {str(m): auc(cos[names == m], pairs.y[names == m]) for m in np.unique(names)}
+    return out
+
+
+def fit_rule_table(pairs: PairSet, k: int) -> dict[str, list[str]]:
+    """market -> the k best experts there (expert order kept), plus ``"*"`` -> the k best by macro AUC."""
+    scores = expert_market_auc(pairs)
+    k = min(k, len(pairs.experts))
+
+    def best(values: dict[str, float]) -> list[str]:
+        ranked = sorted(pairs.experts, key=lambda e: -np.nan_to_num(values[e], nan=0.5))[:k]
+        return [e for e in pairs.experts if e in ranked]
+
+    markets = sorted({m for per in scores.values() for m in per})
+    table = {m: best({e: scores[e][m] for e in pairs.experts}) for m in markets}
+    table["*"] = best({e: macro(scores[e]) for e in pairs.experts})
+    return table
