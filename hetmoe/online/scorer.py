@@ -254,6 +254,11 @@ class Scorer:
         """Stop the encoding threads (the Scorer is unusable afterwards)."""
         self._pool.shutdown(wait=False)
 
+    def clear_caches(self) -> None:
+        """Forget cached query vectors and routing decisions (benchmarks of the uncached path; hot model swaps)."""
+        self._query_cache.clear()
+        self._route_cache.clear()
+
     def cache_info(self) -> dict[str, Any]:
         return {
             "query_vectors": {"size": len(self._query_cache), "hits": self._query_cache.hits, "misses": self._query_cache.misses},

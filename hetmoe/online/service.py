@@ -14,6 +14,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, PlainTextResponse
 from pydantic import BaseModel, ConfigDict, Field
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from hetmoe.errors import HetmoeError
 from hetmoe.online.metrics import CONTENT_TYPE, Metrics
@@ -77,8 +78,21 @@ def _field_name(loc: tuple[Any, ...]) -> str:
     return name or "body"
 
 
+def _printable(text: str) -> str:
+    """Client text echoed in an error may hold lone surrogates, which cannot be encoded as UTF-8 JSON."""
+    return text.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
+def _valid_unicode(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:  # lone surrogates from "\ud800" escapes: no encoder or JSON writer accepts them
+        return False
+    return True
+
+
 def _error(status: int, field: str, message: str) -> JSONResponse:
-    return JSONResponse({"error": message, "field": field}, status_code=status)
+    return JSONResponse({"error": _printable(message), "field": _printable(field)}, status_code=status)
 
 
 class _Checks:
@@ -90,6 +104,8 @@ class _Checks:
         self.markets = frozenset(scorer.markets)
 
     def query(self, text: str) -> str:
+        if not _valid_unicode(text):
+            raise FieldError("query", "not valid Unicode (lone surrogate)")
         if not text.strip():
             raise FieldError("query", "must not be empty or only whitespace")
         if len(text) > self.limits.max_query_chars:
@@ -108,6 +124,8 @@ class _Checks:
             raise FieldError("item_ids", "must list at least one item id")
         if len(item_ids) > limit:
             raise FieldError("item_ids", f"{len(item_ids)} ids is over the limit of {limit} per request; split the request")
+        if not _valid_unicode("".join(item_ids)):
+            raise FieldError("item_ids", "an id is not valid Unicode (lone surrogate)")
         longest = max(len(i) for i in item_ids)
         if longest > self.limits.max_item_id_chars:
             raise FieldError("item_ids", f"an id of {longest} characters is over the limit of {self.limits.max_item_id_chars}")
@@ -142,6 +160,13 @@ def create_app(scorer: Scorer, *, api_key: str | None = None, limits: Limits | N
         if kind == "extra_forbidden":
             return _error(422, field, f"{field}: unknown field")
         return _error(422, field, f"{field}: {first.get('msg', 'invalid value')}")
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(request: Request, err: StarletteHTTPException) -> JSONResponse:
+        # FastAPI's own refusals (unparsable body, unknown path, wrong method) in the same shape as ours
+        field = "body" if err.status_code == 400 else "path"
+        where = "body" if field == "body" else f"{request.method} {request.url.path}"
+        return _error(err.status_code, field, f"{where}: {str(err.detail).lower()}")
 
     @app.exception_handler(FieldError)
     async def _bad_value(_: Request, err: FieldError) -> JSONResponse:
