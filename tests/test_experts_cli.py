@@ -33,7 +33,8 @@ def test_list_json_reports_cards_hashes_and_defaults() -> None:
 
 def test_check_encodes_with_the_named_expert(tmp_path: Path) -> None:
     cards = tmp_path / "cards.toml"
-    cards.write_text(f'[defaults]\nexperts = ["h"]\n[experts.h]\nbackend = "{__name__}:Hashed"\nmodel = "none"\ndim = 4\n')
+    cards.write_text(f'[defaults]\nexperts = ["h"]\n'
+                     f'[experts.h]\nbackend = "{__name__}:Hashed"\nmodel = "none"\ndim = 4\n')
     result = CliRunner().invoke(app, ["experts", "check", "--cards", str(cards)])
     assert result.exit_code == 0, result.output
     row = json.loads(result.stdout.strip().splitlines()[-1])

@@ -5,7 +5,7 @@ backend only wraps its library's batch call and adds no per-text Python work.
 """
 from __future__ import annotations
 
-import logging
+import os
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from typing import ClassVar, get_args
@@ -14,8 +14,6 @@ import numpy as np
 
 from hetmoe.errors import HetmoeError
 from hetmoe.experts.card import ExpertCard, Kind
-
-log = logging.getLogger(__name__)
 
 KINDS: tuple[str, ...] = get_args(Kind)
 # Optional card fields a backend may or may not act on; setting one a backend ignores is an error, not a no-op.
@@ -71,7 +69,8 @@ class Encoder(ABC):
             return np.zeros((0, self.dim), dtype=np.float32)
         out = np.ascontiguousarray(self._encode(batch, kind), dtype=np.float32)
         if out.shape != (len(batch), self.dim):
-            raise RuntimeError(f"expert {self.card.name!r} returned shape {out.shape}, expected {(len(batch), self.dim)}")
+            expected = (len(batch), self.dim)
+            raise RuntimeError(f"expert {self.card.name!r} returned shape {out.shape}, expected {expected}")
         if self.card.normalize and not self.returns_normalized:
             out /= np.maximum(np.linalg.norm(out, axis=1, keepdims=True), 1e-12)
         return out
@@ -89,8 +88,6 @@ def cpu_threads(card: ExpertCard) -> int:
     """Threads for CPU backends: the card's count, else every core this process may run on."""
     if card.threads:
         return card.threads
-    import os
-
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 

@@ -92,7 +92,9 @@ class ExpertCard:
             )
         missing = [k for k in ("name", "backend", "model") if not d.get(k)]
         if missing:
-            raise HetmoeError(f"expert card {d.get('name', '?')!r} lacks {missing}; every card needs name, backend, model")
+            raise HetmoeError(
+                f"expert card {d.get('name', '?')!r} lacks {missing}; every card needs name, backend, model"
+            )
         return cls(**d)
 
 
@@ -168,5 +170,7 @@ def default_experts(path: str | Path | None = None) -> list[str]:
     cards = load_cards(p)
     unknown = [n for n in names if n not in cards]
     if unknown:
-        raise HetmoeError(f"[defaults] experts in {p} names unknown experts {unknown}; known: {', '.join(sorted(cards))}")
+        raise HetmoeError(
+            f"[defaults] experts in {p} names unknown experts {unknown}; known: {', '.join(sorted(cards))}"
+        )
     return [str(n) for n in names]

@@ -12,11 +12,15 @@ SAMPLE = ["cordless drill 18v", "lámpara de techo LED", "kemeja batik pria leng
 
 
 def register(app: typer.Typer) -> None:
-    experts = typer.Typer(help="Expert cards: list them, check that their models load and encode.", no_args_is_help=True)
+    experts = typer.Typer(help="Expert cards: list them, check that their models load and encode.",
+                          no_args_is_help=True)
     app.add_typer(experts, name="experts")
 
     @experts.command("list")
-    def list_cmd(cards: Path = CARDS_OPTION, as_json: bool = typer.Option(False, "--json", help="One JSON object.")) -> None:
+    def list_cmd(
+        cards: Path = CARDS_OPTION,
+        as_json: bool = typer.Option(False, "--json", help="One JSON object instead of a table."),
+    ) -> None:
         """Every card with its backend, dim, languages, identity hash and whether it is in the default set."""
         from rich.console import Console
         from rich.table import Table
@@ -25,7 +29,8 @@ def register(app: typer.Typer) -> None:
 
         declared, defaults = load_cards(cards), default_experts(cards)
         if as_json:
-            typer.echo(json.dumps({"defaults": defaults, "cards": {n: {**c.to_dict(), "hash": c.hash} for n, c in declared.items()}}))
+            described = {n: {**c.to_dict(), "hash": c.hash} for n, c in declared.items()}
+            typer.echo(json.dumps({"defaults": defaults, "cards": described}))
             return
         table = Table("expert", "backend", "dim", "languages", "default")
         table.add_column("hash", no_wrap=True)
@@ -50,5 +55,6 @@ def register(app: typer.Typer) -> None:
             encoder = build_encoder(card)
             loaded = time.perf_counter() - began
             queries, docs = encoder.encode(SAMPLE, "query"), encoder.encode(SAMPLE, "document")
-            typer.echo(json.dumps({"expert": name, "hash": card.hash, "dim": encoder.dim, "load_seconds": round(loaded, 3),
-                                   "query_doc_cosine": [round(float(q @ d), 4) for q, d in zip(queries, docs)]}))
+            cosines = [round(float(q @ d), 4) for q, d in zip(queries, docs)]
+            typer.echo(json.dumps({"expert": name, "hash": card.hash, "dim": encoder.dim,
+                                   "load_seconds": round(loaded, 3), "query_doc_cosine": cosines}))

@@ -27,15 +27,17 @@ class WordLlamaEncoder(Encoder):
         config, _, dim = path.name.removesuffix(".safetensors").rpartition("_")
         if path.parent.name != "weights" or not dim.isdigit():
             raise HetmoeError(
-                f"expert {card.name!r}: {path} is not a WordLlama weights file <dir>/weights/<config>_<dim>.safetensors; "
-                "fix model in the card"
+                f"expert {card.name!r}: {path} is not a WordLlama weights file "
+                "<dir>/weights/<config>_<dim>.safetensors; fix model in the card"
             )
         from wordllama import WordLlama
 
         try:
             self._model = WordLlama.load(config, cache_dir=path.parent.parent, dim=int(dim), disable_download=True)
         except (AttributeError, ValueError, FileNotFoundError) as err:
-            raise HetmoeError(f"expert {card.name!r}: WordLlama cannot load {path} ({err}); fix model in the card") from err
+            raise HetmoeError(
+                f"expert {card.name!r}: WordLlama cannot load {path} ({err}); fix model in the card"
+            ) from err
         super().__init__(card, self._model.embedding.shape[1])
 
     def _encode(self, texts: list[str], kind: Kind) -> np.ndarray:
