@@ -1,0 +1,122 @@
+"""Router, balance loss and inference core on small synthetic arrays (no stores, no models)."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from hetmoe.moe.infer import MoEModel
+from hetmoe.moe.net import MoENet, switch_loss, top_k_gates
+from hetmoe.moe.pairstats import group_stats, l2_normalize, pair_cosines
+from hetmoe.moe.spec import ModelSpec
+
+DIMS = [8, 12, 6, 5]
+
+
+def _spec(**over: object) -> ModelSpec:
+    base = dict(experts=["a", "b", "c", "d"], dims=DIMS, markets=["X", "Y"], rank=5, width=7, hidden=9,
+                router_dim=5, router_expert="d", k=2)
+    base.update(over)
+    return ModelSpec(**base)  # type: ignore[arg-type]
+
+
+def _inputs(spec: ModelSpec, n_q: int = 3, per_q: int = 6, seed: int = 0) -> dict[str, object]:
+    rng = np.random.default_rng(seed)
+    q = [l2_normalize(rng.normal(size=(n_q, d))) for d in spec.dims]
+    d = [l2_normalize(rng.normal(size=(n_q * per_q, dim))) for dim in spec.dims]
+    groups = np.repeat(np.arange(n_q), per_q)
+    stats = np.stack([group_stats(pair_cosines(qq[groups], dd), groups) for qq, dd in zip(q, d)], axis=1)
+    return {"q": q, "d": d, "groups": groups, "stats": stats, "rvec": l2_normalize(rng.normal(size=(n_q, spec.router_dim))),
+            "market": np.array([0, 1, -1][:n_q] + [0] * max(0, n_q - 3))}
+
+
+def _torch_logits(net: MoENet, x: dict[str, object]) -> torch.Tensor:
+    return net(
+        [torch.from_numpy(m) for m in x["q"]], [torch.from_numpy(m) for m in x["d"]], torch.from_numpy(x["stats"]),
+        torch.from_numpy(x["groups"]), torch.from_numpy(x["market"]), torch.from_numpy(x["rvec"]),
+    )
+
+
+def test_switch_loss_is_not_constant_and_its_gradient_pushes_towards_balance() -> None:
+    n = 4
+    uniform = torch.full((8, n), 1.0 / n)
+    mask_uniform = torch.zeros(8, n).scatter_(1, torch.arange(8)[:, None] % n, 1.0)
+    assert switch_loss(uniform, mask_uniform).item() == pytest.approx(1.0)
+    logits = torch.tensor([[3.0, 0.0, 0.0, 0.0]] * 8, requires_grad=True)
+    probs = torch.softmax(logits, 1)
+    _, mask = top_k_gates(probs, 1)
+    loss = switch_loss(probs, mask)
+    assert loss.item() > 2.0  # everything on expert 0: far above the balanced value 1
+    loss.backward()
+    with torch.no_grad():
+        stepped = torch.softmax(logits - 1.0 * logits.grad, 1)
+    assert stepped[:, 0].mean() < probs[:, 0].mean()  # one descent step moves mass away from the overloaded expert
+    assert switch_loss(stepped, mask).item() < loss.item()
+
+
+@pytest.mark.parametrize("k", [1, 2, 3, 4])
+def test_top_k_routing_selects_exactly_k(k: int) -> None:
+    spec = _spec(k=k)
+    torch.manual_seed(0)
+    model = MoEModel(spec, MoENet(spec).numpy_weights())
+    rvec = l2_normalize(np.random.default_rng(1).normal(size=(50, spec.router_dim)))
+    idx, gates = model.route(np.array(["X", "Y"] * 25, dtype=object), rvec)
+    assert idx.shape == gates.shape == (50, k)
+    assert all(len(set(row)) == k for row in idx.tolist())
+    assert np.allclose(gates.sum(1), 1.0, atol=1e-6)
+    probs = torch.softmax(torch.randn(50, 4), 1)
+    dense, mask = top_k_gates(probs, k)
+    assert torch.all(mask.sum(1) == k) and torch.all((dense > 0).sum(1) == k)
+
+
+def test_gradients_reach_the_router() -> None:
+    spec = _spec(router_noise=0.0)
+    torch.manual_seed(0)
+    net = MoENet(spec)
+    x = _inputs(spec)
+    logits, aux, _ = _torch_logits(net, x)
+    (logits.sum() + 0 * aux).backward()  # the head loss alone, without the balance term
+    grads = [p.grad for p in net.router.parameters()]
+    assert all(g is not None for g in grads)
+    assert sum(float(g.abs().sum()) for g in grads) > 0
+
+
+@pytest.mark.parametrize("router,fusion,hidden", [("hard", "concat", 9), ("hard", "weighted", 9), ("hard", "concat", 0),
+                                                  ("soft", "concat", 9), ("none", "concat", 9), ("none", "weighted", 0)])
+def test_numpy_inference_equals_torch(router: str, fusion: str, hidden: int) -> None:
+    spec = _spec(router=router, fusion=fusion, hidden=hidden, soft_threshold=0.0)
+    torch.manual_seed(3)
+    net = MoENet(spec).eval()
+    x = _inputs(spec)
+    with torch.no_grad():
+        expected = _torch_logits(net, x)[0].numpy()
+    model = MoEModel(spec, net.numpy_weights())
+    markets = np.array(["X", "Y", "Z"], dtype=object)  # Z: unknown market, routed by the query vector alone
+    routing = model.route(markets, x["rvec"])
+    got = model.logits({e: x["q"][i] for i, e in enumerate(spec.experts)},
+                       {e: x["d"][i] for i, e in enumerate(spec.experts)}, routing, groups=x["groups"])
+    np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-5)
+
+
+def test_score_needs_only_routed_experts() -> None:
+    spec = _spec()
+    torch.manual_seed(0)
+    model = MoEModel(spec, MoENet(spec).numpy_weights())
+    x = _inputs(spec, n_q=1)
+    routing = model.route("X", x["rvec"])
+    needed = model.routed_experts(routing)[0]
+    assert len(needed) == 2
+    scores = model.score({e: x["q"][spec.experts.index(e)] for e in needed},
+                         {e: x["d"][spec.experts.index(e)] for e in needed}, routing)
+    assert scores.shape == (6,) and np.all((scores > 0) & (scores < 1))
+    assert model.project_items("a", x["d"][0]).shape == (6, spec.rank)
+
+
+def test_group_stats_z_score_and_rank() -> None:
+    cos = np.array([0.1, 0.3, 0.2, 0.9, 0.9])
+    groups = np.array([0, 0, 0, 1, 1])
+    s = group_stats(cos, groups)
+    np.testing.assert_allclose(s[:3, 2], [0.0, 1.0, 0.5])
+    np.testing.assert_allclose(s[3:, 2], [0.5, 0.5])  # ties share their average rank
+    np.testing.assert_allclose(s[:3, 1], (cos[:3] - cos[:3].mean()) / cos[:3].std(), rtol=1e-5)
+    np.testing.assert_allclose(s[3:, 1], [0.0, 0.0])

@@ -1,0 +1,104 @@
+"""fit / evaluate / artifacts on a tiny demo catalog embedded with the real fast experts (static, wordllama)."""
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+from sklearn.metrics import roc_auc_score
+from typer.testing import CliRunner
+
+from hetmoe.cli import app
+from hetmoe.errors import HetmoeError
+from hetmoe.moe.evaluate import evaluate, score_net
+from hetmoe.moe.features import load_pairs
+from hetmoe.moe.fit import fit, load_data
+from hetmoe.moe.infer import MoEModel
+from hetmoe.moe.train import TrainConfig
+
+EXPERTS = ["static", "wordllama"]
+
+
+@pytest.fixture(scope="session")
+def built(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    from hetmoe.data.demo import generate_demo
+    from hetmoe.experts.card import get_card
+    from hetmoe.store.embed import embed_dataset
+
+    root = tmp_path_factory.mktemp("moe")
+    data = generate_demo(root / "data", items_per_market=40, queries_per_market=16, seed=1, markets=("ID", "TH", "SG"))
+    for expert in EXPERTS:
+        embed_dataset(data, get_card(expert), root / "stores", progress=False)
+    model = fit(data, root / "stores", root / "model", EXPERTS, k=1, seed=0, router_expert="static",
+                train_config=TrainConfig(max_epochs=4, patience=2))
+    return {"root": root, "data": data, "stores": root / "stores", "model": model}
+
+
+def test_fit_writes_main_model_and_every_variant(built: dict[str, Path]) -> None:
+    index = json.loads((built["model"] / "fit.json").read_text())
+    assert set(index["variants"]) == {"moe", "weighted", "soft", "concat-all", "rule", "single:static", "single:wordllama", "lightgbm"}
+    config = json.loads((built["model"] / "config.json").read_text())
+    assert config["splits"]["eval_split"] == "test" and config["splits"]["early_stopping"] == "split 'valid'"
+    for expert in EXPERTS:
+        assert config["experts"][expert]["card_hash"] and config["experts"][expert]["items_fingerprint"]
+    model = MoEModel.load(built["model"])
+    assert model.experts == EXPERTS and model.k == 1 and model.router_expert == "static"
+
+
+def test_artifacts_round_trip_to_identical_scores(built: dict[str, Path], tmp_path: Path) -> None:
+    dataset = load_data(built["data"])
+    model = MoEModel.load(built["model"])
+    pairs = load_pairs(dataset, built["stores"], EXPERTS, ["test"], "static", markets=model.markets)
+    before, _ = score_net(model, pairs)
+    copy = tmp_path / "copy"
+    shutil.copytree(built["model"], copy, ignore=shutil.ignore_patterns("variants", "report"))
+    after, _ = score_net(MoEModel.load(copy), pairs)
+    np.testing.assert_array_equal(before, after)
+
+
+def test_loading_refuses_a_changed_store(built: dict[str, Path], tmp_path: Path) -> None:
+    stores = tmp_path / "stores"
+    shutil.copytree(built["stores"], stores)
+    manifest_path = stores / "wordllama" / "manifest.json"
+    manifest = json.loads(manifest_path.read_text())
+    manifest["parts"]["items"]["input_fingerprint"] = "0" * 16  # as if embedded from another catalog
+    manifest_path.write_text(json.dumps(manifest))
+    with pytest.raises(HetmoeError, match="different 'wordllama' items store"):
+        MoEModel.load(built["model"], store_root=stores)
+
+
+def test_evaluate_report_matches_sklearn_and_has_stable_keys(built: dict[str, Path]) -> None:
+    out = built["root"] / "report"
+    report = evaluate(built["model"], built["data"], "test", out)
+    assert {"single:static", "single:wordllama", "concat-all", "weighted", "rule", "soft", "moe", "lightgbm"} <= set(report["variants"])
+    for v in report["variants"].values():
+        assert {"auc", "auc_macro", "auc_by_market", "ndcg10", "experts_per_query", "routing_share"} <= set(v)
+    assert report["variants"]["moe"]["experts_per_query"] == pytest.approx(1.0)
+    assert report["variants"]["concat-all"]["experts_per_query"] == pytest.approx(2.0)
+    cmp = report["moe_vs_best_single"]
+    assert cmp["ci95"][0] <= cmp["delta_auc"] <= cmp["ci95"][1]
+    # Recompute the MoE's pooled AUC independently with sklearn.
+    dataset = load_data(built["data"])
+    model = MoEModel.load(built["model"])
+    pairs = load_pairs(dataset, built["stores"], EXPERTS, ["test"], "static", markets=model.markets)
+    scores, _ = score_net(model, pairs)
+    assert report["variants"]["moe"]["auc"] == pytest.approx(roc_auc_score(pairs.y, scores), abs=1e-12)
+    saved = json.loads((out / "report.json").read_text())
+    assert saved["split"] == "test" and "delta_auc_macro" in saved["moe_vs_best_single"]
+    assert (out / "report.md").read_text().startswith("# Evaluation") and (out / "report.png").stat().st_size > 1000
+
+
+def test_cli_fit_router_and_eval_errors(built: dict[str, Path], tmp_path: Path) -> None:
+    runner = CliRunner()
+    out = tmp_path / "router.json"
+    result = runner.invoke(app, ["fit-router", "--data", str(built["data"]), "--store", str(built["stores"]),
+                                 "--experts", ",".join(EXPERTS), "--k", "1", "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    table = json.loads(out.read_text())["table"]
+    assert set(table) == {"ID", "TH", "SG", "*"} and all(len(v) == 1 for v in table.values())
+    bad = runner.invoke(app, ["eval", "--model", str(tmp_path / "nope"), "--data", str(built["data"])])
+    assert bad.exit_code != 0 and isinstance(bad.exception, HetmoeError)
+    with pytest.raises(HetmoeError, match="k=3"):
+        fit(built["data"], built["stores"], tmp_path / "m", EXPERTS, k=3)
