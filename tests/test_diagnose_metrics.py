@@ -108,6 +108,12 @@ def test_knn_overlap_identical_rotated_and_unrelated() -> None:
     assert metrics.knn_overlap(own, unrelated) < 3 * chance + 0.01
 
 
+def test_knn_sets_for_a_subset_of_rows_match_the_full_search() -> None:
+    x = _gaussian(400, 8)
+    rows = np.array([3, 50, 399, 0])
+    np.testing.assert_array_equal(metrics.knn_sets(x, 6, rows), metrics.knn_sets(x, 6)[rows])
+
+
 def test_knn_sets_with_exact_duplicates_still_exclude_self() -> None:
     x = np.repeat(np.eye(3), 4, axis=0)  # three groups of four identical rows
     nn = metrics.knn_sets(x, 3)

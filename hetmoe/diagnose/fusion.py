@@ -100,8 +100,8 @@ def concat_norm_ratio(inputs: dict[str, np.ndarray], concat: np.ndarray) -> dict
     return _norm_stats(np.linalg.norm(concat, axis=1) / np.maximum(np.sqrt(sq), 1e-12))
 
 
-def _geometry(fused: np.ndarray, native_knn: dict[str, np.ndarray], k: int) -> dict[str, Any]:
-    neighbours = metrics.knn_sets(fused, k)
+def _geometry(fused: np.ndarray, native_knn: dict[str, np.ndarray], k: int, queries: np.ndarray | None) -> dict[str, Any]:
+    neighbours = metrics.knn_sets(fused, k, queries)
     overlap = {name: metrics.knn_overlap(neighbours, own) for name, own in sorted(native_knn.items())}
     unit = metrics.l2_normalise(fused)
     return {
@@ -119,9 +119,11 @@ def fusion_geometry(
     native_knn: dict[str, np.ndarray],
     k: int,
     weights: dict[str, float] | None = None,
+    queries: np.ndarray | None = None,
 ) -> dict[str, Any]:
     """Compare the average of ``average_inputs`` and the concatenation of ``concat_inputs`` with each expert's own
-    neighbourhoods ``native_knn`` (k nearest neighbours of every item in expert e's original space, same row order).
+    neighbourhoods ``native_knn`` (k nearest neighbours of the rows ``queries``, default all, in expert e's original
+    space, as :func:`metrics.knn_sets` returns them).
 
     The two inputs are the same per-expert vectors, except that averaging needs them at one width (see
     :func:`raw_fusion_inputs`) while concatenating does not. Effective ranks are measured on L2-normalised fused
@@ -130,6 +132,6 @@ def fusion_geometry(
     avg = average(average_inputs, weights)
     cat = concatenate(concat_inputs)
     return {
-        "average": {**_geometry(avg, native_knn, k), "norm_shrinkage": norm_shrinkage(average_inputs, avg, weights)},
-        "concatenation": {**_geometry(cat, native_knn, k), "norm_shrinkage": concat_norm_ratio(concat_inputs, cat)},
+        "average": {**_geometry(avg, native_knn, k, queries), "norm_shrinkage": norm_shrinkage(average_inputs, avg, weights)},
+        "concatenation": {**_geometry(cat, native_knn, k, queries), "norm_shrinkage": concat_norm_ratio(concat_inputs, cat)},
     }

@@ -130,21 +130,31 @@ def linear_cka(x: np.ndarray, y: np.ndarray) -> float:
     ||Yc^T Xc||_F^2 / (||Xc^T Xc||_F ||Yc^T Yc||_F) on column-centred matrices: 1 for identical spaces, invariant to
     orthogonal maps and isotropic scaling, and defined across different widths.
     """
-    a, b = _as64(x), _as64(y)
-    if a.shape[0] != b.shape[0]:
-        raise ValueError(f"CKA needs the same items in both: {a.shape[0]} vs {b.shape[0]} rows")
-    a = a - a.mean(axis=0, keepdims=True)
-    b = b - b.mean(axis=0, keepdims=True)
-    cross = np.square(b.T @ a).sum()
-    denom = np.linalg.norm(a.T @ a) * np.linalg.norm(b.T @ b)
-    return float(cross / denom) if denom > _EPS else 0.0
+    return float(cka_matrix([x, y])[0, 1])
 
 
-def knn_sets(x: np.ndarray, k: int) -> np.ndarray:
-    """Indices (n, k) of each row's k nearest other rows by cosine, nearest first (exact search on the sample).
+def cka_matrix(representations: list[np.ndarray]) -> np.ndarray:
+    """Symmetric matrix of linear CKA between every pair, centring each matrix and its self-similarity once."""
+    centred = [a - a.mean(axis=0, keepdims=True) for a in map(_as64, representations)]
+    if len({a.shape[0] for a in centred}) != 1:
+        raise ValueError(f"CKA needs the same items in all: rows {[a.shape[0] for a in centred]}")
+    self_norm = [float(np.linalg.norm(a.T @ a)) for a in centred]
+    m = len(centred)
+    out = np.eye(m)
+    for i in range(m):
+        for j in range(i + 1, m):
+            denom = self_norm[i] * self_norm[j]
+            value = float(np.square(centred[j].T @ centred[i]).sum() / denom) if denom > _EPS else 0.0
+            out[i, j] = out[j, i] = value
+    return out
 
-    FAISS's flat inner-product search is used for speed (BLAS plus a heap, several times faster than sorting the
-    n x n similarities in numpy). It asks for k + 1 neighbours and drops the row itself, or the last one when
+
+def knn_sets(x: np.ndarray, k: int, queries: np.ndarray | None = None) -> np.ndarray:
+    """Indices (m, k) of the k nearest other rows by cosine, nearest first, for each row in ``queries`` (default all).
+
+    Exact search over all n rows; asking only for a subset of rows cuts the cost proportionally while the
+    neighbourhoods stay as fine-grained. FAISS's flat inner-product search (BLAS plus a heap) is several times faster
+    than sorting similarities in numpy. It asks for k + 1 neighbours and drops the row itself, or the last one when
     exact duplicates pushed the row out of its own list.
     """
     import faiss
@@ -153,12 +163,13 @@ def knn_sets(x: np.ndarray, k: int) -> np.ndarray:
     n = u.shape[0]
     if not 1 <= k < n:
         raise ValueError(f"k must be in [1, n-1] = [1, {n - 1}], got {k}")
+    rows = np.arange(n) if queries is None else np.asarray(queries, dtype=np.int64)
     index = faiss.IndexFlatIP(u.shape[1])
     index.add(u)
-    _, found = index.search(u, k + 1)
-    keep = found != np.arange(n)[:, None]
+    _, found = index.search(np.ascontiguousarray(u[rows]), k + 1)
+    keep = found != rows[:, None]
     keep[keep.all(axis=1), k] = False
-    return found[keep].reshape(n, k).astype(np.int64)
+    return found[keep].reshape(len(rows), k).astype(np.int64)
 
 
 def knn_overlap(a: np.ndarray, b: np.ndarray) -> float:

@@ -128,7 +128,8 @@ def markdown(result: dict[str, Any]) -> str:
         "# hetmoe diagnose",
         "",
         f"Store `{result['store']}`: {result['n_items']} items shared by every expert (sample seed {result['sample_seed']}), "
-        f"k = {result['k']} neighbours (chance overlap {result['knn_chance_overlap']:.3f}); measured in {result['seconds']:.1f} s.",
+        f"k = {result['k']} nearest neighbours among them, compared for {result['knn_queries']} items "
+        f"(chance overlap {result['knn_chance_overlap']:.3f}); measured in {result['seconds']:.1f} s.",
         "",
         "## Anisotropy per expert",
         "",

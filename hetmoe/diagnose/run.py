@@ -20,6 +20,7 @@ log = logging.getLogger(__name__)
 TOP_PCS = (1, 10)
 DEFAULT_SAMPLE = 5000
 DEFAULT_K = 10
+KNN_QUERIES = 1000  # items whose neighbourhoods are compared: enough for overlaps to +-0.01, a fifth of the kNN cost
 
 
 def discover_experts(store_root: Path) -> list[str]:
@@ -87,12 +88,14 @@ def expert_geometry(x: np.ndarray) -> dict[str, Any]:
 
 
 def pairwise(vectors: dict[str, np.ndarray], knn: dict[str, np.ndarray]) -> dict[str, Any]:
-    """Linear CKA and kNN overlap for every ordered pair of experts, as square matrices in ``experts`` order."""
+    """Linear CKA and kNN overlap between every pair of experts, as symmetric matrices in sorted expert order."""
     names = sorted(vectors)
-    unit = {n: metrics.l2_normalise(v) for n, v in vectors.items()}
-    cka = [[1.0 if a == b else metrics.linear_cka(unit[a], unit[b]) for b in names] for a in names]
-    overlap = [[1.0 if a == b else metrics.knn_overlap(knn[a], knn[b]) for b in names] for a in names]
-    return {"experts": names, "linear_cka": cka, "knn_overlap": overlap}
+    cka = metrics.cka_matrix([metrics.l2_normalise(vectors[n]) for n in names])
+    overlap = np.eye(len(names))
+    for i, a in enumerate(names):
+        for j in range(i + 1, len(names)):
+            overlap[i, j] = overlap[j, i] = metrics.knn_overlap(knn[a], knn[names[j]])
+    return {"experts": names, "linear_cka": cka.tolist(), "knn_overlap": overlap.tolist()}
 
 
 def load_model(model_dir: Path, store_root: Path) -> Any:
@@ -150,23 +153,25 @@ def diagnose(
     n = len(ids)
     k_used = min(k, n - 1)
     log.info("diagnosing %d expert(s) on %d shared items (k=%d)", len(chosen), n, k_used)
-    knn = {name: metrics.knn_sets(v, k_used) for name, v in vectors.items()}
+    queries = np.sort(np.random.default_rng(seed).permutation(n)[:KNN_QUERIES])
+    knn = {name: metrics.knn_sets(v, k_used, queries) for name, v in vectors.items()}
     result: dict[str, Any] = {
         "store": str(store_root),
         "model": str(model_path) if model_path is not None else None,
         "n_items": n,
         "sample_seed": seed,
         "k": k_used,
+        "knn_queries": len(queries),
         "knn_chance_overlap": metrics.knn_chance_overlap(n, k_used),
         "experts": {name: expert_geometry(v) for name, v in vectors.items()},
         "pairwise": pairwise(vectors, knn),
     }
     if len(chosen) > 1:
         to_average, to_concat, basis = _fusion_inputs(vectors, model)
-        fused = fusion.fusion_geometry(to_average, to_concat, knn, k_used)
+        fused = fusion.fusion_geometry(to_average, to_concat, knn, k_used, queries=queries)
         if model is not None:
             fused["projection_knn_overlap"] = {
-                name: metrics.knn_overlap(metrics.knn_sets(v, k_used), knn[name]) for name, v in sorted(to_concat.items())
+                name: metrics.knn_overlap(metrics.knn_sets(v, k_used, queries), knn[name]) for name, v in sorted(to_concat.items())
             }
         result["fusion"] = {"basis": basis, "weights": "uniform", **fused}
     result["seconds"] = round(time.perf_counter() - started, 3)
