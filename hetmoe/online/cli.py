@@ -12,6 +12,8 @@ from hetmoe.errors import HetmoeError
 
 logger = logging.getLogger(__name__)
 
+WORKER_HEALTHCHECK_S = 120
+
 
 def is_loopback(host: str) -> bool:
     """True for localhost and loopback addresses: only then may the service run without an API key."""
@@ -32,6 +34,7 @@ def register(app: typer.Typer) -> None:
         workers: int = typer.Option(1, min=1, max=64, help="Worker processes; each loads its own copy of the model."),
         api_key: str = typer.Option(None, "--api-key", envvar="HETMOE_API_KEY", show_envvar=True,
                                     help="Require this key in the X-API-Key header (all endpoints but /healthz)."),
+        warm: bool = typer.Option(False, "--warm/--lazy", help="Load every expert's encoder before serving (default: on first use)."),
     ) -> None:
         """Serve POST /score, POST /search, GET /healthz and GET /metrics for MODEL.
 
@@ -39,7 +42,7 @@ def register(app: typer.Typer) -> None:
         """
         import uvicorn
 
-        from hetmoe.online.service import API_KEY_ENV, MODEL_ENV, create_app
+        from hetmoe.online.service import API_KEY_ENV, MODEL_ENV, WARM_ENV, create_app
 
         if not is_loopback(host) and not api_key:
             raise HetmoeError(
@@ -51,12 +54,18 @@ def register(app: typer.Typer) -> None:
         if workers == 1:
             from hetmoe.online.scorer import Scorer
 
-            app = create_app(Scorer.load(model), api_key=api_key)
+            scorer = Scorer.load(model)
+            if warm:
+                scorer.warm()
+            app = create_app(scorer, api_key=api_key)
             uvicorn.run(app, host=host, port=port, log_level="warning", access_log=False)
             return
         # Several processes: uvicorn imports the app factory in each worker, which reads the model path from the env.
+        # A worker loading an encoder can hold the GIL for seconds (more on a loaded machine); uvicorn's default 5 s
+        # health-check would kill it mid-request, hence the longer limit.
         os.environ[MODEL_ENV] = str(model.resolve())
         if api_key:
             os.environ[API_KEY_ENV] = api_key
+        os.environ[WARM_ENV] = "1" if warm else ""
         uvicorn.run("hetmoe.online.service:app_from_env", factory=True, host=host, port=port, workers=workers,
-                    log_level="warning", access_log=False)
+                    log_level="warning", access_log=False, timeout_worker_healthcheck=WORKER_HEALTHCHECK_S)

@@ -184,7 +184,8 @@ class Scorer:
                 vecs = np.stack([g[router] for g in got])
             idx, gates = self.model.route(np.array([markets[i] for i in miss], dtype=object), vecs)
             for row, i in enumerate(miss):
-                keep = gates[row] > 0
+                keep = np.flatnonzero(gates[row] > 0)
+                keep = keep[np.argsort(-gates[row][keep], kind="stable")]  # best first, whatever the router's order
                 entry = (idx[row], gates[row], Routing(tuple(self.model.experts[j] for j in idx[row][keep]),
                                                        tuple(float(g) for g in gates[row][keep])))
                 self._route_cache.put((queries[i], markets[i]), entry)

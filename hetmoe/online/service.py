@@ -27,6 +27,7 @@ logger = logging.getLogger(__name__)
 
 MODEL_ENV = "HETMOE_MODEL"
 API_KEY_ENV = "HETMOE_API_KEY"
+WARM_ENV = "HETMOE_WARM"
 ENDPOINTS = frozenset({"/score", "/search", "/healthz", "/metrics"})
 
 
@@ -214,7 +215,10 @@ def app_from_env() -> FastAPI:
     model = os.environ.get(MODEL_ENV)
     if not model:
         raise HetmoeError(f"${MODEL_ENV} is not set; start the service with 'hetmoe serve --model DIR'")
-    return create_app(Scorer.load(model), api_key=os.environ.get(API_KEY_ENV) or None)
+    scorer = Scorer.load(model)
+    if os.environ.get(WARM_ENV):
+        scorer.warm()
+    return create_app(scorer, api_key=os.environ.get(API_KEY_ENV) or None)
 
 
 def _version() -> str:
