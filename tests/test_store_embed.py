@@ -100,6 +100,14 @@ def test_shards_fill_one_store_equal_to_unsharded(tmp_path: Path, reference: Pat
     _same_store(tmp_path, reference)
 
 
+def test_concurrent_shard_processes_fill_one_store(tmp_path: Path, reference: Path, catalog: Path) -> None:
+    args = [*CLI, "embed", "--expert", "static", "--data", str(catalog), "--store", str(tmp_path), "--chunk-size", str(CHUNK)]
+    procs = [subprocess.Popen([*args, "--shard", f"{i}/2"], env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for i in range(2)]
+    outs = [proc.communicate(timeout=300) for proc in procs]
+    assert [proc.returncode for proc in procs] == [0, 0], [err for _, err in outs]
+    _same_store(tmp_path, reference)
+
+
 def test_killed_embed_resumes_bit_identical(tmp_path: Path, reference: Path, catalog: Path) -> None:
     args = [*CLI, "embed", "--expert", "static", "--data", str(catalog), "--store", str(tmp_path), "--chunk-size", str(CHUNK)]
     proc = subprocess.Popen(args, env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)

@@ -90,33 +90,22 @@ def parse_shard(spec: str | None) -> tuple[int, int] | None:
 
 
 def read_inputs(data_dir: str | Path) -> list[PartInput]:
-    """Items and queries of a dataset folder, validated when the data package offers full checks."""
-    try:
-        from hetmoe.data.validate import check_dataset as load
-    except ImportError:
-        from hetmoe.data.dataset import load_dataset as load
-    dataset = load(data_dir)
+    """Items and queries of a dataset folder, after the full dataset checks (unique ids, no empty texts, ...)."""
+    from hetmoe.data.validate import check_dataset
+
+    dataset = check_dataset(data_dir)
     items, queries = dataset.item_texts(), dataset.query_texts()
-    parts = [
-        PartInput("items", items["item_id"], items["text"].fill_null("")),
-        PartInput("queries", queries["query_id"], queries["text"].fill_null("")),
-    ]
-    for part in parts:
-        if part.ids.is_duplicated().any():
-            dup = part.ids.filter(part.ids.is_duplicated()).unique().sort().head(3).to_list()
-            raise HetmoeError(f"{data_dir}: {part.part} has duplicate ids ({', '.join(dup)}); make each id unique")
-    return parts
+    return [PartInput("items", items["item_id"], items["text"]), PartInput("queries", queries["query_id"], queries["text"])]
 
 
 def _versions(card: ExpertCard) -> dict[str, str]:
+    """Library versions that could change the bytes on disk (the card's backend is usually its package name)."""
     versions = {"python": sys.version.split()[0], "numpy": np.__version__}
-    card_dict = card.to_dict()
-    for dist in ("hetmoe", "zarr", card_dict.get("package"), card_dict.get("backend")):
-        if isinstance(dist, str):
-            try:
-                versions[dist] = metadata.version(dist)
-            except metadata.PackageNotFoundError:
-                continue
+    for dist in ("hetmoe", "zarr", card.backend):
+        try:
+            versions[dist] = metadata.version(dist)
+        except (metadata.PackageNotFoundError, ValueError):
+            continue
     return versions
 
 

@@ -5,7 +5,7 @@ what the caller expects, so downstream code never trains or scores on zero-fille
 """
 from __future__ import annotations
 
-import logging
+import json
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -15,13 +15,9 @@ import numpy as np
 from hetmoe.errors import HetmoeError
 from hetmoe.store.layout import PARTS, completed_chunks, done_dir, read_manifest
 
-log = logging.getLogger(__name__)
-
 
 def chunk_timing(zarr_path: Path) -> dict[str, float]:
     """Seconds spent encoding (summed over chunks, all shards) and texts encoded, from the chunk markers."""
-    import json
-
     seconds, texts, rows = 0.0, 0, 0
     folder = done_dir(zarr_path)
     for chunk in sorted(completed_chunks(zarr_path)):
