@@ -263,3 +263,9 @@ def test_serve_refuses_open_bind_without_key(tmp_path: Path) -> None:
     assert result.exit_code != 0 and "without an API key" in str(result.exception)
     result = runner.invoke(app, ["serve", "--model", str(tmp_path / "none")])
     assert "no fitted model here" in str(result.exception)
+
+
+def test_scorer_runs_numpy_blas_single_threaded(scorer: Scorer) -> None:
+    from threadpoolctl import threadpool_info
+
+    assert all(lib["num_threads"] == 1 for lib in threadpool_info() if lib["internal_api"] == "openblas")
