@@ -269,3 +269,15 @@ def test_scorer_runs_numpy_blas_single_threaded(scorer: Scorer) -> None:
     from threadpoolctl import threadpool_info
 
     assert all(lib["num_threads"] == 1 for lib in threadpool_info() if lib["internal_api"] == "openblas")
+
+
+def test_built_encoders_use_one_thread_and_handed_ones_must_match_the_card(built: tuple[Path, dict]) -> None:
+    from hetmoe.experts.card import ExpertCard
+
+    root, encoders = built
+    lazy = Scorer.load(root / "model", with_indexes=False)
+    encoder = lazy.encoder("wordllama")
+    assert encoder.card.threads == 1
+    assert encoder.card.hash == ExpertCard.from_dict(lazy.model.cards["wordllama"]).hash
+    with pytest.raises(HetmoeError, match="fitted with"):
+        Scorer.load(root / "model", with_indexes=False, encoders={"wordllama": encoders["static"]})

@@ -37,10 +37,16 @@ class Scorer:
 
     def __init__(self, model: MoEModel, catalog: ItemCatalog, retriever: Retriever | None = None,
                  cache_size: int = DEFAULT_CACHE_SIZE, encoders: Mapping[str, Encoder] | None = None,
-                 blas_threads: int | None = 1) -> None:
-        """``blas_threads``: numpy's OpenBLAS thread count, set process-wide (None leaves it). The head multiplies
-        ~100 x 48 matrices, where BLAS threads only add hand-offs: one thread costs ~10x less CPU per request on
-        2 cores, and concurrent requests supply the parallelism. Encoders (torch, OpenMP) keep their own threads."""
+                 blas_threads: int | None = 1, query_threads: int | None = 1) -> None:
+        """Thread settings, both measured on 2 shared cores (None keeps the library / card default):
+
+        - ``blas_threads``: numpy's OpenBLAS threads, set process-wide. The head multiplies ~100 x 48 matrices,
+          where BLAS threads only add hand-offs: one thread costs ~10x less CPU per request.
+        - ``query_threads``: threads of each encoder this Scorer builds (the card's ``threads``, not part of its
+          hash). One short query gains nothing from intra-op threads, and OpenMP barriers stall for whole time
+          slices when cores are busy (e5 p50 ~20 ms with 1 thread vs ~100 ms with 2, spikes of seconds); the
+          routed experts run concurrently instead, one core each.
+        """
         missing = [e for e in model.experts if e not in catalog.vectors]
         if missing:
             raise HetmoeError(f"item vectors missing for expert(s) {missing}; embed them into the model's store with 'hetmoe embed'")
@@ -49,6 +55,7 @@ class Scorer:
             if have != dim:
                 raise HetmoeError(f"expert '{expert}': store has {have}-d item vectors but the model expects {dim}-d; refit the model on this store")
         self.model = model
+        self.query_threads = query_threads
         self.catalog = catalog
         self.retriever = retriever
         self._query_cache: LRUCache[tuple[str, str], np.ndarray] = LRUCache(cache_size)
@@ -69,13 +76,15 @@ class Scorer:
     @classmethod
     def load(cls, model_dir: str | Path, *, store_root: str | Path | None = None, data_dir: str | Path | None = None,
              cache_size: int = DEFAULT_CACHE_SIZE, with_indexes: bool = True,
-             encoders: Mapping[str, Encoder] | None = None, blas_threads: int | None = 1) -> Scorer:
+             encoders: Mapping[str, Encoder] | None = None, blas_threads: int | None = 1,
+             query_threads: int | None = 1) -> Scorer:
         """Load router + head (checking the stores' fingerprints against the model's config), every expert's item
         vectors (float16) and, unless ``with_indexes`` is False, their FAISS indexes. Encoders load lazily.
 
         Item markets (so that search keeps to the query's market) come from ``data_dir``'s items.parquet, by default
         the dataset the model was fitted on; without it search ranks the whole catalog. ``encoders`` hands over
-        already-built encoders (checked against the model's cards) instead of building them again.
+        already-built encoders (checked against the model's cards) instead of building them again; thread
+        settings as in the constructor.
         """
         from hetmoe.moe.infer import MoEModel
         from hetmoe.store.layout import open_expert
@@ -92,7 +101,7 @@ class Scorer:
         _attach_markets(catalog, data_dir or model.config.get("dataset"))
         retriever = Retriever.load(root, model.experts, catalog) if with_indexes else None
         logger.info("loaded %s: %d experts, %d items, %d markets", model_dir, len(model.experts), len(catalog), len(model.markets))
-        return cls(model, catalog, retriever, cache_size, encoders, blas_threads)
+        return cls(model, catalog, retriever, cache_size, encoders, blas_threads, query_threads)
 
     # ----- identity ---------------------------------------------------------------------------------------------
     @property
@@ -124,7 +133,10 @@ class Scorer:
                 from hetmoe.experts.card import ExpertCard
                 from hetmoe.experts.registry import build_encoder
 
-                self._encoders[expert] = build_encoder(ExpertCard.from_dict(self._card(expert)))
+                card = self._card(expert)
+                if self.query_threads is not None:
+                    card = {**card, "threads": self.query_threads}
+                self._encoders[expert] = build_encoder(ExpertCard.from_dict(card))
             return self._encoders[expert]
 
     def _card(self, expert: str) -> dict[str, Any]:
