@@ -99,7 +99,7 @@ def test_model_projections_are_what_gets_fused(demo: Path, tmp_path: Path) -> No
     assert result.exit_code == 0, result.output
     fused = json.loads((out / "diagnose.json").read_text())["fusion"]
     rank = model.spec.rank
-    assert "trained model" in fused["basis"]
+    assert "projections of the model" in fused["basis"] and fused["basis"].endswith(f"trained to {model.spec.fusion}")
     assert fused["average"]["width"] == rank and fused["concatenation"]["width"] == 2 * rank
     assert set(fused["projection_knn_overlap"]) == set(EXPERTS)
     ids, vectors = sample_vectors(demo / "stores", EXPERTS, 5000, seed=0)

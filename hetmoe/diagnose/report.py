@@ -69,10 +69,10 @@ def plot_similarity(result: dict[str, Any], path: Path) -> None:
     fig.savefig(path, dpi=110)
 
 
-def _reference(ax: Any, y: float, label: str) -> None:
-    """A dotted horizontal reference line labelled just above it, in front of the bars."""
+def _reference(ax: Any, y: float, label: str, where: float = 0.5) -> None:
+    """A dotted horizontal reference line labelled just above it at ``where`` (axes fraction), in front of the bars."""
     ax.axhline(y, color="black", ls=":", lw=1, zorder=3)
-    ax.annotate(label, (0.5, y), xycoords=("axes fraction", "data"), xytext=(0, 3), textcoords="offset points",
+    ax.annotate(label, (where, y), xycoords=("axes fraction", "data"), xytext=(0, 3), textcoords="offset points",
                 ha="center", va="bottom", fontsize=8, zorder=4, bbox={"boxstyle": "round,pad=0.15", "fc": "white", "ec": "none", "alpha": 0.8})
 
 
@@ -87,7 +87,7 @@ def plot_fusion(result: dict[str, Any], path: Path) -> None:
     for offset, kind, color in ((-width / 2, "average", AVERAGE_COLOR), (width / 2, "concatenation", CONCAT_COLOR)):
         values = [fused[kind]["knn_overlap"][n] for n in names]
         drawn = bars.bar(x + offset, values, width, color=color, label=kind)
-        bars.bar_label(drawn, fmt="%.2f", fontsize=8)
+        bars.bar_label(drawn, fmt="%.2f", fontsize=8, label_type="center", color="white")
     if "projection_knn_overlap" in fused:
         proj = [fused["projection_knn_overlap"][n] for n in names]
         bars.scatter(x, proj, marker="_", s=900, color="black", zorder=3, label="projection alone")
@@ -107,7 +107,7 @@ def plot_fusion(result: dict[str, Any], path: Path) -> None:
     upper = [s["p90"] - s["p50"] for s in shrink]
     norms.bar(kinds, [s["p50"] for s in shrink], color=colors, yerr=[lower, upper], capsize=6)
     unrelated = 1.0 / np.sqrt(len(names))
-    _reference(norms, unrelated, f"unrelated experts (1/√{len(names)})")
+    _reference(norms, unrelated, f"unrelated experts (1/√{len(names)})", where=0.75)
     norms.set(ylim=(0, 1.15), title="Norm kept (median, 10–90%)", ylabel="‖fused‖ / norm if experts agreed")
     fig.suptitle(f"Average vs concatenation of {len(names)} experts ({fused['basis']})", fontsize=10)
     fig.tight_layout()

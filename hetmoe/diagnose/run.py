@@ -118,7 +118,7 @@ def _fusion_inputs(
         unit = {name: metrics.l2_normalise(v) for name, v in vectors.items()}
         return fusion.raw_fusion_inputs(vectors), unit, "raw unit vectors; average after Procrustes rotation, no model"
     projected = {name: np.asarray(model.project_items(name, v), dtype=np.float64) for name, v in vectors.items()}
-    return projected, projected, f"item projections of the trained model {model.model_dir}"
+    return projected, projected, f"item projections of the model {model.model_dir}, trained to {model.spec.fusion}"
 
 
 def diagnose(
