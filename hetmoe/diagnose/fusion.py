@@ -1,14 +1,14 @@
 """What fusing experts does to the geometry: weighted average versus concatenation of per-expert vectors.
 
-The inputs are per-expert vectors of the same items at one common width: a trained model's projections when there is
-one, otherwise :func:`raw_fusion_inputs`. Both fusions are then measured the same way: how many of each expert's own
-k nearest neighbours survive, how much the vector norms shrink, and the effective rank of the fused vectors.
+The inputs are per-expert vectors of the same items: a trained model's projections when there is one, otherwise raw
+unit vectors (overlaid at one width by :func:`raw_fusion_inputs` for the average, which needs equal widths). Both
+fusions are then measured the same way: how many of each expert's own k nearest neighbours survive, how much the
+vector norms shrink, and the effective rank of the fused vectors.
 """
 from __future__ import annotations
 
-from typing import Any
-
 import logging
+from typing import Any
 
 import numpy as np
 
