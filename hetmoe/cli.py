@@ -28,6 +28,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "hetmoe.moe.cli",
     "hetmoe.diagnose.cli",
     "hetmoe.online.cli",
+    "hetmoe.pipeline",
 )
 
 

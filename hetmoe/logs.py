@@ -15,5 +15,5 @@ def setup_logging(verbose: bool = False) -> None:
         handlers=[RichHandler(show_path=False, rich_tracebacks=True, markup=False)],
         force=True,
     )
-    for noisy in ("httpx", "urllib3", "sentence_transformers", "transformers", "numexpr"):
+    for noisy in ("httpx", "urllib3", "sentence_transformers", "transformers", "numexpr", "faiss", "faiss.loader"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
