@@ -36,9 +36,18 @@ def free_port() -> int:
 
 def start_server(model: Path, port: int, workers: int) -> subprocess.Popen:
     cmd = [sys.executable, "-m", "hetmoe.cli", "serve", "--model", str(model), "--host", "127.0.0.1", "--port", str(port),
-           "--workers", str(workers)]
+           "--workers", str(workers), "--warm"]
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
     return subprocess.Popen(cmd, env=env)
+
+
+def cpu_seconds(pid: int) -> float | None:
+    """User + system CPU seconds of a process (all its threads) from /proc; None where there is no /proc."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def wait_healthy(url: str, server: subprocess.Popen | None, seconds: float) -> dict:
@@ -166,7 +175,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--items", type=int, default=100, help="Item ids per /score request.")
     parser.add_argument("--bad-fraction", type=float, default=0.1)
     parser.add_argument("--max-ids", type=int, default=1000, help="The server's item-id limit (for the too-many case).")
-    parser.add_argument("--warmup", type=int, default=50, help="Unmeasured good requests first (loads encoders, fills caches).")
+    parser.add_argument("--warmup", type=int, default=50,
+                        help="Unmeasured good requests first; more than the distinct queries makes the run all-cached.")
     parser.add_argument("--workers", type=int, default=1)
     parser.add_argument("--max-seconds", type=float, default=300.0)
     parser.add_argument("--seed", type=int, default=0)
@@ -191,8 +201,14 @@ def main(argv: list[str] | None = None) -> int:
         good = workload(args.data or args.model.parent / "data", args.items, args.seed)
         log.info("server up (%s items, experts %s); warm-up %d requests", health.get("items"), health.get("experts"), args.warmup)
         asyncio.run(run_load(url, good, args.warmup, args.concurrency, 0.0, args.max_ids, args.max_seconds, api_key, args.seed))
+        # The server's own CPU per request does not depend on the load generator sharing the cores (workers=1 only).
+        cpu_before = cpu_seconds(server.pid) if server is not None and args.workers == 1 else None
         result = asyncio.run(run_load(url, good, args.requests, args.concurrency, args.bad_fraction, args.max_ids,
                                       args.max_seconds, api_key, args.seed + 1))
+        if cpu_before is not None:
+            cpu_after = cpu_seconds(server.pid)
+            if cpu_after is not None:
+                result["server_cpu_ms_per_request"] = round(1000 * (cpu_after - cpu_before) / max(1, result["requests_sent"]), 3)
     finally:
         if server is not None:
             server.terminate()
