@@ -139,3 +139,31 @@ def test_guard_api_key() -> None:
                                                  ("0.0.0.0", False), ("192.168.1.4", False), ("example.com", False)])
 def test_is_loopback(host: str, loopback: bool) -> None:
     assert is_loopback(host) is loopback
+
+
+def test_market_search_is_exact_even_when_filtered_hnsw_comes_back_short() -> None:
+    import faiss
+
+    from hetmoe.online.retrieval import Retriever
+    from hetmoe.store.index import ItemIndex
+
+    rng = np.random.default_rng(0)
+    dim, half = 16, 1000
+    centre = np.zeros(dim, np.float32)
+    centre[0] = 5.0
+    x = np.concatenate([centre + rng.normal(size=(half, dim)), -centre + rng.normal(size=(half, dim))]).astype(np.float32)
+    x /= np.linalg.norm(x, axis=1, keepdims=True)
+    ids = np.array([f"i{n:05d}" for n in range(2 * half)])
+    hnsw = faiss.IndexHNSWFlat(dim, 8, faiss.METRIC_INNER_PRODUCT)
+    hnsw.add(x)
+    index = ItemIndex(hnsw, ids, {"dim": dim, "kind": "hnsw", "params": {"efSearch": 16}})
+    catalog = ItemCatalog(ids, {"e": x})
+    catalog.set_markets(ids, ["A"] * half + ["B"] * half)
+    retriever = Retriever({"e": index}, {"e": np.arange(2 * half)}, catalog)
+    query = centre / 5.0  # deep inside market A's cluster, searching market B
+    rows, seen = retriever.candidates({"e": query}, 50, "B")
+    expected = np.argsort(-(x[half:] @ query))[:50] + half
+    assert sorted(rows.tolist()) == sorted(expected.tolist())
+    assert seen.all()
+    rows_a, _ = retriever.candidates({"e": query}, 5000, "A")  # more than the market holds: all of it
+    assert sorted(rows_a.tolist()) == list(range(half))

@@ -6,14 +6,11 @@ so the hot path has no per-item Python loop.
 """
 from __future__ import annotations
 
-import logging
 from collections.abc import Mapping, Sequence
 
 import numpy as np
 
 from hetmoe.errors import HetmoeError
-
-logger = logging.getLogger(__name__)
 
 
 class ItemCatalog:

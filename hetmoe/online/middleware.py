@@ -8,14 +8,12 @@ from __future__ import annotations
 
 import hmac
 import json
-import logging
 import time
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
 from hetmoe.online.metrics import Metrics
 
-logger = logging.getLogger(__name__)
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]

@@ -1,11 +1,12 @@
 """Candidate retrieval for search: each routed expert's FAISS index, restricted to the query's market, unioned.
 
 Why rows, not ids: each index knows its store's row order; mapping those rows once at load time to the catalog's
-order means a search never touches strings until the final top-k is named.
+order means a search never touches strings until the final top-k is named. Why the market filter: no judgment ever
+pairs a query with another market's item, so those items only crowd out candidates (a FAISS ID selector keeps
+exact/HNSW search inside the market instead of filtering afterwards).
 """
 from __future__ import annotations
 
-import logging
 import threading
 from collections.abc import Mapping, Sequence
 from concurrent.futures import Executor
@@ -20,8 +21,6 @@ from hetmoe.online.catalog import ItemCatalog
 if TYPE_CHECKING:
     from hetmoe.store.index import ItemIndex
 
-logger = logging.getLogger(__name__)
-
 POST_FILTER_OVERSAMPLE = 4  # for index kinds without a FAISS selector: fetch more, then keep the market's items
 
 
@@ -32,7 +31,7 @@ class Retriever:
         self.indexes = dict(indexes)
         self.row_maps = dict(row_maps)
         self.catalog = catalog
-        self._filters: dict[tuple[str, str], tuple[Any, ...]] = {}
+        self._filters: dict[tuple[str, str], _MarketFilter] = {}
         self._lock = threading.Lock()
 
     @classmethod
@@ -50,30 +49,16 @@ class Retriever:
             indexes[expert], row_maps[expert] = index, rows
         return cls(indexes, row_maps, catalog)
 
-    def _filter(self, expert: str, market: str) -> tuple[Any, ...] | None:
-        """(FAISS search parameters restricted to the market's items, or None to post-filter, keep-alive refs).
-
-        None overall when the catalog has no markets or none for this one: then every item is a candidate.
-        """
+    def _filter(self, expert: str, market: str) -> _MarketFilter | None:
+        """The expert's search restricted to ``market`` (built once per pair); None when the catalog has no markets
+        or none for this one: then every item is a candidate."""
         mask = self.catalog.market_mask(market)
         if mask is None:
             return None
         key = (expert, market)
         with self._lock:
             if key not in self._filters:
-                import faiss
-
-                index = self.indexes[expert]
-                in_store_order = mask[self.row_maps[expert]]
-                bits = np.packbits(in_store_order, bitorder="little")
-                selector = faiss.IDSelectorBitmap(in_store_order.shape[0], faiss.swig_ptr(bits))
-                if index.kind == "flat":
-                    params = faiss.SearchParameters(sel=selector)
-                elif index.kind == "hnsw":
-                    params = faiss.SearchParametersHNSW(sel=selector, efSearch=int(index.meta.get("params", {}).get("efSearch", 128)))
-                else:  # IVF-PQ with refinement: nested parameters; filter the (oversampled) results instead
-                    params = None
-                self._filters[key] = (params, in_store_order, bits, selector)
+                self._filters[key] = _MarketFilter.build(self.indexes[expert], mask[self.row_maps[expert]])
             return self._filters[key]
 
     def _search(self, expert: str, vector: np.ndarray, n: int, market: str | None) -> np.ndarray:
@@ -82,14 +67,11 @@ class Retriever:
         x = np.array(vector, dtype=np.float32, ndmin=2)
         x /= max(float(np.linalg.norm(x)), 1e-12)
         filt = self._filter(expert, market) if market is not None else None
-        if filt is not None and filt[0] is not None:
-            _, rows = index.index.search(x, min(n, len(index)), params=filt[0])
+        if filt is None:
+            _, rows = index.index.search(x, min(n, len(index)))
+            rows = rows[0][rows[0] >= 0]
         else:
-            _, rows = index.index.search(x, min(n * (POST_FILTER_OVERSAMPLE if filt else 1), len(index)))
-        rows = rows[0]
-        rows = rows[rows >= 0]
-        if filt is not None and filt[0] is None:
-            rows = rows[filt[1][rows]][:n]
+            rows = filt.search(index.index, x, n)
         return self.row_maps[expert][rows]
 
     def candidates(self, query_vecs: Mapping[str, np.ndarray], n: int, market: str | None = None,
@@ -109,3 +91,51 @@ class Retriever:
         column = np.repeat(np.arange(len(experts)), [f.shape[0] for f in found])
         seen[inverse.ravel(), column] = True
         return rows, seen
+
+
+class _MarketFilter:
+    """One expert's search inside one market: a FAISS ID selector over the market's rows (in store order).
+
+    Flat indexes search exactly within the selector. HNSW with a selector only sees the market's items among the
+    nodes it visits, so a query whose neighbourhood belongs to other markets can come back short; IVF-PQ is
+    searched unfiltered (oversampled) and filtered afterwards. Either way a short answer is completed by exact
+    search over the index's own flat storage with the selector: correct, and O(n) only for those few queries.
+    """
+
+    def __init__(self, params: Any, exact: Any, exact_params: Any, mask: np.ndarray, keep_alive: tuple[Any, ...]) -> None:
+        self.params, self.exact, self.exact_params = params, exact, exact_params
+        self.mask, self.size = mask, int(mask.sum())
+        self._keep_alive = keep_alive  # FAISS holds raw pointers to the bitmap and selector
+
+    @classmethod
+    def build(cls, index: ItemIndex, mask: np.ndarray) -> _MarketFilter:
+        import faiss
+
+        bits = np.packbits(mask, bitorder="little")
+        selector = faiss.IDSelectorBitmap(mask.shape[0], faiss.swig_ptr(bits))
+        exact_params = faiss.SearchParameters(sel=selector)
+        raw = faiss.downcast_index(index.index)
+        if index.kind == "flat":
+            return cls(exact_params, None, None, mask, (bits, selector))
+        if index.kind == "hnsw":
+            ef = int(index.meta.get("params", {}).get("efSearch", 128))
+            params = faiss.SearchParametersHNSW(sel=selector, efSearch=ef)
+            return cls(params, faiss.downcast_index(raw.storage), exact_params, mask, (bits, selector))
+        refine = getattr(raw, "refine_index", None)
+        exact = faiss.downcast_index(refine) if refine is not None else None
+        return cls(None, exact, exact_params, mask, (bits, selector))
+
+    def search(self, index: Any, x: np.ndarray, n: int) -> np.ndarray:
+        """Store rows of the top-n items of the market (all of them if the market has fewer)."""
+        wanted = min(n, self.size)
+        if self.params is not None:
+            _, rows = index.search(x, wanted, params=self.params)
+            rows = rows[0][rows[0] >= 0]
+        else:
+            _, rows = index.search(x, min(n * POST_FILTER_OVERSAMPLE, index.ntotal))
+            rows = rows[0][rows[0] >= 0]
+            rows = rows[self.mask[rows]][:n]
+        if rows.shape[0] < wanted and self.exact is not None:
+            _, rows = self.exact.search(x, wanted, params=self.exact_params)
+            rows = rows[0][rows[0] >= 0]
+        return rows
