@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import logging
 
+from rich.console import Console
 from rich.logging import RichHandler
 
 
@@ -12,7 +13,7 @@ def setup_logging(verbose: bool = False) -> None:
         level=logging.DEBUG if verbose else logging.INFO,
         format="%(message)s",
         datefmt="[%X]",
-        handlers=[RichHandler(show_path=False, rich_tracebacks=True, markup=False)],
+        handlers=[RichHandler(console=Console(stderr=True), show_path=False, rich_tracebacks=True, markup=False)],
         force=True,
     )
     for noisy in ("httpx", "urllib3", "sentence_transformers", "transformers", "numexpr", "faiss", "faiss.loader"):
