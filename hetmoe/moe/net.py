@@ -62,6 +62,7 @@ class MoENet(nn.Module):
         r, h = spec.rank, spec.width
         self.proj = nn.ModuleList(nn.Linear(d, r, bias=False) for d in spec.dims)
         self.inter = nn.ModuleList(nn.Linear(2 * r + N_STATS, h) for _ in spec.dims)
+        self.drop = nn.Dropout(spec.dropout)  # training only: the demo catalog is small enough to memorise
         self.router = (
             Router(len(spec.markets), spec.router_dim, spec.router_hidden, spec.n_experts) if spec.learned_router else None
         )
@@ -109,7 +110,7 @@ class MoENet(nn.Module):
         feats = []
         for i in range(len(qv)):
             u, v = self.proj[i](qv[i])[q_local], self.proj[i](dv[i])
-            x = torch.cat([u * v, (u - v).abs(), stats[:, i]], dim=1)
+            x = self.drop(torch.cat([u * v, (u - v).abs(), stats[:, i]], dim=1))
             feats.append(torch.relu(self.inter[i](x)) * gates[:, i : i + 1])
         z = torch.cat(feats, dim=1) if self.spec.fusion == "concat" else torch.stack(feats).sum(0)
         if self.spec.hidden > 0:

@@ -10,6 +10,10 @@ Routers (``router``):
 - ``none``: every expert, gate 1 (full concatenation; a single-expert model is ``none`` over one expert).
 - ``rule``: a fixed table market -> k experts (best on validation), gate 1; ``"*"`` is the fallback for unknown markets.
 
+Training-only knobs kept here because they shape the trained weights: ``router_noise`` (scale of the Gumbel noise
+added to router logits when selecting the top k in training, so experts the router does not favour yet still get
+routed and receive gradient) and ``dropout`` (on each expert's interaction vector).
+
 Fusion (``fusion``): ``concat`` (routed experts' projected features side by side in fixed expert order, unrouted slots
 zero) or ``weighted`` (their gate-weighted sum). ``hidden`` > 0 puts a one-hidden-layer MLP on top, 0 a linear layer.
 """
@@ -40,6 +44,7 @@ class ModelSpec:
     router_dim: int = 0
     router_hidden: int = 32
     router_noise: float = 1.0
+    dropout: float = 0.0
     soft_threshold: float = 0.0
     rule_table: dict[str, list[str]] = field(default_factory=dict)
 

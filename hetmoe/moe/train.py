@@ -32,7 +32,7 @@ class TrainConfig:
     balance_weight: float = 0.01
     market_dropout: float = 0.1
     seed: int = 0
-    threads: int = 1
+    threads: int = 1  # the matrices are small: a second thread gains little, and oversubscribed cores cost 5-10x
 
     def to_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)
