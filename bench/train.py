@@ -67,7 +67,7 @@ def main() -> None:
     pairs = synthetic_pairs(args.pairs + args.stop_pairs, args.seed)
     cut = pairs.qi < (args.pairs // PER_QUERY)
     train, stop = pairs.subset(cut), pairs.subset(~cut)
-    spec = ModelSpec(experts=list(EXPERTS), dims=list(EXPERTS.values()), markets=MARKETS, k=2, hidden=0,
+    spec = ModelSpec(experts=list(EXPERTS), dims=list(EXPERTS.values()), markets=MARKETS, k=2,
                      router_expert="static", router_dim=EXPERTS["static"])
     t0 = time.perf_counter()
     result = train_net(spec, train, stop, TrainConfig(seed=args.seed, threads=args.threads))
