@@ -88,6 +88,7 @@ def test_numpy_inference_equals_torch(router: str, fusion: str, hidden: int) -> 
     torch.manual_seed(3)
     net = MoENet(spec).eval()
     x = _inputs(spec)
+    net.set_centers([0.3 * m.mean(0) for m in x["d"]])  # non-zero centres: numpy must re-centre exactly like torch
     with torch.no_grad():
         expected = _torch_logits(net, x)[0].numpy()
     model = MoEModel(spec, net.numpy_weights())

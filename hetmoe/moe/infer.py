@@ -16,7 +16,8 @@ query row; raw vectors as the stores hold them (normalised here). ``groups`` (n,
 if omitted, one query row means every pair belongs to it and n rows mean pair i belongs to row i. Per-query features
 (cosine z-score and rank within the query's candidates) are computed within these groups, so score one query's
 candidate list in one call (as in training, where a query's candidates are its judged items).
-``project_items(expert, vectors) -> (n, rank)`` is the map a document's raw vector goes through before interaction.
+``project_items(expert, vectors) -> (n, rank)`` is the map a document's raw vector goes through before interaction:
+L2-normalise, subtract the expert's mean training vector, re-normalise, multiply by the expert's projection.
 """
 from __future__ import annotations
 
@@ -53,6 +54,7 @@ class MoEModel:
         self.weights = w
         s = self.spec
         self._proj_t = [np.ascontiguousarray(w[f"proj.{i}.weight"].T) for i in range(s.n_experts)]
+        self._center = [w[f"center.{i}"] for i in range(s.n_experts)]
         self._inter_t = [np.ascontiguousarray(w[f"inter.{i}.weight"].T) for i in range(s.n_experts)]
         self._inter_b = [w[f"inter.{i}.bias"] for i in range(s.n_experts)]
         self._market_index = {m: j for j, m in enumerate(s.markets)}
@@ -161,7 +163,8 @@ class MoEModel:
     # ----- scoring --------------------------------------------------------------------------------------------
     def project_items(self, expert: str, vectors: np.ndarray) -> np.ndarray:
         """Raw item vectors (n, d_e) -> the (n, rank) projection the head compares with the projected query."""
-        return l2_normalize(vectors) @ self._proj_t[self._expert_index(expert)]
+        i = self._expert_index(expert)
+        return l2_normalize(l2_normalize(vectors) - self._center[i]) @ self._proj_t[i]
 
     def _expert_index(self, expert: str) -> int:
         try:
@@ -225,7 +228,7 @@ class MoEModel:
         dn = l2_normalize(d if rows.size == d.shape[0] else d[rows])
         g = groups if rows.size == groups.shape[0] else groups[rows]
         stats = group_stats(pair_cosines(qn[g], dn), g)
-        u = (qn @ self._proj_t[i])[g]
-        v = dn @ self._proj_t[i]
+        u = (l2_normalize(qn - self._center[i]) @ self._proj_t[i])[g]
+        v = l2_normalize(dn - self._center[i]) @ self._proj_t[i]
         x = np.concatenate([u * v, np.abs(u - v), stats], axis=1)
         return _relu(x @ self._inter_t[i] + self._inter_b[i])

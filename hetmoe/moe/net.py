@@ -1,7 +1,9 @@
 """The trainable stage-two network (torch): router, per-expert projections, concatenation or weighted fusion.
 
 Per expert e (dimension d_e): a linear map ``proj[e]`` (d_e -> rank, no bias) shared by query and item, applied to the
-L2-normalised raw vectors; the pair's interaction ``[u*v, |u-v|, cos, cos z-score, cos rank]`` (u, v the projected
+L2-normalised raw vectors after centering them on the expert's mean training vector (``center[e]``, fixed, not learned)
+and re-normalising: anisotropic experts (e5's cosines sit in 0.85 +- 0.04) otherwise bury their signal under one
+common direction, their features train slowly, and the router learns to avoid them; the pair's interaction ``[u*v, |u-v|, cos, cos z-score, cos rank]`` (u, v the projected
 query and item) goes through its own layer ``inter[e]`` + ReLU into the shared width h. The router (market one-hot +
 the router expert's query vector -> MLP -> softmax over N experts) gates them; gradient reaches it because each
 selected expert's features are scaled by its renormalised gate. Parameter names are the contract with the numpy
@@ -61,7 +63,9 @@ class MoENet(nn.Module):
         self.spec = spec
         r, h = spec.rank, spec.width
         self.proj = nn.ModuleList(nn.Linear(d, r, bias=False) for d in spec.dims)
+        self.center = nn.ParameterList(nn.Parameter(torch.zeros(d), requires_grad=False) for d in spec.dims)
         self.inter = nn.ModuleList(nn.Linear(2 * r + N_STATS, h) for _ in spec.dims)
+        self.explore = False
         self.drop = nn.Dropout(spec.dropout)  # training only: the demo catalog is small enough to memorise
         self.router = (
             Router(len(spec.markets), spec.router_dim, spec.router_hidden, spec.n_experts) if spec.learned_router else None
@@ -80,7 +84,11 @@ class MoENet(nn.Module):
         logits = self.router(market, rvec)
         probs = torch.softmax(logits, dim=1)
         k = min(self.spec.k, self.spec.n_experts)
-        if self.training and self.spec.router_noise > 0:
+        if self.training and self.explore:
+            # Warm-up: uniformly random k-subsets, so every expert's features get trained before the router commits
+            # (otherwise the experts it happens to pick first get better features and keep getting picked).
+            gates, mask = top_k_gates(probs, k, select=torch.rand_like(logits))
+        elif self.training and self.spec.router_noise > 0:
             # Gumbel top-k: selection sampled without replacement in proportion to the router's probabilities, so
             # experts it does not pick yet still get routed now and then and receive gradient (renormalised gates
             # give an unselected expert none).
@@ -109,7 +117,7 @@ class MoENet(nn.Module):
         gates = fixed_gates if fixed_gates is not None else gates[q_local]
         feats = []
         for i in range(len(qv)):
-            u, v = self.proj[i](qv[i])[q_local], self.proj[i](dv[i])
+            u, v = self.proj[i](self.centered(i, qv[i]))[q_local], self.proj[i](self.centered(i, dv[i]))
             x = self.drop(torch.cat([u * v, (u - v).abs(), stats[:, i]], dim=1))
             feats.append(torch.relu(self.inter[i](x)) * gates[:, i : i + 1])
         z = torch.cat(feats, dim=1) if self.spec.fusion == "concat" else torch.stack(feats).sum(0)
@@ -119,6 +127,16 @@ class MoENet(nn.Module):
             logits = self.head["out"](z).squeeze(1)
         aux = switch_loss(probs, mask) if probs is not None and mask is not None else torch.zeros(())
         return logits, aux, probs
+
+    def centered(self, i: int, x: torch.Tensor) -> torch.Tensor:
+        """Unit vectors re-centred on expert i's mean training vector and re-normalised."""
+        return torch.nn.functional.normalize(x - self.center[i], dim=1)
+
+    def set_centers(self, means: list["object"]) -> None:
+        """Fix each expert's centre (mean of its L2-normalised training item and query vectors)."""
+        with torch.no_grad():
+            for c, m in zip(self.center, means):
+                c.copy_(torch.as_tensor(m, dtype=torch.float32))
 
     def numpy_weights(self) -> dict[str, "object"]:
         """Every parameter as a contiguous float32 numpy array, keyed by its torch name (the inference contract)."""

@@ -31,6 +31,7 @@ class TrainConfig:
     patience: int = 4
     balance_weight: float = 0.01
     market_dropout: float = 0.1
+    explore_epochs: int = 2
     seed: int = 0
     threads: int = 1  # the matrices are small: a second thread gains little, and oversubscribed cores cost 5-10x
 
@@ -113,6 +114,12 @@ def predict_logits(net: Any, tensors: _Tensors, n: int, batch_size: int = 8192) 
     return out
 
 
+def expert_means(pairs: PairSet) -> list[np.ndarray]:
+    """Per expert, the mean of the (normalised) vectors of the queries and items the pairs use."""
+    qs, ds = np.unique(pairs.qi), np.unique(pairs.di)
+    return [(q[qs].sum(0) + d[ds].sum(0)) / (qs.size + ds.size) for q, d in zip(pairs.q, pairs.d)]
+
+
 def stop_metric(scores: np.ndarray, pairs: PairSet) -> float:
     """Macro AUC over markets (pooled when there is one market)."""
     per_market = auc_by_market(scores, pairs.y, pairs.market_names)
@@ -131,6 +138,7 @@ def train_net(spec: ModelSpec, train: PairSet, stop: PairSet, cfg: TrainConfig =
     torch.manual_seed(cfg.seed)
     rng = np.random.default_rng(cfg.seed)
     net = MoENet(spec)
+    net.set_centers(expert_means(train))
     opt = torch.optim.AdamW(net.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     loss_fn = torch.nn.BCEWithLogitsLoss()
     tr, st = _Tensors(train, spec), _Tensors(stop, spec)
@@ -139,6 +147,7 @@ def train_net(spec: ModelSpec, train: PairSet, stop: PairSet, cfg: TrainConfig =
     t0 = time.perf_counter()
     for epoch in range(cfg.max_epochs):
         net.train()
+        net.explore = epoch < cfg.explore_epochs
         total, aux_total = 0.0, 0.0
         for qpos in tr.query_batches(cfg.batch_size, rng):
             drop = rng.random(qpos.size) < cfg.market_dropout if spec.learned_router else None
