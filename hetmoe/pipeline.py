@@ -61,10 +61,22 @@ def run_pipeline(
     timings["fit"] = time.perf_counter() - start
     start = time.perf_counter()
     result = evaluate(model, data_dir, split, report, store_root=store)
-    diagnose(store, report / "diagnose", model_dir=model)
+    geometry = diagnose(store, report / "diagnose", model_dir=model)
+    _link_diagnosis(report, geometry)
     timings["eval+diagnose"] = time.perf_counter() - start
     (report / "timings.json").write_text(json.dumps(timings, indent=2))
     return result
+
+
+def _link_diagnosis(report: Path, geometry: dict) -> None:
+    """Point the eval report at the geometry diagnosis, with its headline: how much rank average vs concat keep."""
+    fused = geometry.get("fusion", {})
+    line = "Why concatenation: see [the geometry diagnosis](diagnose/diagnose.md) of the experts' spaces"
+    ranks = {kind: fused.get(kind, {}).get("effective_rank") for kind in ("average", "concatenation")}
+    if all(isinstance(v, (int, float)) for v in ranks.values()):
+        line += f" (effective rank of the fused item vectors: average {ranks['average']:.0f}, concatenation {ranks['concatenation']:.0f})"
+    with open(report / "report.md", "a", encoding="utf-8") as md:
+        md.write(f"\n## Geometry\n\n{line}.\n")
 
 
 def register(app: typer.Typer) -> None:

@@ -1,0 +1,69 @@
+"""`hetmoe run`: the whole pipeline on a small real dataset, with the stable report.json contract."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import polars as pl
+import pytest
+from typer.testing import CliRunner
+
+from hetmoe.cli import app
+from hetmoe.data.demo import generate_demo
+
+EXPERTS = ["static", "wordllama"]
+VARIANT_KEYS = {"auc", "auc_by_market", "ndcg10", "experts_per_query", "routing_share", "auc_macro"}
+
+
+@pytest.fixture(scope="module")
+def pipeline_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, CliRunner]:
+    root = tmp_path_factory.mktemp("pipeline")
+    data = generate_demo(root / "data", items_per_market=60, queries_per_market=40, seed=3, markets=["TH", "SG", "ID"])
+    out = root / "out"
+    runner = CliRunner()
+    args = ["run", "--data", str(data), "--out", str(out), "-e", EXPERTS[0], "-e", EXPERTS[1], "--k", "1"]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.output
+    return data, out, runner
+
+
+def test_run_writes_stores_model_and_the_stable_report(pipeline_run: tuple[Path, Path, CliRunner]) -> None:
+    _, out, _ = pipeline_run
+    report = json.loads((out / "report" / "report.json").read_text())
+    assert report["split"] == "test"
+    expected = {"moe", "weighted", "soft", "rule", "concat-all", "lightgbm", *(f"single:{e}" for e in EXPERTS)}
+    assert expected <= set(report["variants"])
+    for name, variant in report["variants"].items():
+        assert VARIANT_KEYS <= set(variant), name
+        assert set(variant["auc_by_market"]) == {"TH", "SG", "ID"}
+        macro = sum(variant["auc_by_market"].values()) / 3
+        assert variant["auc_macro"] == pytest.approx(macro)
+    assert report["variants"]["moe"]["experts_per_query"] == pytest.approx(1.0)
+    delta = report["moe_vs_best_single"]
+    assert delta["ci95"][0] <= delta["delta_auc"] <= delta["ci95"][1]
+    for expert in EXPERTS:
+        assert (out / "stores" / expert / "items.faiss").is_file()
+    md = (out / "report" / "report.md").read_text()
+    assert "(diagnose/diagnose.md)" in md and (out / "report" / "diagnose" / "diagnose.json").is_file()
+    assert (out / "report" / "report.png").stat().st_size > 10_000
+
+
+def test_rerun_resumes_from_complete_stores(pipeline_run: tuple[Path, Path, CliRunner]) -> None:
+    data, out, runner = pipeline_run
+    before = {p: p.stat().st_mtime_ns for p in (out / "stores").rglob("vectors/c/*/*")}
+    result = runner.invoke(app, ["run", "--data", str(data), "--out", str(out), "-e", EXPERTS[0], "-e", EXPERTS[1], "--k", "1"])
+    assert result.exit_code == 0, result.output
+    assert before and before == {p: p.stat().st_mtime_ns for p in (out / "stores").rglob("vectors/c/*/*")}
+
+
+def test_run_refuses_a_broken_dataset_in_one_line(pipeline_run: tuple[Path, Path, CliRunner], tmp_path: Path) -> None:
+    data, _, runner = pipeline_run
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    for table in ("items", "queries"):
+        pl.read_parquet(data / f"{table}.parquet").write_parquet(broken / f"{table}.parquet")
+    pl.read_parquet(data / "judgments.parquet").drop("split").write_parquet(broken / "judgments.parquet")
+    result = runner.invoke(app, ["run", "--data", str(broken), "--out", str(tmp_path / "o"), "-e", "static"])
+    assert result.exit_code != 0
+    assert "split" in str(result.exception) and "\n" not in str(result.exception)
+    assert not (tmp_path / "o" / "stores").exists()
