@@ -18,7 +18,7 @@ from hetmoe.errors import HetmoeError
 from hetmoe.moe.spec import ModelSpec
 
 log = logging.getLogger(__name__)
-FORMAT = "hetmoe-moe/1"
+FORMAT = "hetmoe-moe/2"  # /2: per-expert centring vectors in the weights
 CONFIG, WEIGHTS = "config.json", "weights.safetensors"
 
 
@@ -109,4 +109,9 @@ def read_net(model_dir: str | Path, store_root: str | Path | None = None, check_
     if check_stores and config.get("store_root"):
         check_identity(config, config["store_root"], model_dir)
     weights = load_file(str(model_dir / WEIGHTS))
-    return MoEModel(ModelSpec.from_dict(config["spec"]), weights, config, model_dir)
+    try:
+        return MoEModel(ModelSpec.from_dict(config["spec"]), weights, config, model_dir)
+    except KeyError as err:
+        raise HetmoeError(
+            f"{model_dir / WEIGHTS}: weight {err} is missing (written by another hetmoe version?); retrain with 'hetmoe fit-head'"
+        ) from None
