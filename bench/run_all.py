@@ -24,7 +24,8 @@ def scripts(names: list[str]) -> list[Path]:
 
 def main(names: list[str]) -> int:
     logging.basicConfig(level=logging.INFO, format="%(message)s")
-    summary: dict[str, dict] = {}
+    summary_path = RESULTS / "summary.json"
+    summary: dict[str, dict] = json.loads(summary_path.read_text()) if summary_path.exists() else {}
     failed = []
     for script in scripts(names):
         log.info("== %s", script.name)
@@ -39,9 +40,9 @@ def main(names: list[str]) -> int:
         if code:
             failed.append(script.stem)
     RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "summary.json").write_text(json.dumps(summary, indent=2))
+    summary_path.write_text(json.dumps(summary, indent=2))  # merged: running one benchmark keeps the others' rows
     print(f"{'benchmark':<16}{'exit':>6}{'seconds':>10}  result")
-    for name, row in summary.items():
+    for name, row in sorted(summary.items()):
         print(f"{name:<16}{row['exit_code']:>6}{row['seconds']:>10}  bench/results/{name}.json")
     return 1 if failed else 0
 
