@@ -94,7 +94,7 @@ def test_cli_fit_router_and_eval_errors(built: dict[str, Path], tmp_path: Path) 
     runner = CliRunner()
     out = tmp_path / "router.json"
     result = runner.invoke(app, ["fit-router", "--data", str(built["data"]), "--store", str(built["stores"]),
-                                 "--experts", ",".join(EXPERTS), "--k", "1", "--out", str(out)])
+                                 "-e", EXPERTS[0], "--expert", ",".join(EXPERTS[1:]), "--k", "1", "--out", str(out)])
     assert result.exit_code == 0, result.output
     table = json.loads(out.read_text())["table"]
     assert set(table) == {"ID", "TH", "SG", "*"} and all(len(v) == 1 for v in table.values())

@@ -6,15 +6,17 @@ from pathlib import Path
 import typer
 
 
-def _experts(value: str | None) -> list[str] | None:
-    return [e.strip() for e in value.split(",") if e.strip()] if value else None
+def _experts(values: list[str] | None) -> list[str] | None:
+    """Repeated ``-e`` options, each possibly comma-separated, as one list (None: the cards' default set)."""
+    names = [e.strip() for value in values or [] for e in value.split(",") if e.strip()]
+    return names or None
 
 
 def fit_head(
     data: Path = typer.Option(..., "--data", help="Dataset folder."),
     store: Path = typer.Option(Path("stores"), "--store", help="Store root written by 'hetmoe embed'."),
     out: Path = typer.Option(Path("models/moe"), "--out", help="Model folder (main model + variants/)."),
-    experts: str = typer.Option(None, "--experts", help="Comma-separated experts (default: the cards' default set)."),
+    experts: list[str] = typer.Option(None, "--expert", "-e", help="Expert to use (repeat, or comma-separate; default: the cards' default set)."),
     k: int = typer.Option(2, "--k", help="Experts routed per query."),
     seed: int = typer.Option(0, "--seed"),
     variants: str = typer.Option("all", "--variants", help="Baselines to train besides moe: all, none, or a comma list (weighted,soft,concat-all,rule,single,lightgbm)."),
@@ -33,7 +35,7 @@ def fit_router(
     data: Path = typer.Option(..., "--data", help="Dataset folder."),
     store: Path = typer.Option(Path("stores"), "--store", help="Store root written by 'hetmoe embed'."),
     out: Path = typer.Option(Path("models/router.json"), "--out", help="JSON file for the rule table."),
-    experts: str = typer.Option(None, "--experts", help="Comma-separated experts (default: the cards' default set)."),
+    experts: list[str] = typer.Option(None, "--expert", "-e", help="Expert to use (repeat, or comma-separate; default: the cards' default set)."),
     k: int = typer.Option(2, "--k", help="Experts per market."),
     eval_split: str = typer.Option(None, "--eval-split", help="Split kept out (default: test if present, else valid)."),
 ) -> None:
