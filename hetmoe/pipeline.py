@@ -6,26 +6,24 @@ resumable and skips work whose inputs are unchanged, so a second run costs secon
 from __future__ import annotations
 
 import json
-import logging
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 
 from hetmoe.errors import HetmoeError
 
-log = logging.getLogger(__name__)
+if TYPE_CHECKING:
+    from hetmoe.data.dataset import Dataset
 
 
-def report_split(data_dir: Path) -> str:
+def report_split(dataset: Dataset) -> str:
     """Report on ``test`` when the dataset has it, else on ``valid`` (training then never sees valid)."""
-    from hetmoe.data.dataset import load_dataset
-
-    dataset = load_dataset(data_dir)
     for split in ("test", "valid"):
         if dataset.has_split(split):
             return split
-    raise HetmoeError(f"{data_dir}: judgments have neither a 'test' nor a 'valid' split; add one to evaluate on")
+    raise HetmoeError(f"{dataset.root}: judgments have neither a 'test' nor a 'valid' split; add one to evaluate on")
 
 
 def run_pipeline(
@@ -46,7 +44,7 @@ def run_pipeline(
     from hetmoe.store.embed import embed_dataset
     from hetmoe.store.index import build_index
 
-    check_dataset(data_dir)
+    dataset = check_dataset(data_dir)
     experts = experts or default_experts(cards)
     store, model, report = out / "stores", out / "model", out / "report"
     timings: dict[str, float] = {}
@@ -55,7 +53,7 @@ def run_pipeline(
         embed_dataset(data_dir, get_card(name, cards), store)
         build_index(store, name)
         timings[f"embed+index:{name}"] = time.perf_counter() - start
-    split = report_split(data_dir)
+    split = report_split(dataset)
     start = time.perf_counter()
     fit(data_dir, store, model, experts, k=k, seed=seed, eval_split=split, router_expert=router_expert)
     timings["fit"] = time.perf_counter() - start
