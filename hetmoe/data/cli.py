@@ -3,8 +3,12 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
+
+if TYPE_CHECKING:
+    import polars as pl  # imported lazily at run time: `hetmoe --help` stays fast
 
 data_app = typer.Typer(help="Create, import and validate datasets (items / queries / judgments Parquet).", no_args_is_help=True)
 
@@ -114,7 +118,7 @@ def sample_cmd(
     _report(out)
 
 
-def _print_summary(table: "pl.DataFrame", root: Path) -> None:  # noqa: F821 - polars imported lazily
+def _print_summary(table: pl.DataFrame, root: Path) -> None:
     from rich.console import Console
     from rich.table import Table
 
