@@ -45,6 +45,11 @@ def test_fit_writes_main_model_and_every_variant(built: dict[str, Path]) -> None
         assert config["experts"][expert]["card_hash"] and config["experts"][expert]["items_fingerprint"]
     model = MoEModel.load(built["model"])
     assert model.experts == EXPERTS and model.k == 1 and model.router_expert == "static"
+    # concat-all is the teacher (trained on labels alone); every other net variant learned from its logits too.
+    assert config["distilled_from"] == "concat-all" and config["train_config"]["distill_weight"] == 0.5
+    teacher = json.loads((built["model"] / "variants" / "concat-all" / "config.json").read_text())
+    assert teacher["distilled_from"] is None
+    assert json.loads((built["model"] / "variants" / "weighted" / "config.json").read_text())["distilled_from"] == "concat-all"
 
 
 def test_artifacts_round_trip_to_identical_scores(built: dict[str, Path], tmp_path: Path) -> None:

@@ -2,6 +2,9 @@
 
 Layout of ``out_dir``: the main model (``moe``) at the top level (``config.json`` + ``weights.safetensors``), each
 baseline in ``variants/<name>/`` (``single:e5`` -> ``variants/single-e5``), and ``fit.json`` indexing them.
+With ``distill_weight`` > 0 (the default) concat-all is trained first and serves as the teacher: every other net
+variant (moe and the net baselines alike) learns from labels mixed with its logits on the training pairs; the top-2
+MoE then learns to reproduce with two experts what the five-expert head learned. LightGBM is not distilled.
 Training never sees the split that will be reported: with a ``test`` split, train on ``train`` and early-stop on
 ``valid``; otherwise report on ``valid`` and early-stop on a seeded 15% of train's queries.
 """
@@ -13,12 +16,14 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any, Sequence
 
+import numpy as np
+
 from hetmoe.errors import HetmoeError
 from hetmoe.moe.artifacts import expert_identity, save_net, write_json
 from hetmoe.moe.features import PairSet, carve_by_query, load_pairs
 from hetmoe.moe.rule import fit_rule_table
 from hetmoe.moe.spec import ModelSpec
-from hetmoe.moe.train import TrainConfig, train_net
+from hetmoe.moe.train import TrainConfig, TrainResult, net_logits, train_net
 
 log = logging.getLogger(__name__)
 BASELINES = ("weighted", "soft", "concat-all", "rule", "single", "lightgbm")
@@ -146,7 +151,18 @@ def fit(
         },
     }
     index: dict[str, str] = {}
-    for name in ["moe", *_requested(variants, experts)]:
+    names = ["moe", *_requested(variants, experts)]
+    teacher: TrainResult | None = None
+    teacher_logits: np.ndarray | None = None
+    if cfg.distill_weight > 0:
+        # The teacher (concat-all, every expert) trains first on plain labels; every other net variant, baselines
+        # included, mixes its logits into the targets, so the comparisons stay like for like.
+        if "concat-all" in names:  # saved as that variant instead of being trained twice
+            names = ["concat-all", *[n for n in names if n != "concat-all"]]
+        teacher_spec = variant_spec("concat-all", base, rule_table)
+        teacher = train_net(teacher_spec, train, stop, replace(cfg, distill_weight=0.0))
+        teacher_logits = net_logits(teacher_spec, teacher.weights, train)
+    for name in names:
         target = out / variant_dir(name)
         if name == "lightgbm":
             from hetmoe.moe.lgbm import train_lgbm
@@ -156,8 +172,14 @@ def fit(
         else:
             spec = variant_spec(name, base, rule_table)
             used = spec.experts + ([router_expert] if spec.learned_router and router_expert not in spec.experts else [])
-            result = train_net(spec, train.select_experts(spec.experts), stop.select_experts(spec.experts), cfg)
-            meta = {"variant": name, **common, "experts": {e: identity[e] for e in used}, "metrics": result.metrics}
+            if teacher is not None and name == "concat-all":
+                result = teacher
+            else:
+                result = train_net(spec, train.select_experts(spec.experts), stop.select_experts(spec.experts), cfg,
+                                   teacher=teacher_logits)
+            distilled = "concat-all" if teacher is not None and name != "concat-all" else None
+            meta = {"variant": name, **common, "experts": {e: identity[e] for e in used}, "metrics": result.metrics,
+                    "distilled_from": distilled}
             save_net(target, spec, result.weights, meta)
         index[name] = variant_dir(name)
     seconds = time.perf_counter() - t0
