@@ -96,7 +96,7 @@ def register(app: typer.Typer) -> None:
     def demo_cmd(
         out: Path = typer.Option(Path("stores/demo"), "--out", help="Writes OUT/data, OUT/stores, OUT/model, OUT/report."),
         items_per_market: int = typer.Option(500, help="Demo catalog items per market."),
-        queries_per_market: int = typer.Option(150, help="Demo queries per market."),
+        queries_per_market: int = typer.Option(400, help="Demo queries per market."),
         seed: int = typer.Option(0, help="Seed for the demo data and training."),
     ) -> None:
         """Generate the multilingual demo catalog and run the whole pipeline on it (a few minutes on 2 cores)."""

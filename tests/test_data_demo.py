@@ -37,8 +37,8 @@ def test_default_demo_is_valid_and_sized(full: Path) -> None:
     assert validate(full) == []
     data = load_dataset(full)
     assert data.markets == sorted(MARKETS)
-    assert data.items.height == 3000 and data.queries.height == 900
-    assert 18_000 <= data.judgments.height <= 23_000
+    assert data.items.height == 3000 and data.queries.height == 2400
+    assert 48_000 <= data.judgments.height <= 61_000
     langs = dict(data.queries.select("market", "lang").unique().iter_rows())
     assert langs == {"ID": "id", "TH": "th", "VN": "vi", "MY": "ms", "PH": "fil", "SG": "en"}
     assert data.items["item_id"].n_unique() == data.items.height

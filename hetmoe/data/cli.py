@@ -46,7 +46,7 @@ def _report(root: Path, as_json: bool = False) -> None:
 def demo_cmd(
     out: Path = typer.Option(..., "--out", help="Folder to write items/queries/judgments Parquet into."),
     items_per_market: int = typer.Option(500, help="Listings per market."),
-    queries_per_market: int = typer.Option(150, help="Queries per market (about 22 judged items each)."),
+    queries_per_market: int = typer.Option(400, help="Queries per market (about 22 judged items each)."),
     seed: int = typer.Option(0, help="Random seed; the same seed gives identical files."),
     market: list[str] = typer.Option(None, "--market", help="Only these markets (repeatable): ID TH VN MY PH SG."),
 ) -> None:

@@ -140,7 +140,7 @@ def _market(market: str, n_items: int, n_queries: int, seed: int) -> tuple[list[
     return items, queries, judgments
 
 
-def generate_demo(out: Path, items_per_market: int = 500, queries_per_market: int = 150, seed: int = 0,
+def generate_demo(out: Path, items_per_market: int = 500, queries_per_market: int = 400, seed: int = 0,
                   markets: Sequence[str] = MARKETS) -> Path:
     """Write the demo dataset (items/queries/judgments Parquet) to ``out``; same arguments, same bytes."""
     if items_per_market < 30 or queries_per_market < 10:
