@@ -6,6 +6,7 @@ backend only wraps its library's batch call and adds no per-text Python work.
 from __future__ import annotations
 
 import os
+import threading
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from typing import ClassVar, get_args
@@ -55,25 +56,40 @@ class Encoder(ABC):
             )
         self.card = card
         self.dim = int(dim)
+        self._call = threading.local()
 
     @abstractmethod
     def _encode(self, texts: list[str], kind: Kind) -> np.ndarray:
         """Embed a non-empty list with the backend's own batch call; (len(texts), dim) floats."""
 
-    def encode(self, texts: Sequence[str], kind: Kind) -> np.ndarray:
-        """Embed ``texts`` as queries or documents: float32, C-contiguous, shape (n, dim); n = 0 is fine."""
+    def encode(self, texts: Sequence[str], kind: Kind, threads: int | None = None) -> np.ndarray:
+        """Embed ``texts`` as queries or documents: float32, C-contiguous, shape (n, dim); n = 0 is fine.
+
+        ``threads`` overrides the card's CPU thread count for this call only (see :meth:`call_threads`).
+        """
         if kind not in KINDS:
             raise ValueError(f"kind must be one of {KINDS}, got {kind!r}")
         batch = list(texts)
         if not batch:
             return np.zeros((0, self.dim), dtype=np.float32)
-        out = np.ascontiguousarray(self._encode(batch, kind), dtype=np.float32)
+        self._call.threads = threads
+        try:
+            out = np.ascontiguousarray(self._encode(batch, kind), dtype=np.float32)
+        finally:
+            self._call.threads = None
         if out.shape != (len(batch), self.dim):
             expected = (len(batch), self.dim)
             raise RuntimeError(f"expert {self.card.name!r} returned shape {out.shape}, expected {expected}")
         if self.card.normalize and not self.returns_normalized:
             out /= np.maximum(np.linalg.norm(out, axis=1, keepdims=True), 1e-12)
         return out
+
+    def call_threads(self) -> int:
+        """CPU threads for the running call (0 = library default): the ``threads`` passed to :meth:`encode`, else
+        the card's. Kept per calling thread, so concurrent callers do not see each other's count. Backends whose
+        library fixes its thread count at load time ignore it."""
+        override = getattr(self._call, "threads", None)
+        return override if override is not None else self.card.threads
 
     def with_prompt(self, texts: list[str], kind: Kind) -> list[str]:
         """Prefix the card's literal prompt for ``kind`` (for backends without their own prompt support)."""

@@ -1,14 +1,13 @@
 """The online Scorer: encode only the query, only with its routed experts, and score against precomputed items.
 
 Why this shape: item vectors were embedded once offline (stage one), so a request costs one cheap router-expert
-encode, the routed experts' query encodes (run concurrently: the packaged encoders spend their time in native code
-that releases the GIL), and a few small matrix products in the numpy head. Query vectors and routing decisions are
+encode, the routed experts' query encodes (run concurrently, each on its own thread, sharing the cores by cost: the
+packaged encoders spend their time in native code that releases the GIL), and a few small matrix products in the numpy head. Query vectors and routing decisions are
 cached in bounded LRUs because search traffic repeats queries heavily.
 """
 from __future__ import annotations
 
 import logging
-import threading
 from collections.abc import Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -19,6 +18,7 @@ import numpy as np
 from hetmoe.errors import HetmoeError
 from hetmoe.online.cache import LRUCache
 from hetmoe.online.catalog import ItemCatalog
+from hetmoe.online.encoding import QueryEncoders
 from hetmoe.online.results import Routing, ScoreRequest, ScoreResult, SearchResult
 from hetmoe.online.retrieval import Retriever
 
@@ -37,15 +37,14 @@ class Scorer:
 
     def __init__(self, model: MoEModel, catalog: ItemCatalog, retriever: Retriever | None = None,
                  cache_size: int = DEFAULT_CACHE_SIZE, encoders: Mapping[str, Encoder] | None = None,
-                 blas_threads: int | None = 1, query_threads: int | None = 1) -> None:
-        """Thread settings, both measured on 2 shared cores (None keeps the library / card default):
+                 blas_threads: int | None = 1, encode_cores: int | None = None) -> None:
+        """Thread settings, both measured on 2 shared cores:
 
-        - ``blas_threads``: numpy's OpenBLAS threads, set process-wide. The head multiplies ~100 x 48 matrices,
-          where BLAS threads only add hand-offs: one thread costs ~10x less CPU per request.
-        - ``query_threads``: threads of each encoder this Scorer builds (the card's ``threads``, not part of its
-          hash). One short query gains nothing from intra-op threads, and OpenMP barriers stall for whole time
-          slices when cores are busy (e5 p50 ~20 ms with 1 thread vs ~100 ms with 2, spikes of seconds); the
-          routed experts run concurrently instead, one core each.
+        - ``blas_threads``: numpy's OpenBLAS threads, set process-wide (None keeps the library default). The head
+          multiplies ~100 x 48 matrices, where BLAS threads only add hand-offs: one thread costs ~10x less CPU per
+          request.
+        - ``encode_cores``: the cores one query's routed experts share (default: every core this process may use),
+          split by each expert's measured cost (see :mod:`hetmoe.online.encoding`).
         """
         missing = [e for e in model.experts if e not in catalog.vectors]
         if missing:
@@ -55,19 +54,15 @@ class Scorer:
             if have != dim:
                 raise HetmoeError(f"expert '{expert}': store has {have}-d item vectors but the model expects {dim}-d; refit the model on this store")
         self.model = model
-        self.query_threads = query_threads
         self.catalog = catalog
         self.retriever = retriever
         self._query_cache: LRUCache[tuple[str, str], np.ndarray] = LRUCache(cache_size)
         self._route_cache: LRUCache[tuple[str, str], _RouteEntry] = LRUCache(cache_size)
-        self._encoders: dict[str, Encoder] = {}
-        self._encoder_locks = {e: threading.Lock() for e in self._encodable()}
-        self._encode_locks = {e: threading.Lock() for e in self._encodable()}
+        self._encoders = QueryEncoders(self._build_encoder, self._encodable(), encode_cores)
         for expert, encoder in (encoders or {}).items():
             self._check_encoder(expert, encoder)
-            self._encoders[expert] = encoder
-        self._pool = ThreadPoolExecutor(max_workers=max(1, len(model.experts)), thread_name_prefix="hetmoe-encode")
-        self.encode_calls: dict[str, int] = {e: 0 for e in self._encodable()}
+            self._encoders.add(expert, encoder)
+        self._pool = ThreadPoolExecutor(max_workers=max(1, len(model.experts)), thread_name_prefix="hetmoe-search")
         if blas_threads is not None:
             from threadpoolctl import ThreadpoolController
 
@@ -77,7 +72,7 @@ class Scorer:
     def load(cls, model_dir: str | Path, *, store_root: str | Path | None = None, data_dir: str | Path | None = None,
              cache_size: int = DEFAULT_CACHE_SIZE, with_indexes: bool = True,
              encoders: Mapping[str, Encoder] | None = None, blas_threads: int | None = 1,
-             query_threads: int | None = 1) -> Scorer:
+             encode_cores: int | None = None) -> Scorer:
         """Load router + head (checking the stores' fingerprints against the model's config), every expert's item
         vectors (float16) and, unless ``with_indexes`` is False, their FAISS indexes. Encoders load lazily.
 
@@ -101,7 +96,7 @@ class Scorer:
         _attach_markets(catalog, data_dir or model.config.get("dataset"))
         retriever = Retriever.load(root, model.experts, catalog) if with_indexes else None
         logger.info("loaded %s: %d experts, %d items, %d markets", model_dir, len(model.experts), len(catalog), len(model.markets))
-        return cls(model, catalog, retriever, cache_size, encoders, blas_threads, query_threads)
+        return cls(model, catalog, retriever, cache_size, encoders, blas_threads, encode_cores)
 
     # ----- identity ---------------------------------------------------------------------------------------------
     @property
@@ -123,21 +118,21 @@ class Scorer:
     # ----- query encoding ---------------------------------------------------------------------------------------
     def encoder(self, expert: str) -> Encoder:
         """The expert's query encoder, built on first use from the card the model recorded, then kept."""
-        found = self._encoders.get(expert)
-        if found is not None:
-            return found
-        if expert not in self._encoder_locks:
+        if expert not in self._encoders:
             raise HetmoeError(f"expert '{expert}' is not used by this model (has: {', '.join(self._encodable())})")
-        with self._encoder_locks[expert]:
-            if expert not in self._encoders:
-                from hetmoe.experts.card import ExpertCard
-                from hetmoe.experts.registry import build_encoder
+        return self._encoders.get(expert)
 
-                card = self._card(expert)
-                if self.query_threads is not None:
-                    card = {**card, "threads": self.query_threads}
-                self._encoders[expert] = build_encoder(ExpertCard.from_dict(card))
-            return self._encoders[expert]
+    @property
+    def encode_calls(self) -> dict[str, int]:
+        """Query-encoding calls per expert so far (one call may carry many texts)."""
+        return dict(self._encoders.calls)
+
+    def _build_encoder(self, expert: str) -> Encoder:
+        """From the model's card, with one thread by default: each call names its own share of the cores."""
+        from hetmoe.experts.card import ExpertCard
+        from hetmoe.experts.registry import build_encoder
+
+        return build_encoder(ExpertCard.from_dict({**self._card(expert), "threads": 1}))
 
     def _card(self, expert: str) -> dict[str, Any]:
         card = self.model.cards.get(expert) or {}
@@ -147,7 +142,7 @@ class Scorer:
 
     def _check_encoder(self, expert: str, encoder: Encoder) -> None:
         """A handed-over encoder must be the very card the item vectors were made with, or scores are meaningless."""
-        if expert not in self._encoder_locks:
+        if expert not in self._encoders:
             raise HetmoeError(f"expert '{expert}' is not used by this model (has: {', '.join(self._encodable())})")
         from hetmoe.experts.card import ExpertCard
 
@@ -156,16 +151,9 @@ class Scorer:
                               f"{ExpertCard.from_dict(self._card(expert)).hash}; build it from the model's card")
 
     def warm(self, experts: Iterable[str] | None = None) -> None:
-        """Build encoders now (default: all) so the first request does not pay for loading models."""
+        """Build (and time) encoders now (default: all) so the first request does not pay for loading models."""
         for expert in experts if experts is not None else self._encodable():
-            self.encoder(expert).encode(["warm up"], kind="query")
-
-    def _encode(self, expert: str, texts: list[str]) -> np.ndarray:
-        """One batch call; calls to the same expert are serialised because not every backend is thread-safe."""
-        encoder = self.encoder(expert)
-        with self._encode_locks[expert]:
-            self.encode_calls[expert] += 1
-            return encoder.encode(texts, kind="query")
+            self.encoder(expert)
 
     def query_vectors(self, queries: Sequence[str], experts_per_query: Sequence[Iterable[str]]) -> list[dict[str, np.ndarray]]:
         """Per query, {expert: (d,) vector} for the experts it needs; cache misses are batch-encoded, experts concurrently."""
@@ -181,9 +169,7 @@ class Scorer:
         if not todo:
             return found
         jobs = [(expert, list(texts)) for expert, texts in todo.items()]
-        # The last job runs on this thread: a single missing expert (the common case) costs no thread hop.
-        futures = [self._pool.submit(self._encode, e, t) for e, t in jobs[:-1]]
-        results = [f.result() for f in futures] + [self._encode(*jobs[-1])]
+        results = self._encoders.encode(jobs)
         for (expert, texts), matrix in zip(jobs, results):
             for text, vec in zip(texts, matrix):
                 vec.setflags(write=False)
@@ -272,7 +258,8 @@ class Scorer:
         return SearchResult(self.catalog.ids[rows[top]].tolist(), scores[top], seen_by, route[2], int(rows.shape[0]))
 
     def close(self) -> None:
-        """Stop the encoding threads (the Scorer is unusable afterwards)."""
+        """Stop the encoding and search threads (the Scorer is unusable afterwards)."""
+        self._encoders.close()
         self._pool.shutdown(wait=False)
 
     def clear_caches(self) -> None:

@@ -44,13 +44,14 @@ class E5Encoder(Encoder):
         super().__init__(card, self._model.dim)
 
     def _encode(self, texts: list[str], kind: Kind) -> np.ndarray:
-        if not self.card.threads:
+        threads = self.call_threads()
+        if not threads:
             return self._model.encode(texts, kind == "query")
-        # OpenMP thread counts are process-wide: apply the card's count for this call only. (E5(num_threads=...)
+        # omp_set_num_threads sets the calling thread's count and outlives the call: restore it after. (E5(num_threads=...)
         # only exports OMP_NUM_THREADS, which is ignored once an OpenMP runtime has started.)
         before = [omp.omp_get_max_threads() for omp in self._omp]
         for omp in self._omp:
-            omp.omp_set_num_threads(self.card.threads)
+            omp.omp_set_num_threads(threads)
         try:
             return self._model.encode(texts, kind == "query")
         finally:

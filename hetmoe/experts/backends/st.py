@@ -126,14 +126,15 @@ class SentenceTransformerEncoder(Encoder):
 
     @contextmanager
     def _threads(self) -> Iterator[None]:
-        """Apply the card's CPU thread count for this call only: torch's setting is process-wide."""
-        if self.device != "cpu" or not self.card.threads:
+        """Apply the call's CPU thread count for this call only: torch's setting is process-wide."""
+        threads = self.call_threads()
+        if self.device != "cpu" or not threads:
             yield
             return
         import torch
 
         before = torch.get_num_threads()
-        torch.set_num_threads(self.card.threads)
+        torch.set_num_threads(threads)
         try:
             yield
         finally:
