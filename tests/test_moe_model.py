@@ -92,6 +92,11 @@ def test_evaluate_report_matches_sklearn_and_has_stable_keys(built: dict[str, Pa
     assert report["variants"]["moe"]["auc"] == pytest.approx(roc_auc_score(pairs.y, scores), abs=1e-12)
     saved = json.loads((out / "report.json").read_text())
     assert saved["split"] == "test" and "delta_auc_macro" in saved["moe_vs_best_single"]
+    fused = saved["moe_vs_weighted"]
+    expected = report["variants"]["moe"]["auc_macro"] - report["variants"]["weighted"]["auc_macro"]
+    assert fused["delta_auc_macro"] == pytest.approx(expected, abs=1e-9)
+    assert fused["ci95_macro"][0] <= fused["delta_auc_macro"] <= fused["ci95_macro"][1]
+    assert "vs weighted fusion" in (out / "report.md").read_text()
     assert (out / "report.md").read_text().startswith("# Evaluation") and (out / "report.png").stat().st_size > 1000
 
 

@@ -118,6 +118,8 @@ def evaluate(
         best = max(singles, key=lambda n: (variants[n]["auc_macro"], variants[n]["auc"]))
         delta = bootstrap_delta(scores_of["moe"], scores_of[best], pairs.y, pairs.qi, pairs.market_names)
         report["moe_vs_best_single"] = {"best_single": best, **delta}
+    if "weighted" in scores_of:  # the second claim: top-k concatenation beats top-k weighted fusion
+        report["moe_vs_weighted"] = bootstrap_delta(scores_of["moe"], scores_of["weighted"], pairs.y, pairs.qi, pairs.market_names)
     write_reports(report, Path(out_dir))
     return report
 

@@ -54,6 +54,14 @@ def markdown(report: dict[str, Any]) -> str:
             f"(95% CI {cmp['ci95_macro'][0]:+.4f} .. {cmp['ci95_macro'][1]:+.4f}); pooled AUC {cmp['delta_auc']:+.4f} "
             f"(95% CI {cmp['ci95'][0]:+.4f} .. {cmp['ci95'][1]:+.4f}); {cmp['reps']} bootstrap resamples of queries within markets.",
         ]
+    fused = report.get("moe_vs_weighted")
+    if fused:
+        lines += [
+            "",
+            f"**MoE (top-k concatenation) vs weighted fusion of the same top-k**: macro AUC {fused['delta_auc_macro']:+.4f} "
+            f"(95% CI {fused['ci95_macro'][0]:+.4f} .. {fused['ci95_macro'][1]:+.4f}); pooled AUC {fused['delta_auc']:+.4f} "
+            f"(95% CI {fused['ci95'][0]:+.4f} .. {fused['ci95'][1]:+.4f}).",
+        ]
     moe = variants.get("moe")
     if moe:
         experts = list(moe["routing_share"])
