@@ -168,3 +168,28 @@ def test_shard_spec_is_checked() -> None:
     for bad in ("2/2", "x/3", "1"):
         with pytest.raises(HetmoeError, match="--shard"):
             parse_shard(bad)
+
+
+@pytest.mark.parametrize("bad", [np.nan, 1e6])
+def test_unstorable_vectors_stop_the_run_unmarked_and_a_fixed_rerun_resumes(
+    tmp_path: Path, reference: Path, catalog: Path, card: ExpertCard, encoder, bad: float
+) -> None:
+    """NaN, or a value float16 cannot hold, fails the chunk it is in before that chunk is marked; the chunks before it
+    stay written (the writer thread finishes them), and the rerun completes bit-identical to an uninterrupted run."""
+    poison = load_dataset(catalog).items["title"][5 * CHUNK + 3]
+
+    class Poisoned:  # the real expert, except for one text
+        dim = encoder.dim
+
+        def encode(self, texts: list[str], kind: str) -> np.ndarray:
+            out = encoder.encode(texts, kind)
+            out[[t == poison for t in texts]] = bad
+            return out
+
+    with pytest.raises(HetmoeError, match="non-finite vectors"):
+        embed_dataset(catalog, card, tmp_path, chunk_size=CHUNK, encoder=Poisoned(), progress=False)  # type: ignore[arg-type]
+    marked = sorted(int(p.name) for p in done_dir(part_path(tmp_path, "static", "items")).iterdir())
+    assert marked == list(range(5))
+    resumed = embed_dataset(catalog, card, tmp_path, encoder=encoder, progress=False)
+    assert resumed["complete"] and resumed["parts"]["items"]["rows_encoded"] == N_ITEMS - 5 * CHUNK
+    _same_store(tmp_path, reference)

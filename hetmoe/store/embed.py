@@ -14,6 +14,7 @@ import shutil
 import sys
 import tempfile
 import time
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
@@ -46,6 +47,7 @@ DEFAULT_CHUNK_SIZE = 4096
 BATCHES_PER_CHUNK = 16  # a chunk holds >= 16 backend batches, so per-call overheads and parallel paths amortise
 ID_BLOCK = 65536  # ids written per zarr call when a store is created
 KIND = {"items": "document", "queries": "query"}
+F16_MAX = float(np.finfo(np.float16).max)
 IDENTITY_KEYS = ("format", "expert", "card_hash", "dim", "chunk_size")
 
 
@@ -194,8 +196,8 @@ def _create_part(path: Path, part: PartInput, dim: int, chunk_size: int) -> None
         shutil.rmtree(tmp, ignore_errors=True)
 
 
-def encode_chunk(encoder: Encoder, texts: pl.Series | list[str], kind: str, dim: int) -> tuple[np.ndarray, int]:
-    """float16 vectors for ``texts`` (row order), encoding each distinct text once, longest first (dedup in polars)."""
+def encode_unique(encoder: Encoder, texts: pl.Series | list[str], kind: str, dim: int) -> tuple[np.ndarray, np.ndarray]:
+    """float32 vectors of the distinct texts (longest first; dedup in polars) and each row's position among them."""
     rows = pl.DataFrame({"text": texts}, schema={"text": pl.String})
     unique = (
         rows.unique("text", maintain_order=True)
@@ -206,11 +208,32 @@ def encode_chunk(encoder: Encoder, texts: pl.Series | list[str], kind: str, dim:
     vectors = np.asarray(encoder.encode(batch, kind=kind), dtype=np.float32)
     if vectors.shape != (len(batch), dim):
         raise HetmoeError(f"expert returned vectors of shape {vectors.shape} for {len(batch)} texts, card says dim {dim}; fix the expert card")
-    half = vectors.astype(np.float16)
-    if not np.isfinite(half).all():
-        raise HetmoeError("expert produced non-finite vectors (NaN, or too large for float16); normalise the expert's output in its card")
     position = rows.join(unique, on="text", how="left", maintain_order="left")["position"].to_numpy()
-    return half[position], len(batch)
+    return vectors, position
+
+
+def to_float16(vectors: np.ndarray, position: np.ndarray) -> np.ndarray:
+    """The rows' float16 vectors; refuses NaN, inf and values beyond float16's range (one min/max pass in float32)."""
+    if vectors.size and not (vectors.min() >= -F16_MAX and vectors.max() <= F16_MAX):  # NaN fails both comparisons
+        raise HetmoeError("expert produced non-finite vectors (NaN, or too large for float16); normalise the expert's output in its card")
+    return vectors.astype(np.float16)[position]
+
+
+def encode_chunk(encoder: Encoder, texts: pl.Series | list[str], kind: str, dim: int) -> tuple[np.ndarray, int]:
+    """float16 vectors for ``texts`` (row order), encoding each distinct text once, longest first."""
+    vectors, position = encode_unique(encoder, texts, kind, dim)
+    return to_float16(vectors, position), vectors.shape[0]
+
+
+def _write_chunk(vectors: Any, path: Path, chunk: int, rows: tuple[int, int], encoded: tuple[np.ndarray, np.ndarray],
+                 encode_seconds: float, shard: tuple[int, int]) -> None:
+    """Convert, write and only then mark one chunk complete (runs on the writer thread)."""
+    began = time.perf_counter()
+    vectors[rows[0] : rows[1]] = to_float16(*encoded)
+    record = {"rows": list(rows), "texts": int(encoded[0].shape[0]),
+              "seconds": round(encode_seconds + time.perf_counter() - began, 4),
+              "shard": f"{shard[0]}/{shard[1]}", "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
+    write_json_atomic(marker_path(path, chunk), record)
 
 
 def _fill_part(
@@ -231,21 +254,27 @@ def _fill_part(
     if len(todo) < len(mine):
         log.info("%s: resuming, %d of %d chunks of this shard already written", path, len(mine) - len(todo), len(mine))
     encoded_rows = encoded_texts = 0
+    # Write-behind: chunk c is converted, written and marked on one writer thread while chunk c+1 encodes; at most
+    # one chunk waits, so memory stays bounded by two chunks.
     with tqdm(
         total=sum(rows_of.values()), initial=sum(rows_of[c] for c in mine if c in done),
         desc=f"{manifest['expert']} {part.part}", unit="text", disable=not progress, leave=False,
-    ) as bar:
+    ) as bar, ThreadPoolExecutor(max_workers=1, thread_name_prefix="hetmoe-write") as writer:
+        pending: tuple[Future[None], int] | None = None
         for chunk in todo:
             assert encoder is not None, "embed_dataset builds the encoder whenever a chunk is missing"
             start, stop = chunk * size, chunk * size + rows_of[chunk]
             began = time.perf_counter()
-            half, unique = encode_chunk(encoder, part.texts.slice(start, stop - start), KIND[part.part], dim)
-            vectors[start:stop] = half
-            record = {"rows": [start, stop], "texts": unique, "seconds": round(time.perf_counter() - began, 4),
-                      "shard": f"{shard[0]}/{shard[1]}", "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
-            write_json_atomic(marker_path(path, chunk), record)
-            encoded_rows, encoded_texts = encoded_rows + stop - start, encoded_texts + unique
-            bar.update(stop - start)
+            encoded = encode_unique(encoder, part.texts.slice(start, stop - start), KIND[part.part], dim)
+            seconds = time.perf_counter() - began
+            if pending is not None:
+                pending[0].result()
+                bar.update(pending[1])
+            pending = (writer.submit(_write_chunk, vectors, path, chunk, (start, stop), encoded, seconds, shard), stop - start)
+            encoded_rows, encoded_texts = encoded_rows + stop - start, encoded_texts + encoded[0].shape[0]
+        if pending is not None:
+            pending[0].result()
+            bar.update(pending[1])
     complete = len(completed_chunks(path))
     return {"count": part.count, "chunks": n_chunks, "chunks_complete": complete, "rows_encoded": encoded_rows, "texts_encoded": encoded_texts}
 
