@@ -205,6 +205,7 @@ def main(argv: list[str] | None = None) -> int:
     result: dict[str, Any] = {"benchmark": "online", "model": str(args.model), "experts": scorer.experts, "k": scorer.model.k,
                               "items_per_score": args.items, "queries": len(work), "cpu_count": os.cpu_count()}
     result.update(score_latency(scorer, work, args.repeats))
+    result["encoding"] = scorer.encoding_stats()
     result.update(head_throughput(scorer, work[:64], args.seconds))
     result.update(routing_savings(scorer, work[: min(len(work), 100)]))
     scorer.close()

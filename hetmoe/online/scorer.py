@@ -127,6 +127,11 @@ class Scorer:
         """Query-encoding calls per expert so far (one call may carry many texts)."""
         return dict(self._encoders.calls)
 
+    def encoding_stats(self) -> dict[str, Any]:
+        """Cores per query, each expert's probed one-core cost, and its measured latency with one thread vs more."""
+        return {"cores": self._encoders.cores, "cost_ms": {e: round(c, 3) for e, c in self._encoders.cost_ms.items()},
+                "threads": self._encoders.chooser.summary()}
+
     def _build_encoder(self, expert: str) -> Encoder:
         """From the model's card, with one thread by default: each call names its own share of the cores."""
         from hetmoe.experts.card import ExpertCard
