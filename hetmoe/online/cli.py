@@ -42,7 +42,8 @@ def register(app: typer.Typer) -> None:
         """
         import uvicorn
 
-        from hetmoe.online.service import API_KEY_ENV, MODEL_ENV, WARM_ENV, create_app
+        from hetmoe.online.encoding import available_cores
+        from hetmoe.online.service import API_KEY_ENV, CORES_ENV, MODEL_ENV, WARM_ENV, create_app
 
         if not is_loopback(host) and not api_key:
             raise HetmoeError(
@@ -67,5 +68,6 @@ def register(app: typer.Typer) -> None:
         if api_key:
             os.environ[API_KEY_ENV] = api_key
         os.environ[WARM_ENV] = "1" if warm else ""
+        os.environ[CORES_ENV] = str(max(1, available_cores() // workers))  # workers share the machine's cores
         uvicorn.run("hetmoe.online.service:app_from_env", factory=True, host=host, port=port, workers=workers,
                     log_level="warning", access_log=False, timeout_worker_healthcheck=WORKER_HEALTHCHECK_S)

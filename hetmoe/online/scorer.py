@@ -2,8 +2,9 @@
 
 Why this shape: item vectors were embedded once offline (stage one), so a request costs one cheap router-expert
 encode, the routed experts' query encodes (run concurrently, each on its own thread, sharing the cores by cost: the
-packaged encoders spend their time in native code that releases the GIL), and a few small matrix products in the numpy head. Query vectors and routing decisions are
-cached in bounded LRUs because search traffic repeats queries heavily.
+packaged encoders spend their time in native code that releases the GIL), and a few small matrix products in the
+numpy head. Query vectors and routing decisions are cached in bounded LRUs because search traffic repeats queries
+heavily.
 """
 from __future__ import annotations
 

@@ -28,6 +28,7 @@ logger = logging.getLogger(__name__)
 MODEL_ENV = "HETMOE_MODEL"
 API_KEY_ENV = "HETMOE_API_KEY"
 WARM_ENV = "HETMOE_WARM"
+CORES_ENV = "HETMOE_ENCODE_CORES"  # the cores one worker process may give a query (set by --workers N)
 ENDPOINTS = frozenset({"/score", "/search", "/healthz", "/metrics"})
 
 
@@ -215,7 +216,7 @@ def app_from_env() -> FastAPI:
     model = os.environ.get(MODEL_ENV)
     if not model:
         raise HetmoeError(f"${MODEL_ENV} is not set; start the service with 'hetmoe serve --model DIR'")
-    scorer = Scorer.load(model)
+    scorer = Scorer.load(model, encode_cores=int(os.environ.get(CORES_ENV) or 0) or None)
     if os.environ.get(WARM_ENV):
         scorer.warm()
     return create_app(scorer, api_key=os.environ.get(API_KEY_ENV) or None)
