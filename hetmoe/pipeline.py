@@ -125,4 +125,8 @@ def _print_summary(result: dict, report_dir: Path) -> None:
         f"moe vs best single: ΔAUC macro {delta['delta_auc_macro']:+.4f} (95% CI {delta['ci95_macro'][0]:+.4f}..{delta['ci95_macro'][1]:+.4f}), "
         f"pooled {delta['delta_auc']:+.4f} (95% CI {delta['ci95'][0]:+.4f}..{delta['ci95'][1]:+.4f})"
     )
+    fused = result.get("moe_vs_weighted")
+    if fused:
+        console.print(f"moe vs weighted fusion: ΔAUC macro {fused['delta_auc_macro']:+.4f} "
+                      f"(95% CI {fused['ci95_macro'][0]:+.4f}..{fused['ci95_macro'][1]:+.4f})")
     console.print(f"report: {report_dir / 'report.md'}")

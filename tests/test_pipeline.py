@@ -24,6 +24,7 @@ def pipeline_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, 
     args = ["run", "--data", str(data), "--out", str(out), "-e", EXPERTS[0], "-e", EXPERTS[1], "--k", "1"]
     result = runner.invoke(app, args)
     assert result.exit_code == 0, result.output
+    assert "moe vs weighted fusion: ΔAUC macro" in result.output
     return data, out, runner
 
 
