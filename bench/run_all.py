@@ -43,7 +43,8 @@ def main(names: list[str]) -> int:
     summary_path.write_text(json.dumps(summary, indent=2))  # merged: running one benchmark keeps the others' rows
     print(f"{'benchmark':<16}{'exit':>6}{'seconds':>10}  result")
     for name, row in sorted(summary.items()):
-        print(f"{name:<16}{row['exit_code']:>6}{row['seconds']:>10}  bench/results/{name}.json")
+        seconds = "-" if row.get("seconds") is None else row["seconds"]  # rows merged in by hand carry no timing
+        print(f"{name:<16}{row['exit_code']!s:>6}{seconds!s:>10}  bench/results/{name}.json")
     return 1 if failed else 0
 
 
