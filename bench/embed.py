@@ -7,9 +7,10 @@ Throughput: per expert (default: the cards file's default set), on the same synt
 100 queries), the raw backend call ``encoder.encode(all item texts) + encode(all queries)`` against a full
 ``embed_dataset`` into a fresh store (dataset validation, fingerprint, dedup, float16, Zarr writes, chunk markers,
 manifest), both with the same already-loaded encoder; the catalog grows until the raw call takes ``--min-seconds``.
-ratio = best raw seconds / best embed seconds over the interleaved repeats (target >= 0.95); ratio_paired_median, the
-median of each repeat's raw/embed, is the same figure less swayed by one lucky run on a noisy machine. Memory: peak RSS of a ``hetmoe embed --expert static``
-process per catalog size, next to a process that only loads the model and the dataset (the floor).
+ratio = best raw seconds / best embed seconds over the interleaved rounds (target >= 0.95); ratio_paired_median, the
+median of each round's raw/embed, is the same figure less swayed by one lucky run on a noisy machine. Memory: peak RSS
+of a ``hetmoe embed --expert static`` process per catalog size, next to a process that only loads the model and the
+dataset (the floor).
 Prints one JSON object (also written to bench/results/embed.json) and a short table.
 """
 from __future__ import annotations
