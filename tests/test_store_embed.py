@@ -19,7 +19,7 @@ from hetmoe.data.dataset import load_dataset
 from hetmoe.errors import HetmoeError
 from hetmoe.experts.card import ExpertCard, get_card
 from hetmoe.experts.registry import build_encoder
-from hetmoe.store.embed import encode_chunk, embed_dataset, parse_shard
+from hetmoe.store.embed import embed_dataset, encode_unique, parse_shard, to_float16
 from hetmoe.store.layout import done_dir, open_expert, part_path
 
 CHUNK = 64
@@ -84,8 +84,9 @@ def test_chunk_encodes_each_distinct_text_once_longest_first(encoder) -> None:
             return encoder.encode(texts, kind)
 
     texts = ["short", "a much longer product title", "short", "mid length", "a much longer product title"]
-    half, unique = encode_chunk(Recording(), texts, "document", 64)  # type: ignore[arg-type]
-    assert unique == 3 and calls == [["a much longer product title", "mid length", "short"]]
+    vectors, position = encode_unique(Recording(), texts, "document", 64)  # type: ignore[arg-type]
+    half = to_float16(vectors, position)
+    assert vectors.shape[0] == 3 and calls == [["a much longer product title", "mid length", "short"]]
     assert np.abs(half.astype(np.float32) - encoder.encode(texts, "document")).max() < 1e-3
     assert half[0].tobytes() == half[2].tobytes()
 

@@ -219,12 +219,6 @@ def to_float16(vectors: np.ndarray, position: np.ndarray) -> np.ndarray:
     return vectors.astype(np.float16)[position]
 
 
-def encode_chunk(encoder: Encoder, texts: pl.Series | list[str], kind: str, dim: int) -> tuple[np.ndarray, int]:
-    """float16 vectors for ``texts`` (row order), encoding each distinct text once, longest first."""
-    vectors, position = encode_unique(encoder, texts, kind, dim)
-    return to_float16(vectors, position), vectors.shape[0]
-
-
 def _write_chunk(vectors: Any, path: Path, chunk: int, rows: tuple[int, int], encoded: tuple[np.ndarray, np.ndarray],
                  encode_seconds: float, shard: tuple[int, int]) -> None:
     """Convert, write and only then mark one chunk complete (runs on the writer thread)."""
