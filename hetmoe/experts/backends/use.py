@@ -29,4 +29,14 @@ class UseEncoder(Encoder):
         super().__init__(card, USE_DIM)
 
     def _encode(self, texts: list[str], kind: Kind) -> np.ndarray:
-        return self._model.encode(texts)
+        # The package raises the process-wide BLAS thread count to its own setting on every call: a call's thread
+        # count (see Encoder.call_threads) must go through that setting, or one query's BLAS workers spin on the cores
+        # another expert was given (e5 at 2 threads after a 2-thread use call: p90 100 ms instead of 12 ms).
+        threads = self.call_threads()
+        backend = self._model._model  # the package's numpy backend (built on first use); it reads .threads per call
+        before = backend.threads
+        backend.threads = threads or before
+        try:
+            return self._model.encode(texts)
+        finally:
+            backend.threads = before
