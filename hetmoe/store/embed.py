@@ -44,7 +44,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 DEFAULT_CHUNK_SIZE = 4096
-BATCHES_PER_CHUNK = 16  # a chunk holds >= 16 backend batches, so per-call overheads and parallel paths amortise
+BATCHES_PER_CHUNK = 32  # a chunk holds >= 32 backend batches, so per-call overheads and parallel paths amortise
 ID_BLOCK = 65536  # ids written per zarr call when a store is created
 KIND = {"items": "document", "queries": "query"}
 F16_MAX = float(np.finfo(np.float16).max)
@@ -74,7 +74,8 @@ class PartInput:
 
 
 def default_chunk_size(card: ExpertCard) -> int:
-    """4096 texts, or 16 of the card's batches when larger (the static expert only goes parallel above 10k texts)."""
+    """4096 texts, or 32 of the card's batches when larger: the static expert only goes parallel above 10k texts and
+    pays a thread-pool start per call (one A/B on 200k texts, median of 6: 16 batches 7.1 s, 32 batches 6.2 s)."""
     return max(DEFAULT_CHUNK_SIZE, BATCHES_PER_CHUNK * int(card.batch_size))
 
 
