@@ -164,7 +164,11 @@ class MoEModel:
     def project_items(self, expert: str, vectors: np.ndarray) -> np.ndarray:
         """Raw item vectors (n, d_e) -> the (n, rank) projection the head compares with the projected query."""
         i = self._expert_index(expert)
-        return l2_normalize(l2_normalize(vectors) - self._center[i]) @ self._proj_t[i]
+        return self._project(i, l2_normalize(vectors))
+
+    def _project(self, i: int, unit: np.ndarray) -> np.ndarray:
+        """Unit vectors of expert i -> centred on its training mean, re-normalised, projected (as ``MoENet.centered``)."""
+        return l2_normalize(unit - self._center[i]) @ self._proj_t[i]
 
     def _expert_index(self, expert: str) -> int:
         try:
@@ -228,7 +232,6 @@ class MoEModel:
         dn = l2_normalize(d if rows.size == d.shape[0] else d[rows])
         g = groups if rows.size == groups.shape[0] else groups[rows]
         stats = group_stats(pair_cosines(qn[g], dn), g)
-        u = (l2_normalize(qn - self._center[i]) @ self._proj_t[i])[g]
-        v = l2_normalize(dn - self._center[i]) @ self._proj_t[i]
+        u, v = self._project(i, qn)[g], self._project(i, dn)
         x = np.concatenate([u * v, np.abs(u - v), stats], axis=1)
         return _relu(x @ self._inter_t[i] + self._inter_b[i])

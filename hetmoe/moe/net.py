@@ -3,11 +3,11 @@
 Per expert e (dimension d_e): a linear map ``proj[e]`` (d_e -> rank, no bias) shared by query and item, applied to the
 L2-normalised raw vectors after centering them on the expert's mean training vector (``center[e]``, fixed, not learned)
 and re-normalising: anisotropic experts (e5's cosines sit in 0.85 +- 0.04) otherwise bury their signal under one
-common direction, their features train slowly, and the router learns to avoid them; the pair's interaction ``[u*v, |u-v|, cos, cos z-score, cos rank]`` (u, v the projected
-query and item) goes through its own layer ``inter[e]`` + ReLU into the shared width h. The router (market one-hot +
-the router expert's query vector -> MLP -> softmax over N experts) gates them; gradient reaches it because each
-selected expert's features are scaled by its renormalised gate. Parameter names are the contract with the numpy
-inference in :mod:`hetmoe.moe.infer`.
+common direction, their features train slowly, and the router learns to avoid them. The pair's interaction
+``[u*v, |u-v|, cos, cos z-score, cos rank]`` (u, v the projected query and item) goes through its own layer
+``inter[e]`` + ReLU into the shared width h. The router (market one-hot + the router expert's query vector -> MLP ->
+softmax over N experts) gates them; gradient reaches it because each selected expert's features are scaled by its
+renormalised gate. Parameter names are the contract with the numpy inference in :mod:`hetmoe.moe.infer`.
 """
 from __future__ import annotations
 

@@ -256,20 +256,23 @@ def _fill_part(
         desc=f"{manifest['expert']} {part.part}", unit="text", disable=not progress, leave=False,
     ) as bar, ThreadPoolExecutor(max_workers=1, thread_name_prefix="hetmoe-write") as writer:
         pending: tuple[Future[None], int] | None = None
+
+        def settle() -> None:
+            """Wait for the chunk on the writer thread (re-raising its error) and count it as done."""
+            if pending is not None:
+                pending[0].result()
+                bar.update(pending[1])
+
         for chunk in todo:
             assert encoder is not None, "embed_dataset builds the encoder whenever a chunk is missing"
             start, stop = chunk * size, chunk * size + rows_of[chunk]
             began = time.perf_counter()
             encoded = encode_unique(encoder, part.texts.slice(start, stop - start), KIND[part.part], dim)
             seconds = time.perf_counter() - began
-            if pending is not None:
-                pending[0].result()
-                bar.update(pending[1])
+            settle()
             pending = (writer.submit(_write_chunk, vectors, path, chunk, (start, stop), encoded, seconds, shard), stop - start)
             encoded_rows, encoded_texts = encoded_rows + stop - start, encoded_texts + encoded[0].shape[0]
-        if pending is not None:
-            pending[0].result()
-            bar.update(pending[1])
+        settle()
     complete = len(completed_chunks(path))
     return {"count": part.count, "chunks": n_chunks, "chunks_complete": complete, "rows_encoded": encoded_rows, "texts_encoded": encoded_texts}
 
