@@ -8,6 +8,9 @@ from __future__ import annotations
 
 import ctypes
 import dataclasses
+import subprocess
+import sys
+import textwrap
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -140,3 +143,29 @@ def test_use_takes_the_call_thread_count_for_its_blas_calls(encoders: dict[str, 
     assert seen == [1, 2]
     assert backend.threads == 1  # the card's setting is back after the call
     np.testing.assert_allclose(one, two, atol=1e-5)
+
+
+def test_e5_runs_on_its_own_openmp_runtime_when_torch_is_loaded_first() -> None:
+    """torch's libgomp sits in the global symbol scope; the e5 engine must still run on its bundled runtime, or its
+    thread teams and torch's count together and libgomp throttles both. Observable: with torch's runtime asking a
+    fresh thread for 2 threads and the engine's own runtime for 1, an engine call starts no OpenMP worker."""
+    code = textwrap.dedent("""
+        import ctypes, os, threading
+        import torch
+        from hetmoe.experts import build_encoder, get_card
+        encoder = build_encoder(get_card("e5"))
+        engine, process = ctypes.CDLL(encoder._model._lib._name), ctypes.CDLL(None)
+        started = []
+        def call():
+            engine.omp_set_num_threads(1)
+            process.omp_set_num_threads(2)
+            before = len(os.listdir("/proc/self/task"))
+            encoder._model.encode(["kabel usb type c 2 meter"], True)
+            started.append(len(os.listdir("/proc/self/task")) - before)
+        worker = threading.Thread(target=call)
+        worker.start()
+        worker.join()
+        print(started[0])
+    """)
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, check=True)
+    assert out.stdout.strip().splitlines()[-1] == "0", out.stdout + out.stderr

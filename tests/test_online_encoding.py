@@ -5,6 +5,7 @@ call and how many CPU threads it was given; the packaged experts are covered thr
 """
 from __future__ import annotations
 
+import os
 import threading
 from concurrent.futures import ThreadPoolExecutor
 
@@ -13,6 +14,7 @@ import pytest
 
 from hetmoe.experts.base import Encoder
 from hetmoe.experts.card import ExpertCard
+from hetmoe.experts.openmp import SPINCOUNT, short_spin
 from hetmoe.online.encoding import EXPLORE_EVERY, MIN_SAMPLES, QueryEncoders, ThreadChooser, plan_threads
 
 
@@ -133,3 +135,18 @@ def test_jobs_that_fit_the_cores_start_together() -> None:
     query.join(10)
     assert made["a"].seen[0][1] == 4 and made["b"].seen[0][1] == 4
     pool.close()
+
+
+def test_short_spin_applies_only_inside_the_block_and_yields_to_the_users_setting(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("GOMP_SPINCOUNT", raising=False)
+    monkeypatch.delenv("OMP_WAIT_POLICY", raising=False)
+    with short_spin():
+        assert os.environ["GOMP_SPINCOUNT"] == SPINCOUNT
+    assert "GOMP_SPINCOUNT" not in os.environ
+    monkeypatch.setenv("OMP_WAIT_POLICY", "passive")
+    with short_spin():
+        assert "GOMP_SPINCOUNT" not in os.environ
+    monkeypatch.setenv("GOMP_SPINCOUNT", "5")
+    with short_spin():
+        assert os.environ["GOMP_SPINCOUNT"] == "5"
+    assert os.environ["GOMP_SPINCOUNT"] == "5"

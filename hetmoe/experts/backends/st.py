@@ -19,6 +19,7 @@ from hetmoe.errors import HetmoeError
 from hetmoe.experts.base import Encoder
 from hetmoe.experts.card import ExpertCard, Kind
 from hetmoe.experts.locate import resolve_model
+from hetmoe.experts.openmp import short_spin
 from hetmoe.experts.registry import register_backend
 
 log = logging.getLogger(__name__)
@@ -87,7 +88,8 @@ class SentenceTransformerEncoder(Encoder):
     def __init__(self, card: ExpertCard) -> None:
         self.check_card(card)
         path = resolve_model(card)  # fails fast, before torch is even imported
-        import torch
+        with short_spin():  # effective when this is torch's first import: its libgomp loads now
+            import torch
 
         device = resolve_device(card)
         model = _load(card, path, device)
