@@ -7,7 +7,7 @@ Figures (targets from issue 5, 2-core CPU):
   the real embed / index / fit functions, and kept under ``--catalog-dir`` for the next run);
 - query-encoding time saved by routing: the routed experts vs every expert, both encoded concurrently.
 
-Usage: ``python bench/online.py [--model stores/demo/model] [--queries 200] [--catalog-items 100000]``
+Usage: ``python bench/online.py [--model stores/demo/model] [--queries 1000] [--catalog-items 100000]``
 """
 from __future__ import annotations
 
@@ -183,7 +183,8 @@ def search_latency(model_dir: Path, n_queries: int, k: int, candidates: int, see
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--model", type=Path, default=Path("stores/demo/model"))
-    parser.add_argument("--queries", type=int, default=200, help="Distinct queries per measurement.")
+    parser.add_argument("--queries", type=int, default=1000,
+                        help="Distinct queries per measurement (a p99 from 200 calls would be the second-worst call).")
     parser.add_argument("--items", type=int, default=100, help="Items per score call.")
     parser.add_argument("--repeats", type=int, default=5, help="Passes over the queries for the cached figures.")
     parser.add_argument("--seconds", type=float, default=3.0, help="Duration of each throughput measurement.")

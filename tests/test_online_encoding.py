@@ -75,6 +75,18 @@ def test_each_expert_runs_on_one_thread_whoever_calls() -> None:
     pool.close()
 
 
+def test_cost_probe_runs_on_the_experts_thread_after_starting_its_thread_team() -> None:
+    """Probing from the caller's thread would give a second thread a team in the same OpenMP runtime."""
+    encoder = RecordingEncoder("heavy")
+    pool = QueryEncoders(lambda name: encoder, ["heavy"], cores=4)
+    pool.get("heavy")
+    pool.encode([("heavy", ["q"])])
+    assert [threads for _, threads in encoder.seen] == [4, 1, 1, 1]  # team start, two timed one-core calls, the query
+    assert len({ident for ident, _ in encoder.seen}) == 1
+    assert encoder.seen[0][0] != threading.get_ident()
+    pool.close()
+
+
 def test_expensive_expert_gets_the_cores_and_concurrent_queries_share_them() -> None:
     gate = threading.Event()
     pool, made = encoders_of("heavy", "cheap", cores=4, gates={"heavy": gate})

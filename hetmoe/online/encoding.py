@@ -141,7 +141,7 @@ class QueryEncoders:
     def add(self, expert: str, encoder: Encoder) -> None:
         """Use an encoder built elsewhere (the caller has checked its card)."""
         self._encoders[expert] = encoder
-        self.cost_ms[expert] = _probe(encoder)
+        self.cost_ms[expert] = self._probe(expert, encoder)
 
     def get(self, expert: str) -> Encoder:
         """The expert's encoder, built and timed on first use, then kept."""
@@ -151,7 +151,7 @@ class QueryEncoders:
         with self._locks[expert]:
             if expert not in self._encoders:
                 encoder = self._build(expert)
-                self.cost_ms[expert] = _probe(encoder)
+                self.cost_ms[expert] = self._probe(expert, encoder)
                 logger.info("expert %s: %.2f ms per query on one core", expert, self.cost_ms[expert])
                 self._encoders[expert] = encoder
             return self._encoders[expert]
@@ -181,14 +181,19 @@ class QueryEncoders:
             self.chooser.record(expert, threads, (time.perf_counter() - start) * 1000 / len(texts))
         return out
 
+    def _probe(self, expert: str, encoder: Encoder) -> float:
+        """Time the expert on its own thread, which also starts the thread team it will use (not the caller's)."""
+        return self._workers[expert].submit(_probe, encoder, self.cores).result()
+
     def close(self) -> None:
         for worker in self._workers.values():
             worker.shutdown(wait=False)
 
 
-def _probe(encoder: Encoder) -> float:
-    """Milliseconds for one short query on one core (best of two, after a first call that warms caches)."""
-    encoder.encode([PROBE], kind="query", threads=1)
+def _probe(encoder: Encoder, cores: int) -> float:
+    """Milliseconds for one short query on one core (best of two), after a call on every core: it warms caches and
+    starts the thread team, whose start would otherwise land in the first timed multi-threaded call."""
+    encoder.encode([PROBE], kind="query", threads=cores)
     best = float("inf")
     for _ in range(2):
         start = time.perf_counter()
