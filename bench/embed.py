@@ -1,14 +1,20 @@
 """What the store costs: ``embed_dataset`` throughput vs the backend's raw encode, and peak memory vs catalog size.
 
-Usage: ``python bench/embed.py [--experts minilm,static] [--items 2000] [--min-seconds 5] [--repeats 3]
+Usage: ``python bench/embed.py [--experts minilm,static] [--items 2000] [--min-seconds 5] [--repeats 4]
 [--budget-seconds 60] [--memory-items 50000,200000] [--chunk-size N]``.
 
 Throughput: per expert (default: the cards file's default set), on the same synthetic product catalog (unique titles,
 100 queries), the raw backend call ``encoder.encode(all item texts) + encode(all queries)`` against a full
 ``embed_dataset`` into a fresh store (dataset validation, fingerprint, dedup, float16, Zarr writes, chunk markers,
 manifest), both with the same already-loaded encoder; the catalog grows until the raw call takes ``--min-seconds``.
-ratio = best raw seconds / best embed seconds over the interleaved rounds (target >= 0.95); ratio_paired_median, the
-median of each round's raw/embed, is the same figure less swayed by one lucky run on a noisy machine. Memory: peak RSS
+ratio = best raw seconds / best embed seconds over the interleaved rounds, whose order alternates (target >= 0.95);
+ratio_paired_median, the median of each round's raw/embed, is the same figure less swayed by one lucky run on a noisy
+machine.
+outside_encode_share_median: per round, the share of embed's wall time outside the chunks' own timings (each chunk
+marker's encode + float16 + write seconds): reading, validation, fingerprint, store creation, manifest. Median over
+rounds; measured within one run, so immune to run-to-run noise. The chunk writes themselves run on a writer thread
+beside the next chunk's encode, so their cost shows only in the ratio (on 2 cores they slow the encoder a little).
+Memory: peak RSS
 of a ``hetmoe embed --expert static`` process per catalog size, next to a process that only loads the model and the
 dataset (the floor).
 Prints one JSON object (also written to bench/results/embed.json) and a short table.
@@ -99,10 +105,14 @@ def throughput(expert: str, workdir: Path, n_items: int, min_seconds: float, rep
     began_all = time.perf_counter()
     # Interleaved, so load drift on a shared machine hits both sides alike; at least ``repeats`` rounds, more while
     # the time budget lasts (at most 8): a best-of-N needs a larger N for fast experts on a noisy host.
-    while len(raw) < repeats or (len(raw) < 8 and time.perf_counter() - began_all < budget_seconds):
+    # The order alternates (raw first, then embed first), so a second-call penalty or drift within a round does
+    # not always land on the same side.
+    def time_raw() -> None:
         began = time.perf_counter()
         raw_call(encoder, items, queries)
         raw.append(time.perf_counter() - began)
+
+    def time_embed() -> None:
         shutil.rmtree(workdir / "stores", ignore_errors=True)
         began = time.perf_counter()
         summary = embed_dataset(data, card, workdir / "stores", chunk_size=chunk_size, encoder=encoder, progress=False)
@@ -110,11 +120,17 @@ def throughput(expert: str, workdir: Path, n_items: int, min_seconds: float, rep
         manifest = json.loads((workdir / "stores" / expert / "manifest.json").read_text())
         encode_s.append(sum(part["encode_seconds"] for part in manifest["timing"].values()))
         assert summary["complete"]
+
+    while len(raw) < repeats or len(raw) % 2 or (len(raw) < 8 and time.perf_counter() - began_all < budget_seconds):
+        for step in (time_raw, time_embed) if len(raw) % 2 == 0 else (time_embed, time_raw):
+            step()
     texts = n_items + len(queries)
     return {"expert": expert, "texts": texts, "raw_seconds": round(min(raw), 3), "embed_seconds": round(min(stored), 3),
             "embed_encode_seconds": round(min(encode_s), 3), "raw_texts_per_s": round(texts / min(raw), 1),
             "embed_texts_per_s": round(texts / min(stored), 1), "ratio": round(min(raw) / min(stored), 4),
-            "ratio_paired_median": round(float(np.median(np.array(raw) / np.array(stored))), 4), "rounds": len(raw)}
+            "ratio_paired_median": round(float(np.median(np.array(raw) / np.array(stored))), 4),
+            "outside_encode_share_median": round(float(np.median(
+                [max(0.0, s - e) / s for s, e in zip(stored, encode_s)])), 4), "rounds": len(raw)}
 
 
 def peak_rss_mib(command: list[str]) -> float:
@@ -141,7 +157,8 @@ def main() -> None:
     parser.add_argument("--experts", default=None, help="Comma-separated expert names (default: the default set).")
     parser.add_argument("--items", type=int, default=2000, help="Starting catalog size for throughput.")
     parser.add_argument("--min-seconds", type=float, default=5.0, help="Grow the catalog until raw encode takes this long.")
-    parser.add_argument("--repeats", type=int, default=3, help="Best of at least N interleaved rounds for both timings.")
+    parser.add_argument("--repeats", type=int, default=4,
+                        help="Best of at least N interleaved rounds for both timings (even: each order equally often).")
     parser.add_argument("--budget-seconds", type=float, default=60.0,
                         help="Keep adding rounds (up to 8) while an expert's rounds took less than this.")
     parser.add_argument("--memory-items", default="50000,200000")
@@ -162,9 +179,10 @@ def main() -> None:
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / "embed.json").write_text(json.dumps(out, indent=1))
     print(json.dumps(out))
-    print(f"{'expert':<10}{'texts':>8}{'raw t/s':>10}{'embed t/s':>11}{'ratio':>8}")
+    print(f"{'expert':<10}{'texts':>8}{'raw t/s':>10}{'embed t/s':>11}{'ratio':>8}{'paired':>8}{'outside':>9}")
     for r in rows:
-        print(f"{r['expert']:<10}{r['texts']:>8}{r['raw_texts_per_s']:>10}{r['embed_texts_per_s']:>11}{r['ratio']:>8}")
+        print(f"{r['expert']:<10}{r['texts']:>8}{r['raw_texts_per_s']:>10}{r['embed_texts_per_s']:>11}{r['ratio']:>8}"
+              f"{r['ratio_paired_median']:>8}{r['outside_encode_share_median']:>9}")
     print(f"{'items':>8}{'embed peak MiB':>16}{'floor MiB':>11}")
     for m in mem:
         print(f"{m['items']:>8}{m['embed_peak_rss_mib']:>16}{m['floor_peak_rss_mib']:>11}")
