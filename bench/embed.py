@@ -14,9 +14,8 @@ outside_encode_share_median: per round, the share of embed's wall time outside t
 marker's encode + float16 + write seconds): reading, validation, fingerprint, store creation, manifest. Median over
 rounds; measured within one run, so immune to run-to-run noise. The chunk writes themselves run on a writer thread
 beside the next chunk's encode, so their cost shows only in the ratio (on 2 cores they slow the encoder a little).
-Memory: peak RSS
-of a ``hetmoe embed --expert static`` process per catalog size, next to a process that only loads the model and the
-dataset (the floor).
+Memory: peak RSS of a ``hetmoe embed --expert static`` process per catalog size, next to a process that only loads the
+model and the dataset (the floor).
 Prints one JSON object (also written to bench/results/embed.json) and a short table.
 """
 from __future__ import annotations
