@@ -103,6 +103,13 @@ def test_float16_store_roundtrip_matches_direct_backend_call(encoders: dict[str,
         assert cos.min() >= 0.999, (name, cos)
 
 
+def test_minilm_runs_its_linear_layers_on_onednn_with_the_direct_models_vectors(encoders: dict[str, Encoder],
+                                                                                 direct: dict) -> None:
+    kinds = [type(m).__name__ for m in encoders["minilm"]._model.modules()]
+    assert kinds.count("PackedLinear") >= 36 and "Linear" not in kinds  # 6 layers x 6, and the unused pooler
+    np.testing.assert_allclose(encoders["minilm"].encode(TEXTS, "document"), direct["minilm"](TEXTS), atol=1e-5)
+
+
 def test_e5_prompts_differ_and_batched_queries_equal_single_queries(encoders: dict[str, Encoder], direct: dict) -> None:
     texts = [QUERY, TEXTS[1], TEXTS[6]]
     queries = encoders["e5"].encode(texts, "query")

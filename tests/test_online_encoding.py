@@ -136,6 +136,35 @@ def test_chooser_switches_when_the_preferred_arm_slows_down() -> None:
     assert chooser.choose("e5", 2) == 1
 
 
+def test_a_job_on_every_core_waits_for_its_cheap_company() -> None:
+    gate = threading.Event()
+    pool, made = encoders_of("heavy", "cheap", cores=2, gates={"cheap": gate})
+    pool.cost_ms.update(heavy=10.0, cheap=0.1)
+    query = threading.Thread(target=pool.encode, args=([("heavy", ["q"]), ("cheap", ["q"])],))
+    query.start()
+    assert made["cheap"].entered.wait(10)
+    assert not made["heavy"].entered.wait(0.2)  # its thread team would share a core with the cheap job
+    gate.set()
+    query.join(10)
+    assert made["heavy"].seen[0][1] == 2 and made["cheap"].seen[0][1] == 1
+    pool.close()
+
+
+def test_a_one_thread_choice_runs_beside_its_company() -> None:
+    gate = threading.Event()
+    pool, made = encoders_of("heavy", "cheap", cores=2, gates={"cheap": gate})
+    pool.cost_ms.update(heavy=10.0, cheap=0.1)
+    for threads, ms in [(2, 40.0)] * MIN_SAMPLES + [(1, 13.0)] * MIN_SAMPLES:  # one thread has the lower tail
+        pool.chooser.record("heavy", threads, ms)
+    query = threading.Thread(target=pool.encode, args=([("heavy", ["q"]), ("cheap", ["q"])],))
+    query.start()
+    assert made["cheap"].entered.wait(10) and made["heavy"].entered.wait(10)  # heavy started while cheap is held
+    gate.set()
+    query.join(10)
+    assert made["heavy"].seen[0][1] == 1
+    pool.close()
+
+
 def test_jobs_that_fit_the_cores_start_together() -> None:
     gate = threading.Event()
     pool, made = encoders_of("a", "b", cores=8, gates={"a": gate})

@@ -17,6 +17,7 @@ import numpy as np
 
 from hetmoe.errors import HetmoeError
 from hetmoe.experts.base import Encoder
+from hetmoe.experts.backends.onednn import pack_linears
 from hetmoe.experts.card import ExpertCard, Kind
 from hetmoe.experts.locate import resolve_model
 from hetmoe.experts.openmp import short_spin
@@ -108,7 +109,9 @@ class SentenceTransformerEncoder(Encoder):
         if device == "cuda":
             model.to(getattr(torch, card.dtype))
         model.eval()
-        log.info("expert %s: %s on %s (%s)", card.name, path, device, card.dtype if device == "cuda" else "float32")
+        packed = pack_linears(model) if device == "cpu" else 0
+        log.info("expert %s: %s on %s (%s, %d linear layers on oneDNN)", card.name, path, device,
+                 card.dtype if device == "cuda" else "float32", packed)
         self._model = model
         self.device = device
         super().__init__(card, int(model.get_embedding_dimension()))
