@@ -35,7 +35,8 @@ def not_an_encoder(card: ExpertCard) -> object:
 def test_hash_covers_vector_fields_only() -> None:
     card = ExpertCard(**BASE)
     assert card.hash == ExpertCard(**BASE).hash and len(card.hash) == 16
-    for tuning in ({"batch_size": 7}, {"device": "cpu"}, {"threads": 3}, {"name": "y"}, {"languages": ["en"]}):
+    for tuning in ({"batch_size": 7}, {"chunk_size": 99}, {"device": "cpu"}, {"threads": 3}, {"name": "y"},
+                   {"languages": ["en"]}):
         assert ExpertCard(**{**BASE, **tuning}).hash == card.hash, tuning
     for change in ({"model": "pkg:other"}, {"query_prompt": "q: "}, {"normalize": False}, {"max_length": 9},
                    {"revision": "1"}, {"dtype": "bfloat16"}, {"pooling": "mean"}):

@@ -2,6 +2,7 @@
 mismatched stores are refused, and the reader refuses half-written stores."""
 from __future__ import annotations
 
+import dataclasses
 import os
 import shutil
 import signal
@@ -194,3 +195,13 @@ def test_unstorable_vectors_stop_the_run_unmarked_and_a_fixed_rerun_resumes(
     resumed = embed_dataset(catalog, card, tmp_path, encoder=encoder, progress=False)
     assert resumed["complete"] and resumed["parts"]["items"]["rows_encoded"] == N_ITEMS - 5 * CHUNK
     _same_store(tmp_path, reference)
+
+
+def test_a_new_store_takes_the_cards_chunk_size_and_keeps_its_own(tmp_path: Path, catalog: Path, card: ExpertCard,
+                                                                   encoder) -> None:
+    sized = dataclasses.replace(card, chunk_size=5000)
+    assert sized.hash == card.hash  # chunking never changes a vector
+    embed_dataset(catalog, sized, tmp_path, encoder=encoder, progress=False)
+    assert open_expert(tmp_path, "static").items.manifest["chunk_size"] == 5000
+    again = embed_dataset(catalog, dataclasses.replace(card, chunk_size=700), tmp_path, encoder=encoder, progress=False)
+    assert again["complete"] and open_expert(tmp_path, "static").items.manifest["chunk_size"] == 5000

@@ -23,7 +23,7 @@ POOLINGS = ("cls", "max", "mean", "mean_sqrt_len_tokens", "weightedmean", "lastt
 DEVICES = ("auto", "cpu", "cuda")
 DTYPES = ("float16", "bfloat16", "float32")
 # Fields that do not change a single output vector: excluded from the identity hash.
-_NOT_IN_HASH = frozenset({"name", "batch_size", "device", "threads", "dim", "languages"})
+_NOT_IN_HASH = frozenset({"name", "batch_size", "chunk_size", "device", "threads", "dim", "languages"})
 
 
 @dataclass(frozen=True)
@@ -33,7 +33,8 @@ class ExpertCard:
     ``model`` is a local directory or file, ``pkg:<module>[/<sub/path>]`` for a model shipped inside an installed
     package, or a Hugging Face id resolved from the local cache only. ``dtype`` is the precision used on CUDA; on CPU
     models always run in float32 (half precision there is slower and lossy). ``threads`` = 0 means all cores the
-    process may use. ``languages`` lists ISO codes, or ``"*"`` for a multilingual expert.
+    process may use. ``languages`` lists ISO codes, or ``"*"`` for a multilingual expert. ``chunk_size`` is the number
+    of texts per store chunk (the unit ``embed`` encodes in one call, writes and resumes from); unset, the store picks.
     """
 
     name: str
@@ -48,6 +49,7 @@ class ExpertCard:
     document_prompt_name: str | None = None
     dtype: str = "float16"
     batch_size: int = 64
+    chunk_size: int | None = None
     normalize: bool = True
     dim: int | None = None
     languages: tuple[str, ...] = field(default=("*",))
@@ -107,8 +109,8 @@ def _validate(card: ExpertCard) -> None:
         raise HetmoeError(f"{where}: device {card.device!r} is unknown; use one of {list(DEVICES)}")
     if card.dtype not in DTYPES:
         raise HetmoeError(f"{where}: dtype {card.dtype!r} is unknown; use one of {list(DTYPES)}")
-    if card.batch_size < 1 or card.threads < 0 or (card.max_length is not None and card.max_length < 1):
-        raise HetmoeError(f"{where}: batch_size and max_length must be >= 1 and threads >= 0; fix the card")
+    if card.batch_size < 1 or card.threads < 0 or any(n is not None and n < 1 for n in (card.max_length, card.chunk_size)):
+        raise HetmoeError(f"{where}: batch_size, chunk_size and max_length must be >= 1 and threads >= 0; fix the card")
     if card.dim is not None and card.dim < 1:
         raise HetmoeError(f"{where}: dim must be a positive integer; set it to the model's embedding size")
     for kind in ("query", "document"):
