@@ -1,4 +1,4 @@
-"""oneDNN-packed linear layers: the same outputs as torch's own, on the models the sentence-transformers backend loads."""
+"""oneDNN-packed linear layers: the same outputs as torch's own, and no thread team left on the thread that packs."""
 from __future__ import annotations
 
 import subprocess

