@@ -12,6 +12,7 @@ The ops are torch's own (``torch.ops.mkldnn``) but not public API, so each packe
 from __future__ import annotations
 
 import logging
+from functools import cache
 from typing import Any
 
 log = logging.getLogger(__name__)
@@ -34,7 +35,9 @@ def _ops() -> Any:
     return ops
 
 
+@cache
 def _packed_linear_class() -> type:
+    """Defined on first use: torch must first be imported where its OpenMP runtime's spin-wait is set."""
     import torch
 
     class PackedLinear(torch.nn.Module):
