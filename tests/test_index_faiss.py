@@ -17,7 +17,7 @@ from hetmoe.errors import HetmoeError
 from hetmoe.experts.card import get_card
 from hetmoe.experts.registry import build_encoder
 from hetmoe.store.embed import embed_dataset
-from hetmoe.store.index import ItemIndex, build_index
+from hetmoe.store.index import HNSW_EF_SEARCH, ItemIndex, build_index, exact_neighbours, make_index, recall_against, tune
 from hetmoe.store.layout import open_expert
 
 N_ITEMS = 12_000  # enough to train ivf-pq
@@ -71,6 +71,32 @@ def test_approximate_kinds_reach_recall(store_root: Path, kind: str) -> None:
     exact_ids = stores.items.ids[top]
     recall = np.mean([len(set(a) & set(b)) / 10 for a, b in zip(ids, exact_ids)])
     assert recall >= 0.9
+
+
+def test_tune_raises_the_search_knob_until_the_target_recall() -> None:
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((20_000, 32)).astype(np.float32)  # isotropic: the hardest case for a graph or IVF index
+    x /= np.linalg.norm(x, axis=1, keepdims=True)
+    queries = x[:200] + 0.3 * rng.standard_normal((200, 32)).astype(np.float32)
+    queries /= np.linalg.norm(queries, axis=1, keepdims=True)
+    truth = exact_neighbours(x, queries)
+    for kind, knob in (("hnsw", "efSearch"), ("ivf-pq", "nprobe")):
+        index, params = make_index(kind, x)
+        params[knob] = 1 if kind == "ivf-pq" else 10  # start low, so the target is out of reach at first
+        before = (tune(index, kind, dict(params), queries, truth, target=0.0), params[knob])
+        reached = tune(index, kind, params, queries, truth, target=0.95)
+        assert before[0] < 0.95 < reached and params[knob] > before[1], (kind, before, reached, params)
+        assert recall_against(index, queries, truth) == reached  # the index keeps the tuned setting
+
+
+def test_build_index_tunes_to_the_target_and_loads_the_tuned_setting(store_root: Path) -> None:
+    easy = build_index(store_root, "static", kind="hnsw", target_recall=0.5)
+    assert easy["params"]["efSearch"] == HNSW_EF_SEARCH and easy["recall_queries"] == 100
+    strict = build_index(store_root, "static", kind="hnsw", target_recall=1.0)
+    assert strict["params"]["efSearch"] > HNSW_EF_SEARCH and strict["recall@10"] >= easy["recall@10"]
+    assert ItemIndex.load(store_root, "static").index.hnsw.efSearch == strict["params"]["efSearch"]
+    with pytest.raises(HetmoeError, match="--target-recall 1.5: must be in"):
+        build_index(store_root, "static", kind="hnsw", target_recall=1.5)
 
 
 def test_search_checks_dimension_and_pads_large_k(store_root: Path) -> None:

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import typer
 
+from hetmoe.store.index import TARGET_RECALL
 from hetmoe.store.layout import DEFAULT_STORE
 
 
@@ -33,8 +34,12 @@ def register(app: typer.Typer) -> None:
         expert: str = typer.Option(..., "--expert", "-e", help="Expert whose item vectors to index."),
         store: Path = typer.Option(DEFAULT_STORE, "--store", help="Store root holding STORE/<expert>/items.zarr."),
         kind: str = typer.Option("auto", "--kind", help="auto (exact up to 50k items, HNSW above) | flat | hnsw | ivf-pq."),
+        target_recall: float = typer.Option(
+            TARGET_RECALL, "--target-recall", help="Approximate kinds raise efSearch / nprobe until recall@10 vs exact reaches this."
+        ),
     ) -> None:
-        """Build a FAISS index over an expert's item vectors; approximate kinds print recall@10 against exact search."""
+        """Build a FAISS index over an expert's item vectors; approximate kinds are tuned to a recall@10 target against
+        exact search on a sample of the expert's query vectors, and print the recall of held-out sample queries."""
         from hetmoe.store.index import build_index
 
-        typer.echo(json.dumps(build_index(store, expert, kind)))
+        typer.echo(json.dumps(build_index(store, expert, kind, target_recall=target_recall)))

@@ -1,7 +1,11 @@
 """FAISS index over an expert's item vectors: cosine (inner product on L2-normalised vectors), rows mapped to item ids.
 
-``auto`` uses exact search up to :data:`FLAT_MAX` items (it is fast enough and never wrong) and HNSW above, and
-reports the approximate index's recall@10 against exact search so nobody ships an index that silently loses hits.
+``auto`` uses exact search up to :data:`FLAT_MAX` items (it is fast enough and never wrong) and HNSW above. An
+approximate index is tuned, not just measured: its search-time knob (HNSW ``efSearch``, IVF ``nprobe``) doubles until
+recall@10 against exact search reaches the target (0.95) on half of a sample of the expert's own query vectors, and
+the recall reported is the other half's, so nobody ships an index that silently loses hits. Why tune: one fixed
+``efSearch`` is not enough for every expert's geometry (128 gave recall@10 0.88-0.90 on 100k near-duplicate synthetic
+titles with the static experts, 0.96-0.99 on real catalogs).
 The index is saved next to the store (``items.faiss`` + ``items.faiss.json``) and refuses to load against a store that
 was rebuilt since.
 """
@@ -28,6 +32,8 @@ logging.getLogger("faiss.loader").setLevel(logging.WARNING)  # its INFO lines ab
 KINDS = ("flat", "hnsw", "ivf-pq")
 FLAT_MAX = 50_000
 HNSW_M, HNSW_EF_CONSTRUCTION, HNSW_EF_SEARCH = 32, 80, 128
+HNSW_EF_MAX = 1024  # efSearch ceiling for tuning: beyond it an HNSW search costs about as much as exact search here
+TARGET_RECALL = 0.95
 IVF_PROBE_FRACTION, REFINE_FACTOR = 12, 8
 RECALL_SAMPLE = 1000
 IVF_MIN = 39 * 256  # points k-means needs to train 256 PQ centroids per sub-space
@@ -93,16 +99,33 @@ def _apply_params(index: Any, kind: str, params: dict[str, int]) -> None:
         faiss.downcast_index(index).k_factor = params["refine_k_factor"]
 
 
-def recall_at_k(index: Any, x: np.ndarray, queries: np.ndarray, k: int = 10) -> float:
-    """Fraction of the exact top-k (by inner product over ``x``) that ``index`` also returns."""
+def exact_neighbours(x: np.ndarray, queries: np.ndarray, k: int = 10) -> np.ndarray:
+    """Rows (n_queries, k) of the exact top-k items by inner product over ``x``."""
     import faiss
 
     exact = faiss.IndexFlatIP(x.shape[1])
     exact.add(x)
-    _, truth = exact.search(queries, k)
-    _, found = index.search(queries, k)
+    return exact.search(queries, k)[1]
+
+
+def recall_against(index: Any, queries: np.ndarray, truth: np.ndarray) -> float:
+    """Fraction of the exact neighbours ``truth`` (rows, -1 = none) that ``index`` also returns for ``queries``."""
+    _, found = index.search(queries, truth.shape[1])
     hits = sum(len(set(t[t >= 0]) & set(f[f >= 0])) for t, f in zip(truth, found))
     return hits / max(1, int((truth >= 0).sum()))
+
+
+def tune(index: Any, kind: str, params: dict[str, int], queries: np.ndarray, truth: np.ndarray,
+         target: float = TARGET_RECALL) -> float:
+    """Double the kind's search-time knob (HNSW efSearch up to :data:`HNSW_EF_MAX`, IVF nprobe up to nlist) until
+    recall against ``truth`` reaches ``target``; updates ``params`` and the index, returns the recall reached."""
+    knob, ceiling = ("efSearch", HNSW_EF_MAX) if kind == "hnsw" else ("nprobe", params["nlist"])
+    while True:
+        _apply_params(index, kind, params)
+        recall = recall_against(index, queries, truth)
+        if recall >= target or params[knob] >= ceiling:
+            return recall
+        params[knob] = min(ceiling, 2 * params[knob])
 
 
 def _sample_queries(store_root: str | Path, expert: str, x: np.ndarray, dim: int, seed: int) -> np.ndarray:
@@ -133,10 +156,14 @@ def _save(index: Any, path: Path, meta: dict[str, Any]) -> None:
     write_json_atomic(path.with_name(path.name + ".json"), meta)
 
 
-def build_index(store_root: str | Path, expert: str, kind: str = "auto", seed: int = 0) -> dict[str, Any]:
-    """Build, check and save the item index; returns kind, path, count and (approximate kinds) recall@10 vs exact."""
+def build_index(store_root: str | Path, expert: str, kind: str = "auto", seed: int = 0,
+                target_recall: float = TARGET_RECALL) -> dict[str, Any]:
+    """Build, tune, check and save the item index; returns kind, path, count, parameters and (approximate kinds)
+    recall@10 vs exact on held-out sample queries."""
     if kind not in ("auto", *KINDS):
         raise HetmoeError(f"--kind {kind!r} is unknown; use one of auto, {', '.join(KINDS)}")
+    if not 0.0 < target_recall <= 1.0:
+        raise HetmoeError(f"--target-recall {target_recall}: must be in (0, 1], e.g. {TARGET_RECALL}")
     store = EmbeddingStore.open(part_path(store_root, expert, "items"))
     x = normalize(store.load(), store.dim)
     chosen = kind if kind != "auto" else ("flat" if len(x) <= FLAT_MAX else "hnsw")
@@ -148,11 +175,23 @@ def build_index(store_root: str | Path, expert: str, kind: str = "auto", seed: i
                               "params": params, "build_seconds": round(time.perf_counter() - began, 3)}
     if chosen != "flat":
         queries = _sample_queries(store_root, expert, x, store.dim, seed)
-        result["recall@10"] = round(recall_at_k(index, x, queries), 4)
+        truth = exact_neighbours(x, queries)
+        tuning, held_out = slice(0, None, 2), slice(1, None, 2)  # alternate rows of a random sample
+        tuned = recall = tune(index, chosen, params, queries[tuning], truth[tuning], target_recall)
+        if len(queries) > 1:
+            recall = recall_against(index, queries[held_out], truth[held_out])
         began = time.perf_counter()
         index.search(queries, 10)
-        result["ms_per_query_batched"] = round(1000 * (time.perf_counter() - began) / len(queries), 4)
-        log.info("%s index over %d items: recall@10 %.4f vs exact on %d queries", chosen, len(x), result["recall@10"], len(queries))
+        result.update({"recall@10": round(recall, 4), "target_recall": target_recall,
+                       "recall_queries": max(1, len(queries) // 2),
+                       "ms_per_query_batched": round(1000 * (time.perf_counter() - began) / len(queries), 4)})
+        knobs = ", ".join(f"{name} {params[name]}" for name in ("efSearch", "nprobe") if name in params)
+        log.info("%s index over %d items (%s): recall@10 %.4f vs exact on %d held-out queries",
+                 chosen, len(x), knobs, recall, result["recall_queries"])
+        if recall < target_recall:
+            reason = f"even at {knobs}" if tuned < target_recall else f"on held-out queries ({knobs} reached it on the others)"
+            log.warning("%s index of %s: recall@10 %.4f is under the target %.2f %s; raise --target-recall for margin "
+                        "or use --kind flat for exact search", chosen, expert, recall, target_recall, reason)
     path = index_path(store_root, expert)
     meta = {**result, "card_hash": store.manifest["card_hash"], "input_fingerprint": store.manifest["input_fingerprint"]}
     _save(index, path, meta)
