@@ -115,13 +115,13 @@ def predict_logits(net: Any, tensors: _Tensors, n: int, batch_size: int = 8192) 
     return out
 
 
-def net_logits(spec: ModelSpec, weights: dict[str, np.ndarray], pairs: PairSet) -> np.ndarray:
+def net_logits(spec: ModelSpec, weights: dict[str, np.ndarray], pairs: PairSet, net_class: type | None = None) -> np.ndarray:
     """Logits of a trained net (eval mode, deterministic routing) on every pair of ``pairs``: a teacher's targets."""
     import torch
 
     from hetmoe.moe.net import MoENet
 
-    net = MoENet(spec)
+    net = (net_class or MoENet)(spec)
     net.load_state_dict({k: torch.from_numpy(v) for k, v in weights.items()})
     net.eval()
     return predict_logits(net, _Tensors(pairs, spec), len(pairs))
@@ -146,11 +146,13 @@ def train_net(
     stop: PairSet,
     cfg: TrainConfig = TrainConfig(),
     teacher: np.ndarray | None = None,
+    net_class: type | None = None,
 ) -> TrainResult:
     """Train ``spec`` on ``train``, early-stop on ``stop``; returns the best epoch's weights and a metrics dict.
 
     ``teacher``: (n,) logits of another model on ``train``'s pairs; the targets become ``(1 - w) * label + w *
-    sigmoid(teacher)`` with w = ``cfg.distill_weight``. Why: a top-k head sees two experts per query and overfits the
+    sigmoid(teacher)`` with w = ``cfg.distill_weight``. ``net_class``: a subclass of :class:`MoENet` with the same
+    forward signature, for ablations that train outside ``fit`` (bench/fusion.py); default MoENet. Why: a top-k head sees two experts per query and overfits the
     small label set; a five-expert teacher's soft scores are denser targets (the top-2 MoE gained ~0.005 macro AUC on
     the demo's valid split, weighted fusion ~0.004).
     """
@@ -162,7 +164,7 @@ def train_net(
         torch.set_num_threads(cfg.threads)
     torch.manual_seed(cfg.seed)
     rng = np.random.default_rng(cfg.seed)
-    net = MoENet(spec)
+    net = (net_class or MoENet)(spec)
     net.set_centers(expert_means(train))
     soft = torch.sigmoid(torch.from_numpy(np.asarray(teacher, np.float32))) if teacher is not None and cfg.distill_weight > 0 else None
     opt = torch.optim.AdamW(net.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
