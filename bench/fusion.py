@@ -34,7 +34,7 @@ import torch
 from hetmoe.moe.features import load_pairs
 from hetmoe.moe.fit import load_data, resolve_experts, training_pairs, variant_spec
 from hetmoe.moe.metrics import auc, auc_by_market, bootstrap_delta, macro
-from hetmoe.moe.net import MoENet, switch_loss
+from hetmoe.moe.net import MoENet
 from hetmoe.moe.spec import ModelSpec
 from hetmoe.moe.train import TrainConfig, net_logits, train_net
 
@@ -42,7 +42,8 @@ RESULTS = Path(__file__).resolve().parent / "results"
 
 
 def group_stats_torch(cos: torch.Tensor, groups: torch.Tensor) -> torch.Tensor:
-    """(B, 3): cosine, its z-score and average-rank fraction within each group (as :func:`hetmoe.moe.pairstats.group_stats`)."""
+    """(B, 3): cosine, its z-score and average-rank fraction within each group, as numpy's
+    :func:`hetmoe.moe.pairstats.group_stats` computes them."""
     n_groups = int(groups.max()) + 1
     size = torch.bincount(groups, minlength=n_groups).to(cos.dtype)
     mean = torch.zeros(n_groups, dtype=cos.dtype).index_add_(0, groups, cos) / size
@@ -71,13 +72,7 @@ class AverageNet(MoENet):
         v = sum(self.proj[i](self.centered(i, dv[i])) * gates[:, i : i + 1] for i in range(len(dv)))
         cos = torch.nn.functional.cosine_similarity(u, v, dim=1)
         x = self.drop(torch.cat([u * v, (u - v).abs(), group_stats_torch(cos, q_local)], dim=1))
-        z = torch.relu(self.inter[0](x))
-        if self.spec.hidden > 0:
-            logits = self.head["l2"](torch.relu(self.head["l1"](z))).squeeze(1)
-        else:
-            logits = self.head["out"](z).squeeze(1)
-        aux = switch_loss(probs, mask) if probs is not None and mask is not None else torch.zeros(())
-        return logits, aux, probs
+        return self.finish(torch.relu(self.inter[0](x)), probs, mask)
 
 
 VARIANTS: dict[str, tuple[str, type | None]] = {"concat": ("concat", None), "weighted": ("weighted", None),
@@ -90,7 +85,8 @@ def run_seed(data: Path, stores: Path, experts: list[str], k: int, seed: int) ->
     train, stop, plan = training_pairs(dataset, stores.resolve(), experts, "static", None, seed)
     test = load_pairs(dataset, stores.resolve(), experts, [plan["eval_split"]], "static", markets=train.markets)
     cfg = replace(TrainConfig(), seed=seed)
-    base = ModelSpec(experts=experts, dims=train.dims, markets=list(train.markets), k=k, router_dim=int(train.rvec.shape[1]))
+    base = ModelSpec(experts=experts, dims=train.dims, markets=list(train.markets), k=k,
+                     router_dim=int(train.rvec.shape[1]))
     teacher_spec = variant_spec("concat-all", base, {})
     teacher = train_net(teacher_spec, train, stop, replace(cfg, distill_weight=0.0))
     teacher_logits = net_logits(teacher_spec, teacher.weights, train)
@@ -102,7 +98,8 @@ def run_seed(data: Path, stores: Path, experts: list[str], k: int, seed: int) ->
         scores[name] = net_logits(spec, result.weights, test, net_class)
         by_market = auc_by_market(scores[name], test.y, test.market_names)
         rows[name] = {"auc_macro": macro(by_market), "auc": auc(scores[name], test.y), "auc_by_market": by_market,
-                      "train_seconds": round(time.perf_counter() - began, 1), "best_epoch": result.metrics["best_epoch"]}
+                      "train_seconds": round(time.perf_counter() - began, 1),
+                      "best_epoch": result.metrics["best_epoch"]}
     deltas = {f"concat_vs_{other}": bootstrap_delta(scores["concat"], scores[other], test.y, test.qi, test.market_names,
                                                     seed=seed) for other in ("weighted", "average")}
     return {"seed": seed, "split": plan["eval_split"], "pairs": len(test), "variants": rows, "deltas": deltas}
@@ -112,7 +109,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", type=Path, default=Path("stores/demo/data"))
     parser.add_argument("--stores", type=Path, default=Path("stores/demo/stores"))
-    parser.add_argument("--experts", default=None, help="Comma-separated experts (default: the cards file's default set).")
+    parser.add_argument("--experts", default=None,
+                        help="Comma-separated experts (default: the cards file's default set).")
     parser.add_argument("--k", type=int, default=2)
     parser.add_argument("--seeds", default="0,1,2", help="Training seeds (the data stays the same).")
     parser.add_argument("--out", type=Path, default=RESULTS / "fusion.json")
@@ -124,7 +122,8 @@ def main() -> None:
     args.out.parent.mkdir(exist_ok=True)
     args.out.write_text(json.dumps(out, indent=1))
     print(json.dumps(out))
-    print(f"{'seed':>4} {'concat':>8} {'weighted':>9} {'average':>8}   concat-weighted (95% CI)   concat-average (95% CI)")
+    print(f"{'seed':>4} {'concat':>8} {'weighted':>9} {'average':>8}   "
+          "concat-weighted (95% CI)   concat-average (95% CI)")
     for r in runs:
         v, d = r["variants"], r["deltas"]
         cells = [f"{d[key]['delta_auc_macro']:+.4f} ({d[key]['ci95_macro'][0]:+.4f}..{d[key]['ci95_macro'][1]:+.4f})"

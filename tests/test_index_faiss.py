@@ -17,7 +17,15 @@ from hetmoe.errors import HetmoeError
 from hetmoe.experts.card import get_card
 from hetmoe.experts.registry import build_encoder
 from hetmoe.store.embed import embed_dataset
-from hetmoe.store.index import HNSW_EF_SEARCH, ItemIndex, build_index, exact_neighbours, make_index, recall_against, tune
+from hetmoe.store.index import (
+    HNSW_EF_SEARCH,
+    ItemIndex,
+    build_index,
+    exact_neighbours,
+    make_index,
+    recall_against,
+    tune,
+)
 from hetmoe.store.layout import open_expert
 
 N_ITEMS = 12_000  # enough to train ivf-pq

@@ -121,6 +121,12 @@ class MoENet(nn.Module):
             x = self.drop(torch.cat([u * v, (u - v).abs(), stats[:, i]], dim=1))
             feats.append(torch.relu(self.inter[i](x)) * gates[:, i : i + 1])
         z = torch.cat(feats, dim=1) if self.spec.fusion == "concat" else torch.stack(feats).sum(0)
+        return self.finish(z, probs, mask)
+
+    def finish(
+        self, z: torch.Tensor, probs: torch.Tensor | None, mask: torch.Tensor | None
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+        """``forward``'s result from the fused features ``z``: the head's logits, the routing's balance loss, probs."""
         if self.spec.hidden > 0:
             logits = self.head["l2"](torch.relu(self.head["l1"](z))).squeeze(1)
         else:

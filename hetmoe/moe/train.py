@@ -115,7 +115,9 @@ def predict_logits(net: Any, tensors: _Tensors, n: int, batch_size: int = 8192) 
     return out
 
 
-def net_logits(spec: ModelSpec, weights: dict[str, np.ndarray], pairs: PairSet, net_class: type | None = None) -> np.ndarray:
+def net_logits(
+    spec: ModelSpec, weights: dict[str, np.ndarray], pairs: PairSet, net_class: type | None = None
+) -> np.ndarray:
     """Logits of a trained net (eval mode, deterministic routing) on every pair of ``pairs``: a teacher's targets."""
     import torch
 
@@ -151,10 +153,12 @@ def train_net(
     """Train ``spec`` on ``train``, early-stop on ``stop``; returns the best epoch's weights and a metrics dict.
 
     ``teacher``: (n,) logits of another model on ``train``'s pairs; the targets become ``(1 - w) * label + w *
-    sigmoid(teacher)`` with w = ``cfg.distill_weight``. ``net_class``: a subclass of :class:`MoENet` with the same
-    forward signature, for ablations that train outside ``fit`` (bench/fusion.py); default MoENet. Why: a top-k head sees two experts per query and overfits the
+    sigmoid(teacher)`` with w = ``cfg.distill_weight``. Why: a top-k head sees two experts per query and overfits the
     small label set; a five-expert teacher's soft scores are denser targets (the top-2 MoE gained ~0.005 macro AUC on
     the demo's valid split, weighted fusion ~0.004).
+
+    ``net_class``: a subclass of :class:`MoENet` with the same forward signature, for ablations trained outside ``fit``
+    (bench/fusion.py); default MoENet.
     """
     import torch
 

@@ -35,7 +35,8 @@ def register(app: typer.Typer) -> None:
         store: Path = typer.Option(DEFAULT_STORE, "--store", help="Store root holding STORE/<expert>/items.zarr."),
         kind: str = typer.Option("auto", "--kind", help="auto (exact up to 50k items, HNSW above) | flat | hnsw | ivf-pq."),
         target_recall: float = typer.Option(
-            TARGET_RECALL, "--target-recall", help="Approximate kinds raise efSearch / nprobe until recall@10 vs exact reaches this."
+            TARGET_RECALL, "--target-recall",
+            help="Approximate kinds raise efSearch / nprobe until recall@10 vs exact reaches this.",
         ),
     ) -> None:
         """Build a FAISS index over an expert's item vectors; approximate kinds are tuned to a recall@10 target against
