@@ -6,9 +6,9 @@ Usage: ``python bench/index.py [--items 200000] [--queries 1000] [--kinds hnsw,i
 Vectors (``--source``): ``titles`` (default) embeds synthetic product titles and short queries (bench/embed.py's
 generator) with the real ``static`` expert, so the geometry is a real model's; ``synthetic`` is a harder stress case,
 ``--dim``-d clustered vectors with a 48-d low-rank variation and isotropic noise; ``--store`` uses the real item and
-query vectors of ``STORE/<expert>/``. Each kind is built with exactly the parameters
-``hetmoe index`` uses (:func:`hetmoe.store.index.make_index`, then :func:`~hetmoe.store.index.tune` on every other
-query); recall@10 is measured against exact inner-product search (flat) on the queries not used to tune.
+query vectors of ``STORE/<expert>/``. Each kind is built with exactly the parameters ``hetmoe index`` uses
+(:func:`hetmoe.store.index.make_index`, then :func:`~hetmoe.store.index.tune_held_out`: tuned on every other query);
+recall@10 is measured against exact inner-product search (flat) on the queries not used to tune.
 Latency: single queries (batch of 1: p50 and p99 over 300) and one batch of all queries (ms per query).
 Prints one JSON object (also written to bench/results/index.json) and a short table.
 """
@@ -91,7 +91,7 @@ def main() -> None:
     logging.basicConfig(level=logging.WARNING)
     import faiss
 
-    from hetmoe.store.index import FLAT_MAX, exact_neighbours, make_index, recall_against, tune
+    from hetmoe.store.index import FLAT_MAX, exact_neighbours, make_index, tune_held_out
 
     if args.threads:
         faiss.omp_set_num_threads(args.threads)
@@ -109,9 +109,7 @@ def main() -> None:
         began = time.perf_counter()
         index, params = make_index(kind, items)
         build = time.perf_counter() - began
-        if kind != "flat":
-            tune(index, kind, params, queries[::2], truth[::2])
-        recall = 1.0 if kind == "flat" else recall_against(index, queries[1::2], truth[1::2])
+        recall = 1.0 if kind == "flat" else tune_held_out(index, kind, params, queries, truth)[1]
         rows.append({"kind": kind, "params": params, "build_seconds": round(build, 2), "recall@10": round(recall, 4),
                      **latency(index, queries)})
         del index
