@@ -18,7 +18,8 @@ from pathlib import Path
 import numpy as np
 
 from hetmoe.moe.features import PairSet
-from hetmoe.moe.pairstats import group_stats, l2_normalize, pair_cosines
+from hetmoe.moe.pairstats import l2_normalize, pair_cosines
+from hetmoe.moe.reference import REF_TOP, reference_stats, top_cosines
 from hetmoe.moe.spec import ModelSpec
 from hetmoe.moe.train import TrainConfig, net_logits, train_net
 
@@ -47,12 +48,12 @@ def synthetic_pairs(n_pairs: int, seed: int) -> PairSet:
         d = l2_normalize(zi @ mix + rng.normal(size=(n_i, dim)))
         q_list.append(q)
         d_list.append(d)
-        stats.append(group_stats(pair_cosines(q[qi], d[di]), qi))
+        stats.append(reference_stats(pair_cosines(q[qi], d[di]), top_cosines(q, d, REF_TOP)[qi]))
     return PairSet(
         experts=list(EXPERTS), markets=MARKETS, query_ids=np.array([f"q{i}" for i in range(n_q)], dtype=object),
         item_ids=np.array([f"i{i}" for i in range(n_i)], dtype=object), q=q_list, d=d_list,
         d_raw_norm=[np.ones(n_i, np.float32)] * len(EXPERTS), q_raw_norm=[np.ones(n_q, np.float32)] * len(EXPERTS),
-        rvec=q_list[3], q_market=q_market, qi=qi, di=di, stats=np.stack(stats, axis=1), y=y,
+        rvec=q_list[3], q_market=q_market, qi=qi, di=di, stats=np.stack(stats, axis=1), ref=[], y=y,
         label=y.astype(np.float64), split=np.full(n_pairs, "train", dtype=object),
     )
 

@@ -1,13 +1,17 @@
 """Router, balance loss and inference core on small synthetic arrays (no stores, no models)."""
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 import torch
 
+from hetmoe.errors import HetmoeError
 from hetmoe.moe.infer import MoEModel
 from hetmoe.moe.net import MoENet, switch_loss, top_k_gates
 from hetmoe.moe.pairstats import group_stats, l2_normalize, pair_cosines
+from hetmoe.moe.reference import market_top_cosines, reference_stats, top_cosines
 from hetmoe.moe.spec import ModelSpec
 
 DIMS = [8, 12, 6, 5]
@@ -25,9 +29,14 @@ def _inputs(spec: ModelSpec, n_q: int = 3, per_q: int = 6, seed: int = 0) -> dic
     q = [l2_normalize(rng.normal(size=(n_q, d))) for d in spec.dims]
     d = [l2_normalize(rng.normal(size=(n_q * per_q, dim))) for dim in spec.dims]
     groups = np.repeat(np.arange(n_q), per_q)
-    stats = np.stack([group_stats(pair_cosines(qq[groups], dd), groups) for qq, dd in zip(q, d)], axis=1)
+    catalogs = [l2_normalize(rng.normal(size=(40, dim))) for dim in spec.dims]
+    ref = [top_cosines(qq, cat, spec.ref_top) for qq, cat in zip(q, catalogs)]
+    if spec.pair_stats == "reference":
+        stats = np.stack([reference_stats(pair_cosines(qq[groups], dd), r[groups]) for qq, dd, r in zip(q, d, ref)], axis=1)
+    else:
+        stats = np.stack([group_stats(pair_cosines(qq[groups], dd), groups) for qq, dd in zip(q, d)], axis=1)
     return {"q": q, "d": d, "groups": groups, "stats": stats, "rvec": l2_normalize(rng.normal(size=(n_q, spec.router_dim))),
-            "market": np.array([0, 1, -1][:n_q] + [0] * max(0, n_q - 3))}
+            "market": np.array([0, 1, -1][:n_q] + [0] * max(0, n_q - 3)), "ref": dict(zip(spec.experts, ref))}
 
 
 def _torch_logits(net: MoENet, x: dict[str, object]) -> torch.Tensor:
@@ -81,10 +90,11 @@ def test_gradients_reach_the_router() -> None:
     assert sum(float(g.abs().sum()) for g in grads) > 0
 
 
+@pytest.mark.parametrize("pair_stats", ["reference", "listwise"])
 @pytest.mark.parametrize("router,fusion,hidden", [("hard", "concat", 9), ("hard", "weighted", 9), ("hard", "concat", 0),
                                                   ("soft", "concat", 9), ("none", "concat", 9), ("none", "weighted", 0)])
-def test_numpy_inference_equals_torch(router: str, fusion: str, hidden: int) -> None:
-    spec = _spec(router=router, fusion=fusion, hidden=hidden, soft_threshold=0.0)
+def test_numpy_inference_equals_torch(router: str, fusion: str, hidden: int, pair_stats: str) -> None:
+    spec = _spec(router=router, fusion=fusion, hidden=hidden, soft_threshold=0.0, pair_stats=pair_stats)
     torch.manual_seed(3)
     net = MoENet(spec).eval()
     x = _inputs(spec)
@@ -95,7 +105,8 @@ def test_numpy_inference_equals_torch(router: str, fusion: str, hidden: int) -> 
     markets = np.array(["X", "Y", "Z"], dtype=object)  # Z: unknown market, routed by the query vector alone
     routing = model.route(markets, x["rvec"])
     got = model.logits({e: x["q"][i] for i, e in enumerate(spec.experts)},
-                       {e: x["d"][i] for i, e in enumerate(spec.experts)}, routing, groups=x["groups"])
+                       {e: x["d"][i] for i, e in enumerate(spec.experts)}, routing, groups=x["groups"],
+                       reference=x["ref"] if pair_stats == "reference" else None)
     np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-5)
 
 
@@ -108,9 +119,52 @@ def test_score_needs_only_routed_experts() -> None:
     needed = model.routed_experts(routing)[0]
     assert len(needed) == 2
     scores = model.score({e: x["q"][spec.experts.index(e)] for e in needed},
-                         {e: x["d"][spec.experts.index(e)] for e in needed}, routing)
+                         {e: x["d"][spec.experts.index(e)] for e in needed}, routing, reference=x["ref"])
     assert scores.shape == (6,) and np.all((scores > 0) & (scores < 1))
     assert model.project_items("a", x["d"][0]).shape == (6, spec.rank)
+
+
+def test_reference_scores_do_not_depend_on_the_other_items() -> None:
+    spec = _spec(router="none")
+    torch.manual_seed(0)
+    model = MoEModel(spec, MoENet(spec).numpy_weights())
+    x = _inputs(spec, n_q=1, per_q=12)
+    routing = model.route("X", x["rvec"])
+    q = {e: x["q"][i] for i, e in enumerate(spec.experts)}
+    together = model.score(q, {e: x["d"][i] for i, e in enumerate(spec.experts)}, routing, reference=x["ref"])
+    alone = [model.score(q, {e: x["d"][i][j : j + 1] for i, e in enumerate(spec.experts)}, routing, reference=x["ref"])[0]
+             for j in range(12)]
+    np.testing.assert_allclose(alone, together, rtol=1e-6)
+    listwise = replace(spec, pair_stats="listwise")
+    lw = MoEModel(listwise, MoENet(listwise).numpy_weights())
+    lw_together = lw.score(q, {e: x["d"][i] for i, e in enumerate(spec.experts)}, routing)
+    lw_alone = lw.score(q, {e: x["d"][i][:1] for i, e in enumerate(spec.experts)}, routing)[0]
+    assert abs(lw_alone - lw_together[0]) > 1e-6  # the listwise option does depend on its companions, as documented
+
+
+def test_reference_model_refuses_scoring_without_reference_cosines() -> None:
+    spec = _spec(router="none")
+    model = MoEModel(spec, MoENet(spec).numpy_weights())
+    x = _inputs(spec, n_q=1)
+    with pytest.raises(HetmoeError, match="reference cosines"):
+        model.score({e: x["q"][i] for i, e in enumerate(spec.experts)}, {e: x["d"][i] for i, e in enumerate(spec.experts)},
+                    model.route("X", x["rvec"]))
+
+
+def test_top_cosines_is_the_sorted_best_of_brute_force_and_stays_in_market() -> None:
+    rng = np.random.default_rng(4)
+    q, items = l2_normalize(rng.normal(size=(5, 7))), l2_normalize(rng.normal(size=(30, 7)))
+    want = -np.sort(-(q @ items.T), axis=1)[:, :4]
+    np.testing.assert_allclose(top_cosines(q, items, 4), want, rtol=1e-6)
+    short = top_cosines(q, items[:2], 4)  # fewer items than top: the lowest cosine repeats
+    np.testing.assert_allclose(short[:, 2:], short[:, 1:2].repeat(2, 1))
+    i_market = np.array(["A"] * 10 + ["B"] * 20)
+    by_market = market_top_cosines(q, np.array(["A", "B", "A", "B", "C"]), items, i_market, 4)
+    np.testing.assert_allclose(by_market[0], top_cosines(q[:1], items[:10], 4)[0], rtol=1e-6)
+    np.testing.assert_allclose(by_market[1], top_cosines(q[1:2], items[10:], 4)[0], rtol=1e-6)
+    np.testing.assert_allclose(by_market[4], top_cosines(q[4:], items, 4)[0], rtol=1e-6)  # unknown market: all items
+    stats = reference_stats(np.array([want[0, 0], -1.0], np.float32), want[:1].repeat(2, 0))
+    assert stats[0, 2] == pytest.approx(0.0, abs=1e-6) and stats[1, 2] < 0 and stats[1, 1] < stats[0, 1]
 
 
 def test_group_stats_z_score_and_rank() -> None:

@@ -23,7 +23,7 @@ def _pairs(n_q: int = 60, per_q: int = 10, seed: int = 0) -> PairSet:
         experts=["a", "b"], markets=["X", "Y"], query_ids=np.array([f"q{i}" for i in range(n_q)], dtype=object),
         item_ids=np.array([f"i{i}" for i in range(qi.size)], dtype=object), q=q, d=d,
         d_raw_norm=[np.ones(qi.size, np.float32)] * 2, q_raw_norm=[np.ones(n_q, np.float32)] * 2, rvec=q[1],
-        q_market=np.arange(n_q) % 2, qi=qi, di=np.arange(qi.size), stats=stats, y=y, label=y.astype(np.float64),
+        q_market=np.arange(n_q) % 2, qi=qi, di=np.arange(qi.size), stats=stats, ref=[], y=y, label=y.astype(np.float64),
         split=np.full(qi.size, "train", dtype=object),
     )
 

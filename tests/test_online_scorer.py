@@ -20,6 +20,8 @@ from typer.testing import CliRunner
 
 from hetmoe.data.dataset import Dataset, load_dataset
 from hetmoe.errors import HetmoeError
+from hetmoe.moe.pairstats import l2_normalize
+from hetmoe.moe.reference import top_cosines
 from hetmoe.online.results import ScoreRequest
 from hetmoe.online.scorer import Scorer
 from hetmoe.online.service import Limits, create_app
@@ -87,10 +89,24 @@ def test_score_equals_stage_two_model_on_the_same_pairs(scorer: Scorer, built: t
     routed = scorer.model.routed_experts(routing)[0]
     qv = {e: encoders[e].encode([text], kind="query") for e in routed}
     iv = {e: open_expert(scorer.model.store_root, e).items.get(ids) for e in routed}
-    expected = scorer.model.score(qv, iv, routing)
+    catalog = data.items.filter(pl.col("market") == market)["item_id"].to_list()
+    reference = {e: top_cosines(l2_normalize(qv[e]), l2_normalize(open_expert(scorer.model.store_root, e).items.get(catalog)))
+                 for e in routed}  # the query's best cosines over its market, computed here independently
+    expected = scorer.model.score(qv, iv, routing, reference=reference)
     assert result.item_ids == ids and result.unknown_item_ids == []
     np.testing.assert_allclose(result.scores, expected, rtol=1e-5, atol=1e-6)
     assert list(result.routing.experts) == routed
+
+
+def test_a_pairs_score_does_not_depend_on_the_other_ids_in_the_request(scorer: Scorer, data: Dataset) -> None:
+    text, market, ids = _judged(data, 1)[0]
+    among = scorer.score(text, ids, market)
+    others = data.items.filter(pl.col("market") == market)["item_id"].to_list()[:25]
+    crowd = scorer.score(text, [*others, ids[0]], market)
+    scorer.clear_caches()
+    alone = scorer.score(text, [ids[0]], market)
+    assert alone.scores[0] == pytest.approx(among.scores[0], rel=1e-6)
+    assert crowd.scores[-1] == pytest.approx(among.scores[0], rel=1e-6)
 
 
 def test_unknown_ids_are_listed_not_raised(scorer: Scorer, data: Dataset) -> None:

@@ -18,7 +18,7 @@ from hetmoe.errors import HetmoeError
 from hetmoe.moe.spec import ModelSpec
 
 log = logging.getLogger(__name__)
-FORMAT = "hetmoe-moe/2"  # /2: per-expert centring vectors in the weights
+FORMAT = "hetmoe-moe/3"  # /2: per-expert centring vectors in the weights; /3: reference pair statistics
 CONFIG, WEIGHTS = "config.json", "weights.safetensors"
 
 

@@ -31,7 +31,8 @@ def score_net(model: Any, pairs: PairSet) -> tuple[np.ndarray, np.ndarray]:
     routing = model.route(markets, pairs.rvec if model.router_expert else None)
     qvecs = {e: pairs.q[c] for e, c in zip(model.experts, cols)}
     dvecs = {e: pairs.d[c][pairs.di] for e, c in zip(model.experts, cols)}
-    return model.score(qvecs, dvecs, routing, groups=pairs.qi), model.dense_gates(routing)
+    reference = {e: pairs.ref[c] for e, c in zip(model.experts, cols)} if pairs.ref else None
+    return model.score(qvecs, dvecs, routing, groups=pairs.qi, reference=reference), model.dense_gates(routing)
 
 
 def variant_metrics(scores: np.ndarray, rank_scores: np.ndarray, pairs: PairSet) -> dict[str, Any]:
@@ -83,7 +84,8 @@ def evaluate(
     splits_seen = main.get("splits", {})
     if splits_seen.get("early_stopping") == f"split '{split}'" or split == "train":
         log.warning("split '%s' was used in training: its numbers are optimistic", split)
-    pairs = load_pairs(dataset, store_root, moe.experts, [split], moe.spec.router_expert, markets=moe.markets)
+    pairs = load_pairs(dataset, store_root, moe.experts, [split], moe.spec.router_expert, markets=moe.markets,
+                       pair_stats=moe.spec.pair_stats, ref_top=moe.spec.ref_top)
     variants: dict[str, Any] = {}
     scores_of: dict[str, np.ndarray] = {}
     for name, path in _variants(model_dir).items():

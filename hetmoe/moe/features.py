@@ -2,8 +2,9 @@
 
 Why one gather: training, the baselines and evaluation all read the same vectors; loading each expert's rows for the
 judged queries and items once (L2-normalised) and indexing them per pair keeps memory at (queries + items) x dims
-instead of pairs x dims. Per-expert pair statistics (cosine, its z-score and rank within the query) are computed here
-with the same code the inference path uses (:mod:`hetmoe.moe.pairstats`).
+instead of pairs x dims. Per-expert pair statistics are computed here with the same code the inference path uses:
+by default against each query's reference cosines over its market's catalog (:mod:`hetmoe.moe.reference`, request
+independent), or with ``pair_stats="listwise"`` within the query's judged list (:mod:`hetmoe.moe.pairstats`).
 """
 from __future__ import annotations
 
@@ -16,6 +17,8 @@ import polars as pl
 
 from hetmoe.errors import HetmoeError
 from hetmoe.moe.pairstats import group_stats, l2_normalize, pair_cosines
+from hetmoe.moe.reference import REF_TOP, market_top_cosines, reference_stats
+from hetmoe.moe.spec import PAIR_STATS
 
 log = logging.getLogger(__name__)
 
@@ -37,6 +40,7 @@ class PairSet:
     qi: np.ndarray  # (n,) query row of each pair
     di: np.ndarray  # (n,) item row of each pair
     stats: np.ndarray  # (n, N, 3) float32
+    ref: list[np.ndarray]  # per expert (n_q, top) reference cosines ("reference" statistics), else empty
     y: np.ndarray  # (n,) float32 0/1 relevant
     label: np.ndarray  # (n,) float64 graded label
     split: np.ndarray  # (n,) str
@@ -72,6 +76,7 @@ class PairSet:
             d_raw_norm=[self.d_raw_norm[i] for i in idx],
             q_raw_norm=[self.q_raw_norm[i] for i in idx],
             stats=self.stats[:, idx],
+            ref=[self.ref[i] for i in idx] if self.ref else [],
         )
 
     @property
@@ -93,9 +98,14 @@ def load_pairs(
     splits: list[str],
     router_expert: str,
     markets: list[str] | None = None,
+    pair_stats: str = "reference",
+    ref_top: int = REF_TOP,
 ) -> PairSet:
     """Pairs of ``splits`` with every expert's vectors; ``markets`` fixes the first market indices (a model's markets),
-    markets it lacks follow in the dataset's order."""
+    markets it lacks follow in the dataset's order. ``pair_stats``: see the module docstring."""
+    if pair_stats not in PAIR_STATS:
+        raise HetmoeError(f"pair_stats must be one of {PAIR_STATS}, got {pair_stats!r}")
+    from hetmoe.store.identity import check_dataset
     from hetmoe.store.layout import open_expert
 
     judg = dataset.judgments.filter(pl.col("split").is_in(splits))  # type: ignore[attr-defined]
@@ -115,10 +125,13 @@ def load_pairs(
     qm = dict(zip(qmarket["query_id"].to_list(), qmarket["market"].to_list()))
     q_market = np.array([mpos.get(qm[q], -1) for q in query_ids], dtype=np.int64)
 
-    q_list, d_list, qn_list, dn_list, stats = [], [], [], [], []
+    q_list, d_list, qn_list, dn_list, stats, refs = [], [], [], [], [], []
     rvec = None
+    catalog = dataset.items.select("item_id", "market")  # type: ignore[attr-defined]
+    q_market_names = np.array([qm[q] for q in query_ids], dtype=object)
     for expert in dict.fromkeys([*experts, router_expert]):
         stores = open_expert(store_root, expert)
+        check_dataset(stores, dataset, expert, store_root)
         qraw = _vectors(stores.queries, query_ids, f"'{expert}' query")
         if expert == router_expert:
             rvec = l2_normalize(qraw)
@@ -129,7 +142,14 @@ def load_pairs(
         d_list.append(l2_normalize(draw))
         qn_list.append(np.linalg.norm(qraw, axis=1).astype(np.float32))
         dn_list.append(np.linalg.norm(draw, axis=1).astype(np.float32))
-        stats.append(group_stats(pair_cosines(q_list[-1][qi], d_list[-1][di]), qi))
+        cos = pair_cosines(q_list[-1][qi], d_list[-1][di])
+        if pair_stats == "listwise":
+            stats.append(group_stats(cos, qi))
+        else:
+            everything = l2_normalize(_vectors(stores.items, np.asarray(catalog["item_id"].to_list(), dtype=object), f"'{expert}' item"))
+            refs.append(market_top_cosines(q_list[-1], q_market_names, everything, catalog["market"].to_numpy(), ref_top))
+            del everything
+            stats.append(reference_stats(cos, refs[-1][qi]))
         log.debug("loaded %s: %d queries, %d items", expert, len(query_ids), len(item_ids))
     assert rvec is not None
     return PairSet(
@@ -146,6 +166,7 @@ def load_pairs(
         qi=qi,
         di=di,
         stats=np.stack(stats, axis=1),
+        ref=refs,
         y=judg["relevant"].to_numpy().astype(np.float32),
         label=judg["label"].to_numpy().astype(np.float64),
         split=np.asarray(judg["split"].to_list(), dtype=object),

@@ -59,12 +59,13 @@ def plan_splits(dataset: Any, eval_split: str | None) -> tuple[str, str | None]:
 
 
 def training_pairs(
-    dataset: Any, store_root: str | Path, experts: list[str], router_expert: str, eval_split: str | None, seed: int
+    dataset: Any, store_root: str | Path, experts: list[str], router_expert: str, eval_split: str | None, seed: int,
+    pair_stats: str = "reference",
 ) -> tuple[PairSet, PairSet, dict[str, Any]]:
     """(fit pairs, early-stopping pairs, a description of where each came from)."""
     split, stop_split = plan_splits(dataset, eval_split)
     splits = ["train"] + ([stop_split] if stop_split else [])
-    pairs = load_pairs(dataset, store_root, experts, splits, router_expert)
+    pairs = load_pairs(dataset, store_root, experts, splits, router_expert, pair_stats=pair_stats)
     if stop_split:
         fit_mask, stop_mask = pairs.split == "train", pairs.split == stop_split
         stop_desc = f"split '{stop_split}'"
@@ -132,7 +133,8 @@ def fit(
     dataset = load_data(data_dir)
     store_root = Path(store_root).resolve()
     identity = {e: expert_identity(store_root, e) for e in dict.fromkeys([*experts, router_expert])}
-    train, stop, plan = training_pairs(dataset, store_root, experts, router_expert, eval_split, seed)
+    pair_stats = (spec_overrides or {}).get("pair_stats", "reference")
+    train, stop, plan = training_pairs(dataset, store_root, experts, router_expert, eval_split, seed, pair_stats)
     log.info("fitting on %d pairs, early stopping on %d pairs (%s)", len(train), len(stop), plan["early_stopping"])
     base = ModelSpec(
         experts=experts, dims=train.dims, markets=list(train.markets), k=k, router_expert=router_expert,
@@ -146,7 +148,8 @@ def fit(
         "seed": seed,
         "train_config": cfg.to_dict(),
         "feature_spec": {
-            "per_expert": "L2-normalised raw vectors -> proj (rank) -> [u*v, |u-v|, cos, cos z-score in query, cos rank in query] -> inter (width) + ReLU",
+            "per_expert": "L2-normalised raw vectors -> proj (rank) -> [u*v, |u-v|, cos, 2 statistics] -> inter (width) + ReLU",
+            "pair_stats": pair_stats,
             "router_input": f"market one-hot + L2-normalised '{router_expert}' query vector",
         },
     }

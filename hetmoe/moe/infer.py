@@ -9,13 +9,15 @@ Usage (the online Scorer)::
     model.experts, model.cards, model.store_root, model.router_expert, model.markets, model.k
     routing = model.route("TH", static_query_vecs)   # (expert_idx (n_q, m), gates (n_q, m)); m = k for hard/rule
     needed = model.routed_experts(routing)            # per query row: expert names to encode (gate > 0)
-    scores = model.score({e: qvecs (n_q or 1, d_e)}, {e: item vecs (n, d_e)}, routing, groups=None)  # (n,) in (0, 1)
+    scores = model.score({e: qvecs (n_q or 1, d_e)}, {e: item vecs (n, d_e)}, routing, groups=None,
+                         reference={e: (n_q, ref_top) best catalog cosines})  # (n,) in (0, 1)
 
 Contracts of ``score``: ``query_vecs``/``item_vecs`` need entries only for experts routed (gate > 0) by at least one
 query row; raw vectors as the stores hold them (normalised here). ``groups`` (n,) maps each pair to its query row;
-if omitted, one query row means every pair belongs to it and n rows mean pair i belongs to row i. Per-query features
-(cosine z-score and rank within the query's candidates) are computed within these groups, so score one query's
-candidate list in one call (as in training, where a query's candidates are its judged items).
+if omitted, one query row means every pair belongs to it and n rows mean pair i belongs to row i. With the default
+``reference`` statistics, ``reference`` gives each routed expert's (n_q, ref_top) best cosines of the query in its
+market (:func:`hetmoe.moe.reference.market_top_cosines`), and a pair's score depends on nothing else in the call.
+A ``listwise`` model computes the z-score and rank within these groups instead, so its scores depend on the list.
 ``project_items(expert, vectors) -> (n, rank)`` is the map a document's raw vector goes through before interaction:
 L2-normalise, subtract the expert's mean training vector, re-normalise, multiply by the expert's projection.
 """
@@ -29,6 +31,7 @@ import numpy as np
 
 from hetmoe.errors import HetmoeError
 from hetmoe.moe.pairstats import group_stats, l2_normalize, pair_cosines
+from hetmoe.moe.reference import reference_stats
 from hetmoe.moe.spec import ModelSpec
 
 
@@ -182,9 +185,10 @@ class MoEModel:
         item_vecs: dict[str, np.ndarray],
         routing: tuple[np.ndarray, np.ndarray],
         groups: np.ndarray | None = None,
+        reference: dict[str, np.ndarray] | None = None,
     ) -> np.ndarray:
         """Relevance probability (n,) of each pair; see the module docstring for the shapes."""
-        return _sigmoid(self.logits(query_vecs, item_vecs, routing, groups))
+        return _sigmoid(self.logits(query_vecs, item_vecs, routing, groups, reference))
 
     def logits(
         self,
@@ -192,6 +196,7 @@ class MoEModel:
         item_vecs: dict[str, np.ndarray],
         routing: tuple[np.ndarray, np.ndarray],
         groups: np.ndarray | None = None,
+        reference: dict[str, np.ndarray] | None = None,
     ) -> np.ndarray:
         s = self.spec
         dense = self.dense_gates(routing)
@@ -213,7 +218,12 @@ class MoEModel:
                 continue
             if expert not in query_vecs or expert not in item_vecs:
                 raise HetmoeError(f"expert '{expert}' is routed but its vectors were not passed to score()")
-            feats = self._expert_features(i, query_vecs[expert], item_vecs[expert], groups, rows) * g[rows, None]
+            ref = None
+            if s.pair_stats == "reference":
+                if reference is None or expert not in reference:
+                    raise HetmoeError(f"expert '{expert}' is routed but its reference cosines were not passed to score()")
+                ref = np.atleast_2d(reference[expert])
+            feats = self._expert_features(i, query_vecs[expert], item_vecs[expert], groups, rows, ref) * g[rows, None]
             if pooled is not None:
                 pooled[rows] += feats
             elif s.hidden > 0:
@@ -226,12 +236,15 @@ class MoEModel:
             return _relu(acc + self._b1) @ self._out_w + self._out_b
         return acc[:, 0] + self._out_b
 
-    def _expert_features(self, i: int, q: np.ndarray, d: np.ndarray, groups: np.ndarray, rows: np.ndarray) -> np.ndarray:
-        """(len(rows), width) projected pair features of expert i; statistics are taken within each full group."""
+    def _expert_features(self, i: int, q: np.ndarray, d: np.ndarray, groups: np.ndarray, rows: np.ndarray,
+                         ref: np.ndarray | None) -> np.ndarray:
+        """(len(rows), width) projected pair features of expert i; statistics against ``ref`` (per query row), or,
+        for a listwise model, within each full group."""
         qn = l2_normalize(np.atleast_2d(q))
         dn = l2_normalize(d if rows.size == d.shape[0] else d[rows])
         g = groups if rows.size == groups.shape[0] else groups[rows]
-        stats = group_stats(pair_cosines(qn[g], dn), g)
+        cos = pair_cosines(qn[g], dn)
+        stats = group_stats(cos, g) if ref is None else reference_stats(cos, ref[g])
         u, v = self._project(i, qn)[g], self._project(i, dn)
         x = np.concatenate([u * v, np.abs(u - v), stats], axis=1)
         return _relu(x @ self._inter_t[i] + self._inter_b[i])

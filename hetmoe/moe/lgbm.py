@@ -1,7 +1,8 @@
 """The LightGBM head: gradient-boosted trees over every expert's pair features, the strong non-neural baseline.
 
-Per expert: cosine, raw dot product, the cosine's z-score and rank within the query, and its gap to the query's best
-cosine; plus the market as a categorical feature. Two boosters: ``binary`` (scores used for AUC) and ``lambdarank``
+Per expert: cosine, raw dot product and the two further pair statistics of :mod:`hetmoe.moe.features` (against the
+query's reference cosines: z-score and gap to the best; listwise: z-score and rank in the list); plus the market as a
+categorical feature. Two boosters: ``binary`` (scores used for AUC) and ``lambdarank``
 (scores used for nDCG@10, gains = the dataset's grades). Both early-stop on the held-out split.
 """
 from __future__ import annotations
@@ -19,23 +20,16 @@ from hetmoe.moe.artifacts import FORMAT, read_config, write_json
 from hetmoe.moe.features import PairSet
 
 log = logging.getLogger(__name__)
-FEATURES_PER_EXPERT = ("cos", "dot", "z", "rank", "gap")
-
-
-def _group_max(values: np.ndarray, groups: np.ndarray) -> np.ndarray:
-    out = np.full(groups.max() + 1, -np.inf)
-    np.maximum.at(out, groups, values)
-    return out[groups]
+FEATURES_PER_EXPERT = ("cos", "dot", "z", "gap_or_rank")
 
 
 def lgbm_features(pairs: PairSet) -> np.ndarray:
-    """(n, 5 N + 1) float32 feature matrix; the last column is the market index (categorical)."""
+    """(n, 4 N + 1) float32 feature matrix; the last column is the market index (categorical)."""
     cols = []
     for i in range(len(pairs.experts)):
         cos = pairs.stats[:, i, 0].astype(np.float64)
         dot = cos * pairs.q_raw_norm[i][pairs.qi] * pairs.d_raw_norm[i][pairs.di]
-        gap = cos - _group_max(cos, pairs.qi)
-        cols += [cos, dot, pairs.stats[:, i, 1], pairs.stats[:, i, 2], gap]
+        cols += [cos, dot, pairs.stats[:, i, 1], pairs.stats[:, i, 2]]
     cols.append(pairs.q_market[pairs.qi].astype(np.float64))
     return np.column_stack(cols).astype(np.float32)
 

@@ -14,6 +14,10 @@ Training-only knobs kept here because they shape the trained weights: ``router_n
 added to router logits when selecting the top k in training, so experts the router does not favour yet still get
 routed and receive gradient) and ``dropout`` (on each expert's interaction vector).
 
+Pair statistics (``pair_stats``): ``reference`` (default; each cosine against the query's ``ref_top`` best cosines
+in its market's catalog, so a pair's score never depends on the other items of a request) or ``listwise`` (z-score
+and rank within the scored list, as judged lists are in training: scores then depend on their companions).
+
 Fusion (``fusion``): ``concat`` (routed experts' projected features side by side in fixed expert order, unrouted slots
 zero) or ``weighted`` (their gate-weighted sum). ``hidden`` > 0 puts a one-hidden-layer MLP on top, 0 a linear layer.
 """
@@ -24,7 +28,8 @@ from typing import Any
 
 ROUTERS = ("hard", "soft", "none", "rule")
 FUSIONS = ("concat", "weighted")
-N_STATS = 3  # per-expert pair statistics: cosine, its z-score within the query, its rank fraction within the query
+PAIR_STATS = ("reference", "listwise")
+N_STATS = 3  # per-expert pair statistics: cosine, its z-score, and its gap to the best reference (or rank in the list)
 
 
 @dataclass(frozen=True)
@@ -47,12 +52,16 @@ class ModelSpec:
     dropout: float = 0.0
     soft_threshold: float = 0.0
     rule_table: dict[str, list[str]] = field(default_factory=dict)
+    pair_stats: str = "reference"
+    ref_top: int = 16
 
     def __post_init__(self) -> None:
         if self.router not in ROUTERS:
             raise ValueError(f"router must be one of {ROUTERS}, got {self.router!r}")
         if self.fusion not in FUSIONS:
             raise ValueError(f"fusion must be one of {FUSIONS}, got {self.fusion!r}")
+        if self.pair_stats not in PAIR_STATS:
+            raise ValueError(f"pair_stats must be one of {PAIR_STATS}, got {self.pair_stats!r}")
         if len(self.experts) != len(self.dims) or not self.experts:
             raise ValueError("experts and dims must be non-empty and of equal length")
 

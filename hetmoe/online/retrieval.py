@@ -61,7 +61,7 @@ class Retriever:
                 self._filters[key] = _MarketFilter.build(self.indexes[expert], mask[self.row_maps[expert]])
             return self._filters[key]
 
-    def _search(self, expert: str, vector: np.ndarray, n: int, market: str | None) -> np.ndarray:
+    def top_rows(self, expert: str, vector: np.ndarray, n: int, market: str | None) -> np.ndarray:
         """Catalog rows of the expert's top-n items of ``market`` for one query vector (fewer if there are fewer)."""
         index = self.indexes[expert]
         x = np.array(vector, dtype=np.float32, ndmin=2)
@@ -80,10 +80,10 @@ class Retriever:
         in ``query_vecs`` order). Experts search concurrently when a pool is given (FAISS releases the GIL)."""
         experts = list(query_vecs)
         if pool is not None and len(experts) > 1:
-            futures = [pool.submit(self._search, e, query_vecs[e], n, market) for e in experts[:-1]]
-            found = [f.result() for f in futures] + [self._search(experts[-1], query_vecs[experts[-1]], n, market)]
+            futures = [pool.submit(self.top_rows, e, query_vecs[e], n, market) for e in experts[:-1]]
+            found = [f.result() for f in futures] + [self.top_rows(experts[-1], query_vecs[experts[-1]], n, market)]
         else:
-            found = [self._search(e, query_vecs[e], n, market) for e in experts]
+            found = [self.top_rows(e, query_vecs[e], n, market) for e in experts]
         if not found:
             return np.zeros(0, np.int64), np.zeros((0, 0), bool)
         rows, inverse = np.unique(np.concatenate(found), return_inverse=True)

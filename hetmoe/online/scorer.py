@@ -20,6 +20,7 @@ from hetmoe.errors import HetmoeError
 from hetmoe.online.cache import LRUCache
 from hetmoe.online.catalog import ItemCatalog
 from hetmoe.online.encoding import QueryEncoders
+from hetmoe.online.reference import ReferenceCosines
 from hetmoe.online.results import Routing, ScoreRequest, ScoreResult, SearchResult
 from hetmoe.online.retrieval import Retriever
 
@@ -59,6 +60,8 @@ class Scorer:
         self.retriever = retriever
         self._query_cache: LRUCache[tuple[str, str], np.ndarray] = LRUCache(cache_size)
         self._route_cache: LRUCache[tuple[str, str], _RouteEntry] = LRUCache(cache_size)
+        spec = model.spec
+        self._reference = ReferenceCosines(catalog, retriever, spec.ref_top, cache_size) if spec.pair_stats == "reference" else None
         self._encoders = QueryEncoders(self._build_encoder, self._encodable(), encode_cores)
         for expert, encoder in (encoders or {}).items():
             self._check_encoder(expert, encoder)
@@ -214,7 +217,7 @@ class Scorer:
         return self.score_batch([ScoreRequest(query, list(item_ids), market)])[0]
 
     def score_batch(self, requests: Sequence[ScoreRequest]) -> list[ScoreResult]:
-        """Score many queries' candidate lists in one head call; each query's statistics stay within its own list."""
+        """Score many queries' candidate lists in one head call; a pair's score does not depend on the other ids sent."""
         if not requests:
             return []
         routes = self._routes([r.query for r in requests], [r.market for r in requests])
@@ -223,7 +226,8 @@ class Scorer:
         counts = np.array([rows.shape[0] for rows, _, _ in looked])
         rows = np.concatenate([rows for rows, _, _ in looked])
         groups = np.repeat(np.arange(len(requests)), counts)
-        parts = np.split(self._head(routes, qvecs, rows, groups), np.cumsum(counts)[:-1])
+        keys = [(r.query, r.market) for r in requests]
+        parts = np.split(self._head(routes, qvecs, rows, groups, keys), np.cumsum(counts)[:-1])
         out: list[ScoreResult] = []
         for i, (req, (_, known, unknown), part) in enumerate(zip(requests, looked, parts)):
             ids = req.item_ids if not unknown else [t for t, ok in zip(req.item_ids, known.tolist()) if ok]
@@ -231,8 +235,10 @@ class Scorer:
         return out
 
     def _head(self, routes: Sequence[_RouteEntry], qvecs: Sequence[dict[str, np.ndarray]], rows: np.ndarray,
-              groups: np.ndarray) -> np.ndarray:
-        """One stage-two call over all pairs; experts nobody routed to are neither gathered nor encoded."""
+              groups: np.ndarray, keys: Sequence[tuple[str, str]]) -> np.ndarray:
+        """One stage-two call over all pairs; experts nobody routed to are neither gathered nor encoded.
+
+        ``keys`` (query text, market) per query row name each row's reference cosines (a pair's statistics)."""
         if rows.shape[0] == 0:
             return np.zeros(0, dtype=np.float64)
         used = sorted({e for q in qvecs for e in q}, key=self.model.experts.index)
@@ -242,7 +248,15 @@ class Scorer:
             query_vecs[expert] = np.stack([q.get(expert, np.zeros(dim, np.float32)) for q in qvecs])
         item_vecs = {expert: self.catalog.take(expert, rows) for expert in used}
         routing = (np.stack([r[0] for r in routes]), np.stack([r[1] for r in routes]))
-        return self.model.score(query_vecs, item_vecs, routing, groups=groups)
+        reference = None
+        if self._reference is not None:
+            top = self._reference.top
+            reference = {
+                expert: np.stack([self._reference.get(expert, text, market, q[expert]) if expert in q else np.zeros(top, np.float32)
+                                  for (text, market), q in zip(keys, qvecs)])
+                for expert in used
+            }
+        return self.model.score(query_vecs, item_vecs, routing, groups=groups, reference=reference)
 
     # ----- retrieval + rerank -----------------------------------------------------------------------------------
     def search(self, query: str, market: str, k: int = 10, candidates: int = 200) -> SearchResult:
@@ -257,7 +271,7 @@ class Scorer:
         rows, seen = self.retriever.candidates({e: qvecs[e] for e in route[2].experts}, candidates, market, self._pool)
         if rows.shape[0] == 0:
             return SearchResult([], np.zeros(0), [], route[2], 0)
-        scores = self._head([route], [qvecs], rows, np.zeros(rows.shape[0], np.int64))
+        scores = self._head([route], [qvecs], rows, np.zeros(rows.shape[0], np.int64), [(query, market)])
         top = np.argsort(-scores, kind="stable")[:k]
         names = np.array(route[2].experts, dtype=object)
         seen_by = [names[mask].tolist() for mask in seen[top]]
@@ -272,6 +286,8 @@ class Scorer:
         """Forget cached query vectors and routing decisions (benchmarks of the uncached path; hot model swaps)."""
         self._query_cache.clear()
         self._route_cache.clear()
+        if self._reference is not None:
+            self._reference.clear()
 
     def cache_info(self) -> dict[str, Any]:
         return {

@@ -24,6 +24,7 @@ import numpy as np
 import polars as pl
 
 from hetmoe.errors import HetmoeError
+from hetmoe.store.identity import TEXT_HASH, text_hashes
 from hetmoe.store.layout import (
     DEFAULT_STORE,
     FORMAT_VERSION,
@@ -189,10 +190,33 @@ def _create_part(path: Path, part: PartInput, dim: int, chunk_size: int) -> None
         block = chunk_size * max(1, ID_BLOCK // chunk_size)  # whole zarr chunks per write, bounded memory
         for start in range(0, rows, block):
             ids[start : start + block] = np.asarray(part.ids.slice(start, block).to_list(), dtype=str)
+        write_text_hashes(tmp, part, chunk_size)
         try:
             os.rename(tmp, path)
         except OSError:
             if not path.is_dir():
+                raise
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def write_text_hashes(path: Path, part: PartInput, chunk_size: int) -> None:
+    """Add the per-row text hashes to a store part (built aside and renamed in, so a kill leaves none or all)."""
+    import zarr
+
+    final = path / TEXT_HASH
+    if final.is_dir():
+        return
+    tmp = Path(tempfile.mkdtemp(dir=path, prefix=f".{TEXT_HASH}."))
+    try:
+        os.chmod(tmp, 0o755)
+        array = zarr.create_array(tmp, shape=(part.count,), chunks=(max(1, chunk_size),), dtype="uint64", fill_value=0,
+                                  compressors=None, overwrite=True)
+        array[:] = text_hashes(part.texts)
+        try:
+            os.rename(tmp, final)
+        except OSError:
+            if not final.is_dir():  # another shard may have added them first
                 raise
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -331,6 +355,8 @@ def embed_dataset(
         for part in inputs:
             _create_part(folder / f"{part.part}.zarr", part, int(manifest["dim"]), chunk_size)
     parts = {part.part: _fill_part(encoder, folder / f"{part.part}.zarr", part, manifest, shard, progress) for part in inputs}
+    for part in inputs:  # stores from before per-row text hashes get them now (the input was checked to be the same)
+        write_text_hashes(folder / f"{part.part}.zarr", part, int(manifest["chunk_size"]))
     complete = all(info["chunks_complete"] >= info["chunks"] for info in parts.values())
     if complete:
         _seal(folder, manifest)

@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 
 from hetmoe.errors import HetmoeError
+from hetmoe.store.identity import TEXT_HASH
 from hetmoe.store.layout import PARTS, completed_chunks, done_dir, read_manifest
 
 
@@ -66,6 +67,12 @@ class EmbeddingStore:
                 f"--store {path.parent.parent}'"
             )
         view = part_manifest(path, manifest)
+        if view["expert"] != path.parent.name:
+            raise HetmoeError(
+                f"{path.parent}: its manifest says expert '{view['expert']}' built it, not '{path.parent.name}' (a copied or "
+                f"renamed folder?); move it to {path.parent.parent / view['expert']} or re-embed with 'hetmoe embed --expert "
+                f"{path.parent.name}'"
+            )
         rerun = f"'hetmoe embed --expert {view['expert']} --data {view.get('data', 'DIR')} --store {path.parent.parent}'"
         if not view["complete"]:
             raise HetmoeError(
@@ -101,6 +108,15 @@ class EmbeddingStore:
 
     def __repr__(self) -> str:
         return f"EmbeddingStore({str(self.path)!r}, n={len(self)}, dim={self.dim})"
+
+    def text_hashes(self) -> np.ndarray | None:
+        """(n,) uint64 hash of each row's encoded text (:mod:`hetmoe.store.identity`); None for older stores."""
+        import zarr
+
+        try:
+            return np.asarray(zarr.open_array(self.path / TEXT_HASH, mode="r")[:], dtype=np.uint64)
+        except (FileNotFoundError, KeyError, ValueError):
+            return None
 
     def load(self) -> np.ndarray:
         """All vectors as one read-only float16 (n, dim) matrix in row order (read once, then cached)."""

@@ -1,0 +1,65 @@
+"""Online reference cosines: a query's ``top`` best cosines among its market's items, per routed expert.
+
+The model's per-pair statistics compare a cosine with this reference row (:mod:`hetmoe.moe.reference`), so it must
+be the same row training used: exact search over the market's items. With the expert's FAISS index loaded the
+candidates come from the index (its recall-tuned search finds the true top rows for nearly every query) and their
+cosines are recomputed exactly from the stored vectors; without one, the market's unit vectors are kept in float32
+once per (expert, market) and searched exactly. Rows are cached per (expert, query text, market).
+"""
+from __future__ import annotations
+
+import logging
+import threading
+
+import numpy as np
+
+from hetmoe.moe.pairstats import l2_normalize
+from hetmoe.moe.reference import top_cosines
+from hetmoe.online.cache import LRUCache
+from hetmoe.online.catalog import ItemCatalog
+from hetmoe.online.retrieval import Retriever
+
+logger = logging.getLogger(__name__)
+EXACT_WARN_ITEMS = 500_000  # beyond this an exact market scan per uncached query costs tens of ms: build an index
+
+
+class ReferenceCosines:
+    """Per expert and query, the (top,) reference cosines of the query's market, cached."""
+
+    def __init__(self, catalog: ItemCatalog, retriever: Retriever | None, top: int, cache_size: int) -> None:
+        self.catalog, self.retriever, self.top = catalog, retriever, top
+        self._cache: LRUCache[tuple[str, str, str], np.ndarray] = LRUCache(cache_size)
+        self._pools: dict[tuple[str, str], np.ndarray] = {}
+        self._lock = threading.Lock()
+
+    def get(self, expert: str, text: str, market: str, query_vec: np.ndarray) -> np.ndarray:
+        """(top,) float32 best cosines of the query (raw vector ``query_vec``) among ``market``'s items."""
+        key = (expert, text, market)
+        row = self._cache.get(key)
+        if row is None:
+            unit = l2_normalize(np.asarray(query_vec, np.float32).reshape(1, -1))
+            if self.retriever is not None and expert in self.retriever.indexes:
+                rows = self.retriever.top_rows(expert, unit[0], self.top, market)
+                pool = l2_normalize(self.catalog.take(expert, rows))
+            else:
+                pool = self._pool(expert, market)
+            row = top_cosines(unit, pool, self.top)[0]
+            row.setflags(write=False)
+            self._cache.put(key, row)
+        return row
+
+    def _pool(self, expert: str, market: str) -> np.ndarray:
+        """The market's unit item vectors in float32 (all items when the catalog has no markets or none of this one)."""
+        key = (expert, market)
+        with self._lock:
+            if key not in self._pools:
+                mask = self.catalog.market_mask(market)
+                rows = np.flatnonzero(mask) if mask is not None else np.arange(len(self.catalog))
+                if rows.shape[0] > EXACT_WARN_ITEMS:
+                    logger.warning("%s: exact reference search over %d items per query; build its index with "
+                                   "'hetmoe index --expert %s'", expert, rows.shape[0], expert)
+                self._pools[key] = l2_normalize(self.catalog.take(expert, rows))
+            return self._pools[key]
+
+    def clear(self) -> None:
+        self._cache.clear()
