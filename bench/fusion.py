@@ -9,8 +9,8 @@ anisotropic spaces collapses. ``fit`` trains the issue's ``weighted`` baseline, 
   side -> MLP);
 - ``weighted``: the same per-expert features, gate-weighted and summed into one width-h vector -> MLP;
 - ``average``: each routed expert's query and item vectors projected into one shared rank-r space and averaged with the
-  gates, then one interaction (``[u*v, |u-v|]`` and the fused pair's cosine, its z-score and rank within the query)
-  -> one layer -> MLP.
+  gates, then one interaction (``[u*v, |u-v|]`` and the gate-weighted average of the experts' pair statistics)
+  -> one layer -> MLP (``fusion="average"``, also an ``eval`` variant).
 
 All three share the router, the training loop, the seed and the concat-all teacher (as in ``fit``), and are scored
 on the split ``fit`` would report on. Differences carry 95% bootstrap CIs over queries within markets.
@@ -28,55 +28,17 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-import torch
 
 from hetmoe.moe.features import load_pairs
 from hetmoe.moe.fit import load_data, resolve_experts, training_pairs, variant_spec
 from hetmoe.moe.metrics import auc, auc_by_market, bootstrap_delta, macro
-from hetmoe.moe.net import MoENet
 from hetmoe.moe.spec import ModelSpec
 from hetmoe.moe.train import TrainConfig, net_logits, train_net
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
 
-def group_stats_torch(cos: torch.Tensor, groups: torch.Tensor) -> torch.Tensor:
-    """(B, 3): cosine, its z-score and average-rank fraction within each group, as numpy's
-    :func:`hetmoe.moe.pairstats.group_stats` computes them."""
-    n_groups = int(groups.max()) + 1
-    size = torch.bincount(groups, minlength=n_groups).to(cos.dtype)
-    mean = torch.zeros(n_groups, dtype=cos.dtype).index_add_(0, groups, cos) / size
-    var = torch.zeros(n_groups, dtype=cos.dtype).index_add_(0, groups, cos * cos) / size - mean**2
-    std = var.clamp_min(1e-12).sqrt()[groups]  # not sqrt(0): its infinite gradient would turn the weights into NaN
-    z = torch.where(std > 1e-6, (cos - mean[groups]) / std.clamp_min(1e-6), torch.zeros_like(cos))
-    key = groups.double() * 4.0 + cos.detach().double()  # cosines lie in [-1, 1]: groups stay apart in one sorted key
-    ordered = torch.sort(key).values
-    lo = torch.searchsorted(ordered, key, right=False)
-    hi = torch.searchsorted(ordered, key, right=True)
-    start = torch.cumsum(size, 0) - size
-    rank = (lo + hi - 1).double() / 2.0 - start[groups].double()
-    frac = torch.where(size[groups] > 1, rank / (size[groups].double() - 1).clamp_min(1.0), torch.full_like(rank, 0.5))
-    return torch.stack([cos, z, frac.to(cos.dtype)], dim=1)
-
-
-class AverageNet(MoENet):
-    """Embedding-level fusion: the gate-weighted average of the routed experts' projected vectors is the pair's one
-    query and one item vector; ``inter[0]`` is the only interaction layer (trained with ``fusion="weighted"``, so the
-    head takes one width-h vector)."""
-
-    def forward(self, qv, dv, stats, q_local, market, rvec, fixed_gates=None):  # type: ignore[no-untyped-def]
-        gates, probs, mask = self.gates(market, rvec)
-        gates = fixed_gates if fixed_gates is not None else gates[q_local]
-        u = sum(self.proj[i](self.centered(i, qv[i]))[q_local] * gates[:, i : i + 1] for i in range(len(qv)))
-        v = sum(self.proj[i](self.centered(i, dv[i])) * gates[:, i : i + 1] for i in range(len(dv)))
-        cos = torch.nn.functional.cosine_similarity(u, v, dim=1)
-        x = self.drop(torch.cat([u * v, (u - v).abs(), group_stats_torch(cos, q_local)], dim=1))
-        return self.finish(torch.relu(self.inter[0](x)), probs, mask)
-
-
-VARIANTS: dict[str, tuple[str, type | None]] = {"concat": ("concat", None), "weighted": ("weighted", None),
-                                                "average": ("weighted", AverageNet)}
+FUSIONS = ("concat", "weighted", "average")  # the three ModelSpec fusions; ``fit`` trains each as a variant
 
 
 def run_seed(data: Path, stores: Path, experts: list[str], k: int, seed: int) -> dict[str, Any]:
@@ -91,11 +53,11 @@ def run_seed(data: Path, stores: Path, experts: list[str], k: int, seed: int) ->
     teacher = train_net(teacher_spec, train, stop, replace(cfg, distill_weight=0.0))
     teacher_logits = net_logits(teacher_spec, teacher.weights, train)
     scores, rows = {}, {}
-    for name, (fusion, net_class) in VARIANTS.items():
-        spec = replace(base, fusion=fusion)
+    for name in FUSIONS:
+        spec = replace(base, fusion=name)
         began = time.perf_counter()
-        result = train_net(spec, train, stop, cfg, teacher=teacher_logits, net_class=net_class)
-        scores[name] = net_logits(spec, result.weights, test, net_class)
+        result = train_net(spec, train, stop, cfg, teacher=teacher_logits)
+        scores[name] = net_logits(spec, result.weights, test)
         by_market = auc_by_market(scores[name], test.y, test.market_names)
         rows[name] = {"auc_macro": macro(by_market), "auc": auc(scores[name], test.y), "auc_by_market": by_market,
                       "train_seconds": round(time.perf_counter() - began, 1),

@@ -85,20 +85,22 @@ def test_gradients_reach_the_router() -> None:
     x = _inputs(spec)
     logits, aux, _ = _torch_logits(net, x)
     (logits.sum() + 0 * aux).backward()  # the head loss alone, without the balance term
-    grads = [p.grad for p in net.router.parameters()]
+    grads = [p.grad for p in net.router.parameters() if p.requires_grad]  # the prior is fixed
     assert all(g is not None for g in grads)
     assert sum(float(g.abs().sum()) for g in grads) > 0
 
 
 @pytest.mark.parametrize("pair_stats", ["reference", "listwise"])
 @pytest.mark.parametrize("router,fusion,hidden", [("hard", "concat", 9), ("hard", "weighted", 9), ("hard", "concat", 0),
-                                                  ("soft", "concat", 9), ("none", "concat", 9), ("none", "weighted", 0)])
+                                                  ("soft", "concat", 9), ("none", "concat", 9), ("none", "weighted", 0),
+                                                  ("hard", "average", 9), ("none", "average", 0)])
 def test_numpy_inference_equals_torch(router: str, fusion: str, hidden: int, pair_stats: str) -> None:
     spec = _spec(router=router, fusion=fusion, hidden=hidden, soft_threshold=0.0, pair_stats=pair_stats)
     torch.manual_seed(3)
     net = MoENet(spec).eval()
     x = _inputs(spec)
     net.set_centers([0.3 * m.mean(0) for m in x["d"]])  # non-zero centres: numpy must re-centre exactly like torch
+    net.set_prior(np.random.default_rng(5).normal(size=(3, 4)))  # per-market router bias, unknown market last
     with torch.no_grad():
         expected = _torch_logits(net, x)[0].numpy()
     model = MoEModel(spec, net.numpy_weights())
@@ -175,3 +177,40 @@ def test_group_stats_z_score_and_rank() -> None:
     np.testing.assert_allclose(s[3:, 2], [0.5, 0.5])  # ties share their average rank
     np.testing.assert_allclose(s[:3, 1], (cos[:3] - cos[:3].mean()) / cos[:3].std(), rtol=1e-5)
     np.testing.assert_allclose(s[3:, 1], [0.0, 0.0])
+
+
+def test_the_router_prior_sends_a_market_to_its_best_experts() -> None:
+    from hetmoe.moe.rule import router_prior
+    from hetmoe.moe.train import market_weights
+
+    spec = _spec(router_noise=0.0)
+    torch.manual_seed(0)
+    net = MoENet(spec)
+    with torch.no_grad():  # a router that has learned nothing: routing is the prior alone
+        net.router.l2.weight.zero_()
+        net.router.l2.bias.zero_()
+    prior = np.array([[0.0, -3.0, -3.0, -0.5], [-3.0, 0.0, -0.2, -3.0], [-1.0, -1.0, 0.0, 0.0]], np.float32)
+    net.set_prior(prior)
+    model = MoEModel(spec, net.numpy_weights())
+    idx, _ = model.route(np.array(["X", "Y", "NEW"], dtype=object), l2_normalize(np.ones((3, spec.router_dim))))
+    assert [sorted(r) for r in idx.tolist()] == [[0, 3], [1, 2], [2, 3]]
+
+    class Pairs:  # the two fields router_prior and market_weights read
+        experts = ["a", "b"]
+        y = np.array([1, 0, 1, 0, 1, 0, 0, 0], np.float32)
+        stats = np.zeros((8, 2, 3), np.float32)
+        market_names = np.array(["X"] * 4 + ["Y"] * 2 + ["Y"] * 2, dtype=object)
+
+        def __len__(self) -> int:
+            return 8
+
+    pairs = Pairs()
+    pairs.stats[:, 0, 0] = [0.9, 0.1, 0.8, 0.2, 0.1, 0.9, 0.5, 0.5]  # a ranks X perfectly, Y badly
+    pairs.stats[:, 1, 0] = [0.1, 0.9, 0.2, 0.8, 0.9, 0.1, 0.2, 0.3]  # b the other way round
+    table = router_prior(pairs, ["X", "Y", "Z"], strength=10.0)  # type: ignore[arg-type]
+    assert table.shape == (4, 2)
+    assert table[0, 0] == 0.0 and table[0, 1] == pytest.approx(-10.0)
+    assert table[1, 1] == 0.0 and table[1, 0] < -5.0
+    np.testing.assert_allclose(table[2], table[3])  # a market without pairs gets the unknown-market row
+    w = market_weights(pairs)  # type: ignore[arg-type]
+    assert w[:4].sum() == pytest.approx(w[4:].sum()) and w.mean() == pytest.approx(1.0)

@@ -38,7 +38,7 @@ def built(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 
 def test_fit_writes_main_model_and_every_variant(built: dict[str, Path]) -> None:
     index = json.loads((built["model"] / "fit.json").read_text())
-    assert set(index["variants"]) == {"moe", "weighted", "soft", "concat-all", "rule", "single:static", "single:wordllama", "lightgbm"}
+    assert set(index["variants"]) == {"moe", "weighted", "average", "soft", "concat-all", "rule", "single:static", "single:wordllama", "lightgbm"}
     config = json.loads((built["model"] / "config.json").read_text())
     assert config["splits"]["eval_split"] == "test" and config["splits"]["early_stopping"] == "split 'valid'"
     for expert in EXPERTS:
@@ -77,7 +77,7 @@ def test_loading_refuses_a_changed_store(built: dict[str, Path], tmp_path: Path)
 def test_evaluate_report_matches_sklearn_and_has_stable_keys(built: dict[str, Path]) -> None:
     out = built["root"] / "report"
     report = evaluate(built["model"], built["data"], "test", out)
-    assert {"single:static", "single:wordllama", "concat-all", "weighted", "rule", "soft", "moe", "lightgbm"} <= set(report["variants"])
+    assert {"single:static", "single:wordllama", "concat-all", "weighted", "average", "rule", "soft", "moe", "lightgbm"} <= set(report["variants"])
     for v in report["variants"].values():
         assert {"auc", "auc_macro", "auc_by_market", "ndcg10", "experts_per_query", "routing_share"} <= set(v)
     assert report["variants"]["moe"]["experts_per_query"] == pytest.approx(1.0)
@@ -96,7 +96,19 @@ def test_evaluate_report_matches_sklearn_and_has_stable_keys(built: dict[str, Pa
     expected = report["variants"]["moe"]["auc_macro"] - report["variants"]["weighted"]["auc_macro"]
     assert fused["delta_auc_macro"] == pytest.approx(expected, abs=1e-9)
     assert fused["ci95_macro"][0] <= fused["delta_auc_macro"] <= fused["ci95_macro"][1]
-    assert "vs weighted fusion" in (out / "report.md").read_text()
+    md = (out / "report.md").read_text()
+    assert "vs a gate-weighted sum" in md and "vs a gate-weighted average" in md
+    assert saved["moe_vs_average"]["delta_auc_macro"] == pytest.approx(
+        report["variants"]["moe"]["auc_macro"] - report["variants"]["average"]["auc_macro"], abs=1e-9)
+    guard = saved["market_guard"]
+    assert set(guard) == set(report["markets"])
+    for market, row in guard.items():
+        rule = report["variants"]["rule"]["auc_by_market"][market]
+        assert row["vs_rule"]["delta_auc"] == pytest.approx(report["variants"]["moe"]["auc_by_market"][market] - rule, abs=1e-9)
+        lo, hi = row["vs_rule"]["ci95"]
+        worse = hi < 0 or row["vs_best_single"]["ci95"][1] < 0
+        assert row["flag"] == ("worse" if worse else "behind" if min(row["vs_rule"]["delta_auc"], row["vs_best_single"]["delta_auc"]) < 0 else "ok")
+    assert "Per-market guard" in md
     assert (out / "report.md").read_text().startswith("# Evaluation") and (out / "report.png").stat().st_size > 1000
 
 

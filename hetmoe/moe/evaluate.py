@@ -18,10 +18,11 @@ from hetmoe.errors import HetmoeError
 from hetmoe.moe.artifacts import read_config
 from hetmoe.moe.features import PairSet, load_pairs
 from hetmoe.moe.fit import load_data
+from hetmoe.moe.guard import market_guard
 from hetmoe.moe.metrics import auc, auc_by_market, bootstrap_delta, macro, ndcg_at_k
 
 log = logging.getLogger(__name__)
-ORDER = ("moe", "weighted", "soft", "rule", "concat-all", "lightgbm")
+ORDER = ("moe", "weighted", "average", "soft", "rule", "concat-all", "lightgbm")
 
 
 def score_net(model: Any, pairs: PairSet) -> tuple[np.ndarray, np.ndarray]:
@@ -120,8 +121,11 @@ def evaluate(
         best = max(singles, key=lambda n: (variants[n]["auc_macro"], variants[n]["auc"]))
         delta = bootstrap_delta(scores_of["moe"], scores_of[best], pairs.y, pairs.qi, pairs.market_names)
         report["moe_vs_best_single"] = {"best_single": best, **delta}
-    if "weighted" in scores_of:  # the second claim: top-k concatenation beats top-k weighted fusion
-        report["moe_vs_weighted"] = bootstrap_delta(scores_of["moe"], scores_of["weighted"], pairs.y, pairs.qi, pairs.market_names)
+    for other in ("weighted", "average"):  # the method's claim: concatenation beats fusing by sum or by averaging
+        if other in scores_of:
+            report[f"moe_vs_{other}"] = bootstrap_delta(scores_of["moe"], scores_of[other], pairs.y, pairs.qi, pairs.market_names)
+    if "moe" in scores_of:
+        report["market_guard"] = market_guard(scores_of, pairs.y, pairs.qi, pairs.market_names)
     write_reports(report, Path(out_dir))
     return report
 

@@ -26,7 +26,6 @@ from hetmoe.moe.spec import ModelSpec
 from hetmoe.moe.train import TrainConfig, TrainResult, net_logits, train_net
 
 log = logging.getLogger(__name__)
-BASELINES = ("weighted", "soft", "concat-all", "rule", "single", "lightgbm")
 CARVE_FRACTION = 0.15
 
 
@@ -78,7 +77,7 @@ def training_pairs(
 
 
 def _requested(variants: str | Sequence[str], experts: list[str]) -> list[str]:
-    names = ["weighted", "soft", "concat-all", "rule", *[f"single:{e}" for e in experts], "lightgbm"]
+    names = ["weighted", "average", "soft", "concat-all", "rule", *[f"single:{e}" for e in experts], "lightgbm"]
     if variants == "all":
         return names
     wanted = [variants] if isinstance(variants, str) else list(variants)
@@ -94,8 +93,8 @@ def variant_spec(name: str, base: ModelSpec, rule_table: dict[str, list[str]]) -
     """The ModelSpec of a named variant, derived from the main model's spec."""
     if name == "moe":
         return base
-    if name == "weighted":
-        return replace(base, fusion="weighted")
+    if name in ("weighted", "average"):
+        return replace(base, fusion=name)
     if name == "soft":
         return replace(base, router="soft", soft_threshold=0.5 / base.n_experts)
     if name == "concat-all":

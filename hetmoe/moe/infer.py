@@ -78,6 +78,7 @@ class MoEModel:
             self._r_vec = np.ascontiguousarray(w["router.l1.weight"][:, m:].T)  # (d_r, RH)
             self._r_b1, self._r_w2 = w["router.l1.bias"], np.ascontiguousarray(w["router.l2.weight"].T)
             self._r_b2 = w["router.l2.bias"]
+            self._r_prior = w["router.prior"]  # (M + 1, N): the last row for unknown markets
 
     # ----- identity -------------------------------------------------------------------------------------------
     @classmethod
@@ -147,7 +148,7 @@ class MoEModel:
         mi = np.array([self._market_index.get(str(m), -1) for m in markets])
         known = mi >= 0
         h[known] += self._r_market[mi[known]]
-        logits = _relu(h) @ self._r_w2 + self._r_b2
+        logits = _relu(h) @ self._r_w2 + self._r_b2 + self._r_prior[np.where(known, mi, len(self._market_index))]
         logits -= logits.max(1, keepdims=True)
         e = np.exp(logits)
         return e / e.sum(1, keepdims=True)
@@ -211,6 +212,7 @@ class MoEModel:
         fan = s.hidden if s.hidden > 0 else 1
         acc = np.zeros((n, fan), np.float32)
         pooled = np.zeros((n, s.width), np.float32) if s.fusion == "weighted" else None
+        averaged = [np.zeros((n, s.rank), np.float32), np.zeros((n, s.rank), np.float32), np.zeros((n, 3), np.float32)]
         for i, expert in enumerate(s.experts):
             g = gate[:, i]
             rows = np.flatnonzero(g > 0)
@@ -223,28 +225,38 @@ class MoEModel:
                 if reference is None or expert not in reference:
                     raise HetmoeError(f"expert '{expert}' is routed but its reference cosines were not passed to score()")
                 ref = np.atleast_2d(reference[expert])
-            feats = self._expert_features(i, query_vecs[expert], item_vecs[expert], groups, rows, ref) * g[rows, None]
+            parts = self._expert_parts(i, query_vecs[expert], item_vecs[expert], groups, rows, ref)
+            if s.fusion == "average":
+                for total, part in zip(averaged, parts):
+                    total[rows] += part * g[rows, None]
+                continue
+            feats = self._interact(i, *parts) * g[rows, None]
             if pooled is not None:
                 pooled[rows] += feats
             elif s.hidden > 0:
                 acc[rows] += feats @ self._head_t[i]
             else:
                 acc[rows, 0] += feats @ self._head_t[i][:, 0]
+        if s.fusion == "average":
+            pooled = self._interact(0, *averaged)
         if pooled is not None:
             acc = pooled @ self._head_t[0] if s.hidden > 0 else (pooled @ self._head_t[0][:, :1])
         if s.hidden > 0:
             return _relu(acc + self._b1) @ self._out_w + self._out_b
         return acc[:, 0] + self._out_b
 
-    def _expert_features(self, i: int, q: np.ndarray, d: np.ndarray, groups: np.ndarray, rows: np.ndarray,
-                         ref: np.ndarray | None) -> np.ndarray:
-        """(len(rows), width) projected pair features of expert i; statistics against ``ref`` (per query row), or,
-        for a listwise model, within each full group."""
+    def _expert_parts(self, i: int, q: np.ndarray, d: np.ndarray, groups: np.ndarray, rows: np.ndarray,
+                      ref: np.ndarray | None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Projected query and item vectors (len(rows), rank) and pair statistics (len(rows), 3) of expert i;
+        statistics against ``ref`` (per query row), or, for a listwise model, within each full group."""
         qn = l2_normalize(np.atleast_2d(q))
         dn = l2_normalize(d if rows.size == d.shape[0] else d[rows])
         g = groups if rows.size == groups.shape[0] else groups[rows]
         cos = pair_cosines(qn[g], dn)
         stats = group_stats(cos, g) if ref is None else reference_stats(cos, ref[g])
-        u, v = self._project(i, qn)[g], self._project(i, dn)
+        return self._project(i, qn)[g], self._project(i, dn), stats
+
+    def _interact(self, i: int, u: np.ndarray, v: np.ndarray, stats: np.ndarray) -> np.ndarray:
+        """(n, width) pair features through interaction layer i, as ``MoENet`` computes them."""
         x = np.concatenate([u * v, np.abs(u - v), stats], axis=1)
         return _relu(x @ self._inter_t[i] + self._inter_b[i])

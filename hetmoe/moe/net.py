@@ -7,7 +7,8 @@ common direction, their features train slowly, and the router learns to avoid th
 ``[u*v, |u-v|, cos, cos z-score, cos rank]`` (u, v the projected query and item) goes through its own layer
 ``inter[e]`` + ReLU into the shared width h. The router (market one-hot + the router expert's query vector -> MLP ->
 softmax over N experts) gates them; gradient reaches it because each selected expert's features are scaled by its
-renormalised gate. Parameter names are the contract with the numpy inference in :mod:`hetmoe.moe.infer`.
+renormalised gate. ``fusion="average"`` instead averages the projected vectors themselves (see ``averaged``).
+Parameter names are the contract with the numpy inference in :mod:`hetmoe.moe.infer`.
 """
 from __future__ import annotations
 
@@ -40,19 +41,27 @@ def top_k_gates(probs: torch.Tensor, k: int, select: torch.Tensor | None = None)
 
 
 class Router(nn.Module):
-    """Market one-hot (all zeros for an unknown market) and a cheap query vector -> logits over experts."""
+    """Market one-hot (all zeros for an unknown market) and a cheap query vector -> logits over experts.
+
+    ``prior`` (markets + 1, N), fixed: a per-market bias added to the logits (last row: unknown markets), set from
+    each expert's zero-shot ranking quality in that market (:func:`hetmoe.moe.rule.router_prior`). A market with few
+    queries gives the learned part little to go on; the prior still sends its queries to the experts that rank best
+    there, and the learned part moves away from it only where the data says so.
+    """
 
     def __init__(self, n_markets: int, router_dim: int, hidden: int, n_experts: int) -> None:
         super().__init__()
         self.n_markets = n_markets
         self.l1 = nn.Linear(n_markets + router_dim, hidden)
         self.l2 = nn.Linear(hidden, n_experts)
+        self.prior = nn.Parameter(torch.zeros(n_markets + 1, n_experts), requires_grad=False)
 
     def forward(self, market: torch.Tensor, rvec: torch.Tensor) -> torch.Tensor:
         onehot = torch.zeros(market.shape[0], self.n_markets, dtype=rvec.dtype)
         known = market >= 0
         onehot[known.nonzero().squeeze(1), market[known]] = 1.0
-        return self.l2(torch.relu(self.l1(torch.cat([onehot, rvec], dim=1))))
+        bias = self.prior[torch.where(known, market, torch.full_like(market, self.n_markets))]
+        return self.l2(torch.relu(self.l1(torch.cat([onehot, rvec], dim=1)))) + bias
 
 
 class MoENet(nn.Module):
@@ -115,6 +124,8 @@ class MoENet(nn.Module):
         """
         gates, probs, mask = self.gates(market, rvec)
         gates = fixed_gates if fixed_gates is not None else gates[q_local]
+        if self.spec.fusion == "average":
+            return self.finish(self.averaged(qv, dv, stats, q_local, gates), probs, mask)
         feats = []
         for i in range(len(qv)):
             u, v = self.proj[i](self.centered(i, qv[i]))[q_local], self.proj[i](self.centered(i, dv[i]))
@@ -122,6 +133,15 @@ class MoENet(nn.Module):
             feats.append(torch.relu(self.inter[i](x)) * gates[:, i : i + 1])
         z = torch.cat(feats, dim=1) if self.spec.fusion == "concat" else torch.stack(feats).sum(0)
         return self.finish(z, probs, mask)
+
+    def averaged(self, qv: list[torch.Tensor], dv: list[torch.Tensor], stats: torch.Tensor, q_local: torch.Tensor,
+                 gates: torch.Tensor) -> torch.Tensor:
+        """Embedding-level fusion (the paper's collapse baseline): the gate-weighted average of the routed experts'
+        projected query and item vectors, and of their pair statistics, through the one interaction layer ``inter[0]``."""
+        u = sum(self.proj[i](self.centered(i, qv[i]))[q_local] * gates[:, i : i + 1] for i in range(len(qv)))
+        v = sum(self.proj[i](self.centered(i, dv[i])) * gates[:, i : i + 1] for i in range(len(dv)))
+        fused_stats = (stats * gates[:, :, None]).sum(1)
+        return torch.relu(self.inter[0](self.drop(torch.cat([u * v, (u - v).abs(), fused_stats], dim=1))))
 
     def finish(
         self, z: torch.Tensor, probs: torch.Tensor | None, mask: torch.Tensor | None
@@ -137,6 +157,12 @@ class MoENet(nn.Module):
     def centered(self, i: int, x: torch.Tensor) -> torch.Tensor:
         """Unit vectors re-centred on expert i's mean training vector and re-normalised."""
         return torch.nn.functional.normalize(x - self.center[i], dim=1)
+
+    def set_prior(self, prior: "object") -> None:
+        """Fix the router's per-market logit bias, (markets + 1, N); no-op without a learned router."""
+        if self.router is not None:
+            with torch.no_grad():
+                self.router.prior.copy_(torch.as_tensor(prior, dtype=torch.float32))
 
     def set_centers(self, means: list["object"]) -> None:
         """Fix each expert's centre (mean of its L2-normalised training item and query vectors)."""

@@ -11,6 +11,8 @@ import os
 from pathlib import Path
 from typing import Any
 
+from hetmoe.moe.guard import guard_markdown
+
 
 def _fmt(value: float) -> str:
     return "n/a" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{value:.4f}"
@@ -54,14 +56,18 @@ def markdown(report: dict[str, Any]) -> str:
             f"(95% CI {cmp['ci95_macro'][0]:+.4f} .. {cmp['ci95_macro'][1]:+.4f}); pooled AUC {cmp['delta_auc']:+.4f} "
             f"(95% CI {cmp['ci95'][0]:+.4f} .. {cmp['ci95'][1]:+.4f}); {cmp['reps']} bootstrap resamples of queries within markets.",
         ]
-    fused = report.get("moe_vs_weighted")
-    if fused:
-        lines += [
-            "",
-            f"**MoE (top-k concatenation) vs weighted fusion of the same top-k**: macro AUC {fused['delta_auc_macro']:+.4f} "
-            f"(95% CI {fused['ci95_macro'][0]:+.4f} .. {fused['ci95_macro'][1]:+.4f}); pooled AUC {fused['delta_auc']:+.4f} "
-            f"(95% CI {fused['ci95'][0]:+.4f} .. {fused['ci95'][1]:+.4f}).",
-        ]
+    for other, what in (("weighted", "a gate-weighted sum of the same top-k experts' features"),
+                        ("average", "a gate-weighted average of the same top-k experts' projected embeddings")):
+        fused = report.get(f"moe_vs_{other}")
+        if fused:
+            lines += [
+                "",
+                f"**MoE (top-k concatenation) vs {what}**: macro AUC {fused['delta_auc_macro']:+.4f} "
+                f"(95% CI {fused['ci95_macro'][0]:+.4f} .. {fused['ci95_macro'][1]:+.4f}); pooled AUC {fused['delta_auc']:+.4f} "
+                f"(95% CI {fused['ci95'][0]:+.4f} .. {fused['ci95'][1]:+.4f}).",
+            ]
+    if report.get("market_guard"):
+        lines += guard_markdown(report["market_guard"])
     moe = variants.get("moe")
     if moe:
         experts = list(moe["routing_share"])

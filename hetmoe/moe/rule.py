@@ -34,3 +34,18 @@ def fit_rule_table(pairs: PairSet, k: int) -> dict[str, list[str]]:
     table = {m: best({e: scores[e][m] for e in pairs.experts}) for m in markets}
     table["*"] = best({e: macro(scores[e]) for e in pairs.experts})
     return table
+
+
+def router_prior(pairs: PairSet, markets: list[str], strength: float) -> np.ndarray:
+    """(markets + 1, N) logit bias: ``strength`` x (expert's AUC - the best expert's AUC) in each market; the last
+    row (unknown markets) uses each expert's macro AUC. A market absent from ``pairs`` gets the unknown row."""
+    scores = expert_market_auc(pairs)
+    experts = pairs.experts
+
+    def row(values: list[float]) -> np.ndarray:
+        v = np.nan_to_num(np.asarray(values, dtype=np.float64), nan=0.5)
+        return strength * (v - v.max())
+
+    fallback = row([macro(scores[e]) for e in experts])
+    rows = [row([scores[e][m] for e in experts]) if m in scores[experts[0]] else fallback for m in markets]
+    return np.stack([*rows, fallback]).astype(np.float32)

@@ -19,7 +19,8 @@ in its market's catalog, so a pair's score never depends on the other items of a
 and rank within the scored list, as judged lists are in training: scores then depend on their companions).
 
 Fusion (``fusion``): ``concat`` (routed experts' projected features side by side in fixed expert order, unrouted slots
-zero) or ``weighted`` (their gate-weighted sum). ``hidden`` > 0 puts a one-hidden-layer MLP on top, 0 a linear layer.
+zero), ``weighted`` (their gate-weighted sum) or ``average`` (the gate-weighted average of the experts' projected
+query and item vectors, compared once: the embedding-level fusion the method argues against). ``hidden`` > 0 puts a one-hidden-layer MLP on top, 0 a linear layer.
 """
 from __future__ import annotations
 
@@ -27,7 +28,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 ROUTERS = ("hard", "soft", "none", "rule")
-FUSIONS = ("concat", "weighted")
+FUSIONS = ("concat", "weighted", "average")
 PAIR_STATS = ("reference", "listwise")
 N_STATS = 3  # per-expert pair statistics: cosine, its z-score, and its gap to the best reference (or rank in the list)
 
@@ -54,6 +55,7 @@ class ModelSpec:
     rule_table: dict[str, list[str]] = field(default_factory=dict)
     pair_stats: str = "reference"
     ref_top: int = 16
+    router_prior: float = 20.0  # logits per unit of zero-shot AUC below the market's best expert (0: no prior)
 
     def __post_init__(self) -> None:
         if self.router not in ROUTERS:
