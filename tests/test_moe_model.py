@@ -38,13 +38,23 @@ def built(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 
 def test_fit_writes_main_model_and_every_variant(built: dict[str, Path]) -> None:
     index = json.loads((built["model"] / "fit.json").read_text())
-    assert set(index["variants"]) == {"moe", "weighted", "average", "soft", "concat-all", "rule", "single:static", "single:wordllama", "lightgbm"}
+    selection = index["moe_selection"]
+    other = "moe:net" if selection["head"] == "stacked" else "moe:stacked"
+    assert set(index["variants"]) == {"moe", other, "weighted", "average", "soft", "concat-all", "rule", "single:static",
+                                      "single:wordllama", "lightgbm"}
+    # k=1 of two experts: learned and rule routing were both tried, and the better held-out macro AUC won
+    tried = {c["name"]: c["stop_auc_macro"] for c in selection["candidates"]}
+    assert set(tried) == {"hard-k1", "rule-k1"} and tried[selection["router"]] == max(tried.values())
+    assert selection["heads"][selection["head"]] == max(selection["heads"].values())
+    kind = json.loads((built["model"] / "config.json").read_text())["kind"]
+    assert kind == ("stacked" if selection["head"] == "stacked" else "net")
     config = json.loads((built["model"] / "config.json").read_text())
     assert config["splits"]["eval_split"] == "test" and config["splits"]["early_stopping"] == "split 'valid'"
     for expert in EXPERTS:
         assert config["experts"][expert]["card_hash"] and config["experts"][expert]["items_fingerprint"]
     model = MoEModel.load(built["model"])
-    assert model.experts == EXPERTS and model.k == 1 and model.router_expert == "static"
+    assert model.experts == EXPERTS and model.k == 1
+    assert model.router_expert == ("static" if selection["router"].startswith("hard") else None)
     # concat-all is the teacher (trained on labels alone); every other net variant learned from its logits too.
     assert config["distilled_from"] == "concat-all" and config["train_config"]["distill_weight"] == 0.5
     teacher = json.loads((built["model"] / "variants" / "concat-all" / "config.json").read_text())

@@ -80,16 +80,24 @@ def read_config(model_dir: str | Path) -> dict[str, Any]:
     return config
 
 
-def save_net(out_dir: str | Path, spec: ModelSpec, weights: dict[str, np.ndarray], meta: dict[str, Any]) -> Path:
-    """Write weights (safetensors) then config (atomically, last: its presence marks a complete artifact)."""
+def save_net(out_dir: str | Path, spec: ModelSpec, weights: dict[str, np.ndarray], meta: dict[str, Any],
+             booster: Any = None) -> Path:
+    """Write weights (safetensors; a stacked head's booster beside them) then config (atomically, last: its presence
+    marks a complete artifact)."""
     from safetensors.numpy import save_file
+
+    from hetmoe.moe.stack import STACK_FILE
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     tmp = out / (WEIGHTS + ".tmp")
     save_file({k: np.ascontiguousarray(v, dtype=np.float32) for k, v in weights.items()}, str(tmp))
     os.replace(tmp, out / WEIGHTS)
-    write_json(out / CONFIG, {"format": FORMAT, "kind": "net", "spec": spec.to_dict(), **meta})
+    if booster is not None:
+        booster.save_model(str(out / (STACK_FILE + ".tmp")))
+        os.replace(out / (STACK_FILE + ".tmp"), out / STACK_FILE)
+    kind = "net" if booster is None else "stacked"
+    write_json(out / CONFIG, {"format": FORMAT, "kind": kind, "spec": spec.to_dict(), **meta})
     log.info("saved %s model to %s", meta.get("variant", "?"), out)
     return out
 
@@ -102,7 +110,7 @@ def read_net(model_dir: str | Path, store_root: str | Path | None = None, check_
 
     model_dir = Path(model_dir)
     config = read_config(model_dir)
-    if config.get("kind") != "net":
+    if config.get("kind") not in ("net", "stacked"):
         raise HetmoeError(f"{model_dir} holds a {config.get('kind')} model; load it with hetmoe.moe.lgbm.LgbmModel.load")
     if store_root is not None:
         config["store_root"] = str(store_root)
@@ -110,8 +118,13 @@ def read_net(model_dir: str | Path, store_root: str | Path | None = None, check_
         check_identity(config, config["store_root"], model_dir)
     weights = load_file(str(model_dir / WEIGHTS))
     try:
-        return MoEModel(ModelSpec.from_dict(config["spec"]), weights, config, model_dir)
+        net = MoEModel(ModelSpec.from_dict(config["spec"]), weights, config, model_dir)
     except KeyError as err:
         raise HetmoeError(
             f"{model_dir / WEIGHTS}: weight {err} is missing (written by another hetmoe version?); retrain with 'hetmoe fit-head'"
         ) from None
+    if config["kind"] == "stacked":
+        from hetmoe.moe.stack import StackedModel
+
+        return StackedModel.load_stacked(net, model_dir)
+    return net

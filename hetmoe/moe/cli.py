@@ -17,8 +17,9 @@ def fit_head(
     store: Path = typer.Option(Path("stores"), "--store", help="Store root written by 'hetmoe embed'."),
     out: Path = typer.Option(Path("models/moe"), "--out", help="Model folder (main model + variants/)."),
     experts: list[str] = typer.Option(None, "--expert", "-e", help="Expert to use (repeat, or comma-separate; default: the cards' default set)."),
-    k: int = typer.Option(2, "--k", help="Experts routed per query."),
+    k: int = typer.Option(2, "--k", help="Most experts the MoE routes per query (it picks 1..k on held-out train queries); the baselines route exactly k."),
     seed: int = typer.Option(0, "--seed"),
+    stack: bool = typer.Option(True, "--stack/--no-stack", help="Also train the stacked head (trees over the routed experts' statistics and the net's logit) and keep it when it wins on held-out queries."),
     variants: str = typer.Option("all", "--variants", help="Baselines to train besides moe: all, none, or a comma list (weighted,soft,concat-all,rule,single,lightgbm)."),
     eval_split: str = typer.Option(None, "--eval-split", help="Split kept out of training (default: test if present, else valid)."),
     router_expert: str = typer.Option("static", "--router-expert", help="Expert whose query vector feeds the router."),
@@ -27,7 +28,8 @@ def fit_head(
     from hetmoe.moe.fit import fit
 
     chosen: str | list[str] = variants if variants == "all" else [v for v in variants.split(",") if v and v != "none"]
-    path = fit(data, store, out, _experts(experts), k=k, seed=seed, variants=chosen, eval_split=eval_split, router_expert=router_expert)
+    path = fit(data, store, out, _experts(experts), k=k, seed=seed, variants=chosen, eval_split=eval_split,
+               router_expert=router_expert, stack=stack)
     typer.echo(f"model written to {path}")
 
 

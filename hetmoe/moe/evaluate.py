@@ -33,7 +33,8 @@ def score_net(model: Any, pairs: PairSet) -> tuple[np.ndarray, np.ndarray]:
     qvecs = {e: pairs.q[c] for e, c in zip(model.experts, cols)}
     dvecs = {e: pairs.d[c][pairs.di] for e, c in zip(model.experts, cols)}
     reference = {e: pairs.ref[c] for e, c in zip(model.experts, cols)} if pairs.ref else None
-    return model.score(qvecs, dvecs, routing, groups=pairs.qi, reference=reference), model.dense_gates(routing)
+    scores = model.score(qvecs, dvecs, routing, groups=pairs.qi, reference=reference, lexical=pairs.lex, markets=markets)
+    return scores, model.dense_gates(routing)
 
 
 def variant_metrics(scores: np.ndarray, rank_scores: np.ndarray, pairs: PairSet) -> dict[str, Any]:

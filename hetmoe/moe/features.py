@@ -44,6 +44,8 @@ class PairSet:
     y: np.ndarray  # (n,) float32 0/1 relevant
     label: np.ndarray  # (n,) float64 graded label
     split: np.ndarray  # (n,) str
+    lex: np.ndarray | None = None  # (n, F) float32 lexical features of each pair (None: no lexical expert)
+    lex_names: tuple[str, ...] = ()
 
     def __len__(self) -> int:
         return int(self.qi.shape[0])
@@ -63,6 +65,7 @@ class PairSet:
             y=self.y[mask],
             label=self.label[mask],
             split=self.split[mask],
+            lex=None if self.lex is None else self.lex[mask],
         )
 
     def select_experts(self, names: list[str]) -> "PairSet":

@@ -121,8 +121,12 @@ def fit(
     router_expert: str = "static",
     train_config: TrainConfig | None = None,
     spec_overrides: dict[str, Any] | None = None,
+    stack: bool = True,
 ) -> Path:
-    """Train ``moe`` and the requested baselines into ``out_dir``; returns ``out_dir``."""
+    """Train ``moe`` and the requested baselines into ``out_dir``; returns ``out_dir``.
+
+    ``moe`` is chosen on the early-stopping queries among learned and rule routing with 1..``k`` experts and, with
+    ``stack``, the net or its stacked head (:mod:`hetmoe.moe.select`); the baselines route with exactly ``k``."""
     t0 = time.perf_counter()
     experts = resolve_experts(experts)
     if k < 1 or k > len(experts):
@@ -153,7 +157,7 @@ def fit(
         },
     }
     index: dict[str, str] = {}
-    names = ["moe", *_requested(variants, experts)]
+    names = _requested(variants, experts)
     teacher: TrainResult | None = None
     teacher_logits: np.ndarray | None = None
     if cfg.distill_weight > 0:
@@ -164,6 +168,11 @@ def fit(
         teacher_spec = variant_spec("concat-all", base, rule_table)
         teacher = train_net(teacher_spec, train, stop, replace(cfg, distill_weight=0.0))
         teacher_logits = net_logits(teacher_spec, teacher.weights, train)
+    moe_used = list(dict.fromkeys([*experts, router_expert]))
+    moe_meta = {**common, "experts": {e: identity[e] for e in moe_used},
+                "distilled_from": "concat-all" if teacher is not None else None}
+    selection = fit_moe(out, base, train, stop, cfg, teacher_logits, stack, moe_meta)
+    index.update({name: variant_dir(name) for name in selection["saved"]})
     for name in names:
         target = out / variant_dir(name)
         if name == "lightgbm":
@@ -186,9 +195,42 @@ def fit(
         index[name] = variant_dir(name)
     seconds = time.perf_counter() - t0
     write_json(out / "fit.json", {"variants": index, "experts": experts, "k": k, "router_expert": router_expert,
-                                  "rule_table": rule_table, "seconds": round(seconds, 1), **common})
+                                  "rule_table": rule_table, "moe_selection": selection, "seconds": round(seconds, 1),
+                                  **common})
     log.info("fit %d variants in %.1fs into %s", len(index), seconds, out)
     return out
+
+
+def fit_moe(out: Path, base: ModelSpec, train: PairSet, stop: PairSet, cfg: TrainConfig, teacher: np.ndarray | None,
+            stack: bool, meta: dict[str, Any]) -> dict[str, Any]:
+    """Train the MoE candidates, save the winner as ``moe`` (and the other head as ``moe:net`` or ``moe:stacked``);
+    returns the selection record for fit.json."""
+    from hetmoe.moe.select import best, held_out, net_candidates
+
+    candidates = net_candidates(base, train, stop, cfg, teacher, base.k)
+    chosen = best(candidates)
+    record: dict[str, Any] = {"chosen_on": "macro AUC on the early-stopping queries",
+                              "candidates": [c.summary() for c in candidates], "router": chosen.name}
+    heads = {"net": (chosen.model, None, chosen.stop_auc_macro)}
+    if stack:
+        from hetmoe.moe.stack import StackedModel, cross_fit_logits, train_stack
+
+        oof = cross_fit_logits(chosen.model.spec, train, stop, cfg, teacher)
+        booster = train_stack(chosen.model, train, stop, oof, cfg.seed, cfg.threads)
+        stacked = StackedModel(chosen.model.spec, chosen.model.weights)
+        stacked.booster = booster
+        heads["stacked"] = (stacked, booster, held_out(stacked, stop)[0])
+    winner = max(heads, key=lambda h: np.nan_to_num(heads[h][2], nan=-1.0))
+    record.update({"heads": {h: v[2] for h, v in heads.items()}, "head": winner, "saved": []})
+    for head, (model, booster, score) in heads.items():
+        name = "moe" if head == winner else f"moe:{head}"
+        save_net(out / variant_dir(name), model.spec, model.weights,
+                 {"variant": name, **meta, "metrics": {**chosen.result.metrics, "stop_auc_macro_head": score}},
+                 booster=booster)
+        record["saved"].append(name)
+    log.info("MoE: %s routing with the %s head (held-out macro AUC %s)", chosen.name, winner,
+             ", ".join(f"{h} {v[2]:.4f}" for h, v in heads.items()))
+    return record
 
 
 def fit_router(data_dir: str | Path, store_root: str | Path, out_path: str | Path, experts: list[str] | None = None,

@@ -187,9 +187,11 @@ class MoEModel:
         routing: tuple[np.ndarray, np.ndarray],
         groups: np.ndarray | None = None,
         reference: dict[str, np.ndarray] | None = None,
+        lexical: np.ndarray | None = None,
+        markets: np.ndarray | None = None,
     ) -> np.ndarray:
         """Relevance probability (n,) of each pair; see the module docstring for the shapes."""
-        return _sigmoid(self.logits(query_vecs, item_vecs, routing, groups, reference))
+        return _sigmoid(self.logits(query_vecs, item_vecs, routing, groups, reference, lexical, markets))
 
     def logits(
         self,
@@ -198,16 +200,15 @@ class MoEModel:
         routing: tuple[np.ndarray, np.ndarray],
         groups: np.ndarray | None = None,
         reference: dict[str, np.ndarray] | None = None,
+        lexical: np.ndarray | None = None,
+        markets: np.ndarray | None = None,
     ) -> np.ndarray:
+        """Logits (n,) of each pair (``score`` before the sigmoid); ``lexical`` (n, F) lexical features of the pairs
+        for models trained with them, ``markets`` (n_q,) each query row's market (read by stacked heads)."""
         s = self.spec
         dense = self.dense_gates(routing)
-        n_q = dense.shape[0]
         n = next(iter(item_vecs.values())).shape[0] if item_vecs else 0
-        if groups is None:
-            if n_q not in (1, n):
-                raise HetmoeError(f"{n_q} query rows for {n} pairs; pass groups (pair -> query row) to score")
-            groups = np.zeros(n, np.int64) if n_q == 1 else np.arange(n)
-        groups = np.asarray(groups, dtype=np.int64)
+        groups = self._groups(dense.shape[0], n, groups)
         gate = dense[groups]  # (n, N)
         fan = s.hidden if s.hidden > 0 else 1
         acc = np.zeros((n, fan), np.float32)
@@ -244,6 +245,21 @@ class MoEModel:
         if s.hidden > 0:
             return _relu(acc + self._b1) @ self._out_w + self._out_b
         return acc[:, 0] + self._out_b
+
+    @staticmethod
+    def _groups(n_q: int, n: int, groups: np.ndarray | None) -> np.ndarray:
+        """Pair -> query row; without ``groups`` one query row owns every pair and n rows pair up one to one."""
+        if groups is None:
+            if n_q not in (1, n):
+                raise HetmoeError(f"{n_q} query rows for {n} pairs; pass groups (pair -> query row) to score")
+            return np.zeros(n, np.int64) if n_q == 1 else np.arange(n)
+        return np.asarray(groups, dtype=np.int64)
+
+    def market_index(self, markets: np.ndarray | None, n_q: int) -> np.ndarray:
+        """(n_q,) index of each query row's market in the model's markets (-1: unknown or not given)."""
+        if markets is None:
+            return np.full(n_q, -1, np.int64)
+        return np.array([self._market_index.get(str(m), -1) for m in np.atleast_1d(markets)], dtype=np.int64)
 
     def _expert_parts(self, i: int, q: np.ndarray, d: np.ndarray, groups: np.ndarray, rows: np.ndarray,
                       ref: np.ndarray | None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
