@@ -22,6 +22,7 @@ CARDS_ENV = "HETMOE_CARDS"
 POOLINGS = ("cls", "max", "mean", "mean_sqrt_len_tokens", "weightedmean", "lasttoken")
 DEVICES = ("auto", "cpu", "cuda")
 DTYPES = ("float16", "bfloat16", "float32")
+MODEL_FREE = frozenset({"lexical"})  # backends fitted on the catalog in stage one, not loaded from a model
 # Fields that do not change a single output vector: excluded from the identity hash.
 _NOT_IN_HASH = frozenset({"name", "batch_size", "chunk_size", "device", "threads", "dim", "languages"})
 
@@ -39,7 +40,7 @@ class ExpertCard:
 
     name: str
     backend: str
-    model: str
+    model: str = ""  # empty only for backends without a model (MODEL_FREE)
     revision: str | None = None
     pooling: str | None = None
     max_length: int | None = None
@@ -55,6 +56,7 @@ class ExpertCard:
     languages: tuple[str, ...] = field(default=("*",))
     device: str = "auto"
     threads: int = 0
+    options: dict[str, Any] | None = None  # backend settings without a field of their own (lexical: LexicalConfig)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "languages", tuple(self.languages))
@@ -64,6 +66,8 @@ class ExpertCard:
     def hash(self) -> str:
         """Stable short sha256 of the canonical JSON of the vector-changing fields."""
         identity = {k: v for k, v in self.to_dict().items() if k not in _NOT_IN_HASH}
+        if identity["options"] is None:
+            del identity["options"]  # cards without options keep the hash they had before options existed
         blob = json.dumps(identity, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
         return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
@@ -92,7 +96,8 @@ class ExpertCard:
             raise HetmoeError(
                 f"expert card {d.get('name', '?')!r} has unknown keys {unknown}; allowed keys are {sorted(known)}"
             )
-        missing = [k for k in ("name", "backend", "model") if not d.get(k)]
+        required = ("name", "backend") if d.get("backend") in MODEL_FREE else ("name", "backend", "model")
+        missing = [k for k in required if not d.get(k)]
         if missing:
             raise HetmoeError(
                 f"expert card {d.get('name', '?')!r} lacks {missing}; every card needs name, backend, model"

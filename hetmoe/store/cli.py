@@ -21,12 +21,22 @@ def register(app: typer.Typer) -> None:
         cards: Path = typer.Option(None, "--cards", help="Expert cards TOML (default: configs/experts.toml or $HETMOE_CARDS)."),
         chunk_size: int = typer.Option(None, "--chunk-size", help="Texts per chunk (the unit of resume and sharding); default max(4096, 16 batches)."),
     ) -> None:
-        """Embed a dataset's items and queries with one expert; resumable (run again after a kill) and shardable."""
+        """Embed a dataset's items and queries with one expert; resumable (run again after a kill) and shardable.
+        A lexical expert (backend "lexical") is instead fitted on the items: BM25, char n-grams, token statistics."""
         from hetmoe.experts.card import get_card
         from hetmoe.store.embed import embed_dataset, parse_shard
 
+        card = get_card(expert, cards)
+        if card.backend == "lexical":  # fitted on the catalog, not encoded chunk by chunk
+            from hetmoe.errors import HetmoeError
+            from hetmoe.lexical.store import fit_lexical_store
+
+            if shard is not None or chunk_size is not None:
+                raise HetmoeError(f"expert {expert!r} is lexical (one fit over the catalog): drop --shard and --chunk-size")
+            typer.echo(json.dumps(fit_lexical_store(data, store, name=card.name, overwrite=overwrite, card=card, progress=True)))
+            return
         parsed = parse_shard(shard)
-        summary = embed_dataset(data, get_card(expert, cards), store, shard=parsed, overwrite=overwrite, chunk_size=chunk_size)
+        summary = embed_dataset(data, card, store, shard=parsed, overwrite=overwrite, chunk_size=chunk_size)
         typer.echo(json.dumps(summary))
 
     @app.command("index")

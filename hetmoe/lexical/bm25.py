@@ -1,0 +1,73 @@
+"""BM25 term weights of every (item, term), computed by bm25s from our own token ids, stored item-major.
+
+bm25s scores a query by summing its precomputed (document, term) weights; we keep exactly those weights, but as CSR
+rows per item, so the Scorer sums them for just the 100 candidates of a request instead of the whole catalog. The
+query-normalised score divides by the most a document could score for that query (each distinct query term's idf times
+the term-frequency factor's limit), so scores compare across queries without looking at other candidates.
+"""
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from functools import cached_property
+
+import numpy as np
+
+from hetmoe.lexical.config import LexicalConfig
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Bm25Field:
+    """One indexed field (title, or title + text): CSR weights per item and the idf used to normalise."""
+
+    indptr: np.ndarray
+    indices: np.ndarray
+    weights: np.ndarray
+    idf: np.ndarray  # per term id; terms absent from the field get the idf of a term seen once
+
+    def idf_of(self, terms: np.ndarray) -> np.ndarray:
+        """idf of each term id; an unknown term (-1) counts as the rarest, seen once."""
+        return np.where(terms >= 0, self.idf[np.maximum(terms, 0)], self.rare)
+
+    @cached_property
+    def rare(self) -> float:
+        return float(self.idf.max(initial=0.0))
+
+
+def tf_limit(config: LexicalConfig) -> float:
+    """sup over tf of bm25s's term-frequency factor: 1 for lucene and robertson, k1 + 1 for atire."""
+    return config.k1 + 1.0 if config.method == "atire" else 1.0
+
+
+def idf_of(df: np.ndarray, n_docs: int, method: str) -> np.ndarray:
+    """bm25s's idf formulas, vectorised; a term no document holds counts as seen once (the rarest possible)."""
+    df = np.maximum(df.astype(np.float64), 1.0)
+    if method == "lucene":
+        value = np.log1p((n_docs - df + 0.5) / (df + 0.5))
+    elif method == "robertson":
+        value = np.log(np.maximum((n_docs - df + 0.5) / (df + 0.5), 1.0))
+    else:
+        value = np.log(n_docs / df)
+    return value.astype(np.float32)
+
+
+def fit_field(docs: list[list[int]], vocab_size: int, config: LexicalConfig) -> Bm25Field:
+    """Index the documents' term id lists (repeats = term frequency) with bm25s and turn its CSC scores item-major."""
+    import bm25s
+    import scipy.sparse as sp
+
+    n_docs = len(docs)
+    retriever = bm25s.BM25(k1=config.k1, b=config.b, method=config.method)
+    vocab = {str(i): i for i in range(vocab_size)}
+    retriever.index((docs, vocab), create_empty_token=False, show_progress=False)
+    scores = retriever.scores
+    csc = sp.csc_matrix((scores["data"], scores["indices"], scores["indptr"]), shape=(n_docs, vocab_size))
+    csr = csc.tocsr()
+    csr.sort_indices()
+    df = np.bincount(csr.indices, minlength=vocab_size)
+    return Bm25Field(
+        indptr=csr.indptr.astype(np.int64), indices=csr.indices.astype(np.int32),
+        weights=csr.data.astype(np.float32), idf=idf_of(df, max(n_docs, 1), config.method),
+    )

@@ -1,0 +1,82 @@
+"""Fitting the lexical expert on a catalog: tokens, vocabulary, BM25 weights per field, char n-gram rows, item stats.
+
+Everything a pair feature needs about an item is precomputed here as flat arrays (CSR rows, per-item counts), so the
+online cost is one query's tokenization plus numpy over the candidates' rows.
+"""
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from hetmoe.lexical import ngrams
+from hetmoe.lexical.bm25 import Bm25Field, fit_field
+from hetmoe.lexical.config import LexicalConfig
+from hetmoe.lexical.terms import MODEL, NUMBER, Vocabulary
+from hetmoe.lexical.tokenize import Tokenizer
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class LexicalCatalog:
+    """The fitted arrays. ``text`` is None when no item has text beyond its title (then title + text == title)."""
+
+    config: LexicalConfig
+    item_ids: np.ndarray
+    vocab: Vocabulary
+    title: Bm25Field
+    text: Bm25Field | None
+    item_base: np.ndarray  # distinct base terms of each title
+    item_numbers: np.ndarray  # distinct numbers of each title
+    item_first: np.ndarray  # first base term id of each title (-1: none), the brand in most catalogs
+    compact: list[str]  # each title's surface without spaces, for substring matches
+    ngram_idf: np.ndarray
+    ngram_indptr: np.ndarray
+    ngram_indices: np.ndarray
+    ngram_weights: np.ndarray
+
+    @property
+    def text_field(self) -> Bm25Field:
+        return self.text if self.text is not None else self.title
+
+
+def _item_stats(field: Bm25Field, vocab: Vocabulary, first: list[int]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    rows = np.repeat(np.arange(field.indptr.size - 1), np.diff(field.indptr))
+    kinds = vocab.kinds[field.indices]
+    n = field.indptr.size - 1
+    base = np.bincount(rows[kinds <= MODEL], minlength=n).astype(np.int32)
+    numbers = np.bincount(rows[kinds == NUMBER], minlength=n).astype(np.int32)
+    return base, numbers, np.asarray(first, dtype=np.int32)
+
+
+def fit_catalog(
+    item_ids: Sequence[str], titles: Sequence[str], texts: Sequence[str | None], config: LexicalConfig, progress: bool = False
+) -> LexicalCatalog:
+    """Tokenize titles (and title + text where text exists), build the vocabulary, index both fields, hash n-grams."""
+    from tqdm import tqdm
+
+    tokenizer = Tokenizer(stem=config.stem)
+    title_tokens = [tokenizer(t) for t in tqdm(titles, desc="lexical: tokenize", unit="item", disable=not progress)]
+    has_text = [bool(x and x.strip()) for x in texts]
+    text_tokens = [tokenizer(f"{t}\n{x}").terms if keep else None for t, x, keep in zip(titles, texts, has_text)]
+    vocab, encoded = Vocabulary.build([tok.terms for tok in title_tokens] + [tok for tok in text_tokens if tok is not None])
+    n = len(title_tokens)
+    title_docs = encoded[:n]
+    log.info("lexical: %d items, %d terms, %d with text", n, len(vocab), sum(has_text))
+    title = fit_field(title_docs, len(vocab), config)
+    text = None
+    if any(has_text):
+        extra = iter(encoded[n:])
+        text = fit_field([next(extra) if keep else doc for doc, keep in zip(title_docs, has_text)], len(vocab), config)
+    first = [doc[0] if tok.n_base else -1 for doc, tok in zip(title_docs, title_tokens)]
+    base, numbers, first_arr = _item_stats(title, vocab, first)
+    surfaces = [tok.surface for tok in title_tokens]
+    ngram_idf, indptr, indices, weights = ngrams.fit(surfaces, config)
+    return LexicalCatalog(
+        config=config, item_ids=np.asarray(item_ids, dtype=object), vocab=vocab, title=title, text=text,
+        item_base=base, item_numbers=numbers, item_first=first_arr, compact=[s.replace(" ", "") for s in surfaces],
+        ngram_idf=ngram_idf, ngram_indptr=indptr, ngram_indices=indices, ngram_weights=weights.astype(np.float16),
+    )

@@ -1,0 +1,81 @@
+"""Sparse pair joins: which entries of each pair's item row are also in its query's set, for many pairs at once.
+
+Item rows are CSR (``indptr``, ``indices``). Every pair's item entries are gathered and looked up in their query's
+set: with one query (the online call) through a thread-local dense table over the index space (set, gather, reset:
+no search at all); with many (bulk training pairs) in one sorted key array, key = query * width + index, with one
+``searchsorted``. Either way a call is a handful of numpy passes over the gathered entries.
+"""
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass
+
+import numpy as np
+
+TABLE_MAX = np.iinfo(np.int16).max  # a query with more distinct indices than this takes the searchsorted path
+
+
+class _Tables(threading.local):
+    """Per-thread zeroed int16 tables by width, reused across calls (each call resets what it set)."""
+
+    def __init__(self) -> None:
+        self.by_width: dict[int, np.ndarray] = {}
+
+    def get(self, width: int) -> np.ndarray:
+        table = self.by_width.get(width)
+        if table is None:
+            table = self.by_width.setdefault(width, np.zeros(width, dtype=np.int16))
+        return table
+
+
+_TABLES = _Tables()
+
+
+@dataclass(frozen=True)
+class QuerySets:
+    """Sorted distinct keys, key = query * width + index; ``n_queries`` queries."""
+
+    keys: np.ndarray
+    width: int
+    n_queries: int
+
+    @classmethod
+    def build(cls, owner: np.ndarray, indices: np.ndarray, width: int, n_queries: int) -> QuerySets:
+        """From (query, index) entries; repeats are merged."""
+        return cls(np.unique(owner.astype(np.int64) * width + indices), width, n_queries)
+
+    def lookup(self, groups: np.ndarray, indices: np.ndarray) -> np.ndarray:
+        """Position in ``keys`` of (groups[j], indices[j]), or -1 where that query lacks the index."""
+        if self.keys.size == 0 or indices.size == 0:
+            return np.full(indices.size, -1, dtype=np.int64)
+        if self.n_queries == 1 and self.keys.size <= TABLE_MAX:
+            table = _TABLES.get(self.width)
+            table[self.keys] = np.arange(1, self.keys.size + 1, dtype=np.int16)
+            try:
+                return table[indices].astype(np.int64) - 1
+            finally:
+                table[self.keys] = 0
+        keys = groups * self.width + indices.astype(np.int64)
+        loc = np.searchsorted(self.keys, keys)
+        loc[loc == self.keys.size] = 0
+        return np.where(self.keys[loc] == keys, loc, -1)
+
+
+def gather(indptr: np.ndarray, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(pair, position) of every CSR entry of rows[pair], pairs in order."""
+    starts = indptr[rows]
+    lengths = indptr[rows + 1] - starts
+    pair = np.repeat(np.arange(rows.size), lengths)
+    first = np.cumsum(lengths) - lengths
+    position = np.arange(int(lengths.sum()), dtype=np.int64) + np.repeat(starts - first, lengths)
+    return pair, position
+
+
+def hits(
+    indptr: np.ndarray, indices: np.ndarray, rows: np.ndarray, groups: np.ndarray, queries: QuerySets
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(pair, item position, query key position) of every item entry its pair's query also holds."""
+    pair, position = gather(indptr, rows)
+    loc = queries.lookup(groups[pair], indices[position])
+    found = loc >= 0
+    return pair[found], position[found], loc[found]

@@ -1,0 +1,118 @@
+"""Character n-gram TF-IDF, hashed and vectorised: cosine of a query with a title, robust to misspellings and compounds.
+
+n-grams are taken within word boundaries (sklearn's ``char_wb``: each word padded with one space) over a text's surface
+form, and hashed into ``2**bits`` buckets with a 64-bit polynomial hash computed by numpy over the code points of a
+whole batch at once: no vocabulary to store or load, and no Python loop per n-gram. Weights are sublinear tf times
+smoothed idf (sklearn's defaults), rows L2-normalised, so a pair's score is a plain sparse dot product.
+"""
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+from hetmoe.lexical.config import LexicalConfig
+
+PRIME = np.uint64(1_000_003)
+MIX = np.uint64(0x9E3779B97F4A7C15)
+BATCH_CHARS = 4_000_000  # code points hashed per numpy pass (bounds memory to a few hundred MB)
+
+
+def _hash_batch(texts: Sequence[str], config: LexicalConfig) -> tuple[np.ndarray, np.ndarray]:
+    """(text index, bucket) of every n-gram occurrence in ``texts`` (one row per occurrence, any order)."""
+    padded = [f" {t} " for t in texts]  # NUL separates texts, a space separates words
+    codes = np.frombuffer("\0".join(padded).encode("utf-32-le"), dtype="<u4").astype(np.uint64)
+    lengths = np.fromiter((len(p) + 1 for p in padded), dtype=np.int64, count=len(padded))
+    owner = np.repeat(np.arange(len(padded)), lengths)[: codes.size]
+    nul = codes == 0
+    seps = np.concatenate(([0], np.cumsum(nul | (codes == 32))))
+    texts_out, buckets = [], []
+    prefix = np.zeros(codes.size, dtype=np.uint64)  # prefix[i] = hash of codes[i : i + k] after k rounds
+    for k in range(1, config.ngram_max + 1):
+        m = codes.size - k + 1
+        if m <= 0:
+            break
+        prefix = prefix[:m] * PRIME + codes[k - 1 : k - 1 + m]
+        if k < config.ngram_min:
+            continue
+        start = np.arange(m)
+        # valid: no separator strictly inside the window and no text boundary at either end
+        ok = ~nul[:m] & ~nul[k - 1 :]
+        if k > 2:
+            ok &= seps[start + k - 1] == seps[start + 1]
+        h = (prefix ^ np.uint64(k)) * MIX
+        texts_out.append(owner[:m][ok])
+        buckets.append((h >> np.uint64(64 - config.ngram_bits))[ok].astype(np.int64))
+    if not texts_out:
+        return np.zeros(0, np.int64), np.zeros(0, np.int64)
+    return np.concatenate(texts_out), np.concatenate(buckets)
+
+
+def term_counts(texts: Sequence[str], config: LexicalConfig) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """CSR (indptr, bucket, count) of the texts' n-gram counts, buckets sorted within each row."""
+    width = np.int64(1) << config.ngram_bits
+    keys, counts, start, chars = [], [], 0, 0
+    for i, text in enumerate(texts):
+        chars += len(text) + 3
+        if chars >= BATCH_CHARS or i == len(texts) - 1:
+            owner, bucket = _hash_batch(texts[start : i + 1], config)
+            unique, count = np.unique((owner + start) * width + bucket, return_counts=True)
+            keys.append(unique)
+            counts.append(count)
+            start, chars = i + 1, 0
+    key = np.concatenate(keys) if keys else np.zeros(0, np.int64)
+    count = np.concatenate(counts) if counts else np.zeros(0, np.int64)
+    rows = key >> np.int64(config.ngram_bits)
+    indptr = np.concatenate(([0], np.cumsum(np.bincount(rows, minlength=len(texts))))).astype(np.int64)
+    return indptr, (key & (width - 1)).astype(np.int32), count.astype(np.float32)
+
+
+def idf(indices: np.ndarray, n_docs: int, bits: int) -> np.ndarray:
+    """Smoothed idf per bucket, ln((1 + n) / (1 + df)) + 1; buckets no title has get the largest value."""
+    df = np.bincount(indices, minlength=1 << bits)
+    return (np.log((1.0 + n_docs) / (1.0 + df)) + 1.0).astype(np.float32)
+
+
+def weigh(indptr: np.ndarray, counts: np.ndarray, indices: np.ndarray, idf_: np.ndarray) -> np.ndarray:
+    """Sublinear tf x idf, each row scaled to unit L2 norm (empty rows stay empty)."""
+    w = (1.0 + np.log(counts)) * idf_[indices]
+    rows = np.repeat(np.arange(indptr.size - 1), np.diff(indptr))
+    norm = np.sqrt(np.bincount(rows, weights=w.astype(np.float64) ** 2, minlength=indptr.size - 1))
+    return (w / np.where(norm > 0, norm, 1.0)[rows]).astype(np.float32)
+
+
+def fit(surfaces: Sequence[str], config: LexicalConfig) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """(idf, indptr, indices, weights): the catalog's idf and its titles' unit-norm TF-IDF rows."""
+    indptr, indices, counts = term_counts(surfaces, config)
+    idf_ = idf(indices, len(surfaces), config.ngram_bits)
+    return idf_, indptr, indices, weigh(indptr, counts, indices, idf_)
+
+
+class WordGrams:
+    """Query-side n-gram counts through a per-word cache: char_wb n-grams never cross words, so a query's n-grams are
+    its words' n-grams, and a word is hashed once per process instead of once per query (bounded: cleared when full)."""
+
+    def __init__(self, config: LexicalConfig, limit: int = 200_000) -> None:
+        self.config, self.limit = config, limit
+        self._cache: dict[str, np.ndarray] = {}
+
+    def term_counts(self, surfaces: Sequence[str]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The same CSR (indptr, bucket, count) as :func:`term_counts` gives for these texts."""
+        words = [s.split() for s in surfaces]
+        cache = self._cache
+        missing = list({w: None for ws in words for w in ws if w not in cache})
+        if missing:
+            if len(cache) + len(missing) > self.limit:
+                cache.clear()
+            owner, bucket = _hash_batch(missing, self.config)
+            order = np.argsort(owner, kind="stable")
+            splits = np.searchsorted(owner[order], np.arange(1, len(missing)))
+            cache.update(zip(missing, np.split(bucket[order], splits)))
+        parts = [cache[w] for ws in words for w in ws]
+        sizes = np.fromiter((sum(cache[w].size for w in ws) for ws in words), dtype=np.int64, count=len(words))
+        flat = np.concatenate(parts) if parts else np.zeros(0, np.int64)
+        width = np.int64(1) << self.config.ngram_bits
+        key, count = np.unique(np.repeat(np.arange(len(words), dtype=np.int64), sizes) * width + flat, return_counts=True)
+        rows = key >> np.int64(self.config.ngram_bits)
+        indptr = np.concatenate(([0], np.cumsum(np.bincount(rows, minlength=len(words))))).astype(np.int64)
+        return indptr, (key & (width - 1)).astype(np.int32), count.astype(np.float32)
