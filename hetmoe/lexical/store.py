@@ -25,6 +25,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 KIND = "lexical"
 MODEL_DIR = "model"
+TEXT_HASHES = "text_hash.parquet"
 IDENTITY_KEYS = ("kind", "format", "config_hash", "card_hash")
 LIBRARIES = ("hetmoe", "bm25s", "pythainlp", "PyStemmer", "regex", "numpy", "scipy")
 
@@ -35,6 +36,20 @@ def items_fingerprint(dataset: Dataset) -> str:
 
     texts = dataset.item_texts()
     return PartInput("items", texts["item_id"], texts["text"]).fingerprint()
+
+
+def write_text_hashes(folder: Path, dataset: Dataset) -> None:
+    """``STORE/<name>/text_hash.parquet``: each item's hash of ``item_texts()`` (:mod:`hetmoe.store.identity`), so a
+    dataset covering part of the catalog can be checked row by row (atomic: written aside, renamed)."""
+    import polars as pl
+
+    from hetmoe.store.identity import text_hashes
+
+    texts = dataset.item_texts()
+    frame = pl.DataFrame({"item_id": texts["item_id"], "text_hash": text_hashes(texts["text"])})
+    tmp = folder / f".{TEXT_HASHES}.tmp"
+    frame.write_parquet(tmp)
+    tmp.replace(folder / TEXT_HASHES)
 
 
 def _versions() -> dict[str, str]:
@@ -106,6 +121,7 @@ def fit_lexical_store(
                              langs, config=config, progress=progress)
     fit_seconds = time.perf_counter() - fit_began
     model.save(folder / MODEL_DIR)
+    write_text_hashes(folder, dataset)
     catalog = model.catalog
     manifest = {
         **identity, "name": name, "config": config.to_dict(), "card": card.to_dict() if card else None,

@@ -87,7 +87,7 @@ def evaluate(
     if splits_seen.get("early_stopping") == f"split '{split}'" or split == "train":
         log.warning("split '%s' was used in training: its numbers are optimistic", split)
     pairs = load_pairs(dataset, store_root, moe.experts, [split], moe.spec.router_expert, markets=moe.markets,
-                       pair_stats=moe.spec.pair_stats, ref_top=moe.spec.ref_top)
+                       pair_stats=moe.spec.pair_stats, ref_top=moe.spec.ref_top, lexical_store=moe.spec.lexical_store)
     variants: dict[str, Any] = {}
     scores_of: dict[str, np.ndarray] = {}
     for name, path in _variants(model_dir).items():

@@ -103,9 +103,11 @@ def load_pairs(
     markets: list[str] | None = None,
     pair_stats: str = "reference",
     ref_top: int = REF_TOP,
+    lexical_store: str = "",
 ) -> PairSet:
     """Pairs of ``splits`` with every expert's vectors; ``markets`` fixes the first market indices (a model's markets),
-    markets it lacks follow in the dataset's order. ``pair_stats``: see the module docstring."""
+    markets it lacks follow in the dataset's order. ``pair_stats``: see the module docstring; ``lexical_store``: the
+    lexical expert's store name whose pair features fill ``lex`` ("" = none)."""
     if pair_stats not in PAIR_STATS:
         raise HetmoeError(f"pair_stats must be one of {PAIR_STATS}, got {pair_stats!r}")
     from hetmoe.store.identity import check_dataset
@@ -155,6 +157,12 @@ def load_pairs(
             stats.append(reference_stats(cos, refs[-1][qi]))
         log.debug("loaded %s: %d queries, %d items", expert, len(query_ids), len(item_ids))
     assert rvec is not None
+    lex, lex_names = None, ()
+    if lexical_store:
+        from hetmoe.moe.lexical_pairs import lexical_features, open_checked
+
+        lexical = open_checked(store_root, lexical_store, dataset)
+        lex, lex_names = lexical_features(lexical, dataset, query_ids, item_ids, qi, di), tuple(lexical.feature_names)
     return PairSet(
         experts=list(experts),
         markets=markets,
@@ -173,6 +181,8 @@ def load_pairs(
         y=judg["relevant"].to_numpy().astype(np.float32),
         label=judg["label"].to_numpy().astype(np.float64),
         split=np.asarray(judg["split"].to_list(), dtype=object),
+        lex=lex,
+        lex_names=lex_names,
     )
 
 

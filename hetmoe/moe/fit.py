@@ -60,11 +60,13 @@ def plan_splits(dataset: Any, eval_split: str | None) -> tuple[str, str | None]:
 def training_pairs(
     dataset: Any, store_root: str | Path, experts: list[str], router_expert: str, eval_split: str | None, seed: int,
     pair_stats: str = "reference",
+    lexical_store: str = "",
 ) -> tuple[PairSet, PairSet, dict[str, Any]]:
     """(fit pairs, early-stopping pairs, a description of where each came from)."""
     split, stop_split = plan_splits(dataset, eval_split)
     splits = ["train"] + ([stop_split] if stop_split else [])
-    pairs = load_pairs(dataset, store_root, experts, splits, router_expert, pair_stats=pair_stats)
+    pairs = load_pairs(dataset, store_root, experts, splits, router_expert, pair_stats=pair_stats,
+                       lexical_store=lexical_store)
     if stop_split:
         fit_mask, stop_mask = pairs.split == "train", pairs.split == stop_split
         stop_desc = f"split '{stop_split}'"
@@ -136,12 +138,15 @@ def fit(
     dataset = load_data(data_dir)
     store_root = Path(store_root).resolve()
     identity = {e: expert_identity(store_root, e) for e in dict.fromkeys([*experts, router_expert])}
-    pair_stats = (spec_overrides or {}).get("pair_stats", "reference")
-    train, stop, plan = training_pairs(dataset, store_root, experts, router_expert, eval_split, seed, pair_stats)
+    overrides = dict(spec_overrides or {})
+    pair_stats, lexical_store = overrides.get("pair_stats", "reference"), overrides.get("lexical_store", "")
+    train, stop, plan = training_pairs(dataset, store_root, experts, router_expert, eval_split, seed, pair_stats,
+                                       lexical_store)
+    overrides["lexical"] = list(train.lex_names)
     log.info("fitting on %d pairs, early stopping on %d pairs (%s)", len(train), len(stop), plan["early_stopping"])
     base = ModelSpec(
         experts=experts, dims=train.dims, markets=list(train.markets), k=k, router_expert=router_expert,
-        router_dim=int(train.rvec.shape[1]), **(spec_overrides or {}),
+        router_dim=int(train.rvec.shape[1]), **overrides,
     )
     rule_table = fit_rule_table(stop, k)
     common = {
@@ -153,6 +158,7 @@ def fit(
         "feature_spec": {
             "per_expert": "L2-normalised raw vectors -> proj (rank) -> [u*v, |u-v|, cos, 2 statistics] -> inter (width) + ReLU",
             "pair_stats": pair_stats,
+            "lexical": f"store '{lexical_store}': {len(train.lex_names)} features -> own layer, every query" if lexical_store else None,
             "router_input": f"market one-hot + L2-normalised '{router_expert}' query vector",
         },
     }

@@ -68,10 +68,15 @@ class MoEModel:
         else:
             first, self._b1 = w["head.out.weight"], None
             self._out_w, self._out_b = None, float(w["head.out.bias"][0])
+        hl = s.lexical_width if s.lexical else 0  # the lexical slot is the head's last hl inputs
         if s.fusion == "concat":
             self._head_t = [np.ascontiguousarray(first[:, i * h : (i + 1) * h].T) for i in range(s.n_experts)]
         else:
-            self._head_t = [np.ascontiguousarray(first.T)] * s.n_experts
+            self._head_t = [np.ascontiguousarray(first[:, :h].T)] * s.n_experts
+        if hl:
+            self._lex_head_t = np.ascontiguousarray(first[:, first.shape[1] - hl :].T)
+            self._lex_w_t, self._lex_b = np.ascontiguousarray(w["lex.weight"].T), w["lex.bias"]
+            self._lex_mean, self._lex_std = w["lex_mean"], w["lex_std"]
         if s.learned_router:
             m = len(s.markets)
             self._r_market = np.ascontiguousarray(w["router.l1.weight"][:, :m].T)  # (M, RH)
@@ -242,6 +247,12 @@ class MoEModel:
             pooled = self._interact(0, *averaged)
         if pooled is not None:
             acc = pooled @ self._head_t[0] if s.hidden > 0 else (pooled @ self._head_t[0][:, :1])
+        if s.lexical:
+            if lexical is None or np.shape(lexical) != (n, len(s.lexical)):
+                got = None if lexical is None else np.shape(lexical)
+                raise HetmoeError(f"this model reads {len(s.lexical)} lexical features per pair; score() got {got}")
+            z = _relu(((np.asarray(lexical, np.float32) - self._lex_mean) / self._lex_std) @ self._lex_w_t + self._lex_b)
+            acc += z @ self._lex_head_t if s.hidden > 0 else (z @ self._lex_head_t[:, :1])
         if s.hidden > 0:
             return _relu(acc + self._b1) @ self._out_w + self._out_b
         return acc[:, 0] + self._out_b

@@ -24,12 +24,15 @@ FEATURES_PER_EXPERT = ("cos", "dot", "z", "gap_or_rank")
 
 
 def lgbm_features(pairs: PairSet) -> np.ndarray:
-    """(n, 4 N + 1) float32 feature matrix; the last column is the market index (categorical)."""
+    """(n, 4 N + F + 1) float32 feature matrix: per expert 4 columns, the F lexical features (when the pairs carry
+    them), and last the market index (categorical)."""
     cols = []
     for i in range(len(pairs.experts)):
         cos = pairs.stats[:, i, 0].astype(np.float64)
         dot = cos * pairs.q_raw_norm[i][pairs.qi] * pairs.d_raw_norm[i][pairs.di]
         cols += [cos, dot, pairs.stats[:, i, 1], pairs.stats[:, i, 2]]
+    if pairs.lex is not None:
+        cols += list(pairs.lex.T)
     cols.append(pairs.q_market[pairs.qi].astype(np.float64))
     return np.column_stack(cols).astype(np.float32)
 
@@ -53,6 +56,8 @@ class LgbmModel:
     def predict(self, pairs: PairSet) -> tuple[np.ndarray, np.ndarray]:
         if pairs.experts != self.experts or pairs.markets[: len(self.markets)] != self.markets:
             raise HetmoeError(f"LightGBM head expects experts {self.experts} and markets {self.markets} first")
+        if list(pairs.lex_names) != list(self.config.get("lexical", [])):
+            raise HetmoeError(f"LightGBM head expects lexical features {self.config.get('lexical', [])}, got {list(pairs.lex_names)}")
         x = lgbm_features(pairs)
         return self.binary.predict(x), self.rank.predict(x)
 
@@ -114,6 +119,7 @@ def train_lgbm(train: PairSet, stop: PairSet, seed: int = 0, threads: int = 0) -
         "experts": list(train.experts),
         "markets": list(train.markets),
         "features": {"per_expert": list(FEATURES_PER_EXPERT), "market": "categorical"},
+        "lexical": list(train.lex_names),
         "label_levels": levels,
         "metrics": {"train_seconds": round(seconds, 2), "binary_trees": binary.best_iteration, "rank_trees": rank.best_iteration},
     }

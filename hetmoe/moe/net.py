@@ -79,7 +79,12 @@ class MoENet(nn.Module):
         self.router = (
             Router(len(spec.markets), spec.router_dim, spec.router_hidden, spec.n_experts) if spec.learned_router else None
         )
-        fan_in = h * spec.n_experts if spec.fusion == "concat" else h
+        fan_in = (h * spec.n_experts if spec.fusion == "concat" else h) + (spec.lexical_width if spec.lexical else 0)
+        if spec.lexical:  # the lexical expert: free (no query encoder), so every query gets it, outside the gates
+            f = len(spec.lexical)
+            self.lex_mean = nn.Parameter(torch.zeros(f), requires_grad=False)
+            self.lex_std = nn.Parameter(torch.ones(f), requires_grad=False)
+            self.lex = nn.Linear(f, spec.lexical_width)
         self.head = nn.ModuleDict(
             {"l1": nn.Linear(fan_in, spec.hidden), "l2": nn.Linear(spec.hidden, 1)}
             if spec.hidden > 0
@@ -115,24 +120,40 @@ class MoENet(nn.Module):
         q_local: torch.Tensor,
         market: torch.Tensor,
         rvec: torch.Tensor,
+        lex: torch.Tensor | None = None,
         fixed_gates: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
         """Logits (B,) for B pairs over U queries: ``qv[i]`` (U, d_i), ``market`` (U,), ``rvec`` (U, d_r) are per query,
-        ``dv[i]`` (B, d_i), ``stats`` (B, N, 3), ``fixed_gates`` (B, N) per pair; ``q_local`` (B,) maps pair -> query row.
+        ``dv[i]`` (B, d_i), ``stats`` (B, N, 3), ``lex`` (B, F), ``fixed_gates`` (B, N) per pair; ``q_local`` (B,) maps
+        pair -> query row.
 
         Projecting and routing each query once per batch (not once per pair) is what keeps training fast.
         """
         gates, probs, mask = self.gates(market, rvec)
         gates = fixed_gates if fixed_gates is not None else gates[q_local]
         if self.spec.fusion == "average":
-            return self.finish(self.averaged(qv, dv, stats, q_local, gates), probs, mask)
+            return self.finish(self.with_lexical(self.averaged(qv, dv, stats, q_local, gates), lex), probs, mask)
         feats = []
         for i in range(len(qv)):
             u, v = self.proj[i](self.centered(i, qv[i]))[q_local], self.proj[i](self.centered(i, dv[i]))
             x = self.drop(torch.cat([u * v, (u - v).abs(), stats[:, i]], dim=1))
             feats.append(torch.relu(self.inter[i](x)) * gates[:, i : i + 1])
         z = torch.cat(feats, dim=1) if self.spec.fusion == "concat" else torch.stack(feats).sum(0)
-        return self.finish(z, probs, mask)
+        return self.finish(self.with_lexical(z, lex), probs, mask)
+
+    def with_lexical(self, z: torch.Tensor, lex: torch.Tensor | None) -> torch.Tensor:
+        """The fused expert features with the lexical slot (standardised features -> own layer + ReLU) appended."""
+        if not self.spec.lexical:
+            return z
+        if lex is None:
+            raise ValueError("this model was built with lexical features; pass them to forward")
+        return torch.cat([z, torch.relu(self.lex(self.drop((lex - self.lex_mean) / self.lex_std)))], dim=1)
+
+    def set_lexical_scale(self, mean: "object", std: "object") -> None:
+        """Fix the lexical features' standardisation (training means and standard deviations)."""
+        with torch.no_grad():
+            self.lex_mean.copy_(torch.as_tensor(mean, dtype=torch.float32))
+            self.lex_std.copy_(torch.as_tensor(std, dtype=torch.float32))
 
     def averaged(self, qv: list[torch.Tensor], dv: list[torch.Tensor], stats: torch.Tensor, q_local: torch.Tensor,
                  gates: torch.Tensor) -> torch.Tensor:

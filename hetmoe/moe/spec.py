@@ -56,6 +56,9 @@ class ModelSpec:
     pair_stats: str = "reference"
     ref_top: int = 16
     router_prior: float = 20.0  # logits per unit of zero-shot AUC below the market's best expert (0: no prior)
+    lexical_store: str = ""  # name of the lexical expert's store ("" = none); its features feed every query
+    lexical: list[str] = field(default_factory=list)  # the lexical feature names, in column order
+    lexical_width: int = 16
 
     def __post_init__(self) -> None:
         if self.router not in ROUTERS:

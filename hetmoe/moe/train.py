@@ -73,6 +73,7 @@ class _Tensors:
         self.q_market = torch.from_numpy(pairs.q_market)
         self.di = torch.from_numpy(pairs.di)
         self.stats = torch.from_numpy(np.ascontiguousarray(pairs.stats))
+        self.lex = torch.from_numpy(np.ascontiguousarray(pairs.lex, dtype=np.float32)) if spec.lexical else None
         self.y = torch.from_numpy(pairs.y)
         gates = fixed_gates(spec, pairs)
         self.fixed = torch.from_numpy(gates) if gates is not None else None
@@ -98,7 +99,8 @@ class _Tensors:
         if drop_market is not None:
             market = market.masked_fill(torch.from_numpy(drop_market), -1)
         di = self.di[idx]
-        inputs = ([m[qrows] for m in self.q], [m[di] for m in self.d], self.stats[idx], q_local, market, self.rvec[qrows])
+        inputs = ([m[qrows] for m in self.q], [m[di] for m in self.d], self.stats[idx], q_local, market, self.rvec[qrows],
+                  self.lex[idx] if self.lex is not None else None)
         fixed = self.fixed[idx] if self.fixed is not None else None
         return inputs, fixed, idx
 
@@ -177,6 +179,10 @@ def train_net(
     rng = np.random.default_rng(cfg.seed)
     net = MoENet(spec)
     net.set_centers(expert_means(train))
+    if spec.lexical:
+        if train.lex is None or train.lex.shape[1] != len(spec.lexical):
+            raise ValueError(f"spec names {len(spec.lexical)} lexical features but the pairs carry none or others")
+        net.set_lexical_scale(train.lex.mean(0), np.maximum(train.lex.std(0), 1e-6))
     if spec.learned_router and spec.router_prior > 0:
         from hetmoe.moe.rule import router_prior
 

@@ -39,7 +39,7 @@ class Scorer:
 
     def __init__(self, model: MoEModel, catalog: ItemCatalog, retriever: Retriever | None = None,
                  cache_size: int = DEFAULT_CACHE_SIZE, encoders: Mapping[str, Encoder] | None = None,
-                 blas_threads: int | None = 1, encode_cores: int | None = None) -> None:
+                 blas_threads: int | None = 1, encode_cores: int | None = None, lexical: Any = None) -> None:
         """Thread settings, both measured on 2 shared cores:
 
         - ``blas_threads``: numpy's OpenBLAS threads, set process-wide (None keeps the library default). The head
@@ -58,6 +58,10 @@ class Scorer:
         self.model = model
         self.catalog = catalog
         self.retriever = retriever
+        if model.spec.lexical and lexical is None:
+            raise HetmoeError(f"the model reads the lexical expert '{model.spec.lexical_store}'; load it with Scorer.load")
+        self.lexical = lexical  # the lexical expert (computed for the query only, online) and its row of each item
+        self._lexical_rows = lexical.rows(catalog.ids.tolist()) if lexical is not None else None
         self._query_cache: LRUCache[tuple[str, str], np.ndarray] = LRUCache(cache_size)
         self._route_cache: LRUCache[tuple[str, str], _RouteEntry] = LRUCache(cache_size)
         spec = model.spec
@@ -99,8 +103,13 @@ class Scorer:
         catalog = ItemCatalog.aligned(per_expert)
         _attach_markets(catalog, data_dir or model.config.get("dataset"))
         retriever = Retriever.load(root, model.experts, catalog) if with_indexes else None
+        lexical = None
+        if model.spec.lexical_store:
+            from hetmoe.lexical.store import open_lexical
+
+            lexical = open_lexical(root, model.spec.lexical_store)
         logger.info("loaded %s: %d experts, %d items, %d markets", model_dir, len(model.experts), len(catalog), len(model.markets))
-        return cls(model, catalog, retriever, cache_size, encoders, blas_threads, encode_cores)
+        return cls(model, catalog, retriever, cache_size, encoders, blas_threads, encode_cores, lexical)
 
     # ----- identity ---------------------------------------------------------------------------------------------
     @property
@@ -256,7 +265,12 @@ class Scorer:
                                   for (text, market), q in zip(keys, qvecs)])
                 for expert in used
             }
-        return self.model.score(query_vecs, item_vecs, routing, groups=groups, reference=reference)
+        lexical = None
+        if self.lexical is not None:
+            lexical = self.lexical.features([text for text, _ in keys], self._lexical_rows[rows], groups)
+        markets = np.array([market for _, market in keys], dtype=object)
+        return self.model.score(query_vecs, item_vecs, routing, groups=groups, reference=reference, lexical=lexical,
+                                markets=markets)
 
     # ----- retrieval + rerank -----------------------------------------------------------------------------------
     def search(self, query: str, market: str, k: int = 10, candidates: int = 200) -> SearchResult:

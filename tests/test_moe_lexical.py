@@ -1,0 +1,91 @@
+"""The lexical expert inside stage two: fed to the net, the stacked head and LightGBM, served by the Scorer."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+import pytest
+
+from hetmoe.data.dataset import load_dataset, write_dataset
+from hetmoe.errors import HetmoeError
+from hetmoe.moe.evaluate import evaluate, score_net
+from hetmoe.moe.features import load_pairs
+from hetmoe.moe.infer import MoEModel
+from hetmoe.moe.train import TrainConfig
+
+EXPERTS = ["static", "wordllama"]
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    from hetmoe.data.demo import generate_demo
+    from hetmoe.experts.card import get_card
+    from hetmoe.lexical.store import fit_lexical_store
+    from hetmoe.moe.fit import fit
+    from hetmoe.store.embed import embed_dataset
+
+    root = tmp_path_factory.mktemp("lexmoe")
+    data = generate_demo(root / "data", items_per_market=40, queries_per_market=16, seed=2, markets=("ID", "TH"))
+    for expert in EXPERTS:
+        embed_dataset(data, get_card(expert), root / "stores", progress=False)
+    fit_lexical_store(data, root / "stores")
+    model = fit(data, root / "stores", root / "model", EXPERTS, k=1, seed=0, router_expert="static",
+                variants=["lightgbm", "rule"], spec_overrides={"lexical_store": "lexical"},
+                train_config=TrainConfig(max_epochs=3, patience=2))
+    return {"data": data, "stores": root / "stores", "model": model}
+
+
+def test_every_head_reads_the_lexical_features(built: dict[str, Path]) -> None:
+    from hetmoe.lexical import FEATURE_NAMES
+
+    model = MoEModel.load(built["model"])
+    assert model.spec.lexical == FEATURE_NAMES and model.spec.lexical_store == "lexical"
+    lgbm = json.loads((built["model"] / "variants" / "lightgbm" / "config.json").read_text())
+    assert lgbm["lexical"] == FEATURE_NAMES
+    pairs = load_pairs(load_dataset(built["data"]), built["stores"], EXPERTS, ["test"], "static", markets=model.markets,
+                       lexical_store="lexical")
+    assert pairs.lex is not None and pairs.lex.shape == (len(pairs), len(FEATURE_NAMES))
+    scores, _ = score_net(model, pairs)
+    blank = pairs.lex.copy()
+    blank[:] = pairs.lex.mean(0)  # the same pairs without lexical information score differently
+    moved, _ = score_net(model, type(pairs)(**{**pairs.__dict__, "lex": blank}))
+    assert np.abs(scores - moved).max() > 1e-4
+    with pytest.raises(HetmoeError, match="lexical features"):
+        model.score({e: pairs.q[i] for i, e in enumerate(EXPERTS)}, {e: pairs.d[i][pairs.di] for i, e in enumerate(EXPERTS)},
+                    model.route(np.asarray(pairs.markets, dtype=object)[pairs.q_market], pairs.rvec), groups=pairs.qi,
+                    reference={e: pairs.ref[i] for i, e in enumerate(EXPERTS)})
+    report = evaluate(built["model"], built["data"], "test", built["model"] / "report")
+    assert {"moe", "lightgbm", "rule"} <= set(report["variants"])
+
+
+def test_the_scorer_computes_the_lexical_features_online(built: dict[str, Path]) -> None:
+    from hetmoe.lexical.store import open_lexical
+    from hetmoe.online.scorer import Scorer
+
+    scorer = Scorer.load(built["model"], with_indexes=False)
+    data = load_dataset(built["data"])
+    qid, text, market = data.queries.head(1).select("query_id", "text", "market").row(0)
+    ids = data.judgments.filter(pl.col("query_id") == qid)["item_id"].to_list()
+    got = scorer.score(text, ids, market)
+    lexical = open_lexical(built["stores"], "lexical")
+    direct = lexical.features([text], lexical.rows(ids), np.zeros(len(ids), np.int64))
+    alone = scorer.score(text, ids[:1], market)  # request-independent with the lexical slot too
+    assert alone.scores[0] == pytest.approx(got.scores[0], rel=1e-6)
+    assert direct.shape == (len(ids), len(lexical.feature_names)) and np.all(np.isfinite(got.scores))
+    scorer.close()
+
+
+def test_a_lexical_store_of_other_texts_is_refused(built: dict[str, Path], tmp_path: Path) -> None:
+    data = load_dataset(built["data"])
+    items = data.items.with_columns(pl.when(pl.int_range(pl.len()) == 0).then(pl.lit("another title")).otherwise(pl.col("title")).alias("title"))
+    other = write_dataset(tmp_path / "other", items, data.queries, data.judgments)
+    from hetmoe.moe.lexical_pairs import open_checked
+
+    with pytest.raises(HetmoeError, match="fitted on other texts for 1 of the dataset's items"):
+        open_checked(built["stores"], "lexical", load_dataset(other))
+    sliced = write_dataset(tmp_path / "id", data.items.filter(pl.col("market") == "ID"),
+                           data.queries.filter(pl.col("market") == "ID"),
+                           data.judgments.filter(pl.col("query_id").is_in(data.queries.filter(pl.col("market") == "ID")["query_id"].to_list())))
+    assert open_checked(built["stores"], "lexical", load_dataset(sliced)) is not None  # a market's slice is fine
