@@ -34,8 +34,11 @@ def run_pipeline(
     k: int = 2,
     seed: int = 0,
     router_expert: str = "static",
+    lexical: str | None = "lexical",
 ) -> dict:
-    """Embed, index, fit and evaluate ``data_dir`` into ``out/{stores,model,report}``; returns the report dict."""
+    """Embed, index, fit and evaluate ``data_dir`` into ``out/{stores,model,report}``; returns the report dict.
+
+    ``lexical``: the lexical expert's card, fitted on the catalog and fed to every head (None: embeddings only)."""
     from hetmoe.data.validate import check_dataset
     from hetmoe.diagnose.run import diagnose
     from hetmoe.experts.card import default_experts, get_card
@@ -53,9 +56,16 @@ def run_pipeline(
         embed_dataset(data_dir, get_card(name, cards), store)
         build_index(store, name)
         timings[f"embed+index:{name}"] = time.perf_counter() - start
+    if lexical:
+        from hetmoe.lexical.store import fit_lexical_store
+
+        start = time.perf_counter()
+        fit_lexical_store(data_dir, store, name=lexical, card=get_card(lexical, cards))
+        timings[f"fit:{lexical}"] = time.perf_counter() - start
     split = report_split(dataset)
     start = time.perf_counter()
-    fit(data_dir, store, model, experts, k=k, seed=seed, eval_split=split, router_expert=router_expert)
+    fit(data_dir, store, model, experts, k=k, seed=seed, eval_split=split, router_expert=router_expert,
+        spec_overrides={"lexical_store": lexical} if lexical else None)
     timings["fit"] = time.perf_counter() - start
     start = time.perf_counter()
     result = evaluate(model, data_dir, split, report, store_root=store)
@@ -87,9 +97,10 @@ def register(app: typer.Typer) -> None:
         k: int = typer.Option(2, help="Experts routed per query."),
         seed: int = typer.Option(0, help="Seed for training."),
         router_expert: str = typer.Option("static", "--router-expert", help="Cheap expert whose query vector feeds the router."),
+        lexical: str = typer.Option("lexical", "--lexical", help="Lexical expert card fed to every head (BM25, char n-grams, token overlap); 'none' to leave it out."),
     ) -> None:
         """Run the whole pipeline on a dataset folder: embed, index, fit, evaluate (on test, else valid), diagnose."""
-        result = run_pipeline(data, out, experts, cards, k, seed, router_expert)
+        result = run_pipeline(data, out, experts, cards, k, seed, router_expert, None if lexical == "none" else lexical)
         _print_summary(result, out / "report")
 
     @app.command("demo")

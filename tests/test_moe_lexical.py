@@ -89,3 +89,26 @@ def test_a_lexical_store_of_other_texts_is_refused(built: dict[str, Path], tmp_p
                            data.queries.filter(pl.col("market") == "ID"),
                            data.judgments.filter(pl.col("query_id").is_in(data.queries.filter(pl.col("market") == "ID")["query_id"].to_list())))
     assert open_checked(built["stores"], "lexical", load_dataset(sliced)) is not None  # a market's slice is fine
+
+
+def test_a_model_refuses_a_refitted_lexical_store(built: dict[str, Path], tmp_path: Path) -> None:
+    import shutil
+
+    stores = tmp_path / "stores"
+    shutil.copytree(built["stores"], stores)
+    manifest = stores / "lexical" / "manifest.json"
+    manifest.write_text(manifest.read_text().replace('"config_hash": "', '"config_hash": "x'))
+    with pytest.raises(HetmoeError, match="another lexical store"):
+        MoEModel.load(built["model"], store_root=stores)
+
+
+def test_a_lexical_store_fitted_before_text_hashes_gets_them_on_a_rerun(built: dict[str, Path], tmp_path: Path) -> None:
+    import shutil
+
+    from hetmoe.lexical.store import TEXT_HASHES, fit_lexical_store
+
+    stores = tmp_path / "stores"
+    shutil.copytree(built["stores"], stores)
+    (stores / "lexical" / TEXT_HASHES).unlink()
+    assert fit_lexical_store(built["data"], stores)["skipped"]
+    assert (stores / "lexical" / TEXT_HASHES).is_file()

@@ -106,6 +106,8 @@ def fit_lexical_store(
         reason = "has files but no manifest (an interrupted fit?)"
     if old is not None and reason is None and (folder / MODEL_DIR / "config.json").is_file():
         log.info("%s: lexical store is up to date", folder)
+        if not (folder / TEXT_HASHES).is_file():  # fitted before per-item text hashes: same input, add them now
+            write_text_hashes(folder, dataset)
         return {"expert": name, "store": str(folder), "complete": True, "skipped": True,
                 "seconds": round(time.perf_counter() - began, 3), "items": identity["items"]["count"]}
     if reason is not None and not overwrite:

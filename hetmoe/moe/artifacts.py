@@ -44,8 +44,22 @@ def _pair(opened: Any) -> tuple[Any, Any]:
     return opened.items, opened.queries
 
 
+def lexical_identity(store_root: str | Path, name: str) -> dict[str, Any]:
+    """Config hash and items fingerprint of a lexical store (what a model trained on it must find again)."""
+    from hetmoe.store.layout import expert_dir, read_manifest
+
+    manifest = read_manifest(expert_dir(store_root, name)) or {}
+    return {"store": name, "config_hash": manifest.get("config_hash"),
+            "items_fingerprint": manifest.get("items", {}).get("input_fingerprint")}
+
+
 def check_identity(config: dict[str, Any], store_root: str | Path, model_dir: Path, check_queries: bool = False) -> None:
-    """Raise HetmoeError when an expert's card or item store (and, for evaluation, query store) changed."""
+    """Raise HetmoeError when an expert's card or item store (and, for evaluation, query store) or the lexical store
+    changed."""
+    saved_lex = config.get("lexical_identity")
+    if saved_lex and lexical_identity(store_root, saved_lex["store"]) != saved_lex:
+        raise HetmoeError(f"model {model_dir} was trained on another lexical store '{saved_lex['store']}' than the one in "
+                          f"{store_root} (refitted since?); retrain it with 'hetmoe fit-head' on these stores")
     for expert, saved in config.get("experts", {}).items():
         try:
             now = expert_identity(store_root, expert)

@@ -19,7 +19,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from hetmoe.errors import HetmoeError
-from hetmoe.moe.artifacts import expert_identity, save_net, write_json
+from hetmoe.moe.artifacts import expert_identity, lexical_identity, save_net, write_json
 from hetmoe.moe.features import PairSet, carve_by_query, load_pairs
 from hetmoe.moe.rule import fit_rule_table
 from hetmoe.moe.spec import ModelSpec
@@ -150,6 +150,7 @@ def fit(
     )
     rule_table = fit_rule_table(stop, k)
     common = {
+        "lexical_identity": lexical_identity(store_root, lexical_store) if lexical_store else None,
         "dataset": str(Path(data_dir).resolve()),
         "store_root": str(store_root),
         "splits": plan,
