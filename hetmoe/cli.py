@@ -25,6 +25,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "hetmoe.data.cli",
     "hetmoe.experts.cli",
     "hetmoe.store.cli",
+    "hetmoe.scale.cli",
     "hetmoe.moe.cli",
     "hetmoe.diagnose.cli",
     "hetmoe.online.cli",

@@ -173,13 +173,16 @@ class Scorer:
         for expert in experts if experts is not None else self._encodable():
             self.encoder(expert)
 
-    def query_vectors(self, queries: Sequence[str], experts_per_query: Sequence[Iterable[str]]) -> list[dict[str, np.ndarray]]:
-        """Per query, {expert: (d,) vector} for the experts it needs; cache misses are batch-encoded, experts concurrently."""
+    def query_vectors(self, queries: Sequence[str], experts_per_query: Sequence[Iterable[str]],
+                      known: Sequence[Mapping[str, np.ndarray]] | None = None) -> list[dict[str, np.ndarray]]:
+        """Per query, {expert: (d,) vector} for the experts it needs: ``known`` ones as given (raw, e.g. a store's query
+        vectors, so bulk scoring of judged queries equals ``eval``), cache misses batch-encoded, experts concurrently."""
         found: list[dict[str, np.ndarray]] = [{} for _ in queries]
         todo: dict[str, dict[str, list[int]]] = {}  # expert -> text -> query positions
         for qi, (text, experts) in enumerate(zip(queries, experts_per_query)):
             for expert in experts:
-                vec = self._query_cache.get((expert, text))
+                vec = known[qi].get(expert) if known is not None else None
+                vec = self._query_cache.get((expert, text)) if vec is None else vec
                 if vec is None:
                     todo.setdefault(expert, {}).setdefault(text, []).append(qi)
                 else:
@@ -197,14 +200,18 @@ class Scorer:
         return found
 
     # ----- routing ----------------------------------------------------------------------------------------------
-    def _routes(self, queries: Sequence[str], markets: Sequence[str]) -> list[_RouteEntry]:
-        entries: list[_RouteEntry | None] = [self._route_cache.get((q, m)) for q, m in zip(queries, markets)]
+    def _routes(self, queries: Sequence[str], markets: Sequence[str],
+                known: Sequence[Mapping[str, np.ndarray]] | None = None) -> list[_RouteEntry]:
+        """Routing per query; with ``known`` vectors the route cache is bypassed (it is keyed by text alone)."""
+        cache = self._route_cache if known is None else None
+        entries: list[_RouteEntry | None] = [None if cache is None else cache.get(key) for key in zip(queries, markets)]
         miss = [i for i, e in enumerate(entries) if e is None]
         if miss:
             router = self.model.router_expert
             vecs = None
             if router is not None:
-                got = self.query_vectors([queries[i] for i in miss], [[router]] * len(miss))
+                given = None if known is None else [known[i] for i in miss]
+                got = self.query_vectors([queries[i] for i in miss], [[router]] * len(miss), given)
                 vecs = np.stack([g[router] for g in got])
             idx, gates = self.model.route(np.array([markets[i] for i in miss], dtype=object), vecs)
             for row, i in enumerate(miss):
@@ -212,7 +219,8 @@ class Scorer:
                 keep = keep[np.argsort(-gates[row][keep], kind="stable")]  # best first, whatever the router's order
                 entry = (idx[row], gates[row], Routing(tuple(self.model.experts[j] for j in idx[row][keep]),
                                                        tuple(float(g) for g in gates[row][keep])))
-                self._route_cache.put((queries[i], markets[i]), entry)
+                if cache is not None:
+                    cache.put((queries[i], markets[i]), entry)
                 entries[i] = entry
         return entries  # type: ignore[return-value]
 
@@ -225,12 +233,16 @@ class Scorer:
         """Head scores of (query, item) for the known ids in request order; unknown ids are listed in the result."""
         return self.score_batch([ScoreRequest(query, list(item_ids), market)])[0]
 
-    def score_batch(self, requests: Sequence[ScoreRequest]) -> list[ScoreResult]:
-        """Score many queries' candidate lists in one head call; a pair's score does not depend on the other ids sent."""
+    def score_batch(self, requests: Sequence[ScoreRequest],
+                    known: Sequence[Mapping[str, np.ndarray]] | None = None) -> list[ScoreResult]:
+        """Score many queries' candidate lists in one head call; a pair's score does not depend on the other ids sent.
+
+        ``known``: per request, query vectors computed in advance ({expert: raw vector}) that replace encoding.
+        """
         if not requests:
             return []
-        routes = self._routes([r.query for r in requests], [r.market for r in requests])
-        qvecs = self.query_vectors([r.query for r in requests], [rt[2].experts for rt in routes])
+        routes = self._routes([r.query for r in requests], [r.market for r in requests], known)
+        qvecs = self.query_vectors([r.query for r in requests], [rt[2].experts for rt in routes], known)
         looked = [self.catalog.lookup(r.item_ids) for r in requests]
         counts = np.array([rows.shape[0] for rows, _, _ in looked])
         rows = np.concatenate([rows for rows, _, _ in looked])

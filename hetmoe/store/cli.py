@@ -6,6 +6,7 @@ from pathlib import Path
 
 import typer
 
+from hetmoe.errors import HetmoeError
 from hetmoe.store.index import TARGET_RECALL
 from hetmoe.store.layout import DEFAULT_STORE
 
@@ -20,23 +21,37 @@ def register(app: typer.Typer) -> None:
         overwrite: bool = typer.Option(False, "--overwrite", help="Rebuild a store made by another card, input or chunk size."),
         cards: Path = typer.Option(None, "--cards", help="Expert cards TOML (default: configs/experts.toml or $HETMOE_CARDS)."),
         chunk_size: int = typer.Option(None, "--chunk-size", help="Texts per chunk (the unit of resume and sharding); default max(4096, 16 batches)."),
+        engine: str = typer.Option("local", "--engine", help="local: this process | ray: a Ray Data actor pool (one model per actor), same store."),
+        address: str = typer.Option(None, "--address", help="--engine ray: Ray cluster to join (e.g. auto, ray://HEAD:10001); default: start a local Ray."),
+        workers: int = typer.Option(None, "--workers", help="--engine ray: actors (default: the cluster's CPUs / --cpus-per-worker, or GPUs / --gpus-per-worker)."),
+        gpus_per_worker: float = typer.Option(0.0, "--gpus-per-worker", help="--engine ray: GPUs each actor reserves (0: CPU)."),
+        cpus_per_worker: float = typer.Option(1.0, "--cpus-per-worker", help="--engine ray: CPUs each actor reserves (and its model's threads)."),
     ) -> None:
         """Embed a dataset's items and queries with one expert; resumable (run again after a kill) and shardable.
         A lexical expert (backend "lexical") is instead fitted on the items: BM25, char n-grams, token statistics."""
         from hetmoe.experts.card import get_card
         from hetmoe.store.embed import embed_dataset, parse_shard
 
-        card = get_card(expert, cards)
+        parsed, card = parse_shard(shard), get_card(expert, cards)
         if card.backend == "lexical":  # fitted on the catalog, not encoded chunk by chunk
-            from hetmoe.errors import HetmoeError
             from hetmoe.lexical.store import fit_lexical_store
 
-            if shard is not None or chunk_size is not None:
-                raise HetmoeError(f"expert {expert!r} is lexical (one fit over the catalog): drop --shard and --chunk-size")
+            if parsed is not None or chunk_size is not None or engine != "local":
+                raise HetmoeError(f"expert {expert!r} is lexical (one fit over the catalog): drop --shard, --chunk-size and --engine")
             typer.echo(json.dumps(fit_lexical_store(data, store, name=card.name, overwrite=overwrite, card=card, progress=True)))
             return
-        parsed = parse_shard(shard)
-        summary = embed_dataset(data, card, store, shard=parsed, overwrite=overwrite, chunk_size=chunk_size)
+        if engine == "ray":
+            from hetmoe.scale.cli import pool_spec
+            from hetmoe.scale.ray_embed import embed_dataset_ray
+
+            if parsed is not None:
+                raise HetmoeError("--shard is for hand-launched local workers; --engine ray spreads the chunks itself, drop --shard")
+            pool = pool_spec(address, workers, gpus_per_worker, cpus_per_worker)
+            summary = embed_dataset_ray(data, card, store, pool, overwrite=overwrite, chunk_size=chunk_size)
+        elif engine == "local":
+            summary = embed_dataset(data, card, store, shard=parsed, overwrite=overwrite, chunk_size=chunk_size)
+        else:
+            raise HetmoeError(f"--engine {engine!r}: choose local or ray")
         typer.echo(json.dumps(summary))
 
     @app.command("index")

@@ -81,6 +81,18 @@ def default_chunk_size(card: ExpertCard) -> int:
     return card.chunk_size or max(DEFAULT_CHUNK_SIZE, BATCHES_PER_CHUNK * int(card.batch_size))
 
 
+def resolve_chunk_size(folder: Path, card: ExpertCard, chunk_size: int | None) -> int:
+    """The asked chunk size, else the existing store's (so a resume needs no flag), else :func:`default_chunk_size`."""
+    if chunk_size is None:
+        try:
+            chunk_size = int((read_manifest(folder) or {}).get("chunk_size", default_chunk_size(card)))
+        except HetmoeError:
+            chunk_size = default_chunk_size(card)
+    if chunk_size < 1:
+        raise HetmoeError(f"--chunk-size {chunk_size}: must be a positive number of texts, e.g. {DEFAULT_CHUNK_SIZE}")
+    return chunk_size
+
+
 def parse_shard(spec: str | None) -> tuple[int, int] | None:
     """``"i/N"`` -> (i, N), checked; None stays None (the whole store)."""
     if spec is None:
@@ -332,13 +344,7 @@ def embed_dataset(
     parse_shard(f"{shard[0]}/{shard[1]}")
     folder = expert_dir(store_root, card.name)
     inputs = read_inputs(data_dir)
-    if chunk_size is None:
-        try:
-            chunk_size = int((read_manifest(folder) or {}).get("chunk_size", default_chunk_size(card)))
-        except HetmoeError:
-            chunk_size = default_chunk_size(card)
-    if chunk_size < 1:
-        raise HetmoeError(f"--chunk-size {chunk_size}: must be a positive number of texts, e.g. {DEFAULT_CHUNK_SIZE}")
+    chunk_size = resolve_chunk_size(folder, card, chunk_size)
     identity = _identity(card, inputs, chunk_size, data_dir)
     manifest = _existing(folder, identity, overwrite)
     pending = manifest is None or any(len(completed_chunks(folder / f"{p}.zarr")) < spec["n_chunks"] for p, spec in manifest["parts"].items())

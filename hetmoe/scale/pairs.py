@@ -1,0 +1,92 @@
+"""The pairs file of ``hetmoe score``: columns checked, each row's query resolved, rows cut into blocks of whole queries.
+
+Why whole queries per block: the head's per-query features (a cosine's z-score and rank among the query's candidates)
+are taken over the query's pairs, as in training and ``eval``; a query split across blocks would be scored against
+half its list. A query is a (query, market) group of rows: its ``query_id`` when the row has one, else its text.
+
+How a row's query is resolved: a ``query_id`` of the dataset the model's stores were embedded from uses the stored
+query vectors, as ``eval`` does, so the scores equal eval's; any other row needs a text (its ``query``, else the
+``--data`` dataset's text for its id), which is encoded. Its market is the row's ``market``, else the dataset's for its
+id. Rows whose query or market cannot be resolved stay in the output, with a null score.
+"""
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+
+from hetmoe.errors import HetmoeError
+
+QUERY_ID, QUERY, MARKET, ITEM = "query_id", "query", "market", "item_id"
+OUTPUT = ("score", "experts")
+# Helper columns the driver adds (dropped from the output): text, market, stored?, group key, block.
+TEXT, MKT, STORED, KEY, BLOCK = "_text", "_market", "_stored", "_key", "_block"
+HELPERS = (TEXT, MKT, STORED, KEY, BLOCK)
+
+
+def read_pairs(path: str | Path) -> pl.DataFrame:
+    """The pairs table with its id and text columns as strings; refuses a file that cannot be scored."""
+    path = Path(path)
+    if not path.is_file():
+        raise HetmoeError(f"{path}: pairs file not found; pass a Parquet file with query_id or query, market, item_id")
+    try:
+        frame = pl.read_parquet(path)
+    except Exception as err:  # polars raises several types for a corrupt file
+        raise HetmoeError(f"{path}: not a readable Parquet file ({type(err).__name__}: {err})") from err
+    if frame.height == 0:
+        raise HetmoeError(f"{path}: no pairs to score")
+    reserved = [c for c in frame.columns if c.startswith("_") or c in OUTPUT]
+    if reserved:
+        raise HetmoeError(f"{path}: column(s) {reserved} are written by score; rename them in the pairs file")
+    if ITEM not in frame.columns or not {QUERY_ID, QUERY} & set(frame.columns):
+        raise HetmoeError(f"{path}: needs an item_id column and a query_id or query column (has {frame.columns})")
+    if QUERY_ID not in frame.columns and MARKET not in frame.columns:
+        raise HetmoeError(f"{path}: rows without query_id need a market column (the model routes by market)")
+    return frame.with_columns(pl.col(c).cast(pl.String) for c in (QUERY_ID, QUERY, MARKET, ITEM) if c in frame.columns)
+
+
+def fingerprint(path: str | Path) -> str:
+    """sha256 of the file's bytes: a resumed run must score the very same pairs."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def resolve(frame: pl.DataFrame, queries: pl.DataFrame | None, stored_ids: np.ndarray | None) -> pl.DataFrame:
+    """Add each row's query text, market, whether its vectors are stored, and its query key (null: unknown query).
+
+    ``queries``: the dataset's (query_id, text, market), looked up by id; ``stored_ids``: ids with stored vectors.
+    """
+    has_id, cols = QUERY_ID in frame.columns, frame.columns
+    if has_id and queries is not None:
+        lookup = queries.select(pl.col(QUERY_ID).cast(pl.String), pl.col("text").alias("_dt"), pl.col(MARKET).alias("_dm"))
+        frame = frame.join(lookup, on=QUERY_ID, how="left", maintain_order="left")
+    else:
+        frame = frame.with_columns(_dt=pl.lit(None, pl.String), _dm=pl.lit(None, pl.String))
+    text = pl.coalesce(pl.col(QUERY) if QUERY in cols else pl.lit(None, pl.String), pl.col("_dt"))
+    market = pl.coalesce(pl.col(MARKET) if MARKET in cols else pl.lit(None, pl.String), pl.col("_dm"))
+    qid = pl.col(QUERY_ID) if has_id else pl.lit(None, pl.String)
+    stored = qid.is_in(pl.Series(stored_ids, dtype=pl.String)).fill_null(False) if has_id and stored_ids is not None else pl.lit(False)
+    frame = frame.with_columns(text.alias(TEXT), market.alias(MKT), stored.alias(STORED))
+    key = (pl.when(qid.is_not_null() & (pl.col(STORED) | pl.col(TEXT).is_not_null())).then(pl.lit("i:") + qid)
+           .when(pl.col(TEXT).is_not_null()).then(pl.lit("t:") + pl.col(TEXT)))
+    return frame.with_columns(key.alias(KEY)).drop("_dt", "_dm")
+
+
+def plan_blocks(frame: pl.DataFrame, block_pairs: int) -> pl.DataFrame:
+    """Add the block of each row: whole queries, in order of first appearance, about ``block_pairs`` pairs a block;
+    rows are sorted by block, then input order (an input grouped by query keeps its order)."""
+    if block_pairs < 1:
+        raise HetmoeError(f"--block-pairs {block_pairs}: must be a positive number of pairs, e.g. 50000")
+    rows = frame.with_row_index("_row")
+    group = pl.concat_str([pl.col(KEY).fill_null(pl.lit("\x00") + pl.col("_row").cast(pl.String)),
+                           pl.col(MKT).fill_null("\x00")], separator="\x1f")
+    rows = rows.with_columns(group.alias("_g"))
+    sizes = rows.group_by("_g", maintain_order=True).agg(pl.len().alias("_n"))
+    sizes = sizes.with_columns(((pl.col("_n").cum_sum() - pl.col("_n")) // block_pairs).cast(pl.Int64).alias(BLOCK))
+    rows = rows.join(sizes.select("_g", BLOCK), on="_g", how="left")
+    return rows.sort([BLOCK, "_row"]).drop("_row", "_g")

@@ -1,0 +1,119 @@
+"""Resumable output of ``hetmoe score``: one Parquet part per block in ``OUT.parts/``, then one file ``OUT``.
+
+Layout::
+
+    OUT.parts/manifest.json       what the parts belong to: model and pairs fingerprints, block size, dataset
+    OUT.parts/part-00007.parquet  the scored rows of block 7 (tmp + rename)
+    OUT.parts/part-00007.json     its counts (pairs, scored, unknowns); written after the part: a block is done when
+                                  this exists, so a killed run leaves no half part that counts
+    OUT                           every part in block order, written to a temporary file and renamed
+
+Why a manifest: parts of another model or another pairs file must never be stitched into this run's output.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+
+from hetmoe.errors import HetmoeError
+from hetmoe.store.layout import write_json_atomic
+
+MANIFEST = "manifest.json"
+
+
+def parts_dir(out: Path) -> Path:
+    return out.with_name(out.name + ".parts")
+
+
+def part_file(parts: Path, block: int) -> Path:
+    return parts / f"part-{block:05d}.parquet"
+
+
+def stats_file(parts: Path, block: int) -> Path:
+    return parts / f"part-{block:05d}.json"
+
+
+def model_fingerprint(model_dir: Path) -> str:
+    """sha256 over the model's config and weights (any retraining changes it)."""
+    from hetmoe.moe.artifacts import CONFIG, WEIGHTS
+
+    digest = hashlib.sha256()
+    for name in (CONFIG, WEIGHTS):
+        path = model_dir / name
+        if path.is_file():
+            digest.update(name.encode() + b"\0" + path.read_bytes())
+    return digest.hexdigest()
+
+
+def open_parts(parts: Path, identity: dict[str, Any], overwrite: bool) -> set[int]:
+    """The blocks already done in ``parts``; parts of another run are refused (or deleted with ``overwrite``)."""
+    manifest = parts / MANIFEST
+    if manifest.is_file():
+        try:
+            old = json.loads(manifest.read_text(encoding="utf-8"))
+        except (OSError, json.JSONDecodeError):
+            old = {}
+        differ = [key for key in identity if old.get(key) != identity[key]]
+        if differ and not overwrite:
+            raise HetmoeError(f"{parts}: holds parts of another score run ({', '.join(differ)} differ); pass --overwrite "
+                              "to start over, or choose another --out")
+        if differ:
+            shutil.rmtree(parts)
+    elif parts.is_dir() and any(parts.iterdir()):
+        if not overwrite:
+            raise HetmoeError(f"{parts}: has files but no {MANIFEST}; pass --overwrite to start over, or choose another --out")
+        shutil.rmtree(parts)
+    if not manifest.is_file():
+        write_json_atomic(manifest, identity)
+    return {int(p.name[5:10]) for p in parts.glob("part-*.json")}
+
+
+def write_part(parts: Path, block: int, frame: pl.DataFrame, stats: dict[str, Any]) -> None:
+    """Write the block's rows, then its counts (the done marker); both atomic."""
+    fd, tmp = tempfile.mkstemp(dir=parts, prefix=f".part-{block:05d}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        frame.write_parquet(tmp)
+        os.replace(tmp, part_file(parts, block))
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    write_json_atomic(stats_file(parts, block), stats)
+
+
+def gather(parts: Path, blocks: list[int], out: Path) -> dict[str, Any]:
+    """Concatenate the parts in block order into ``out`` (one part in memory at a time); returns the summed counts."""
+    import pyarrow.parquet as pq
+
+    totals: dict[str, Any] = {"unknown_market_names": []}
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=out.parent, prefix=f".{out.name}.", suffix=".tmp")
+    os.close(fd)
+    writer = None
+    try:
+        try:
+            for block in blocks:
+                table = pq.read_table(part_file(parts, block))
+                writer = writer or pq.ParquetWriter(tmp, table.schema)
+                writer.write_table(table)
+                stats = json.loads(stats_file(parts, block).read_text(encoding="utf-8"))
+                for key, value in stats.items():
+                    if key == "unknown_market_names":
+                        totals[key] = sorted(set(totals[key]) | set(value))
+                    elif isinstance(value, (int, float)):
+                        totals[key] = totals.get(key, 0) + value
+        finally:
+            if writer is not None:
+                writer.close()
+        os.replace(tmp, out)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return totals
