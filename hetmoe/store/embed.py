@@ -24,6 +24,7 @@ import numpy as np
 import polars as pl
 
 from hetmoe.errors import HetmoeError
+from hetmoe.files import dir_mode
 from hetmoe.store.layout import (
     DEFAULT_STORE,
     FORMAT_VERSION,
@@ -181,7 +182,7 @@ def _create_part(path: Path, part: PartInput, dim: int, chunk_size: int) -> None
         return
     tmp = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}."))
     try:
-        os.chmod(tmp, 0o755)
+        os.chmod(tmp, dir_mode())  # mkdtemp makes it 0700
         group = zarr.open_group(tmp, mode="w")
         rows = max(part.count, 0)
         group.create_array("vectors", shape=(rows, dim), chunks=(chunk_size, dim), dtype="float16", compressors=None, fill_value=0.0)
