@@ -144,7 +144,7 @@ def _check_classes(path: str, judgments: pl.DataFrame, queries: pl.DataFrame, pr
             lacking = tuple(sorted(str(v) for v in counts[by].drop_nulls().to_list()))
             if lacking:
                 fix = f"judge some {name.split()[0]} pairs there or drop that {what}'s rows" if by == "market" else f"move some queries with {name.split()[0]} pairs into it"
-                problems.append(Problem(path, "relevant", f"{len(lacking)} {what}(s) with judgments but no {name} one", lacking[:SAMPLE], hint=fix))
+                problems.append(Problem(path, "relevant", f"{len(lacking)} {what}(s) without any {name} judgment", lacking[:SAMPLE], hint=fix))
 
 
 def inspect_dataset(root: str | Path) -> tuple[list[Problem], Dataset | None]:
