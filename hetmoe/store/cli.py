@@ -20,13 +20,15 @@ def register(app: typer.Typer) -> None:
         overwrite: bool = typer.Option(False, "--overwrite", help="Rebuild a store made by another card, input or chunk size."),
         cards: Path = typer.Option(None, "--cards", help="Expert cards TOML (default: configs/experts.toml or $HETMOE_CARDS)."),
         chunk_size: int = typer.Option(None, "--chunk-size", help="Texts per chunk (the unit of resume and sharding); default max(4096, 16 batches)."),
+        wait: bool = typer.Option(True, "--wait/--no-wait", help="If another embed is writing this expert's store (same shard): wait for it, then resume (default), or fail at once naming its pid."),
     ) -> None:
         """Embed a dataset's items and queries with one expert; resumable (run again after a kill) and shardable."""
         from hetmoe.experts.card import get_card
         from hetmoe.store.embed import embed_dataset, parse_shard
 
         parsed = parse_shard(shard)
-        summary = embed_dataset(data, get_card(expert, cards), store, shard=parsed, overwrite=overwrite, chunk_size=chunk_size)
+        summary = embed_dataset(data, get_card(expert, cards), store, shard=parsed, overwrite=overwrite, chunk_size=chunk_size,
+                                wait=wait)
         typer.echo(json.dumps(summary))
 
     @app.command("index")

@@ -25,6 +25,7 @@ import polars as pl
 
 from hetmoe.errors import HetmoeError
 from hetmoe.files import dir_mode
+from hetmoe.store.lock import clear_folder, embed_lock
 from hetmoe.store.layout import (
     DEFAULT_STORE,
     FORMAT_VERSION,
@@ -167,7 +168,7 @@ def _existing(folder: Path, identity: dict[str, Any], overwrite: bool) -> dict[s
     if not overwrite:
         raise HetmoeError(f"{folder}: {reason}; pass --overwrite to rebuild it, or choose another --store")
     log.warning("%s: %s; --overwrite: deleting it", folder, reason)
-    shutil.rmtree(folder)
+    clear_folder(folder)  # keeps the lock this run holds
     return None
 
 
@@ -289,7 +290,7 @@ def _seal(folder: Path, manifest: dict[str, Any]) -> None:
     write_json_atomic(folder / MANIFEST, {**manifest, "complete": True, "timing": timing})
 
 
-def embed_dataset(
+def _embed_locked(
     data_dir: str | Path,
     card: ExpertCard,
     store_root: str | Path = DEFAULT_STORE,
@@ -299,11 +300,7 @@ def embed_dataset(
     encoder: Encoder | None = None,
     progress: bool = True,
 ) -> dict[str, Any]:
-    """Embed a dataset's items and queries with one expert into ``STORE/<expert>/``; resumable and shardable.
-
-    ``chunk_size`` defaults to the existing store's, else :func:`default_chunk_size`; ``encoder`` reuses an already-built backend.
-    Returns a summary: per part counts, chunks written by this run, and whether the whole store is now complete.
-    """
+    """:func:`embed_dataset` once this process holds the store's lock."""
     began = time.perf_counter()
     data_dir, shard = Path(data_dir), shard or (0, 1)
     parse_shard(f"{shard[0]}/{shard[1]}")
@@ -339,3 +336,27 @@ def embed_dataset(
                "seconds": round(time.perf_counter() - began, 3), "parts": parts}
     log.info("%s: %s", folder, "complete" if complete else "this shard done; other shards still missing")
     return summary
+
+
+def embed_dataset(
+    data_dir: str | Path,
+    card: ExpertCard,
+    store_root: str | Path = DEFAULT_STORE,
+    shard: tuple[int, int] | None = None,
+    overwrite: bool = False,
+    chunk_size: int | None = None,
+    encoder: Encoder | None = None,
+    progress: bool = True,
+    wait: bool = True,
+) -> dict[str, Any]:
+    """Embed a dataset's items and queries with one expert into ``STORE/<expert>/``; resumable and shardable.
+
+    ``chunk_size`` defaults to the existing store's, else :func:`default_chunk_size`; ``encoder`` reuses an already-built backend.
+    While another process embeds the same shard (it holds the lock of :mod:`hetmoe.store.lock`), this one waits and
+    then resumes from its chunks, or with ``wait=False`` fails naming it. Returns a summary: per part counts, chunks
+    written by this run, and whether the whole store is now complete.
+    """
+    held = shard or (0, 1)
+    parse_shard(f"{held[0]}/{held[1]}")
+    with embed_lock(expert_dir(store_root, card.name), held, wait=wait):
+        return _embed_locked(data_dir, card, store_root, shard, overwrite, chunk_size, encoder, progress)
