@@ -16,6 +16,7 @@ from hetmoe.errors import HetmoeError
 
 if TYPE_CHECKING:
     from hetmoe.data.dataset import Dataset
+    from hetmoe.experts.card import ExpertCard
 
 
 def report_split(dataset: Dataset) -> str:
@@ -41,19 +42,20 @@ def run_pipeline(
     ``lexical``: the lexical expert's card, fitted on the catalog and fed to every head (None: embeddings only)."""
     from hetmoe.data.validate import check_dataset
     from hetmoe.diagnose.run import diagnose
-    from hetmoe.experts.card import default_experts, get_card
+    from hetmoe.experts.card import default_experts
     from hetmoe.moe.evaluate import evaluate
     from hetmoe.moe.fit import fit
     from hetmoe.store.embed import embed_dataset
     from hetmoe.store.index import build_index
 
     dataset = check_dataset(data_dir)
-    experts = experts or default_experts(cards)
+    experts = list(dict.fromkeys(experts or default_experts(cards)))
+    used = _check_arguments(experts, router_expert, k, cards)
     store, model, report = out / "stores", out / "model", out / "report"
     timings: dict[str, float] = {}
-    for name in dict.fromkeys([*experts, router_expert]):  # the router reads the cheap expert's query vectors
+    for name, card in used.items():  # the router reads the cheap expert's query vectors
         start = time.perf_counter()
-        embed_dataset(data_dir, get_card(name, cards), store)
+        embed_dataset(data_dir, card, store)
         build_index(store, name)
         timings[f"embed+index:{name}"] = time.perf_counter() - start
     if lexical:
@@ -74,6 +76,25 @@ def run_pipeline(
     timings["eval+diagnose"] = time.perf_counter() - start
     (report / "timings.json").write_text(json.dumps(timings, indent=2))
     return result
+
+
+def _check_arguments(experts: list[str], router_expert: str, k: int, cards: Path | None) -> dict[str, ExpertCard]:
+    """Every card the run uses, checked before the first expert embeds (a late refusal would waste its hours):
+    the names, their fields, backends and models, and k against the number of experts."""
+    from hetmoe.experts.card import get_card
+    from hetmoe.experts.registry import preflight
+
+    if not 1 <= k <= len(experts):
+        raise HetmoeError(f"--k {k}: must be between 1 and the number of experts ({len(experts)}: {', '.join(experts)})")
+    used = {}
+    for name in dict.fromkeys([*experts, router_expert]):
+        try:
+            used[name] = get_card(name, cards)
+        except HetmoeError as err:
+            option = "--router-expert" if name == router_expert and name not in experts else "-e"
+            raise HetmoeError(f"{option} {name}: {err}") from err
+        preflight(used[name])
+    return used
 
 
 def _link_diagnosis(report: Path, geometry: dict) -> None:

@@ -81,11 +81,12 @@ def test_esci_wrong_file_is_one_line_error(tmp_path: Path) -> None:
 
 def _log(path: Path) -> Path:
     pl.DataFrame({
-        "q": ["red kettle", "red kettle", "red kettle", "tee", "tee", "mug", "mug", "lamp", "lamp", "sofa"],
-        "sku": ["k1", "k2", "k1", "t1", "t2", "m1", "k1", "l1", "l2", "s1"],
-        "name": ["Red Kettle", "Blue Kettle", "Red Kettle", "Tee", "Cap", "Mug", "Red Kettle", "Lamp", "Lamp shade", "Sofa"],
-        "grade": [3, 0, 2, 2, 0, 3, 0, 2, 1, 3],
-        "country": ["SG", "SG", "SG", "MY", "MY", "SG", "SG", "MY", "MY", "SG"],
+        "q": ["red kettle", "red kettle", "red kettle", "tee", "tee", "mug", "mug", "lamp", "lamp", "sofa", "sofa"],
+        "sku": ["k1", "k2", "k1", "t1", "t2", "m1", "k1", "l1", "l2", "s1", "s2"],
+        "name": ["Red Kettle", "Blue Kettle", "Red Kettle", "Tee", "Cap", "Mug", "Red Kettle", "Lamp", "Lamp shade", "Sofa",
+                 "Sofa cover"],
+        "grade": [3, 0, 2, 2, 0, 3, 0, 2, 1, 3, 0],  # every query has a relevant and a non-relevant item
+        "country": ["SG", "SG", "SG", "MY", "MY", "SG", "SG", "MY", "MY", "SG", "SG"],
     }).write_csv(path)
     return path
 
@@ -98,7 +99,7 @@ def test_import_csv_with_column_mapping(tmp_path: Path) -> None:
                                       "--valid-fraction", "0.2", "--test-fraction", "0.2"])
     assert result.exit_code == 0, result.output
     data = load_dataset(out)
-    assert data.items.height == 8 and data.queries.height == 5 and data.judgments.height == 9
+    assert data.items.height == 9 and data.queries.height == 5 and data.judgments.height == 10
     kettle = data.queries.filter(pl.col("text") == "red kettle").row(0, named=True)
     assert kettle["market"] == "SG" and kettle["query_id"].startswith("q_")
     pair = data.judgments.filter((pl.col("query_id") == kettle["query_id"]) & (pl.col("item_id") == "k1")).row(0, named=True)
@@ -137,3 +138,37 @@ def test_carve_splits_is_stable_and_never_empty() -> None:
     assert set(carve_splits(pl.Series(["a", "b", "c"]), 0.01, 0.01)["split"]) == {"train", "valid", "test"}
     with pytest.raises(HetmoeError):
         carve_splits(ids, 0.6, 0.5)
+
+
+def _latin1_log(path: Path) -> Path:
+    """The mapping test's log with accented queries and titles, written in ISO-8859-1."""
+    frame = pl.read_csv(_log(path.with_suffix(".utf8.csv")))
+    frame = frame.with_columns(pl.col("q").str.replace("tee", "café crème"), pl.col("name").str.replace("Tee", "Thé vert"))
+    path.write_bytes(frame.write_csv().encode("latin-1"))
+    return path
+
+
+def test_import_csv_reads_other_encodings_with_encoding_option(tmp_path: Path) -> None:
+    log = _latin1_log(tmp_path / "latin.csv")
+    args = ["data", "import-csv", str(log), "--query-col", "q", "--item-id-col", "sku", "--title-col", "name",
+            "--label-col", "grade", "--market-col", "country", "--relevant-min", "2"]
+    refused = CliRunner().invoke(app, [*args, "--out", str(tmp_path / "plain")])
+    assert isinstance(refused.exception, HetmoeError) and not (tmp_path / "plain").exists()
+    assert "not valid UTF-8 (byte 0xe9 at offset" in str(refused.exception) and "--encoding latin-1" in str(refused.exception)
+    result = CliRunner().invoke(app, [*args, "--out", str(tmp_path / "out"), "--encoding", "latin-1"])
+    assert result.exit_code == 0, result.output
+    data = load_dataset(tmp_path / "out")
+    assert "café crème" in data.queries["text"].to_list() and "Thé vert" in data.items["title"].to_list()
+
+
+def test_garbage_file_is_one_clean_line_without_its_bytes(tmp_path: Path) -> None:
+    garbage = tmp_path / "garbage.csv"
+    garbage.write_bytes(bytes(range(256)) * 20)
+    ascii_garbage = tmp_path / "ascii.csv"  # valid UTF-8 but a wall of control characters and no columns we know
+    ascii_garbage.write_bytes(bytes(range(1, 32)) * 30 + b"\n" + b"x" * 500)
+    for path in (garbage, ascii_garbage):
+        with pytest.raises(HetmoeError) as err:
+            import_table(path, tmp_path / "out", Mapping())
+        message = str(err.value)
+        assert message.isprintable() and len(message) < 400, message
+        assert not (tmp_path / "out").exists()

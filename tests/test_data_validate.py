@@ -73,6 +73,10 @@ CASES = {
     "relevant not 0/1": (_set("judgments", relevant=pl.when(pl.col("query_id") == "q4").then(2).otherwise(pl.col("relevant")).cast(pl.Int8)), "judgments.parquet", "relevant", "q4 / i5"),
     "repeated pair": (_append("judgments", query_id="q3", item_id="i3", label=2.0, relevant=1, split="train"), "judgments.parquet", "item_id", "q3 / i3"),
     "null label": (_set("judgments", label=pl.when(pl.col("query_id") == "q2").then(None).otherwise(pl.col("label"))), "judgments.parquet", "label", "q2"),
+    "no positives at all": (_set("judgments", relevant=pl.lit(0, pl.Int8)), "judgments.parquet", "relevant", None),
+    "market without positives": (_set("judgments", relevant=pl.when(pl.col("query_id") == "q3").then(0).otherwise(pl.col("relevant")).cast(pl.Int8)), "judgments.parquet", "relevant", "TH"),
+    "market without negatives": (_set("judgments", relevant=pl.when(pl.col("query_id") == "q3").then(1).otherwise(pl.col("relevant")).cast(pl.Int8)), "judgments.parquet", "relevant", "TH"),
+    "valid without positives": (_set("judgments", relevant=pl.when(pl.col("split") == "valid").then(0).otherwise(pl.col("relevant")).cast(pl.Int8)), "judgments.parquet", "relevant", "valid"),
     "no valid split": (_set("judgments", split=pl.when(pl.col("split") == "valid").then(pl.lit("train")).otherwise(pl.col("split"))), "judgments.parquet", "split", None),
 }
 

@@ -137,3 +137,39 @@ def test_missing_hub_weights_fail_at_once_in_one_line(tmp_path: Path) -> None:
         assert model in line and str(tmp_path / "hf" / "hub") in line
         assert 'model = "/path/to/local/dir"' in line and "HF_HOME" in line
     assert lines[2] == "torch imported: False"
+
+
+@pytest.mark.parametrize(("field", "toml_value", "fragment"), [
+    ("batch_size", '"1024"', "batch_size must be an integer, got '1024' (a string); write batch_size = 1024"),
+    ("dim", '"sixty-four"', "dim must be an integer or absent, got 'sixty-four' (a string)"),
+    ("threads", '"all"', "threads must be an integer, got 'all' (a string); threads = 0 means all cores"),
+    ("max_length", "2.5", "max_length must be an integer or absent, got 2.5 (a number)"),
+    ("languages", '"en"', "languages must be a list of language codes, got 'en' (a string)"),
+    ("normalize", '"no"', "normalize must be true or false, got 'no' (a string)"),
+    ("batch_size", "true", "batch_size must be an integer, got true (a boolean)"),
+    ("batch_size", "0", "batch_size must be >= 1, got 0"),
+])
+def test_loosely_typed_fields_are_refused_naming_file_card_and_field(tmp_path: Path, field: str, toml_value: str,
+                                                                     fragment: str) -> None:
+    toml = tmp_path / "cards.toml"
+    toml.write_text(f'[experts.bad]\nbackend = "model2vec"\nmodel = "pkg:static_model/model"\n{field} = {toml_value}\n')
+    with pytest.raises(HetmoeError) as caught:
+        get_card("bad", toml)
+    assert str(caught.value).startswith(f"{toml}: expert card 'bad': {field} must") and fragment in str(caught.value)
+
+
+def test_a_broken_card_only_breaks_the_commands_that_use_it(tmp_path: Path) -> None:
+    toml = tmp_path / "cards.toml"
+    toml.write_text('[defaults]\nexperts = ["good"]\n'
+                    '[experts.good]\nbackend = "model2vec"\nmodel = "pkg:static_model/model"\n'
+                    '[experts.broken]\nbackend = "model2vec"\nmodel = "m"\nbatch_size = "many"\n')
+    assert get_card("good", toml).batch_size == 64
+    assert default_experts(toml) == ["good"]
+    with pytest.raises(HetmoeError, match=r"expert card 'broken': batch_size must be an integer"):
+        load_cards(toml)  # `experts list` shows every card, so it does check them all
+
+
+def test_cards_built_in_code_are_typed_too() -> None:
+    assert ExpertCard(**BASE, languages=["en"]).languages == ("en",)
+    with pytest.raises(HetmoeError, match="expert card 'x': normalize must be true or false"):
+        ExpertCard(**BASE, normalize="no")  # type: ignore[arg-type]

@@ -94,13 +94,14 @@ def import_csv_cmd(
     valid_fraction: float = typer.Option(0.15, help="Without a split column: share of queries in 'valid'."),
     test_fraction: float = typer.Option(0.15, help="Without a split column: share of queries in 'test'."),
     sep: str = typer.Option(",", help="CSV field separator (.tsv files always use tab)."),
+    encoding: str = typer.Option("utf-8", help="Text encoding of CSV/TSV files, e.g. latin-1, cp1252, utf-16 (non-UTF-8 files are read whole)."),
 ) -> None:
     """Import a relevance log of any shape by naming its columns, e.g. --query-col q --item-id-col sku --label-col grade."""
     from hetmoe.data.tabular import Mapping, import_table
 
     mapping = Mapping(query=query_col, item_id=item_id_col, label=label_col, title=title_col, query_id=query_id_col,
                       text=text_col, market=market_col, lang=lang_col, split=split_col, relevant=relevant_col)
-    import_table(pairs, out, mapping, items, market, lang, relevant_min, valid_fraction, test_fraction, sep)
+    import_table(pairs, out, mapping, items, market, lang, relevant_min, valid_fraction, test_fraction, sep, encoding)
     _report(out)
 
 

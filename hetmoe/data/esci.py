@@ -15,7 +15,7 @@ from pathlib import Path
 import polars as pl
 
 from hetmoe.data.dataset import write_dataset
-from hetmoe.data.importing import carve_splits, require_columns, scan_table
+from hetmoe.data.importing import carve_splits, collect, require_columns, scan_table
 from hetmoe.errors import HetmoeError
 
 log = logging.getLogger(__name__)
@@ -47,7 +47,7 @@ def import_esci(examples: Path, products: Path, out: Path, small: bool = False, 
     if locales:
         ex = ex.filter(pl.col("product_locale").is_in(list(locales)))
     locale = pl.col("product_locale").cast(pl.String)
-    judged = ex.select(
+    judged = collect(ex.select(
         (locale + ":" + pl.col("query_id").cast(pl.String)).alias("query_id"),
         pl.col("query").cast(pl.String).str.strip_chars().alias("text"),
         (locale + ":" + pl.col("product_id").cast(pl.String)).alias("item_id"),
@@ -55,7 +55,7 @@ def import_esci(examples: Path, products: Path, out: Path, small: bool = False, 
         locale.alias("market"),
         pl.col("esci_label").cast(pl.String),
         pl.col("split").cast(pl.String).alias("official"),
-    ).collect()
+    ), examples)
     if judged.height == 0:
         raise HetmoeError(f"{examples}: no examples left after filtering (small={small}, locales={list(locales) or 'all'}); check the file and --locale")
     bad = judged.filter(~pl.col("esci_label").is_in(list(ESCI_GAIN)))["esci_label"].unique().head(3).to_list()
@@ -69,7 +69,7 @@ def import_esci(examples: Path, products: Path, out: Path, small: bool = False, 
     require_columns(prod, products, {c: "--products (an ESCI shopping_queries_dataset_products file)" for c in PRODUCT_COLUMNS})
     wanted = judged.select("product_id", pl.col("market").alias("product_locale")).unique()
     prod = prod.with_columns(pl.col("product_id").cast(pl.String), pl.col("product_locale").cast(pl.String))
-    prod = prod.join(wanted.lazy(), on=["product_id", "product_locale"], how="semi").collect()
+    prod = collect(prod.join(wanted.lazy(), on=["product_id", "product_locale"], how="semi"), products)
     items = prod.unique(["product_id", "product_locale"], keep="first", maintain_order=True).select(
         (pl.col("product_locale") + ":" + pl.col("product_id")).alias("item_id"),
         pl.col("product_title").cast(pl.String).str.strip_chars().alias("title"),

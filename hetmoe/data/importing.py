@@ -1,33 +1,115 @@
 """Helpers shared by the importers: read a CSV/TSV/Parquet file, require mapped columns, carve splits by query."""
 from __future__ import annotations
 
+import codecs
 import hashlib
+import io
 from pathlib import Path
 
 import polars as pl
 
 from hetmoe.errors import HetmoeError
 
+SHOWN_COLUMNS = 12  # column names quoted in an error: a garbage file must not print its bytes into the message
+BLOCK = 1 << 20
 
-def scan_table(path: str | Path, sep: str = ",") -> pl.LazyFrame:
-    """A lazy frame over a Parquet, CSV or TSV file (by suffix), so large logs are filtered before loading."""
+
+def shown(text: str, limit: int = 40) -> str:
+    """``text`` safe for a one-line error: non-printable characters escaped, long text cut."""
+    clean = "".join(c if c.isprintable() else ascii(c)[1:-1] for c in text)
+    return clean if len(clean) <= limit else clean[:limit] + "..."
+
+
+def _codec(encoding: str) -> str:
+    try:
+        return codecs.lookup(encoding).name
+    except LookupError as err:
+        raise HetmoeError(f"--encoding {shown(encoding)!r} is unknown; use e.g. utf-8, latin-1, cp1252, utf-16") from err
+
+
+def _check_utf8(path: Path) -> None:
+    """Stream the file through a strict UTF-8 decoder: a bad byte is named with its line, not as a polars traceback."""
+    decoder = codecs.getincrementaldecoder("utf-8")("strict")
+    offset, lines = 0, 1
+    with path.open("rb") as handle:
+        while block := handle.read(BLOCK):
+            try:
+                decoder.decode(block, final=len(block) < BLOCK)
+            except UnicodeDecodeError as err:
+                at = offset + max(err.start, 0)
+                lines += block[: max(err.start, 0)].count(b"\n")
+                byte = block[err.start] if 0 <= err.start < len(block) else 0
+                bom = offset == 0 and block[:2] in (b"\xff\xfe", b"\xfe\xff")
+                fix = "--encoding utf-16 (it starts with a UTF-16 byte-order mark)" if bom else (
+                    "--encoding with the file's encoding, e.g. --encoding latin-1 or cp1252, or check it is text at all")
+                raise HetmoeError(f"{path}: not valid UTF-8 (byte 0x{byte:02x} at offset {at}, line {lines}); pass {fix}") from err
+            if b"\0" in block:
+                raise HetmoeError(f"{path}: contains NUL bytes, so it is not a text CSV/TSV; pass the real file "
+                                  "(or --encoding utf-16 if it is UTF-16 text)")
+            offset, lines = offset + len(block), lines + block.count(b"\n")
+        decoder.decode(b"", final=True)
+
+
+def _decoded(path: Path, codec: str) -> bytes:
+    """The file re-encoded as UTF-8 (polars reads only UTF-8), read whole: other encodings are for modest logs."""
+    try:
+        text = path.read_bytes().decode(codec)
+    except UnicodeDecodeError as err:
+        raise HetmoeError(f"{path}: not valid {codec} (byte at offset {err.start}); pass the file's real --encoding") from err
+    if "\0" in text:
+        raise HetmoeError(f"{path}: contains NUL characters in {codec}, so it is not a text CSV/TSV; check --encoding")
+    return text.encode("utf-8")
+
+
+def scan_table(path: str | Path, sep: str = ",", encoding: str = "utf-8") -> pl.LazyFrame:
+    """A lazy frame over a Parquet, CSV or TSV file (by suffix), so large logs are filtered before loading.
+
+    CSV/TSV text is checked to be valid in ``encoding`` first; non-UTF-8 files are transcoded in memory.
+    """
     path = Path(path)
     if not path.is_file():
         raise HetmoeError(f"{path}: file not found; pass an existing CSV/TSV/Parquet file")
     suffix = path.suffix.lower()
     if suffix in (".parquet", ".pq"):
+        with path.open("rb") as handle:
+            if handle.read(4) != b"PAR1":
+                raise HetmoeError(f"{path}: not a Parquet file (no PAR1 header); pass a real Parquet file or a .csv")
         return pl.scan_parquet(path)
     if suffix in (".csv", ".tsv", ".txt"):
-        return pl.scan_csv(path, separator="\t" if suffix == ".tsv" else sep, infer_schema_length=10_000)
-    raise HetmoeError(f"{path}: unknown file type '{suffix}'; use .parquet, .csv or .tsv")
+        codec = _codec(encoding)
+        separator = "\t" if suffix == ".tsv" else sep
+        if codec == "utf-8":
+            _check_utf8(path)
+            return pl.scan_csv(path, separator=separator, infer_schema_length=10_000)
+        return pl.read_csv(io.BytesIO(_decoded(path, codec)), separator=separator, infer_schema_length=10_000).lazy()
+    raise HetmoeError(f"{path}: unknown file type '{shown(suffix)}'; use .parquet, .csv or .tsv")
+
+
+def _unreadable(path: str | Path, err: Exception) -> HetmoeError:
+    """A parse failure (ragged rows, a wrong separator, a corrupt file) as one clean line, bytes escaped."""
+    first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+    return HetmoeError(f"{path}: cannot be read as a table ({shown(first, 160)}); check --sep, --encoding and that "
+                       "the file is the CSV/TSV/Parquet it claims to be")
+
+
+def collect(frame: pl.LazyFrame, path: str | Path) -> pl.DataFrame:
+    """``frame.collect()`` with polars' parse errors as :class:`HetmoeError`."""
+    try:
+        return frame.collect()
+    except pl.exceptions.PolarsError as err:
+        raise _unreadable(path, err) from err
 
 
 def require_columns(frame: pl.LazyFrame, path: str | Path, wanted: dict[str, str]) -> None:
     """Fail with one line if a mapped column is absent; ``wanted`` maps column name -> the option that names it."""
-    have = frame.collect_schema().names()
+    try:
+        have = frame.collect_schema().names()
+    except pl.exceptions.PolarsError as err:
+        raise _unreadable(path, err) from err
     for column, option in wanted.items():
         if column not in have:
-            raise HetmoeError(f"{path}: no column '{column}' (has: {', '.join(have)}); name the right one with {option}")
+            listed = ", ".join(shown(h) for h in have[:SHOWN_COLUMNS]) + (f", ... ({len(have)} in all)" if len(have) > SHOWN_COLUMNS else "")
+            raise HetmoeError(f"{path}: no column '{shown(column)}' (has: {listed}); name the right one with {option}")
 
 
 def _rank(query_id: str) -> str:

@@ -16,7 +16,7 @@ from pathlib import Path
 import polars as pl
 
 from hetmoe.data.dataset import write_dataset
-from hetmoe.data.importing import carve_splits, require_columns, scan_table
+from hetmoe.data.importing import carve_splits, collect, require_columns, scan_table
 from hetmoe.errors import HetmoeError
 
 log = logging.getLogger(__name__)
@@ -46,15 +46,15 @@ def _mapped(mapping: Mapping, *roles: str) -> dict[str, str]:
 
 def import_table(pairs: Path, out: Path, mapping: Mapping, items_file: Path | None = None, default_market: str = "default",
                  default_lang: str | None = None, relevant_min: float = 1.0, valid_fraction: float = 0.15,
-                 test_fraction: float = 0.15, sep: str = ",") -> Path:
-    """Convert a pairs log (+ optional item catalog) into a dataset folder at ``out``."""
-    src = scan_table(pairs, sep)
+                 test_fraction: float = 0.15, sep: str = ",", encoding: str = "utf-8") -> Path:
+    """Convert a pairs log (+ optional item catalog) into a dataset folder at ``out`` (both files in ``encoding``)."""
+    src = scan_table(pairs, sep, encoding)
     require_columns(src, pairs, _mapped(mapping, "query", "item_id", "label", "query_id", "market", "lang", "split", "relevant"))
     if items_file is None:
         require_columns(src, pairs, _mapped(mapping, "title", "text") or {"title": "--title-col (or pass --items)"})
     market = pl.col(mapping.market).cast(pl.String) if mapping.market else pl.lit(default_market)
     lang = pl.col(mapping.lang).cast(pl.String) if mapping.lang else pl.lit(default_lang, pl.String)
-    rows = src.select(
+    rows = collect(src.select(
         pl.col(mapping.query).cast(pl.String).str.strip_chars().alias("text"),
         pl.col(mapping.item_id).cast(pl.String).alias("item_id"),
         pl.col(mapping.label).cast(pl.Float64).alias("label"),
@@ -64,7 +64,7 @@ def import_table(pairs: Path, out: Path, mapping: Mapping, items_file: Path | No
         *([pl.col(mapping.relevant).cast(pl.Int8).alias("relevant")] if mapping.relevant else []),
         *([pl.col(mapping.title).cast(pl.String).alias("title")] if items_file is None and mapping.title else []),
         *([pl.col(mapping.text).cast(pl.String).alias("item_text")] if items_file is None and mapping.text else []),
-    ).collect()
+    ), pairs)
     rows = rows.filter((pl.col("text").str.len_chars() > 0) & pl.col("item_id").is_not_null() & pl.col("label").is_not_null())
     if rows.height == 0:
         raise HetmoeError(f"{pairs}: no usable rows (every row lacks a query text, item id or label); check the column mapping")
@@ -87,28 +87,28 @@ def import_table(pairs: Path, out: Path, mapping: Mapping, items_file: Path | No
         judgments = judgments.with_columns((pl.col("label") >= relevant_min).cast(pl.Int8).alias("relevant"))
     judgments = judgments.select("query_id", "item_id", "label", "relevant", "split")
     queries = rows.unique("query_id", keep="first", maintain_order=True).select("query_id", "text", "market", "lang")
-    items = _items(rows, mapping, items_file, sep)
+    items = _items(rows, mapping, items_file, sep, encoding)
     if rows["lang"].null_count() == rows.height:  # no language known: leave the optional column out
         queries, items = queries.drop("lang"), items.drop("lang")
     log.info("import: %d items, %d queries, %d judgments -> %s", items.height, queries.height, judgments.height, out)
     return write_dataset(out, items, queries, judgments)
 
 
-def _items(rows: pl.DataFrame, mapping: Mapping, items_file: Path | None, sep: str) -> pl.DataFrame:
+def _items(rows: pl.DataFrame, mapping: Mapping, items_file: Path | None, sep: str, encoding: str) -> pl.DataFrame:
     """The catalog: from the items file when given (market from its column or the pairs), else from the pairs rows."""
     first = rows.unique("item_id", keep="first", maintain_order=True)
     if items_file is None:
         title = pl.col("title") if "title" in rows.columns else pl.col("item_text")
         text = [pl.col("item_text").alias("text")] if "title" in rows.columns and "item_text" in rows.columns else []
         return first.select("item_id", title.str.strip_chars().alias("title"), *text, "market", "lang")
-    src = scan_table(items_file, sep)
+    src = scan_table(items_file, sep, encoding)
     require_columns(src, items_file, _mapped(mapping, "item_id", "title", "text"))
-    cat = src.select(
+    cat = collect(src.select(
         pl.col(mapping.item_id).cast(pl.String).alias("item_id"),
         pl.col(mapping.title or "title").cast(pl.String).str.strip_chars().alias("title"),
         *([pl.col(mapping.text).cast(pl.String).alias("text")] if mapping.text else []),
         *([pl.col(mapping.market).cast(pl.String).alias("market")] if mapping.market and mapping.market in src.collect_schema().names() else []),
-    ).collect().unique("item_id", keep="first", maintain_order=True)
+    ), items_file).unique("item_id", keep="first", maintain_order=True)
     if "market" not in cat.columns:
         cat = cat.join(first.select("item_id", "market"), on="item_id", how="left").with_columns(
             pl.col("market").fill_null(rows["market"][0]))

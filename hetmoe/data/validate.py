@@ -125,6 +125,26 @@ def _check_judgments(root: Path, items: pl.DataFrame | None, queries: pl.DataFra
         missing = sorted(m for m in markets - judged if m.strip())
         if missing:
             problems.append(Problem(path, "query_id", f"{len(missing)} market(s) with items or queries but no judgments", tuple(missing[:SAMPLE]), hint="judge some of their queries or drop that market's rows"))
+        _check_classes(path, judgments, queries, problems)
+
+
+def _check_classes(path: str, judgments: pl.DataFrame, queries: pl.DataFrame, problems: list[Problem]) -> None:
+    """AUC and training need relevant and non-relevant pairs: overall, in every market, in train and in valid
+    (a class missing there gives NaN metrics and an early stopping that never picks an epoch)."""
+    rel = judgments.filter(pl.col("relevant").is_in([0, 1]))
+    labelled = rel.join(queries.select("query_id", "market"), on="query_id", how="inner")
+    for value, name in ((1, "positive (relevant = 1)"), (0, "negative (relevant = 0)")):
+        if not (rel["relevant"] == value).any():
+            hint = "check the label mapping (e.g. --relevant-min) or judge some relevant pairs" if value else "judge some non-relevant pairs"
+            problems.append(Problem(path, "relevant", f"no {name} judgments at all", hint=hint))
+            continue
+        for by, what in (("market", "market"), ("split", "split")):
+            frame = labelled if by == "market" else rel.filter(pl.col("split").is_in(["train", "valid"]))
+            counts = frame.group_by(by).agg((pl.col("relevant") == value).sum().alias("n")).filter(pl.col("n") == 0)
+            lacking = tuple(sorted(str(v) for v in counts[by].drop_nulls().to_list()))
+            if lacking:
+                fix = f"judge some {name.split()[0]} pairs there or drop that {what}'s rows" if by == "market" else f"move some queries with {name.split()[0]} pairs into it"
+                problems.append(Problem(path, "relevant", f"{len(lacking)} {what}(s) without any {name} judgment", lacking[:SAMPLE], hint=fix))
 
 
 def inspect_dataset(root: str | Path) -> tuple[list[Problem], Dataset | None]:

@@ -59,6 +59,7 @@ class ExpertCard:
     options: dict[str, Any] | None = None  # backend settings without a field of their own (lexical: LexicalConfig)
 
     def __post_init__(self) -> None:
+        _check_types(self)
         object.__setattr__(self, "languages", tuple(self.languages))
         _validate(self)
 
@@ -105,6 +106,55 @@ class ExpertCard:
         return cls(**d)
 
 
+# Field -> (expected kind, None allowed, smallest value for ints). Checked before anything else, so a quoted number
+# or a string where a list belongs is refused here, naming the card and field, instead of deep inside a backend.
+_TYPES: dict[str, tuple[type, bool, int | None]] = {
+    "name": (str, False, None), "backend": (str, False, None), "model": (str, False, None),
+    "revision": (str, True, None), "pooling": (str, True, None), "max_length": (int, True, 1),
+    "query_prompt": (str, True, None), "document_prompt": (str, True, None),
+    "query_prompt_name": (str, True, None), "document_prompt_name": (str, True, None),
+    "dtype": (str, False, None), "batch_size": (int, False, 1), "chunk_size": (int, True, 1),
+    "normalize": (bool, False, None), "dim": (int, True, 1), "device": (str, False, None), "threads": (int, False, 0),
+}
+_KIND_WORD = {str: "a string", int: "an integer", bool: "true or false"}
+
+
+def _shown(value: object) -> str:
+    """A TOML-ish rendering of a bad value and its type, for the error line."""
+    kind = {str: "a string", bool: "a boolean", int: "an integer", float: "a number", list: "a list",
+            dict: "a table"}.get(type(value), type(value).__name__)
+    text = repr(value) if not isinstance(value, bool) else str(value).lower()
+    return f"{text[:40]}{'...' if len(text) > 40 else ''} ({kind})"
+
+
+def _check_types(card: ExpertCard) -> None:
+    """Every field has its declared type and range (bool is not an int here, 2.5 is not an int, "1024" is no number)."""
+    name = card.name if isinstance(card.name, str) else repr(card.name)
+    where = f"expert card {name!r}"
+    for field_name, (kind, optional, low) in _TYPES.items():
+        value = getattr(card, field_name)
+        if value is None and optional:
+            continue
+        ok = isinstance(value, kind) and (kind is bool or not isinstance(value, bool))
+        if not ok:
+            hint = f"; write {field_name} = {value.strip()}" if kind is int and isinstance(value, str) and value.strip().isdigit() else ""
+            hint = hint or (f"; write {field_name} = {str(value).lower()}" if kind is bool and str(value).lower() in ("true", "false") else "")
+            hint = hint or ("; threads = 0 means all cores" if field_name == "threads" else "")
+            raise HetmoeError(f"{where}: {field_name} must be {_KIND_WORD[kind]}{' or absent' if optional else ''}, "
+                              f"got {_shown(value)}{hint or f'; fix {field_name} in the card'}")
+        if low is not None and value < low:
+            raise HetmoeError(f"{where}: {field_name} must be >= {low}, got {value}; fix {field_name} in the card")
+        if kind is str and not optional and not value.strip():
+            raise HetmoeError(f"{where}: {field_name} must not be empty; fix {field_name} in the card")
+    langs = card.languages
+    if isinstance(langs, str) or not isinstance(langs, (list, tuple)):
+        raise HetmoeError(f"{where}: languages must be a list of language codes, got {_shown(langs)}; "
+                          f"write languages = [\"en\"] (or [\"*\"] for a multilingual expert)")
+    if not langs or not all(isinstance(code, str) and code.strip() for code in langs):
+        raise HetmoeError(f"{where}: languages must list non-empty codes, got {list(langs)!r}; "
+                          'write e.g. languages = ["en", "de"] or ["*"]')
+
+
 def _validate(card: ExpertCard) -> None:
     """Reject cards that cannot work, with the fix in the message."""
     where = f"expert card {card.name!r}"
@@ -114,11 +164,6 @@ def _validate(card: ExpertCard) -> None:
         raise HetmoeError(f"{where}: device {card.device!r} is unknown; use one of {list(DEVICES)}")
     if card.dtype not in DTYPES:
         raise HetmoeError(f"{where}: dtype {card.dtype!r} is unknown; use one of {list(DTYPES)}")
-    sizes = (card.max_length, card.chunk_size)
-    if card.batch_size < 1 or card.threads < 0 or any(n is not None and n < 1 for n in sizes):
-        raise HetmoeError(f"{where}: batch_size, chunk_size and max_length must be >= 1 and threads >= 0; fix the card")
-    if card.dim is not None and card.dim < 1:
-        raise HetmoeError(f"{where}: dim must be a positive integer; set it to the model's embedding size")
     for kind in ("query", "document"):
         if all(p is not None for p in card.prompt(kind)):  # type: ignore[arg-type]
             raise HetmoeError(f"{where}: set either {kind}_prompt or {kind}_prompt_name, not both")
@@ -143,42 +188,57 @@ def _read_toml(path: str | Path | None) -> tuple[Path, dict[str, Any]]:
         raise HetmoeError(f"expert cards file {p} is not valid TOML ({err}); fix the syntax") from err
 
 
-def load_cards(path: str | Path | None = None) -> dict[str, ExpertCard]:
-    """All cards of the file, by name. A ``model`` starting with ``./`` or ``../`` is relative to the file."""
-    p, doc = _read_toml(path)
+def _table(p: Path, doc: dict[str, Any]) -> dict[str, Any]:
     table = doc.get("experts", {})
     if not isinstance(table, dict) or not table:
         raise HetmoeError(f"expert cards file {p} has no [experts.<name>] tables; declare at least one card")
-    cards: dict[str, ExpertCard] = {}
-    for name, body in table.items():
-        d = dict(body)
-        d["name"] = name
-        model = d.get("model")
-        if isinstance(model, str) and model.startswith(("./", "../")):
-            d["model"] = str((p.parent / model).resolve())
-        cards[name] = ExpertCard.from_dict(d)
-    return cards
+    return table
+
+
+def _build(p: Path, name: str, body: Any) -> ExpertCard:
+    """One card from its TOML table; errors are prefixed with the file. ``./``/``../`` models are relative to it."""
+    if not isinstance(body, dict):
+        raise HetmoeError(f"{p}: expert card {name!r} must be a table ([experts.{name}] with key = value lines), "
+                          f"got {_shown(body)}")
+    d = dict(body)
+    d["name"] = name
+    model = d.get("model")
+    if isinstance(model, str) and model.startswith(("./", "../")):
+        d["model"] = str((p.parent / model).resolve())
+    try:
+        return ExpertCard.from_dict(d)
+    except HetmoeError as err:
+        raise HetmoeError(f"{p}: {err}") from err
+
+
+def load_cards(path: str | Path | None = None) -> dict[str, ExpertCard]:
+    """All cards of the file, by name (every one is checked: for commands that show or use them all)."""
+    p, doc = _read_toml(path)
+    return {name: _build(p, name, body) for name, body in _table(p, doc).items()}
 
 
 def get_card(name: str, path: str | Path | None = None) -> ExpertCard:
-    """The card called ``name``; an unknown name lists the known ones."""
-    cards = load_cards(path)
-    if name not in cards:
-        where = Path(path) if path is not None else default_cards_path()
-        raise HetmoeError(f"unknown expert {name!r}; known experts in {where}: {', '.join(sorted(cards))}")
-    return cards[name]
+    """The card called ``name``, checking only that one (a broken card elsewhere in the file does not matter);
+    an unknown name lists the known ones."""
+    p, doc = _read_toml(path)
+    table = _table(p, doc)
+    if name not in table:
+        raise HetmoeError(f"unknown expert {name!r}; known experts in {p}: {', '.join(sorted(table))}")
+    return _build(p, name, table[name])
 
 
 def default_experts(path: str | Path | None = None) -> list[str]:
-    """The ``[defaults] experts`` list of the cards file (each name checked against the cards)."""
+    """The ``[defaults] experts`` list of the cards file (names checked against the file; the cards are not built)."""
     p, doc = _read_toml(path)
-    names = doc.get("defaults", {}).get("experts")
-    if not isinstance(names, list) or not names:
-        raise HetmoeError(f"expert cards file {p} lacks [defaults] experts = [...]; add the default expert names")
-    cards = load_cards(p)
-    unknown = [n for n in names if n not in cards]
+    defaults = doc.get("defaults", {})
+    names = defaults.get("experts") if isinstance(defaults, dict) else None
+    if not isinstance(names, list) or not names or not all(isinstance(n, str) for n in names):
+        raise HetmoeError(f"expert cards file {p} lacks [defaults] experts = [...] (a list of card names); "
+                          "add the default expert names")
+    table = _table(p, doc)
+    unknown = [n for n in names if n not in table]
     if unknown:
         raise HetmoeError(
-            f"[defaults] experts in {p} names unknown experts {unknown}; known: {', '.join(sorted(cards))}"
+            f"[defaults] experts in {p} names unknown experts {unknown}; known: {', '.join(sorted(table))}"
         )
-    return [str(n) for n in names]
+    return list(names)

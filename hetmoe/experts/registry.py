@@ -67,6 +67,18 @@ def _import_factory(card: ExpertCard) -> EncoderFactory:
     return factory
 
 
+def preflight(card: ExpertCard) -> None:
+    """The checks :func:`build_encoder` makes before loading anything (backend known, card fields it honours, a
+    built-in backend's model present), for commands that must refuse bad input before hours of work start."""
+    factory = _import_factory(card)
+    if isinstance(factory, type) and issubclass(factory, Encoder):
+        factory.check_card(card)
+    if card.backend in BUILTIN_BACKENDS:
+        from hetmoe.experts.locate import resolve_model
+
+        resolve_model(card)
+
+
 def build_encoder(card: ExpertCard) -> Encoder:
     """Load the card's model behind the :class:`Encoder` protocol (missing weights fail here, before any output)."""
     factory = _import_factory(card)

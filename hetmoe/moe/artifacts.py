@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 
 from hetmoe.errors import HetmoeError
+from hetmoe.files import publish
 from hetmoe.moe.spec import ModelSpec
 
 log = logging.getLogger(__name__)
@@ -106,7 +107,7 @@ def save_net(out_dir: str | Path, spec: ModelSpec, weights: dict[str, np.ndarray
     out.mkdir(parents=True, exist_ok=True)
     tmp = out / (WEIGHTS + ".tmp")
     save_file({k: np.ascontiguousarray(v, dtype=np.float32) for k, v in weights.items()}, str(tmp))
-    os.replace(tmp, out / WEIGHTS)
+    publish(tmp, out / WEIGHTS)  # safetensors creates it 0600
     if booster is not None:
         booster.save_model(str(out / (STACK_FILE + ".tmp")))
         os.replace(out / (STACK_FILE + ".tmp"), out / STACK_FILE)

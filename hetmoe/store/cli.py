@@ -26,6 +26,7 @@ def register(app: typer.Typer) -> None:
         workers: int = typer.Option(None, "--workers", help="--engine ray: actors (default: the cluster's CPUs / --cpus-per-worker, or GPUs / --gpus-per-worker)."),
         gpus_per_worker: float = typer.Option(0.0, "--gpus-per-worker", help="--engine ray: GPUs each actor reserves (0: CPU)."),
         cpus_per_worker: float = typer.Option(1.0, "--cpus-per-worker", help="--engine ray: CPUs each actor reserves (and its model's threads)."),
+        wait: bool = typer.Option(True, "--wait/--no-wait", help="If another embed is writing this expert's store (same shard): wait for it, then resume (default), or fail at once naming its pid."),
     ) -> None:
         """Embed a dataset's items and queries with one expert; resumable (run again after a kill) and shardable.
         A lexical expert (backend "lexical") is instead fitted on the items: BM25, char n-grams, token statistics."""
@@ -49,7 +50,8 @@ def register(app: typer.Typer) -> None:
             pool = pool_spec(address, workers, gpus_per_worker, cpus_per_worker)
             summary = embed_dataset_ray(data, card, store, pool, overwrite=overwrite, chunk_size=chunk_size)
         elif engine == "local":
-            summary = embed_dataset(data, card, store, shard=parsed, overwrite=overwrite, chunk_size=chunk_size)
+            summary = embed_dataset(data, card, store, shard=parsed, overwrite=overwrite, chunk_size=chunk_size,
+                                    wait=wait)
         else:
             raise HetmoeError(f"--engine {engine!r}: choose local or ray")
         typer.echo(json.dumps(summary))

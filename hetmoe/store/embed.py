@@ -24,6 +24,8 @@ import numpy as np
 import polars as pl
 
 from hetmoe.errors import HetmoeError
+from hetmoe.files import dir_mode
+from hetmoe.store.lock import clear_folder, embed_lock
 from hetmoe.store.identity import TEXT_HASH, text_hashes
 from hetmoe.store.layout import (
     DEFAULT_STORE,
@@ -179,7 +181,7 @@ def _existing(folder: Path, identity: dict[str, Any], overwrite: bool) -> dict[s
     if not overwrite:
         raise HetmoeError(f"{folder}: {reason}; pass --overwrite to rebuild it, or choose another --store")
     log.warning("%s: %s; --overwrite: deleting it", folder, reason)
-    shutil.rmtree(folder)
+    clear_folder(folder)  # keeps the lock this run holds
     return None
 
 
@@ -194,7 +196,7 @@ def _create_part(path: Path, part: PartInput, dim: int, chunk_size: int) -> None
         return
     tmp = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}."))
     try:
-        os.chmod(tmp, 0o755)
+        os.chmod(tmp, dir_mode())  # mkdtemp makes it 0700
         group = zarr.open_group(tmp, mode="w")
         rows = max(part.count, 0)
         group.create_array("vectors", shape=(rows, dim), chunks=(chunk_size, dim), dtype="float16", compressors=None, fill_value=0.0)
@@ -221,7 +223,7 @@ def write_text_hashes(path: Path, part: PartInput, chunk_size: int) -> None:
         return
     tmp = Path(tempfile.mkdtemp(dir=path, prefix=f".{TEXT_HASH}."))
     try:
-        os.chmod(tmp, 0o755)
+        os.chmod(tmp, dir_mode())
         array = zarr.create_array(tmp, shape=(part.count,), chunks=(max(1, chunk_size),), dtype="uint64", fill_value=0,
                                   compressors=None, overwrite=True)
         array[:] = text_hashes(part.texts)
@@ -324,7 +326,7 @@ def _seal(folder: Path, manifest: dict[str, Any]) -> None:
     write_json_atomic(folder / MANIFEST, {**manifest, "complete": True, "timing": timing})
 
 
-def embed_dataset(
+def _embed_locked(
     data_dir: str | Path,
     card: ExpertCard,
     store_root: str | Path = DEFAULT_STORE,
@@ -334,11 +336,7 @@ def embed_dataset(
     encoder: Encoder | None = None,
     progress: bool = True,
 ) -> dict[str, Any]:
-    """Embed a dataset's items and queries with one expert into ``STORE/<expert>/``; resumable and shardable.
-
-    ``chunk_size`` defaults to the existing store's, else :func:`default_chunk_size`; ``encoder`` reuses an already-built backend.
-    Returns a summary: per part counts, chunks written by this run, and whether the whole store is now complete.
-    """
+    """:func:`embed_dataset` once this process holds the store's lock."""
     began = time.perf_counter()
     data_dir, shard = Path(data_dir), shard or (0, 1)
     parse_shard(f"{shard[0]}/{shard[1]}")
@@ -370,3 +368,27 @@ def embed_dataset(
                "seconds": round(time.perf_counter() - began, 3), "parts": parts}
     log.info("%s: %s", folder, "complete" if complete else "this shard done; other shards still missing")
     return summary
+
+
+def embed_dataset(
+    data_dir: str | Path,
+    card: ExpertCard,
+    store_root: str | Path = DEFAULT_STORE,
+    shard: tuple[int, int] | None = None,
+    overwrite: bool = False,
+    chunk_size: int | None = None,
+    encoder: Encoder | None = None,
+    progress: bool = True,
+    wait: bool = True,
+) -> dict[str, Any]:
+    """Embed a dataset's items and queries with one expert into ``STORE/<expert>/``; resumable and shardable.
+
+    ``chunk_size`` defaults to the existing store's, else :func:`default_chunk_size`; ``encoder`` reuses an already-built backend.
+    While another process embeds the same shard (it holds the lock of :mod:`hetmoe.store.lock`), this one waits and
+    then resumes from its chunks, or with ``wait=False`` fails naming it. Returns a summary: per part counts, chunks
+    written by this run, and whether the whole store is now complete.
+    """
+    held = shard or (0, 1)
+    parse_shard(f"{held[0]}/{held[1]}")
+    with embed_lock(expert_dir(store_root, card.name), held, wait=wait):
+        return _embed_locked(data_dir, card, store_root, shard, overwrite, chunk_size, encoder, progress)

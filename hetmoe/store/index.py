@@ -23,6 +23,7 @@ from typing import Any
 import numpy as np
 
 from hetmoe.errors import HetmoeError
+from hetmoe.files import publish
 from hetmoe.store.layout import expert_dir, part_path, write_json_atomic
 from hetmoe.store.zarr_store import EmbeddingStore
 
@@ -158,7 +159,7 @@ def _save(index: Any, path: Path, meta: dict[str, Any]) -> None:
     try:
         faiss.write_index(index, tmp)
         meta["bytes"] = os.path.getsize(tmp)
-        os.replace(tmp, path)
+        publish(tmp, path)
     finally:
         Path(tmp).unlink(missing_ok=True)
     write_json_atomic(path.with_name(path.name + ".json"), meta)

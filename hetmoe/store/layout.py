@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from hetmoe.errors import HetmoeError
+from hetmoe.files import publish
 
 if TYPE_CHECKING:
     from hetmoe.store.zarr_store import EmbeddingStore
@@ -68,7 +69,7 @@ def write_json_atomic(path: Path, payload: dict[str, Any]) -> None:
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as handle:
             json.dump(payload, handle, indent=1, sort_keys=True)
-        os.replace(tmp, path)
+        publish(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise

@@ -1,0 +1,45 @@
+"""File modes of published artifacts: what ``open()`` would give, i.e. the process umask applied.
+
+Why: atomic writes go through ``tempfile.mkstemp`` / ``mkdtemp`` (0600 / 0700) or libraries that create private
+files (safetensors), so a store or model built by one user would be unreadable by a service account although the
+builder's umask says it should be. Every artifact is given the umask-derived mode just before its rename.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+_FALLBACK: int | None = None
+
+
+def current_umask() -> int:
+    """The process umask, read from /proc (no window in which another thread sees a changed umask); elsewhere read
+    once by setting and restoring it."""
+    global _FALLBACK
+    try:
+        with open("/proc/self/status", encoding="ascii") as status:
+            for line in status:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except OSError:
+        pass
+    if _FALLBACK is None:
+        _FALLBACK = os.umask(0o022)
+        os.umask(_FALLBACK)
+    return _FALLBACK
+
+
+def file_mode() -> int:
+    """Mode of a regular file created by ``open()`` under the current umask."""
+    return 0o666 & ~current_umask()
+
+
+def dir_mode() -> int:
+    """Mode of a folder created by ``mkdir()`` under the current umask."""
+    return 0o777 & ~current_umask()
+
+
+def publish(tmp: str | Path, path: str | Path) -> None:
+    """Give ``tmp`` the umask-derived file mode, then rename it onto ``path`` (atomic on one filesystem)."""
+    os.chmod(tmp, file_mode())
+    os.replace(tmp, path)
