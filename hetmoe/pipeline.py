@@ -42,7 +42,7 @@ def run_pipeline(
     ``lexical``: the lexical expert's card, fitted on the catalog and fed to every head (None: embeddings only)."""
     from hetmoe.data.validate import check_dataset
     from hetmoe.diagnose.run import diagnose
-    from hetmoe.experts.card import default_experts
+    from hetmoe.experts.card import default_experts, get_card
     from hetmoe.moe.evaluate import evaluate
     from hetmoe.moe.fit import fit
     from hetmoe.store.embed import embed_dataset
@@ -51,6 +51,7 @@ def run_pipeline(
     dataset = check_dataset(data_dir)
     experts = list(dict.fromkeys(experts or default_experts(cards)))
     used = _check_arguments(experts, router_expert, k, cards)
+    lexical_card = get_card(lexical, cards) if lexical else None  # checked before any work, like the others
     store, model, report = out / "stores", out / "model", out / "report"
     timings: dict[str, float] = {}
     for name, card in used.items():  # the router reads the cheap expert's query vectors
@@ -62,7 +63,7 @@ def run_pipeline(
         from hetmoe.lexical.store import fit_lexical_store
 
         start = time.perf_counter()
-        fit_lexical_store(data_dir, store, name=lexical, card=get_card(lexical, cards))
+        fit_lexical_store(data_dir, store, name=lexical, card=lexical_card)
         timings[f"fit:{lexical}"] = time.perf_counter() - start
     split = report_split(dataset)
     start = time.perf_counter()

@@ -129,9 +129,10 @@ def _dataset(root: Path, tweak: str = "") -> Path:
                           "text": TEXTS, "market": ["us"] * 5 + ["id"] * 3 + ["th"] * 2 + ["us"] * 2})
     queries = pl.DataFrame({"query_id": [f"q{i}" for i in range(len(QUERIES))], "text": QUERIES,
                             "market": ["us", "us", "us", "us", "id", "id", "th", "us", "us"]})
-    judgments = pl.DataFrame({"query_id": [f"q{i}" for i in range(len(QUERIES))], "item_id": ["it00"] * len(QUERIES),
-                              "label": [1.0] * len(QUERIES), "relevant": [1] * len(QUERIES),
-                              "split": ["train", "valid"] * 4 + ["train"]})
+    m = len(QUERIES)  # each query judged against one relevant and one non-relevant item: both classes everywhere
+    judgments = pl.DataFrame({"query_id": [f"q{i}" for i in range(m)] * 2, "item_id": ["it00"] * m + ["it01"] * m,
+                              "label": [1.0] * m + [0.0] * m, "relevant": [1] * m + [0] * m,
+                              "split": (["train", "valid"] * 4 + ["train"]) * 2})
     return write_dataset(root, items, queries, judgments)
 
 

@@ -104,7 +104,7 @@ def load_model(model_dir: Path, store_root: Path) -> Any:
     from hetmoe.moe.infer import MoEModel
 
     kind = read_config(model_dir).get("kind")
-    if kind != "net":
+    if kind not in ("net", "stacked"):  # a stacked head keeps its net's projections
         raise HetmoeError(f"{model_dir} holds a {kind} model, which has no item projections; pass a net model to --model or leave --model out")
     return MoEModel.load(model_dir, store_root=store_root)
 

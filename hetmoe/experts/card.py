@@ -144,7 +144,7 @@ def _check_types(card: ExpertCard) -> None:
                               f"got {_shown(value)}{hint or f'; fix {field_name} in the card'}")
         if low is not None and value < low:
             raise HetmoeError(f"{where}: {field_name} must be >= {low}, got {value}; fix {field_name} in the card")
-        if kind is str and not optional and not value.strip():
+        if kind is str and not optional and not value.strip() and not (field_name == "model" and card.backend in MODEL_FREE):
             raise HetmoeError(f"{where}: {field_name} must not be empty; fix {field_name} in the card")
     langs = card.languages
     if isinstance(langs, str) or not isinstance(langs, (list, tuple)):
