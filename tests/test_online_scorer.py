@@ -92,7 +92,7 @@ def test_score_equals_stage_two_model_on_the_same_pairs(scorer: Scorer, built: t
     catalog = data.items.filter(pl.col("market") == market)["item_id"].to_list()
     reference = {e: top_cosines(l2_normalize(qv[e]), l2_normalize(open_expert(scorer.model.store_root, e).items.get(catalog)))
                  for e in routed}  # the query's best cosines over its market, computed here independently
-    expected = scorer.model.score(qv, iv, routing, reference=reference)
+    expected = scorer.model.score(qv, iv, routing, reference=reference, markets=np.array([market], dtype=object))
     assert result.item_ids == ids and result.unknown_item_ids == []
     np.testing.assert_allclose(result.scores, expected, rtol=1e-5, atol=1e-6)
     assert list(result.routing.experts) == routed
