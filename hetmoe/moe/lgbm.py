@@ -18,6 +18,7 @@ import numpy as np
 from hetmoe.errors import HetmoeError
 from hetmoe.moe.artifacts import FORMAT, read_config, write_json
 from hetmoe.moe.features import PairSet
+from hetmoe.moe.stack import expert_columns
 
 log = logging.getLogger(__name__)
 FEATURES_PER_EXPERT = ("cos", "dot", "z", "gap_or_rank")
@@ -28,9 +29,8 @@ def lgbm_features(pairs: PairSet) -> np.ndarray:
     them), and last the market index (categorical)."""
     cols = []
     for i in range(len(pairs.experts)):
-        cos = pairs.stats[:, i, 0].astype(np.float64)
-        dot = cos * pairs.q_raw_norm[i][pairs.qi] * pairs.d_raw_norm[i][pairs.di]
-        cols += [cos, dot, pairs.stats[:, i, 1], pairs.stats[:, i, 2]]
+        dot = pairs.stats[:, i, 0].astype(np.float64) * pairs.q_raw_norm[i][pairs.qi] * pairs.d_raw_norm[i][pairs.di]
+        cols += expert_columns(pairs.stats[:, i], dot)
     if pairs.lex is not None:
         cols += list(pairs.lex.T)
     cols.append(pairs.q_market[pairs.qi].astype(np.float64))
