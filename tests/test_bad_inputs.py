@@ -1,6 +1,7 @@
 """Every bad input is refused cleanly: the CLI with one ``error:`` line, exit 2 and nothing written (corpus in
 ``bad_inputs.py``); the Python API with a RequestError naming the field; HTTP with a 4xx (503 for search without
 indexes) naming it. Grow the corpus with every bad input that is found to slip through."""
+
 from __future__ import annotations
 
 import subprocess
@@ -8,11 +9,12 @@ import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
+import bad_inputs
 import pytest
+from bad_data import good, tables, write
+from bad_inputs import CASES, Case, store_cases
 from fastapi.testclient import TestClient
 
-import bad_inputs
-from bad_inputs import CASES, Case, good, store_cases, write, tables
 from hetmoe.cli import main
 from hetmoe.errors import HetmoeError
 from hetmoe.online.checks import RequestError, SearchUnavailable
@@ -25,8 +27,10 @@ STORE_CASES = [c.name for c in store_cases(Path("unused"))]
 
 def _snapshot(ws: Path) -> dict[str, tuple[int, int]]:
     """Every path with (size, mtime) for files; folders only by name (a transient lock file touches their mtime)."""
-    return {str(p.relative_to(ws)): (p.stat().st_size, p.stat().st_mtime_ns) if p.is_file() else (0, 0)
-            for p in ws.rglob("*")}
+    return {
+        str(p.relative_to(ws)): (p.stat().st_size, p.stat().st_mtime_ns) if p.is_file() else (0, 0)
+        for p in ws.rglob("*")
+    }
 
 
 def _cli(args: list[str], capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> tuple[int, list[str]]:
@@ -60,8 +64,9 @@ def _refused(case: Case, ws: Path, capsys: pytest.CaptureFixture[str], monkeypat
 
 
 @pytest.mark.parametrize("case", CASES, ids=[c.name for c in CASES])
-def test_cli_refuses_cleanly(case: Case, tmp_path: Path, capsys: pytest.CaptureFixture[str],
-                             monkeypatch: pytest.MonkeyPatch) -> None:
+def test_cli_refuses_cleanly(
+    case: Case, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
     _refused(case, tmp_path / "ws", capsys, monkeypatch)
 
 
@@ -76,18 +81,32 @@ def static_store(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.mark.parametrize("name", STORE_CASES)
-def test_cli_refuses_a_mismatched_store_cleanly(name: str, static_store: Path, tmp_path: Path,
-                                                capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+def test_cli_refuses_a_mismatched_store_cleanly(
+    name: str, static_store: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
     case = next(c for c in store_cases(static_store) if c.name == name)
     _refused(case, tmp_path / "ws", capsys, monkeypatch)
 
 
-def test_a_broken_unrelated_card_does_not_break_embed(tmp_path: Path, capsys: pytest.CaptureFixture[str],
-                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_broken_unrelated_card_does_not_break_embed(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
     cards = tmp_path / "cards.toml"
-    cards.write_text(f'[defaults]\nexperts = ["static"]\n[experts.static]\n{bad_inputs.GOOD_CARD}'
-                     '[experts.broken]\nbackend = "model2vec"\nmodel = "m"\ndim = "sixty-four"\n')
-    args = ["embed", "--expert", "static", "--data", str(good(tmp_path)), "--store", str(tmp_path / "s"), "--cards", str(cards)]
+    cards.write_text(
+        f'[defaults]\nexperts = ["static"]\n[experts.static]\n{bad_inputs.GOOD_CARD}'
+        '[experts.broken]\nbackend = "model2vec"\nmodel = "m"\ndim = "sixty-four"\n'
+    )
+    args = [
+        "embed",
+        "--expert",
+        "static",
+        "--data",
+        str(good(tmp_path)),
+        "--store",
+        str(tmp_path / "s"),
+        "--cards",
+        str(cards),
+    ]
     code, lines = _cli(args, capsys, monkeypatch)
     assert code == 0 and not any(line.startswith("error:") for line in lines), lines
     assert (tmp_path / "s" / "static" / "manifest.json").is_file()
@@ -99,8 +118,12 @@ def test_run_refuses_a_dataset_without_positives_end_to_end(tmp_path: Path) -> N
     data["judgments"] = data["judgments"].with_columns(relevant=data["judgments"]["relevant"] * 0)
     root = write(tmp_path / "data", data)
     cli = [sys.executable, "-c", "from hetmoe.cli import main; main()"]
-    run = subprocess.run([*cli, "run", "--data", str(root), "--out", str(tmp_path / "out"), "-e", "static", "--k", "1"],
-                         capture_output=True, text=True, timeout=120)
+    run = subprocess.run(
+        [*cli, "run", "--data", str(root), "--out", str(tmp_path / "out"), "-e", "static", "--k", "1"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert run.returncode == 2 and run.stderr.count("\n") == 1, run.stderr
     assert "no positive (relevant = 1) judgments at all" in run.stderr and not (tmp_path / "out").exists()
     validate = subprocess.run([*cli, "data", "validate", str(root)], capture_output=True, text=True, timeout=120)
@@ -108,6 +131,7 @@ def test_run_refuses_a_dataset_without_positives_end_to_end(tmp_path: Path) -> N
 
 
 # ----- the Python API and HTTP on a real fitted model -----------------------------------------------------------
+
 
 @pytest.fixture(scope="module")
 def served(tmp_path_factory: pytest.TempPathFactory) -> tuple[Scorer, Scorer]:
@@ -126,10 +150,20 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> tuple[Scorer, Scorer]:
     for name, encoder in encoders.items():
         embed_dataset(root / "data", encoder.card, root / "stores", encoder=encoder, progress=False)
         build_index(root / "stores", name)
-    fit(root / "data", root / "stores", root / "model", list(encoders), k=1, variants=(), router_expert="static",
-        train_config=TrainConfig(max_epochs=2))
-    return (Scorer.load(root / "model", encoders=encoders),
-            Scorer.load(root / "model", encoders=encoders, with_indexes=False))
+    fit(
+        root / "data",
+        root / "stores",
+        root / "model",
+        list(encoders),
+        k=1,
+        variants=(),
+        router_expert="static",
+        train_config=TrainConfig(max_epochs=2),
+    )
+    return (
+        Scorer.load(root / "model", encoders=encoders),
+        Scorer.load(root / "model", encoders=encoders, with_indexes=False),
+    )
 
 
 SG = ["sg_i00000", "sg_i00001"]
@@ -145,7 +179,10 @@ API_CASES: dict[str, tuple[Callable[[Scorer], object], str]] = {
     "score one id given as a string": (lambda s: s.score("tas", SG[0], market="SG"), "item_ids"),
     "score no ids": (lambda s: s.score("tas", [], market="SG"), "item_ids"),
     "score a non-string id": (lambda s: s.score("tas", [SG[0], None], market="SG"), "item_ids[1]"),
-    "batch with one bad market": (lambda s: s.score_batch([ScoreRequest("tas", SG, "SG"), ScoreRequest("tas", SG, "")]), "market"),
+    "batch with one bad market": (
+        lambda s: s.score_batch([ScoreRequest("tas", SG, "SG"), ScoreRequest("tas", SG, "")]),
+        "market",
+    ),
     "search k = 0": (lambda s: s.search("tas", market="SG", k=0), "k"),
     "search k as text": (lambda s: s.search("tas", market="SG", k="5"), "k"),
     "search negative candidates": (lambda s: s.search("tas", market="SG", candidates=-3), "candidates"),

@@ -1,4 +1,5 @@
 """What the CLI and reports tell a new user: commands that exist, defaults that match the README, reasons shown."""
+
 from __future__ import annotations
 
 import re
@@ -29,14 +30,25 @@ def test_fit_head_and_fit_router_write_under_stores_like_the_readme() -> None:
 
 
 def _report(k: int, n: int) -> dict:
-    return {"dataset": "d", "split": "test", "queries": 1, "pairs": 2, "markets": ["SG"], "variants": {}, "k": k,
-            "n_experts": n, "router_expert": "static"}
+    return {
+        "dataset": "d",
+        "split": "test",
+        "queries": 1,
+        "pairs": 2,
+        "markets": ["SG"],
+        "variants": {},
+        "k": k,
+        "n_experts": n,
+        "router_expert": "static",
+    }
 
 
 def test_report_says_why_moe_equals_soft_when_k_is_every_expert() -> None:
     assert "k = 3 is the number of experts, so the MoE routes every query to all of them" in markdown(_report(3, 3))
     assert "routes every query to all" not in markdown(_report(2, 3))
-    assert "routes every query to all" not in markdown({k: v for k, v in _report(2, 3).items() if k not in ("k", "n_experts")})
+    assert "routes every query to all" not in markdown(
+        {k: v for k, v in _report(2, 3).items() if k not in ("k", "n_experts")}
+    )
 
 
 def test_embed_help_documents_the_lock() -> None:

@@ -6,6 +6,7 @@ Why here and not only in the service: a library call with ``market="sg"`` used t
 :class:`SearchUnavailable` (a Scorer without FAISS indexes) with a 503. Size limits that only protect a shared
 service (ids per request, query length, k) stay in the service.
 """
+
 from __future__ import annotations
 
 from collections.abc import Collection, Sequence
