@@ -32,7 +32,8 @@ def check_port(host: str, port: int) -> None:
     try:
         family, kind, proto, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0]
     except socket.gaierror as err:
-        raise HetmoeError(f"--host {host}: cannot be resolved ({err.strerror}); pass an address such as 127.0.0.1") from err
+        raise HetmoeError(f"--host {host}: cannot be resolved ({err.strerror}); pass an address such as "
+                          "127.0.0.1") from err
     with socket.socket(family, kind, proto) as probe:
         probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn binds: TIME_WAIT is no conflict
         try:
@@ -41,7 +42,8 @@ def check_port(host: str, port: int) -> None:
             if err.errno == errno.EADDRINUSE:
                 raise HetmoeError(f"port {port} on {host} is already in use; stop the process listening there or pass "
                                   "--port with a free port") from err
-            raise HetmoeError(f"cannot listen on {host}:{port} ({err.strerror}); pass another --host or --port") from err
+            raise HetmoeError(f"cannot listen on {host}:{port} ({err.strerror}); pass another --host or "
+                              "--port") from err
 
 
 def register(app: typer.Typer) -> None:
@@ -70,7 +72,8 @@ def register(app: typer.Typer) -> None:
                 f"refusing to bind {host} without an API key; pass --api-key (or set ${API_KEY_ENV}), or bind 127.0.0.1"
             )
         if not (model / "config.json").is_file():
-            raise HetmoeError(f"{model}: no fitted model here (config.json missing); fit one with 'hetmoe fit-head' or 'hetmoe demo'")
+            raise HetmoeError(f"{model}: no fitted model here (config.json missing); fit one with 'hetmoe fit-head' "
+                              "or 'hetmoe demo'")
         check_port(host, port)  # before the model loads, which takes a while
         logger.info("serving %s on http://%s:%d with %d worker(s)%s", model, host, port, workers, ", API key required" if api_key else "")
         if workers == 1:

@@ -98,10 +98,12 @@ class _Bounds:
     def item_ids(self, item_ids: list[str]) -> list[str]:
         limit = self.limits.max_item_ids
         if len(item_ids) > limit:
-            raise RequestError("item_ids", f"{len(item_ids)} ids is over the limit of {limit} per request; split the request")
+            raise RequestError("item_ids", f"{len(item_ids)} ids is over the limit of {limit} per request; "
+                               "split the request")
         longest = max((len(i) for i in item_ids), default=0)
         if longest > self.limits.max_item_id_chars:
-            raise RequestError("item_ids", f"an id of {longest} characters is over the limit of {self.limits.max_item_id_chars}")
+            raise RequestError("item_ids", f"an id of {longest} characters is over the limit of "
+                               f"{self.limits.max_item_id_chars}")
         return item_ids
 
     def bounded(self, field: str, value: int, high: int) -> int:
@@ -175,8 +177,8 @@ def create_app(scorer: Scorer, *, api_key: str | None = None, limits: Limits | N
 
     @app.get("/healthz")
     def healthz() -> dict[str, object]:
-        return {"status": "ok", "experts": list(scorer.experts), "markets": sorted(scorer.markets), "items": scorer.n_items,
-                "search": scorer.retriever is not None}
+        return {"status": "ok", "experts": list(scorer.experts), "markets": sorted(scorer.markets),
+                "items": scorer.n_items, "search": scorer.retriever is not None}
 
     @app.get("/metrics")
     def prometheus() -> PlainTextResponse:
