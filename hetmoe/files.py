@@ -4,6 +4,7 @@ Why: atomic writes go through ``tempfile.mkstemp`` / ``mkdtemp`` (0600 / 0700) o
 files (safetensors), so a store or model built by one user would be unreadable by a service account although the
 builder's umask says it should be. Every artifact is given the umask-derived mode just before its rename.
 """
+
 from __future__ import annotations
 
 import os

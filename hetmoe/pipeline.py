@@ -86,7 +86,8 @@ def _check_arguments(experts: list[str], router_expert: str, k: int, cards: Path
     from hetmoe.experts.registry import preflight
 
     if not 1 <= k <= len(experts):
-        raise HetmoeError(f"--k {k}: must be between 1 and the number of experts ({len(experts)}: {', '.join(experts)})")
+        raise HetmoeError(f"--k {k}: must be between 1 and the number of experts "
+                          f"({len(experts)}: {', '.join(experts)})")
     used = {}
     for name in dict.fromkeys([*experts, router_expert]):
         try:

@@ -1,5 +1,6 @@
 """Published artifacts (manifests, chunk markers, FAISS indexes, safetensors, Zarr folders) follow the umask, so a
 service account can read a store another user built (temporary files are created private, then given the mode)."""
+
 from __future__ import annotations
 
 import os
@@ -9,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from store_data import make_catalog
 
 from hetmoe.experts.card import get_card
 from hetmoe.files import current_umask, dir_mode, file_mode
@@ -16,7 +18,6 @@ from hetmoe.moe.artifacts import save_net
 from hetmoe.moe.spec import ModelSpec
 from hetmoe.store.embed import embed_dataset
 from hetmoe.store.index import build_index
-from store_data import make_catalog
 
 
 @pytest.fixture(params=[0o022, 0o027], ids=["022", "027"])
@@ -54,8 +55,15 @@ def test_store_index_and_weights_follow_the_umask(umask_022: int, tmp_path: Path
     spec = ModelSpec(experts=["static"], dims=[64], markets=["us"], router="none", k=1)
     save_net(tmp_path / "model", spec, {"w": np.zeros((2, 3), np.float32)}, {"variant": "moe"})
     modes = {**_modes(tmp_path / "stores"), **{f"model/{k}": v for k, v in _modes(tmp_path / "model").items()}}
-    for name in ("static/manifest.json", "static/items.zarr.done/000000", "static/queries.zarr.done/000000",
-                 "static/items.faiss", "static/items.faiss.json", "model/weights.safetensors", "model/config.json"):
+    for name in (
+        "static/manifest.json",
+        "static/items.zarr.done/000000",
+        "static/queries.zarr.done/000000",
+        "static/items.faiss",
+        "static/items.faiss.json",
+        "model/weights.safetensors",
+        "model/config.json",
+    ):
         assert modes[name] == 0o666 & ~umask, (name, oct(modes[name]))
     for name in ("static", "static/items.zarr", "static/queries.zarr", "static/items.zarr.done"):
         assert modes[name] == 0o777 & ~umask, (name, oct(modes[name]))

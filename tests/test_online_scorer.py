@@ -297,3 +297,62 @@ def test_built_encoders_use_one_thread_and_handed_ones_must_match_the_card(built
     assert encoder.card.hash == ExpertCard.from_dict(lazy.model.cards["wordllama"]).hash
     with pytest.raises(HetmoeError, match="fitted with"):
         Scorer.load(root / "model", with_indexes=False, encoders={"wordllama": encoders["static"]})
+
+
+# ----- the Python API checks its inputs (the service maps them to 4xx) -------------------------------------------
+
+@pytest.mark.parametrize(("call", "field", "fragment"), [
+    (lambda s, ids: s.search("drill", market="th"), "market", "unknown market 'th' (did you mean 'TH'?)"),
+    (lambda s, ids: s.search("drill", market="XX"), "market", "known markets: ID, TH"),
+    (lambda s, ids: s.score("drill", ids, market="XX"), "market", "unknown market 'XX'"),
+    (lambda s, ids: s.route("drill", market=""), "market", "unknown market ''"),
+    (lambda s, ids: s.score("", ids, market="TH"), "query", "must not be empty"),
+    (lambda s, ids: s.score("   ", ids, market="TH"), "query", "must not be empty"),
+    (lambda s, ids: s.route("drill \ud800", market="TH"), "query", "lone surrogate"),
+    (lambda s, ids: s.score(None, ids, market="TH"), "query", "must be a string"),
+    (lambda s, ids: s.score("drill", ids[0], market="TH"), "item_ids", "must be a list of item id strings"),
+    (lambda s, ids: s.score("drill", [], market="TH"), "item_ids", "at least one item id"),
+    (lambda s, ids: s.score("drill", [ids[0], 7], market="TH"), "item_ids[1]", "must be a string"),
+    (lambda s, ids: s.score_batch([ScoreRequest("drill", ids, "TH"), ScoreRequest("drill", ids, "sg")]), "market", "'sg'"),
+    (lambda s, ids: s.search("drill", market="TH", k=0), "k", "must be an integer >= 1"),
+    (lambda s, ids: s.search("drill", market="TH", candidates=True), "candidates", "must be an integer >= 1"),
+])
+def test_scorer_refuses_bad_requests_naming_the_field(scorer: Scorer, data: Dataset, call, field: str,
+                                                      fragment: str) -> None:
+    from hetmoe.online.checks import RequestError
+
+    ids = data.items.filter(pl.col("market") == "TH")["item_id"].head(3).to_list()
+    with pytest.raises(RequestError) as err:
+        call(scorer, ids)
+    assert err.value.field == field and str(err.value).startswith(f"{field}: ") and fragment in str(err.value)
+
+
+def test_items_of_another_market_are_scored_and_flagged(scorer: Scorer, client: TestClient, data: Dataset) -> None:
+    th = data.items.filter(pl.col("market") == "TH")["item_id"].head(2).to_list()
+    id_ = data.items.filter(pl.col("market") == "ID")["item_id"].head(2).to_list()
+    result = scorer.score("kemeja batik", [th[0], id_[0], "ghost", th[1], id_[1]], market="TH")
+    assert result.item_ids == [th[0], id_[0], th[1], id_[1]] and result.other_market_item_ids == id_
+    assert result.unknown_item_ids == ["ghost"]
+    body = client.post("/score", json={"query": "kemeja batik", "market": "ID", "item_ids": [*th, *id_]}).json()
+    assert body["other_market_item_ids"] == th
+    found = scorer.search("kemeja batik", market="TH", k=10)
+    assert found.item_ids and set(found.item_ids) <= set(data.items.filter(pl.col("market") == "TH")["item_id"])
+
+
+def test_serving_without_indexes_scores_and_answers_search_with_503(built: tuple[Path, dict], tmp_path: Path,
+                                                                    data: Dataset) -> None:
+    root, encoders = built
+    stores = tmp_path / "stores"
+    shutil.copytree(root / "stores", stores, ignore=shutil.ignore_patterns("items.faiss*"))
+    with pytest.raises(HetmoeError, match="hetmoe index"):
+        Scorer.load(root / "model", store_root=stores, encoders=encoders)  # indexes required by default
+    lean = Scorer.load(root / "model", store_root=stores, encoders=encoders, with_indexes=None)
+    assert lean.retriever is None
+    app = TestClient(create_app(lean))
+    assert app.get("/healthz").json()["search"] is False
+    assert app.post("/score", json=_good(data)).status_code == 200
+    reply = app.post("/search", json={"query": "drill", "market": "TH"})
+    assert reply.status_code == 503 and reply.json()["field"] == "search"
+    assert "hetmoe index --expert E" in reply.json()["error"]
+    with_all = Scorer.load(root / "model", encoders=encoders, with_indexes=None)
+    assert with_all.retriever is not None  # present indexes are loaded

@@ -1,5 +1,6 @@
 """Two ``embed`` processes on one store: the second waits for the first (naming its pid) or, with --no-wait, fails
 naming it; either way the work is done once. Real processes, real flocks, the real ``static`` expert."""
+
 from __future__ import annotations
 
 import json
@@ -35,7 +36,19 @@ def data(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def _embed(data: Path, store: Path, *extra: str, chunk: int = CHUNK) -> list[str]:
-    return [*CLI, "embed", "-e", "static", "--data", str(data), "--store", str(store), "--chunk-size", str(chunk), *extra]
+    return [
+        *CLI,
+        "embed",
+        "-e",
+        "static",
+        "--data",
+        str(data),
+        "--store",
+        str(store),
+        "--chunk-size",
+        str(chunk),
+        *extra,
+    ]
 
 
 def _wait_for(path: Path, text: str, proc: subprocess.Popen, timeout: float = 120) -> str:
@@ -51,14 +64,21 @@ def _wait_for(path: Path, text: str, proc: subprocess.Popen, timeout: float = 12
 
 def test_second_embed_waits_for_the_holder_or_fails_naming_it(data: Path, tmp_path: Path) -> None:
     store = tmp_path / "stores"
-    holder = subprocess.Popen([sys.executable, "-c", HOLD, str(store / "static")], stdin=subprocess.PIPE,
-                              stdout=subprocess.PIPE, text=True, env=ENV)
+    holder = subprocess.Popen(
+        [sys.executable, "-c", HOLD, str(store / "static")],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+        env=ENV,
+    )
     try:
         assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
         refused = subprocess.run(_embed(data, store, "--no-wait"), capture_output=True, text=True, env=ENV, timeout=120)
         assert refused.returncode == 2, refused.stderr
         lines = refused.stderr.strip().splitlines()
-        assert len(lines) == 1 and lines[0].startswith("error: ") and f"pid {holder.pid} on " in lines[0], refused.stderr
+        assert len(lines) == 1 and lines[0].startswith("error: ") and f"pid {holder.pid} on " in lines[0], (
+            refused.stderr
+        )
         assert "--no-wait" in lines[0] and not (store / "static" / "manifest.json").exists()
 
         log = tmp_path / "waiter.log"
@@ -81,8 +101,12 @@ def test_second_embed_waits_for_the_holder_or_fails_naming_it(data: Path, tmp_pa
 def test_two_embeds_started_together_do_the_work_once(tmp_path: Path) -> None:
     """Enough chunks that, without the lock, both processes encode most of them (measured: 5,616 + 6,000 rows)."""
     data, store, n_items = make_catalog(tmp_path / "data", 6000, N_QUERIES), tmp_path / "stores", 6000
-    procs = [subprocess.Popen(_embed(data, store, chunk=64), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                              env=ENV) for _ in range(2)]
+    procs = [
+        subprocess.Popen(
+            _embed(data, store, chunk=64), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=ENV
+        )
+        for _ in range(2)
+    ]
     results = [p.communicate(timeout=240) for p in procs]
     assert [p.returncode for p in procs] == [0, 0], [err for _, err in results]
     summaries = [json.loads(out) for out, _ in results]

@@ -42,7 +42,8 @@ def _check_utf8(path: Path) -> None:
                 bom = offset == 0 and block[:2] in (b"\xff\xfe", b"\xfe\xff")
                 fix = "--encoding utf-16 (it starts with a UTF-16 byte-order mark)" if bom else (
                     "--encoding with the file's encoding, e.g. --encoding latin-1 or cp1252, or check it is text at all")
-                raise HetmoeError(f"{path}: not valid UTF-8 (byte 0x{byte:02x} at offset {at}, line {lines}); pass {fix}") from err
+                raise HetmoeError(f"{path}: not valid UTF-8 (byte 0x{byte:02x} at offset {at}, line {lines}); "
+                                  f"pass {fix}") from err
             if b"\0" in block:
                 raise HetmoeError(f"{path}: contains NUL bytes, so it is not a text CSV/TSV; pass the real file "
                                   "(or --encoding utf-16 if it is UTF-16 text)")
@@ -55,7 +56,8 @@ def _decoded(path: Path, codec: str) -> bytes:
     try:
         text = path.read_bytes().decode(codec)
     except UnicodeDecodeError as err:
-        raise HetmoeError(f"{path}: not valid {codec} (byte at offset {err.start}); pass the file's real --encoding") from err
+        raise HetmoeError(f"{path}: not valid {codec} (byte at offset {err.start}); pass the file's real "
+                          "--encoding") from err
     if "\0" in text:
         raise HetmoeError(f"{path}: contains NUL characters in {codec}, so it is not a text CSV/TSV; check --encoding")
     return text.encode("utf-8")
@@ -108,7 +110,8 @@ def require_columns(frame: pl.LazyFrame, path: str | Path, wanted: dict[str, str
         raise _unreadable(path, err) from err
     for column, option in wanted.items():
         if column not in have:
-            listed = ", ".join(shown(h) for h in have[:SHOWN_COLUMNS]) + (f", ... ({len(have)} in all)" if len(have) > SHOWN_COLUMNS else "")
+            listed = ", ".join(shown(h) for h in have[:SHOWN_COLUMNS])
+            listed += f", ... ({len(have)} in all)" if len(have) > SHOWN_COLUMNS else ""
             raise HetmoeError(f"{path}: no column '{shown(column)}' (has: {listed}); name the right one with {option}")
 
 

@@ -134,17 +134,21 @@ def _check_classes(path: str, judgments: pl.DataFrame, queries: pl.DataFrame, pr
     rel = judgments.filter(pl.col("relevant").is_in([0, 1]))
     labelled = rel.join(queries.select("query_id", "market"), on="query_id", how="inner")
     for value, name in ((1, "positive (relevant = 1)"), (0, "negative (relevant = 0)")):
+        kind = name.split()[0]
         if not (rel["relevant"] == value).any():
-            hint = "check the label mapping (e.g. --relevant-min) or judge some relevant pairs" if value else "judge some non-relevant pairs"
+            hint = "check the label mapping (e.g. --relevant-min) or judge some relevant pairs" if value else (
+                "judge some non-relevant pairs")
             problems.append(Problem(path, "relevant", f"no {name} judgments at all", hint=hint))
             continue
-        for by, what in (("market", "market"), ("split", "split")):
+        for by in ("market", "split"):
             frame = labelled if by == "market" else rel.filter(pl.col("split").is_in(["train", "valid"]))
             counts = frame.group_by(by).agg((pl.col("relevant") == value).sum().alias("n")).filter(pl.col("n") == 0)
             lacking = tuple(sorted(str(v) for v in counts[by].drop_nulls().to_list()))
             if lacking:
-                fix = f"judge some {name.split()[0]} pairs there or drop that {what}'s rows" if by == "market" else f"move some queries with {name.split()[0]} pairs into it"
-                problems.append(Problem(path, "relevant", f"{len(lacking)} {what}(s) without any {name} judgment", lacking[:SAMPLE], hint=fix))
+                fix = (f"judge some {kind} pairs there or drop that market's rows" if by == "market"
+                       else f"move some queries with {kind} pairs into it")
+                problems.append(Problem(path, "relevant", f"{len(lacking)} {by}(s) without any {name} judgment",
+                                        lacking[:SAMPLE], hint=fix))
 
 
 def inspect_dataset(root: str | Path) -> tuple[list[Problem], Dataset | None]:

@@ -137,11 +137,15 @@ def _check_types(card: ExpertCard) -> None:
             continue
         ok = isinstance(value, kind) and (kind is bool or not isinstance(value, bool))
         if not ok:
-            hint = f"; write {field_name} = {value.strip()}" if kind is int and isinstance(value, str) and value.strip().isdigit() else ""
-            hint = hint or (f"; write {field_name} = {str(value).lower()}" if kind is bool and str(value).lower() in ("true", "false") else "")
-            hint = hint or ("; threads = 0 means all cores" if field_name == "threads" else "")
+            hint = f"; fix {field_name} in the card"
+            if kind is int and isinstance(value, str) and value.strip().isdigit():
+                hint = f"; write {field_name} = {value.strip()}"
+            elif kind is bool and str(value).lower() in ("true", "false"):
+                hint = f"; write {field_name} = {str(value).lower()}"
+            elif field_name == "threads":
+                hint = "; threads = 0 means all cores"
             raise HetmoeError(f"{where}: {field_name} must be {_KIND_WORD[kind]}{' or absent' if optional else ''}, "
-                              f"got {_shown(value)}{hint or f'; fix {field_name} in the card'}")
+                              f"got {_shown(value)}{hint}")
         if low is not None and value < low:
             raise HetmoeError(f"{where}: {field_name} must be >= {low}, got {value}; fix {field_name} in the card")
         if kind is str and not optional and not value.strip() and not (field_name == "model" and card.backend in MODEL_FREE):

@@ -89,9 +89,14 @@ def read_config(model_dir: str | Path) -> dict[str, Any]:
     path = model_dir / CONFIG
     if not path.is_file():
         raise HetmoeError(f"{model_dir}: no {CONFIG}; train a model with 'hetmoe fit-head --data DIR --store S --out {model_dir}'")
-    config = json.loads(path.read_text())
-    if config.get("format") != FORMAT:
-        raise HetmoeError(f"{path}: format {config.get('format')!r} is not {FORMAT!r}; retrain the model with this hetmoe")
+    try:
+        config = json.loads(path.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise HetmoeError(f"{path}: not valid JSON ({type(err).__name__}); the model is damaged, fit it again with "
+                          "'hetmoe fit-head'") from err
+    if not isinstance(config, dict) or config.get("format") != FORMAT:
+        found = config.get("format") if isinstance(config, dict) else None
+        raise HetmoeError(f"{path}: format {found!r} is not {FORMAT!r}; retrain the model with this hetmoe")
     return config
 
 

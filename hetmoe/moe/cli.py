@@ -15,7 +15,7 @@ def _experts(values: list[str] | None) -> list[str] | None:
 def fit_head(
     data: Path = typer.Option(..., "--data", help="Dataset folder."),
     store: Path = typer.Option(Path("stores"), "--store", help="Store root written by 'hetmoe embed'."),
-    out: Path = typer.Option(Path("models/moe"), "--out", help="Model folder (main model + variants/)."),
+    out: Path = typer.Option(Path("stores/model"), "--out", help="Model folder (main model + variants/)."),
     experts: list[str] = typer.Option(None, "--expert", "-e", help="Expert to use (repeat, or comma-separate; default: the cards' default set)."),
     k: int = typer.Option(2, "--k", help="Most experts the MoE routes per query (it picks 1..k on held-out train queries); the baselines route exactly k."),
     seed: int = typer.Option(0, "--seed"),
@@ -36,7 +36,7 @@ def fit_head(
 def fit_router(
     data: Path = typer.Option(..., "--data", help="Dataset folder."),
     store: Path = typer.Option(Path("stores"), "--store", help="Store root written by 'hetmoe embed'."),
-    out: Path = typer.Option(Path("models/router.json"), "--out", help="JSON file for the rule table."),
+    out: Path = typer.Option(Path("stores/router.json"), "--out", help="JSON file for the rule table."),
     experts: list[str] = typer.Option(None, "--expert", "-e", help="Expert to use (repeat, or comma-separate; default: the cards' default set)."),
     k: int = typer.Option(2, "--k", help="Experts per market."),
     eval_split: str = typer.Option(None, "--eval-split", help="Split kept out (default: test if present, else valid)."),

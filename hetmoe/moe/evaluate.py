@@ -115,6 +115,8 @@ def evaluate(
         "markets": sorted(set(pairs.market_names.tolist())),
         "trained_on": splits_seen,
         "router_expert": moe.router_expert,
+        "k": moe.spec.k,
+        "n_experts": moe.spec.n_experts,
         "variants": {n: variants[n] for n in _ordered(variants)},
     }
     singles = [n for n in variants if n.startswith("single:")]

@@ -48,6 +48,14 @@ def markdown(report: dict[str, Any]) -> str:
         lines.append(
             f"| {name} | {_fmt(v['auc_macro'])} | {_fmt(v['auc'])} | {per} | {_fmt(v['ndcg10'])} | {v['experts_per_query']:.2f} |"
         )
+    if report.get("k") is not None and report["k"] >= report.get("n_experts", report["k"] + 1):
+        lines += [
+            "",
+            f"**Note: k = {report['k']} is the number of experts, so the MoE routes every query to all of them**: its "
+            "top-k keeps every expert and its router only sets the gates (softmax weights), which is the `soft` "
+            "variant's architecture; `moe` and `soft` then differ only by training noise and soft's dropping of "
+            "low-weight experts. Choose k below the number of experts (`--k`) for routing.",
+        ]
     cmp = report.get("moe_vs_best_single")
     if cmp:
         lines += [

@@ -38,7 +38,7 @@ class ItemCatalog:
         """
         experts = list(per_expert)
         if not experts:
-            raise HetmoeError("the model names no experts; refit it with 'hetmoe fit'")
+            raise HetmoeError("the model names no experts; refit it with 'hetmoe fit-head'")
         base_ids = np.asarray(per_expert[experts[0]][0]).astype(str)
         base = cls(base_ids, {})
         vectors: dict[str, np.ndarray] = {}

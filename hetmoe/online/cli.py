@@ -1,9 +1,11 @@
 """``hetmoe serve``: the retrieval-plus-rerank HTTP service (FastAPI + uvicorn) over a fitted model."""
 from __future__ import annotations
 
+import errno
 import ipaddress
 import logging
 import os
+import socket
 from pathlib import Path
 
 import typer
@@ -25,10 +27,29 @@ def is_loopback(host: str) -> bool:
         return False
 
 
+def check_port(host: str, port: int) -> None:
+    """Refuse an address another process already listens on (uvicorn would say so only after the model loaded)."""
+    try:
+        family, kind, proto, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0]
+    except socket.gaierror as err:
+        raise HetmoeError(f"--host {host}: cannot be resolved ({err.strerror}); pass an address such as "
+                          "127.0.0.1") from err
+    with socket.socket(family, kind, proto) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn binds: TIME_WAIT is no conflict
+        try:
+            probe.bind(address)
+        except OSError as err:
+            if err.errno == errno.EADDRINUSE:
+                raise HetmoeError(f"port {port} on {host} is already in use; stop the process listening there or pass "
+                                  "--port with a free port") from err
+            raise HetmoeError(f"cannot listen on {host}:{port} ({err.strerror}); pass another --host or "
+                              "--port") from err
+
+
 def register(app: typer.Typer) -> None:
     @app.command("serve")
     def serve(
-        model: Path = typer.Option(Path("stores/demo/model"), "--model", "-m", help="Model folder written by 'hetmoe fit' or 'hetmoe demo'."),
+        model: Path = typer.Option(Path("stores/demo/model"), "--model", "-m", help="Model folder written by 'hetmoe fit-head' or 'hetmoe demo'."),
         host: str = typer.Option("127.0.0.1", help="Address to bind; anything but loopback needs an API key."),
         port: int = typer.Option(8000, min=1, max=65535, help="TCP port."),
         workers: int = typer.Option(1, min=1, max=64, help="Worker processes; each loads its own copy of the model."),
@@ -36,9 +57,10 @@ def register(app: typer.Typer) -> None:
                                     help="Require this key in the X-API-Key header (all endpoints but /healthz)."),
         warm: bool = typer.Option(False, "--warm/--lazy", help="Load every expert's encoder before serving (default: on first use)."),
     ) -> None:
-        """Serve POST /score, POST /search, GET /healthz and GET /metrics for MODEL.
+        """Serve POST /score, POST /search, GET /healthz and GET /metrics for MODEL (schemas: README, "Serving").
 
-        Binding a non-loopback host without an API key is refused: the service would be open to the network.
+        Binding a non-loopback host without an API key is refused: the service would be open to the network. Without
+        FAISS indexes ('hetmoe index') /score works and /search answers 503.
         """
         import uvicorn
 
@@ -50,12 +72,14 @@ def register(app: typer.Typer) -> None:
                 f"refusing to bind {host} without an API key; pass --api-key (or set ${API_KEY_ENV}), or bind 127.0.0.1"
             )
         if not (model / "config.json").is_file():
-            raise HetmoeError(f"{model}: no fitted model here (config.json missing); fit one with 'hetmoe fit' or 'hetmoe demo'")
+            raise HetmoeError(f"{model}: no fitted model here (config.json missing); fit one with 'hetmoe fit-head' "
+                              "or 'hetmoe demo'")
+        check_port(host, port)  # before the model loads, which takes a while
         logger.info("serving %s on http://%s:%d with %d worker(s)%s", model, host, port, workers, ", API key required" if api_key else "")
         if workers == 1:
             from hetmoe.online.scorer import Scorer
 
-            scorer = Scorer.load(model)
+            scorer = Scorer.load(model, with_indexes=None)
             if warm:
                 scorer.warm()
             app = create_app(scorer, api_key=api_key)

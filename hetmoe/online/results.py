@@ -28,18 +28,21 @@ class ScoreRequest:
 
 @dataclass(frozen=True)
 class ScoreResult:
-    """Scores for the known item ids, in request order; unknown ids are listed instead of raising."""
+    """Scores for the known item ids, in request order; unknown ids are listed instead of raising, and so are the
+    scored ids whose item belongs to another market than the request's."""
 
     item_ids: list[str]
     scores: np.ndarray
     routing: Routing
     unknown_item_ids: list[str] = field(default_factory=list)
+    other_market_item_ids: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, object]:
         return {
             "item_ids": self.item_ids,
             "scores": self.scores.astype(float).tolist(),
             "unknown_item_ids": self.unknown_item_ids,
+            "other_market_item_ids": self.other_market_item_ids,
             **self.routing.to_dict(),
         }
 

@@ -19,6 +19,7 @@ import numpy as np
 from hetmoe.errors import HetmoeError
 from hetmoe.online.cache import LRUCache
 from hetmoe.online.catalog import ItemCatalog
+from hetmoe.online.checks import SearchUnavailable, check_count, check_item_ids, check_market, check_query
 from hetmoe.online.encoding import QueryEncoders
 from hetmoe.online.reference import ReferenceCosines
 from hetmoe.online.results import Routing, ScoreRequest, ScoreResult, SearchResult
@@ -78,11 +79,13 @@ class Scorer:
 
     @classmethod
     def load(cls, model_dir: str | Path, *, store_root: str | Path | None = None, data_dir: str | Path | None = None,
-             cache_size: int = DEFAULT_CACHE_SIZE, with_indexes: bool = True,
+             cache_size: int = DEFAULT_CACHE_SIZE, with_indexes: bool | None = True,
              encoders: Mapping[str, Encoder] | None = None, blas_threads: int | None = 1,
              encode_cores: int | None = None) -> Scorer:
         """Load router + head (checking the stores' fingerprints against the model's config), every expert's item
-        vectors (float16) and, unless ``with_indexes`` is False, their FAISS indexes. Encoders load lazily.
+        vectors (float16) and their FAISS indexes: required with ``with_indexes=True``, skipped with False, and with
+        None loaded when every expert has one (else :meth:`search` raises :class:`SearchUnavailable` while
+        :meth:`score` works). Encoders load lazily.
 
         Item markets (so that search keeps to the query's market) come from ``data_dir``'s items.parquet, by default
         the dataset the model was fitted on; without it search ranks the whole catalog. ``encoders`` hands over
@@ -102,6 +105,8 @@ class Scorer:
             per_expert[expert] = (items.ids, items.load())
         catalog = ItemCatalog.aligned(per_expert)
         _attach_markets(catalog, data_dir or model.config.get("dataset"))
+        if with_indexes is None:
+            with_indexes = _indexes_present(root, model.experts)
         retriever = Retriever.load(root, model.experts, catalog) if with_indexes else None
         lexical = None
         if model.spec.lexical_store:
@@ -226,21 +231,27 @@ class Scorer:
 
     def route(self, query: str, market: str) -> Routing:
         """The experts this query is routed to in ``market`` (best first) and their gates."""
-        return self._routes([query], [market])[0][2]
+        return self._routes([check_query(query)], [check_market(market, self.markets)])[0][2]
 
     # ----- scoring ----------------------------------------------------------------------------------------------
     def score(self, query: str, item_ids: Sequence[str], market: str) -> ScoreResult:
         """Head scores of (query, item) for the known ids in request order; unknown ids are listed in the result."""
-        return self.score_batch([ScoreRequest(query, list(item_ids), market)])[0]
+        return self.score_batch([ScoreRequest(query, check_item_ids(item_ids), market)])[0]
 
     def score_batch(self, requests: Sequence[ScoreRequest],
                     known: Sequence[Mapping[str, np.ndarray]] | None = None) -> list[ScoreResult]:
         """Score many queries' candidate lists in one head call; a pair's score does not depend on the other ids sent.
 
+        Every request is checked first (:mod:`hetmoe.online.checks`); known items of another market than the
+        request's are scored and listed in ``other_market_item_ids`` (judgments never pair those).
         ``known``: per request, query vectors computed in advance ({expert: raw vector}) that replace encoding.
         """
         if not requests:
             return []
+        for r in requests:
+            check_query(r.query)
+            check_market(r.market, self.markets)
+            check_item_ids(r.item_ids)
         routes = self._routes([r.query for r in requests], [r.market for r in requests], known)
         qvecs = self.query_vectors([r.query for r in requests], [rt[2].experts for rt in routes], known)
         looked = [self.catalog.lookup(r.item_ids) for r in requests]
@@ -250,9 +261,9 @@ class Scorer:
         keys = [(r.query, r.market) for r in requests]
         parts = np.split(self._head(routes, qvecs, rows, groups, keys), np.cumsum(counts)[:-1])
         out: list[ScoreResult] = []
-        for i, (req, (_, known, unknown), part) in enumerate(zip(requests, looked, parts)):
+        for i, (req, (found, known, unknown), part) in enumerate(zip(requests, looked, parts)):
             ids = req.item_ids if not unknown else [t for t, ok in zip(req.item_ids, known.tolist()) if ok]
-            out.append(ScoreResult(ids, part, routes[i][2], unknown))
+            out.append(ScoreResult(ids, part, routes[i][2], unknown, self._other_market(ids, found, req.market)))
         return out
 
     def _head(self, routes: Sequence[_RouteEntry], qvecs: Sequence[dict[str, np.ndarray]], rows: np.ndarray,
@@ -288,10 +299,13 @@ class Scorer:
     def search(self, query: str, market: str, k: int = 10, candidates: int = 200) -> SearchResult:
         """Retrieve ``candidates`` per routed expert from its FAISS index (items of ``market`` only, when the catalog
         knows item markets), union them, rerank the union with the head in one call, keep the best k."""
+        query, market = check_query(query), check_market(market, self.markets)
+        k, candidates = check_count("k", k), check_count("candidates", candidates)
         if self.retriever is None:
-            raise HetmoeError("this Scorer was loaded without FAISS indexes; load it with with_indexes=True to search")
-        if k < 1 or candidates < 1:
-            raise HetmoeError(f"k and candidates must be >= 1, got k={k}, candidates={candidates}")
+            raise SearchUnavailable(
+                "search needs the experts' FAISS indexes, which this Scorer was loaded without; build them with "
+                f"'hetmoe index --expert E --store {self.model.store_root}' for each of {', '.join(self.experts)} "
+                "and load again (scoring given item ids works without them)")
         route = self._routes([query], [market])[0]
         qvecs = self.query_vectors([query], [route[2].experts])[0]
         rows, seen = self.retriever.candidates({e: qvecs[e] for e in route[2].experts}, candidates, market, self._pool)
@@ -302,6 +316,13 @@ class Scorer:
         names = np.array(route[2].experts, dtype=object)
         seen_by = [names[mask].tolist() for mask in seen[top]]
         return SearchResult(self.catalog.ids[rows[top]].tolist(), scores[top], seen_by, route[2], int(rows.shape[0]))
+
+    def _other_market(self, ids: list[str], rows: np.ndarray, market: str) -> list[str]:
+        """The ids (rows in the same order) whose item belongs to another known market."""
+        if self.catalog.markets is None or not ids:
+            return []
+        theirs = self.catalog.markets[rows]
+        return [ids[i] for i in np.flatnonzero((theirs != market) & (theirs != "")).tolist()]
 
     def close(self) -> None:
         """Stop the encoding and search threads (the Scorer is unusable afterwards)."""
@@ -320,6 +341,17 @@ class Scorer:
             "query_vectors": {"size": len(self._query_cache), "hits": self._query_cache.hits, "misses": self._query_cache.misses},
             "routing": {"size": len(self._route_cache), "hits": self._route_cache.hits, "misses": self._route_cache.misses},
         }
+
+
+def _indexes_present(store_root: str | Path, experts: Sequence[str]) -> bool:
+    """Whether every expert has an index file; if not, say once that search is off."""
+    from hetmoe.store.index import index_path
+
+    missing = [e for e in experts if not index_path(store_root, e).is_file()]
+    if missing:
+        logger.warning("no FAISS index for %s under %s: /search is off until 'hetmoe index' builds them; /score works",
+                       ", ".join(missing), store_root)
+    return not missing
 
 
 def _attach_markets(catalog: ItemCatalog, data_dir: str | Path | None) -> None:

@@ -1,7 +1,9 @@
 """The HTTP service: a thin FastAPI layer over :class:`~hetmoe.online.scorer.Scorer`.
 
-Every client mistake becomes a 4xx whose JSON names the field (``{"error": "<field>: <what>", "field": ...}``);
-no request input reaches the filesystem, and unexpected exceptions become a 500 without killing the worker.
+Every client mistake becomes a 4xx whose JSON names the field (``{"error": "<field>: <what>", "field": ...}``):
+the Scorer's own checks (:mod:`hetmoe.online.checks`) and this layer's size limits alike. /search on a model served
+without FAISS indexes is a 503; no request input reaches the filesystem, and unexpected exceptions become a 500
+without killing the worker.
 """
 from __future__ import annotations
 
@@ -17,6 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from hetmoe.errors import HetmoeError
+from hetmoe.online.checks import RequestError, SearchUnavailable
 from hetmoe.online.metrics import CONTENT_TYPE, Metrics
 from hetmoe.online.middleware import GuardMiddleware
 
@@ -42,14 +45,6 @@ class Limits:
     max_k: int = 100
     max_candidates: int = 2000
     max_body_bytes: int = 1 << 20
-
-
-class FieldError(Exception):
-    """A request value that parses but is not acceptable; answered as 422 naming ``field``."""
-
-    def __init__(self, field: str, message: str) -> None:
-        super().__init__(f"{field}: {message}")
-        self.field = field
 
 
 class ScoreBody(BaseModel):
@@ -85,57 +80,35 @@ def _printable(text: str) -> str:
     return text.encode("utf-8", "backslashreplace").decode("utf-8")
 
 
-def _valid_unicode(text: str) -> bool:
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:  # lone surrogates from "\ud800" escapes: no encoder or JSON writer accepts them
-        return False
-    return True
-
-
 def _error(status: int, field: str, message: str) -> JSONResponse:
     return JSONResponse({"error": _printable(message), "field": _printable(field)}, status_code=status)
 
 
-class _Checks:
-    """Value checks that depend on the loaded model (markets) and the configured limits."""
+class _Bounds:
+    """The size limits of a shared service; what a value means (market, empty query, ...) the Scorer checks."""
 
-    def __init__(self, scorer: Scorer, limits: Limits) -> None:
-        self.scorer = scorer
+    def __init__(self, limits: Limits) -> None:
         self.limits = limits
-        self.markets = frozenset(scorer.markets)
 
     def query(self, text: str) -> str:
-        if not _valid_unicode(text):
-            raise FieldError("query", "not valid Unicode (lone surrogate)")
-        if not text.strip():
-            raise FieldError("query", "must not be empty or only whitespace")
         if len(text) > self.limits.max_query_chars:
-            raise FieldError("query", f"{len(text)} characters is over the limit of {self.limits.max_query_chars}")
+            raise RequestError("query", f"{len(text)} characters is over the limit of {self.limits.max_query_chars}")
         return text
-
-    def market(self, market: str) -> str:
-        if market not in self.markets:
-            shown = market if len(market) <= 40 else market[:40] + "..."
-            raise FieldError("market", f"unknown market {shown!r}; known markets: {', '.join(sorted(self.markets))}")
-        return market
 
     def item_ids(self, item_ids: list[str]) -> list[str]:
         limit = self.limits.max_item_ids
-        if not item_ids:
-            raise FieldError("item_ids", "must list at least one item id")
         if len(item_ids) > limit:
-            raise FieldError("item_ids", f"{len(item_ids)} ids is over the limit of {limit} per request; split the request")
-        if not _valid_unicode("".join(item_ids)):
-            raise FieldError("item_ids", "an id is not valid Unicode (lone surrogate)")
-        longest = max(len(i) for i in item_ids)
+            raise RequestError("item_ids", f"{len(item_ids)} ids is over the limit of {limit} per request; "
+                               "split the request")
+        longest = max((len(i) for i in item_ids), default=0)
         if longest > self.limits.max_item_id_chars:
-            raise FieldError("item_ids", f"an id of {longest} characters is over the limit of {self.limits.max_item_id_chars}")
+            raise RequestError("item_ids", f"an id of {longest} characters is over the limit of "
+                               f"{self.limits.max_item_id_chars}")
         return item_ids
 
     def bounded(self, field: str, value: int, high: int) -> int:
         if not 1 <= value <= high:
-            raise FieldError(field, f"must be between 1 and {high}, got {value}")
+            raise RequestError(field, f"must be between 1 and {high}, got {value}")
         return value
 
 
@@ -143,7 +116,7 @@ def create_app(scorer: Scorer, *, api_key: str | None = None, limits: Limits | N
     """Build the app around a loaded Scorer. With ``api_key`` set, every endpoint but /healthz needs X-API-Key."""
     limits = limits or Limits()
     metrics = metrics or Metrics()
-    checks = _Checks(scorer, limits)
+    checks = _Bounds(limits)
     app = FastAPI(title="hetmoe", version=_version(), docs_url=None, redoc_url=None, openapi_url=None)
     app.state.scorer = scorer
     app.state.metrics = metrics
@@ -170,9 +143,13 @@ def create_app(scorer: Scorer, *, api_key: str | None = None, limits: Limits | N
         where = "body" if field == "body" else f"{request.method} {request.url.path}"
         return _error(err.status_code, field, f"{where}: {str(err.detail).lower()}")
 
-    @app.exception_handler(FieldError)
-    async def _bad_value(_: Request, err: FieldError) -> JSONResponse:
+    @app.exception_handler(RequestError)
+    async def _bad_value(_: Request, err: RequestError) -> JSONResponse:
         return _error(422, err.field, str(err))
+
+    @app.exception_handler(SearchUnavailable)
+    async def _no_search(_: Request, err: SearchUnavailable) -> JSONResponse:
+        return _error(503, "search", f"search: {err}")
 
     @app.exception_handler(HetmoeError)
     async def _hetmoe(_: Request, err: HetmoeError) -> JSONResponse:
@@ -185,13 +162,13 @@ def create_app(scorer: Scorer, *, api_key: str | None = None, limits: Limits | N
 
     @app.post("/score")
     def score(body: ScoreBody) -> JSONResponse:
-        result = scorer.score(checks.query(body.query), checks.item_ids(body.item_ids), checks.market(body.market))
+        result = scorer.score(checks.query(body.query), checks.item_ids(body.item_ids), body.market)
         metrics.observe_routing(result.routing.experts)
         return JSONResponse(result.to_dict())
 
     @app.post("/search")
     def search(body: SearchBody) -> JSONResponse:
-        query, market = checks.query(body.query), checks.market(body.market)
+        query, market = checks.query(body.query), body.market
         k = checks.bounded("k", body.k, limits.max_k)
         candidates = checks.bounded("candidates", body.candidates, limits.max_candidates)
         result = scorer.search(query, market, k=k, candidates=max(candidates, k))
@@ -200,7 +177,8 @@ def create_app(scorer: Scorer, *, api_key: str | None = None, limits: Limits | N
 
     @app.get("/healthz")
     def healthz() -> dict[str, object]:
-        return {"status": "ok", "experts": list(scorer.experts), "markets": sorted(scorer.markets), "items": scorer.n_items}
+        return {"status": "ok", "experts": list(scorer.experts), "markets": sorted(scorer.markets),
+                "items": scorer.n_items, "search": scorer.retriever is not None}
 
     @app.get("/metrics")
     def prometheus() -> PlainTextResponse:
@@ -216,7 +194,7 @@ def app_from_env() -> FastAPI:
     model = os.environ.get(MODEL_ENV)
     if not model:
         raise HetmoeError(f"${MODEL_ENV} is not set; start the service with 'hetmoe serve --model DIR'")
-    scorer = Scorer.load(model, encode_cores=int(os.environ.get(CORES_ENV) or 0) or None)
+    scorer = Scorer.load(model, with_indexes=None, encode_cores=int(os.environ.get(CORES_ENV) or 0) or None)
     if os.environ.get(WARM_ENV):
         scorer.warm()
     return create_app(scorer, api_key=os.environ.get(API_KEY_ENV) or None)

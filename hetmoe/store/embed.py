@@ -383,10 +383,10 @@ def embed_dataset(
 ) -> dict[str, Any]:
     """Embed a dataset's items and queries with one expert into ``STORE/<expert>/``; resumable and shardable.
 
-    ``chunk_size`` defaults to the existing store's, else :func:`default_chunk_size`; ``encoder`` reuses an already-built backend.
-    While another process embeds the same shard (it holds the lock of :mod:`hetmoe.store.lock`), this one waits and
-    then resumes from its chunks, or with ``wait=False`` fails naming it. Returns a summary: per part counts, chunks
-    written by this run, and whether the whole store is now complete.
+    ``chunk_size`` defaults to the existing store's, else :func:`default_chunk_size`; ``encoder`` reuses an
+    already-built backend. While another process embeds the same shard (it holds the lock of
+    :mod:`hetmoe.store.lock`), this one waits and then resumes from its chunks, or with ``wait=False`` fails naming
+    it. Returns a summary: per part counts, chunks written by this run, and whether the whole store is now complete.
     """
     held = shard or (0, 1)
     parse_shard(f"{held[0]}/{held[1]}")

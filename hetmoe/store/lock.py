@@ -7,6 +7,7 @@ fails at once naming the holder. Shards ``i/N`` lock separately, so N workers st
 The kernel drops a flock when its process dies (even by ``kill -9``), so a crash never leaves a stale lock; the
 holder's pid, host and start time in the file are only for messages.
 """
+
 from __future__ import annotations
 
 import fcntl
@@ -84,11 +85,18 @@ def _open_locked(path: Path, shard: tuple[int, int], wait: bool) -> int:
             who = holder(path)
             if not wait:
                 os.close(fd)
-                raise HetmoeError(f"{path.parent}: shard {shard[0]}/{shard[1]} is being embedded by {who}; wait for it "
-                                  "to finish (run without --no-wait to wait and then resume), or stop that process")
+                raise HetmoeError(
+                    f"{path.parent}: shard {shard[0]}/{shard[1]} is being embedded by {who}; wait for it "
+                    "to finish (run without --no-wait to wait and then resume), or stop that process"
+                )
             if not waited:
-                log.warning("%s: waiting for %s, which is embedding shard %d/%d of this store; the chunks it writes "
-                            "are skipped afterwards", path.parent, who, *shard)
+                log.warning(
+                    "%s: waiting for %s, which is embedding shard %d/%d of this store; the chunks it writes "
+                    "are skipped afterwards",
+                    path.parent,
+                    who,
+                    *shard,
+                )
                 waited = True
             fcntl.flock(fd, fcntl.LOCK_EX)
         try:
@@ -109,8 +117,12 @@ def embed_lock(folder: Path, shard: tuple[int, int] = (0, 1), wait: bool = True)
     fd = _open_locked(path, shard, wait)
     try:
         os.ftruncate(fd, 0)
-        info = {"pid": os.getpid(), "host": socket.gethostname(), "since": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-                "command": " ".join(os.path.basename(a) if i == 0 else a for i, a in enumerate(sys.argv))[:200]}
+        info = {
+            "pid": os.getpid(),
+            "host": socket.gethostname(),
+            "since": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+            "command": " ".join(os.path.basename(a) if i == 0 else a for i, a in enumerate(sys.argv))[:200],
+        }
         os.pwrite(fd, json.dumps(info).encode(), 0)
         yield path
     finally:

@@ -1,0 +1,60 @@
+"""What the CLI and reports tell a new user: commands that exist, defaults that match the README, reasons shown."""
+
+from __future__ import annotations
+
+import re
+
+from typer.testing import CliRunner
+
+from hetmoe.cli import app
+from hetmoe.moe.report import markdown
+
+
+def _help(*command: str) -> str:
+    result = CliRunner().invoke(app, [*command, "--help"], env={"COLUMNS": "200"})
+    assert result.exit_code == 0, result.output
+    return " ".join(result.output.split())
+
+
+def test_serve_help_names_commands_that_exist() -> None:
+    text = _help("serve")
+    assert "'hetmoe fit-head'" in text and not re.search(r"hetmoe fit\b(?!-)", text)
+    assert "/search answers 503" in text
+
+
+def test_fit_head_and_fit_router_write_under_stores_like_the_readme() -> None:
+    assert "[default: stores/model]" in _help("fit-head")
+    assert "[default: stores/router.json]" in _help("fit-router")
+    readme = open("README.md", encoding="utf-8").read()
+    assert "--out stores/model" in readme
+
+
+def _report(k: int, n: int) -> dict:
+    return {
+        "dataset": "d",
+        "split": "test",
+        "queries": 1,
+        "pairs": 2,
+        "markets": ["SG"],
+        "variants": {},
+        "k": k,
+        "n_experts": n,
+        "router_expert": "static",
+    }
+
+
+def test_report_says_why_moe_equals_soft_when_k_is_every_expert() -> None:
+    assert "k = 3 is the number of experts, so the MoE routes every query to all of them" in markdown(_report(3, 3))
+    assert "routes every query to all" not in markdown(_report(2, 3))
+    assert "routes every query to all" not in markdown(
+        {k: v for k, v in _report(2, 3).items() if k not in ("k", "n_experts")}
+    )
+
+
+def test_embed_help_documents_the_lock() -> None:
+    text = _help("embed")
+    assert "--no-wait" in text and "fail at once naming its pid" in text
+
+
+def test_import_csv_help_documents_encoding() -> None:
+    assert "--encoding" in _help("data", "import-csv") and "latin-1" in _help("data", "import-csv")
