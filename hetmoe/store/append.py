@@ -33,7 +33,16 @@ import numpy as np
 import polars as pl
 
 from hetmoe.errors import HetmoeError
-from hetmoe.store.embed import IDENTITY_KEYS, KIND, PartInput, _versions, embed_dataset, encode_unique, read_inputs, to_float16
+from hetmoe.store.embed import (
+    IDENTITY_KEYS,
+    KIND,
+    PartInput,
+    _versions,
+    embed_dataset,
+    encode_unique,
+    read_inputs,
+    to_float16,
+)
 from hetmoe.store.identity import TEXT_HASH, text_hashes
 from hetmoe.store.layout import (
     APPEND_PLAN,

@@ -18,7 +18,14 @@ from typing import Any
 
 from hetmoe.errors import HetmoeError
 from hetmoe.store.append import rows_at
-from hetmoe.store.index import TARGET_RECALL, _apply_params, _save, index_path, normalize, tune_and_measure
+from hetmoe.store.index import (
+    TARGET_RECALL,
+    _apply_params,
+    _save,
+    index_path,
+    normalize,
+    tune_and_measure,
+)
 from hetmoe.store.layout import part_path
 from hetmoe.store.zarr_store import EmbeddingStore
 

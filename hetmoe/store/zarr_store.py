@@ -14,7 +14,13 @@ import numpy as np
 
 from hetmoe.errors import HetmoeError
 from hetmoe.store.identity import TEXT_HASH
-from hetmoe.store.layout import APPEND_PLAN, PARTS, completed_chunks, done_dir, read_manifest
+from hetmoe.store.layout import (
+    APPEND_PLAN,
+    PARTS,
+    completed_chunks,
+    done_dir,
+    read_manifest,
+)
 
 
 def chunk_timing(zarr_path: Path) -> dict[str, float]:
