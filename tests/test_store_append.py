@@ -157,7 +157,7 @@ def test_a_crashed_append_keeps_the_old_store_readable_and_resumes(tmp_path: Pat
     root = _copy(stores, tmp_path)
     with pytest.raises(RuntimeError, match="simulated crash"):  # after the partial chunk's tail and one full chunk
         append_dataset(data["grown"], card, root, encoder=Recording(encoder, fail_on_call=3), progress=False)  # type: ignore[arg-type]
-    assert (root / EXPERT / APPEND_PLAN).is_file()
+    plan = (root / EXPERT / APPEND_PLAN).read_bytes()
     mid = open_expert(root, EXPERT)  # readers see exactly the old store meanwhile
     base = open_expert(stores["base"], EXPERT)
     assert len(mid.items) == N_ITEMS and mid.items.load().tobytes() == base.items.load().tobytes()
@@ -165,6 +165,11 @@ def test_a_crashed_append_keeps_the_old_store_readable_and_resumes(tmp_path: Pat
     resumed = Recording(encoder)
     summary = append_dataset(data["grown"], card, root, encoder=resumed, progress=False)  # type: ignore[arg-type]
     assert summary["appended"]["items"]["rows_encoded"] == NEW_ITEMS - (CHUNK - N_ITEMS % CHUNK) - CHUNK  # resumed, not redone
+    _same_store(root, stores["grown"])
+    (root / EXPERT / APPEND_PLAN).write_bytes(plan)  # as if killed after the manifest landed, before the plan's removal
+    assert len(open_expert(root, EXPERT).items) == N_ITEMS + NEW_ITEMS
+    assert append_dataset(data["grown"], card, root, encoder=encoder, progress=False)["appended"] == {}
+    assert not (root / EXPERT / APPEND_PLAN).exists()
     _same_store(root, stores["grown"])
 
 
