@@ -127,7 +127,8 @@ def _append_locked(data_dir: Path, card: ExpertCard, folder: Path, chunk_size: i
     if not core:
         log.info("%s: the dataset adds no items or queries; nothing to append", folder)
         return {**summary, "seconds": round(time.perf_counter() - began, 3)}
-    plan = pending or {"id": plan_id, "data": str(data_dir.resolve()), "parts": {p: {**s, "tail": _tail(folder / f"{p}.zarr", s, manifest)} for p, s in core.items()}}
+    plan = pending or {"id": plan_id, "data": str(data_dir.resolve()),
+                       "parts": {p: {**s, "tail": _tail(folder / f"{p}.zarr", s, manifest)} for p, s in core.items()}}
     if pending is None:
         write_json_atomic(folder / APPEND_PLAN, plan)
     else:
