@@ -56,7 +56,9 @@ def lexical_identity(store_root: str | Path, name: str) -> dict[str, Any]:
 
 def check_identity(config: dict[str, Any], store_root: str | Path, model_dir: Path, check_queries: bool = False) -> None:
     """Raise HetmoeError when an expert's card or item store (and, for evaluation, query store) or the lexical store
-    changed."""
+    changed; a store that only grew by appends since (its history holds the recorded fingerprint) is accepted."""
+    from hetmoe.store.append import grown_since
+
     saved_lex = config.get("lexical_identity")
     if saved_lex and lexical_identity(store_root, saved_lex["store"]) != saved_lex:
         raise HetmoeError(f"model {model_dir} was trained on another lexical store '{saved_lex['store']}' than the one in "
@@ -70,6 +72,9 @@ def check_identity(config: dict[str, Any], store_root: str | Path, model_dir: Pa
         for key in keys:
             if saved.get(key) != now.get(key):
                 what = "card" if key == "card_hash" else key.split("_")[0]
+                if key != "card_hash" and (added := grown_since(store_root, expert, what, saved.get(key))) is not None:
+                    log.info("'%s' %s store: %d rows appended since model %s was trained", expert, what, added, model_dir)
+                    continue  # the rows it was trained on are unchanged (hetmoe embed --append only adds rows)
                 raise HetmoeError(
                     f"model {model_dir} was trained on a different '{expert}' {what} store ({key} "
                     f"{str(saved.get(key))[:12]} != {str(now.get(key))[:12]} in {store_root}); retrain it with "

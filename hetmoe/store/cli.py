@@ -27,8 +27,10 @@ def register(app: typer.Typer) -> None:
         gpus_per_worker: float = typer.Option(0.0, "--gpus-per-worker", help="--engine ray: GPUs each actor reserves (0: CPU)."),
         cpus_per_worker: float = typer.Option(1.0, "--cpus-per-worker", help="--engine ray: CPUs each actor reserves (and its model's threads)."),
         wait: bool = typer.Option(True, "--wait/--no-wait", help="If another embed is writing this expert's store (same shard): wait for it, then resume (default), or fail at once naming its pid."),
+        append: bool = typer.Option(False, "--append", help="Add the dataset's new items and queries to a finished store, encoding only them; every id the store holds must keep its text (else use --overwrite). Resumable."),
     ) -> None:
         """Embed a dataset's items and queries with one expert; resumable (run again after a kill) and shardable.
+        With --append, a finished store grows by the rows the dataset adds (only those are encoded).
         A lexical expert (backend "lexical") is instead fitted on the items: BM25, char n-grams, token statistics."""
         from hetmoe.experts.card import get_card
         from hetmoe.store.embed import embed_dataset, parse_shard
@@ -37,11 +39,18 @@ def register(app: typer.Typer) -> None:
         if card.backend == "lexical":  # fitted on the catalog, not encoded chunk by chunk
             from hetmoe.lexical.store import fit_lexical_store
 
-            if parsed is not None or chunk_size is not None or engine != "local":
-                raise HetmoeError(f"expert {expert!r} is lexical (one fit over the catalog): drop --shard, --chunk-size and --engine")
+            if parsed is not None or chunk_size is not None or engine != "local" or append:
+                raise HetmoeError(f"expert {expert!r} is lexical (one fit over the catalog): drop --shard, --chunk-size, "
+                                  "--engine and --append (refit it on the grown catalog with --overwrite)")
             typer.echo(json.dumps(fit_lexical_store(data, store, name=card.name, overwrite=overwrite, card=card, progress=True)))
             return
-        if engine == "ray":
+        if append:
+            from hetmoe.store.append import append_dataset
+
+            if overwrite or parsed is not None or engine != "local":
+                raise HetmoeError("--append adds rows to a store in one local process: drop --overwrite, --shard and --engine")
+            summary = append_dataset(data, card, store, chunk_size=chunk_size, wait=wait)
+        elif engine == "ray":
             from hetmoe.scale.cli import pool_spec
             from hetmoe.scale.ray_embed import embed_dataset_ray
 
@@ -65,9 +74,15 @@ def register(app: typer.Typer) -> None:
             TARGET_RECALL, "--target-recall",
             help="Approximate kinds raise efSearch / nprobe until recall@10 vs exact reaches this.",
         ),
+        append: bool = typer.Option(False, "--append", help="Add the items 'hetmoe embed --append' added since the index was built, instead of rebuilding it."),
     ) -> None:
         """Build a FAISS index over an expert's item vectors; approximate kinds are tuned to a recall@10 target against
         exact search on a sample of the expert's query vectors, and print the recall of held-out sample queries."""
+        if append:
+            from hetmoe.store.index_append import append_index
+
+            typer.echo(json.dumps(append_index(store, expert, kind, target_recall=target_recall)))
+            return
         from hetmoe.store.index import build_index
 
         typer.echo(json.dumps(build_index(store, expert, kind, target_recall=target_recall)))

@@ -162,7 +162,7 @@ def _mismatch(old: dict[str, Any], new: dict[str, Any]) -> str | None:
         if (had.get("count"), had.get("input_fingerprint")) != (spec["count"], spec["input_fingerprint"]):
             return (
                 f"built from other input ({part}: {had.get('count')} rows, fingerprint {str(had.get('input_fingerprint'))[:12]}; "
-                f"now {spec['count']} rows, {spec['input_fingerprint'][:12]})"
+                f"now {spec['count']} rows, {spec['input_fingerprint'][:12]}; if it only adds rows, --append encodes just those)"
             )
     return None
 

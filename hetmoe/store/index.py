@@ -165,6 +165,27 @@ def _save(index: Any, path: Path, meta: dict[str, Any]) -> None:
     write_json_atomic(path.with_name(path.name + ".json"), meta)
 
 
+def tune_and_measure(store_root: str | Path, expert: str, index: Any, kind: str, params: dict[str, int], x: np.ndarray,
+                     seed: int, target_recall: float) -> dict[str, Any]:
+    """Tune an approximate index over the unit rows ``x`` on sample queries (:func:`tune_held_out`), warn when it misses
+    the target; returns recall@10 on the held-out half, its query count and the batched search time."""
+    queries = _sample_queries(store_root, expert, x, x.shape[1], seed)
+    truth = exact_neighbours(x, queries)
+    tuned, recall = tune_held_out(index, kind, params, queries, truth, target_recall)
+    began = time.perf_counter()
+    index.search(queries, 10)
+    result = {"recall@10": round(recall, 4), "target_recall": target_recall, "recall_queries": max(1, len(queries) // 2),
+              "ms_per_query_batched": round(1000 * (time.perf_counter() - began) / len(queries), 4)}
+    knobs = ", ".join(f"{name} {params[name]}" for name in ("efSearch", "nprobe") if name in params)
+    log.info("%s index over %d items (%s): recall@10 %.4f vs exact on %d held-out queries",
+             kind, len(x), knobs, recall, result["recall_queries"])
+    if recall < target_recall:
+        reason = f"even at {knobs}" if tuned < target_recall else f"on held-out queries ({knobs} reached it on the others)"
+        log.warning("%s index of %s: recall@10 %.4f is under the target %.2f %s; raise --target-recall for margin "
+                    "or use --kind flat for exact search", kind, expert, recall, target_recall, reason)
+    return result
+
+
 def build_index(store_root: str | Path, expert: str, kind: str = "auto", seed: int = 0,
                 target_recall: float = TARGET_RECALL) -> dict[str, Any]:
     """Build, tune, check and save the item index; returns kind, path, count, parameters and (approximate kinds)
@@ -183,22 +204,7 @@ def build_index(store_root: str | Path, expert: str, kind: str = "auto", seed: i
     result: dict[str, Any] = {"expert": expert, "kind": chosen, "requested": kind, "count": len(x), "dim": store.dim,
                               "params": params, "build_seconds": round(time.perf_counter() - began, 3)}
     if chosen != "flat":
-        queries = _sample_queries(store_root, expert, x, store.dim, seed)
-        truth = exact_neighbours(x, queries)
-        tuned, recall = tune_held_out(index, chosen, params, queries, truth, target_recall)
-        began = time.perf_counter()
-        index.search(queries, 10)
-        result.update({"recall@10": round(recall, 4), "target_recall": target_recall,
-                       "recall_queries": max(1, len(queries) // 2),
-                       "ms_per_query_batched": round(1000 * (time.perf_counter() - began) / len(queries), 4)})
-        knobs = ", ".join(f"{name} {params[name]}" for name in ("efSearch", "nprobe") if name in params)
-        log.info("%s index over %d items (%s): recall@10 %.4f vs exact on %d held-out queries",
-                 chosen, len(x), knobs, recall, result["recall_queries"])
-        if recall < target_recall:
-            reason = (f"even at {knobs}" if tuned < target_recall
-                      else f"on held-out queries ({knobs} reached it on the others)")
-            log.warning("%s index of %s: recall@10 %.4f is under the target %.2f %s; raise --target-recall for margin "
-                        "or use --kind flat for exact search", chosen, expert, recall, target_recall, reason)
+        result.update(tune_and_measure(store_root, expert, index, chosen, params, x, seed, target_recall))
     path = index_path(store_root, expert)
     meta = {**result, "card_hash": store.manifest["card_hash"], "input_fingerprint": store.manifest["input_fingerprint"]}
     _save(index, path, meta)
@@ -228,6 +234,13 @@ class ItemIndex:
         if (meta.get("input_fingerprint"), meta.get("card_hash"), meta.get("count")) != (
             store.manifest["input_fingerprint"], store.manifest["card_hash"], len(store)
         ) or meta.get("bytes") != path.stat().st_size:
+            from hetmoe.store.append import rows_at
+
+            covered = rows_at(store.manifest, meta.get("input_fingerprint"))
+            if (meta.get("card_hash") == store.manifest["card_hash"] and meta.get("bytes") == path.stat().st_size
+                    and covered is not None and covered == meta.get("count") < len(store)):
+                raise HetmoeError(f"{path}: the item store grew by {len(store) - int(meta['count'])} items since the index was "
+                                  f"built; add them with 'hetmoe index --expert {expert} --store {store_root} --append'")
             raise HetmoeError(f"{path}: index does not match the current item store (store rebuilt since?); {rebuild}")
         index = faiss.read_index(str(path))
         _apply_params(index, meta["kind"], meta.get("params", {}))

@@ -8,6 +8,8 @@ Layout of one expert (``STORE/<expert>/``)::
     items.zarr.done/000012 one marker per completed chunk, written only after its vectors (race-free across shards)
     queries.zarr/ ...      the same for queries
     items.faiss(.json)     optional FAISS index over the item vectors (``hetmoe index``)
+    append.json            only while ``hetmoe embed --append`` runs (or was killed): rows past the manifest's count
+                           belong to it and are not part of the store yet (:mod:`hetmoe.store.append`)
 
 Markers are the source of truth for completion: concurrent shards each create their own files and never rewrite a
 shared one, so no completion record can be lost.
@@ -30,6 +32,7 @@ if TYPE_CHECKING:
 DEFAULT_STORE = Path("stores")
 PARTS: tuple[str, ...] = ("items", "queries")
 MANIFEST = "manifest.json"
+APPEND_PLAN = "append.json"
 FORMAT_VERSION = 1
 
 

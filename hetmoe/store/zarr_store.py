@@ -14,7 +14,13 @@ import numpy as np
 
 from hetmoe.errors import HetmoeError
 from hetmoe.store.identity import TEXT_HASH
-from hetmoe.store.layout import PARTS, completed_chunks, done_dir, read_manifest
+from hetmoe.store.layout import (
+    APPEND_PLAN,
+    PARTS,
+    completed_chunks,
+    done_dir,
+    read_manifest,
+)
 
 
 def chunk_timing(zarr_path: Path) -> dict[str, float]:
@@ -83,12 +89,16 @@ class EmbeddingStore:
                 f"{path}: built by expert card {view['card_hash'][:12]}, but the current card is {card_hash[:12]}; "
                 f"rebuild it with {rerun[:-1]} --overwrite'"
             )
+        # While an append runs (or after it was killed) the arrays are longer than the manifest's count; the rows past
+        # it are not part of the store until the append replaces the manifest, so readers keep seeing the old store.
+        limit = view["count"] if (path.parent / APPEND_PLAN).is_file() else None
         try:
             group = zarr.open_group(path, mode="r")
-            vectors, ids = group["vectors"], np.asarray(group["ids"][:].tolist(), dtype=str)
+            vectors, ids = group["vectors"], np.asarray(group["ids"][:limit].tolist(), dtype=str)
         except (KeyError, FileNotFoundError, ValueError) as err:
             raise HetmoeError(f"{path}: damaged store ({type(err).__name__}: {err}); rebuild it with {rerun[:-1]} --overwrite'") from err
-        if vectors.shape != (view["count"], view["dim"]) or ids.shape != (view["count"],):
+        rows = min(vectors.shape[0], view["count"]) if limit is not None else vectors.shape[0]
+        if (rows, *vectors.shape[1:]) != (view["count"], view["dim"]) or ids.shape != (view["count"],):
             raise HetmoeError(
                 f"{path}: vectors {vectors.shape} / ids {ids.shape} do not match the manifest ({view['count']}, {view['dim']}); "
                 f"rebuild it with {rerun[:-1]} --overwrite'"
@@ -114,14 +124,14 @@ class EmbeddingStore:
         import zarr
 
         try:
-            return np.asarray(zarr.open_array(self.path / TEXT_HASH, mode="r")[:], dtype=np.uint64)
+            return np.asarray(zarr.open_array(self.path / TEXT_HASH, mode="r")[: len(self)], dtype=np.uint64)
         except (FileNotFoundError, KeyError, ValueError):
             return None
 
     def load(self) -> np.ndarray:
         """All vectors as one read-only float16 (n, dim) matrix in row order (read once, then cached)."""
         if self._matrix is None:
-            matrix = np.ascontiguousarray(self._vectors[:], dtype=np.float16)
+            matrix = np.ascontiguousarray(self._vectors[: len(self)], dtype=np.float16)
             matrix.setflags(write=False)
             self._matrix = matrix
         return self._matrix
