@@ -130,6 +130,29 @@ def test_parts_resume_and_refuse_another_run(built: Path, pairs: tuple[Path, int
     assert "pairs differ" in str(refused.exception) and "--overwrite" in str(refused.exception)
 
 
+def test_ids_of_another_dataset_are_encoded_from_its_texts(built: Path, pairs: tuple[Path, int], local: Local,
+                                                          tmp_path: Path) -> None:
+    shutil.copytree(built / "data", tmp_path / "data")  # same queries, but not the folder the stores were built from
+    summary = score_pairs(built / "model", pairs[0], tmp_path / "s.parquet", data_dir=tmp_path / "data", block_pairs=BLOCK,
+                          progress=False)
+    assert not summary["stored_query_vectors"] and summary["scored"] == local[1]["scored"]
+    encoded = pl.read_parquet(tmp_path / "s.parquet")["score"].to_numpy()
+    stored = local[0]["score"].to_numpy()
+    assert np.allclose(encoded, stored, atol=5e-3, equal_nan=True)  # float32 encodings vs their float16 copies
+
+
+def test_unscorable_pairs_files_are_refused_in_one_line(tmp_path: Path) -> None:
+    from hetmoe.scale.pairs import read_pairs
+
+    for frame, message in ((pl.DataFrame({"query_id": ["q"]}), "needs an item_id column"),
+                           (pl.DataFrame({"query": ["q"], "item_id": ["i"]}), "need a market column"),
+                           (pl.DataFrame({"query_id": ["q"], "item_id": ["i"], "score": [1.0]}), "written by score")):
+        frame.write_parquet(tmp_path / "p.parquet")
+        with pytest.raises(HetmoeError, match=message) as err:
+            read_pairs(tmp_path / "p.parquet")
+        assert "\n" not in str(err.value)
+
+
 def test_ray_engine_equals_local(built: Path, pairs: tuple[Path, int], local: Local, tmp_path: Path) -> None:
     ray.init(num_cpus=2, include_dashboard=False, object_store_memory=200 * 1024**2, logging_level="WARNING")
     try:

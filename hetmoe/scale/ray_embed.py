@@ -30,7 +30,7 @@ from hetmoe.store.embed import (
     read_inputs,
     resolve_chunk_size,
 )
-from hetmoe.store.layout import DEFAULT_STORE, MANIFEST, completed_chunks, done_dir, expert_dir, marker_path, write_json_atomic
+from hetmoe.store.layout import DEFAULT_STORE, MANIFEST, completed_chunks, expert_dir, marker_path, write_json_atomic
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -133,7 +133,6 @@ def embed_dataset_ray(
                 write_json_atomic(folder / MANIFEST, manifest)
             for part in inputs:
                 _create_part(folder / f"{part.part}.zarr", part, int(manifest["dim"]), chunk_size)
-                done_dir(folder / f"{part.part}.zarr").mkdir(exist_ok=True)
             units = _units(inputs, folder, manifest)
             workers = min(pool_size(pool), len(units))
             log.info("%s: %d chunks to encode on %d Ray workers", folder, len(units), workers)

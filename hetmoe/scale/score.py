@@ -19,6 +19,7 @@ import polars as pl
 
 from hetmoe.errors import HetmoeError
 from hetmoe.moe.pairstats import l2_normalize
+from hetmoe.online.results import ScoreRequest
 from hetmoe.scale.pairs import HELPERS, ITEM, KEY, MKT, QUERY_ID, STORED, TEXT, fingerprint, plan_blocks, read_pairs, resolve
 from hetmoe.scale.parts import gather, model_fingerprint, open_parts, parts_dir, stats_file, write_part
 from hetmoe.scale.session import PoolSpec, map_units, pool_size, ray_session
@@ -63,8 +64,6 @@ class BlockScorer:
         firsts = [pl.col(TEXT).first(), pl.col(STORED).first()] + ([pl.col(QUERY_ID).first()] if QUERY_ID in block.columns else [])
         groups = (block.with_row_index("_pos").filter(pl.Series(valid))
                   .group_by([KEY, MKT], maintain_order=True).agg(pl.col("_pos"), pl.col(ITEM), *firsts))
-        from hetmoe.online.results import ScoreRequest
-
         requests = [ScoreRequest(t if t is not None else k, items, m)
                     for k, m, items, t in zip(groups[KEY], groups[MKT], groups[ITEM], groups[TEXT])]
         results = self.scorer.score_batch(requests, self._known(groups))
