@@ -85,16 +85,22 @@ def test_judged_pairs_score_as_eval_scores_them(built: Path, pairs: tuple[Path, 
     from hetmoe.moe.features import load_pairs
     from hetmoe.moe.fit import load_data
     from hetmoe.moe.infer import MoEModel
+    from hetmoe.store.layout import open_expert
 
     moe = MoEModel.load(built / "model")
     judged = load_pairs(load_data(built / "data"), moe.store_root, moe.experts, ["valid"], moe.spec.router_expert, markets=moe.markets)
     reference, _ = score_net(moe, judged)
+    # The model on the stores' raw item vectors (eval passes them L2-normalised, which the model normalises again)
+    routing = moe.route(np.asarray(judged.markets, dtype=object)[judged.q_market], judged.rvec)
+    items = {e: open_expert(moe.store_root, e).items.get(judged.item_ids)[judged.di] for e in moe.experts}
+    raw = moe.score({e: judged.q[judged.experts.index(e)] for e in moe.experts}, items, routing, groups=judged.qi)
     eval_scores = pl.DataFrame({"query_id": judged.query_ids[judged.qi].tolist(), "item_id": judged.item_ids[judged.di].tolist(),
-                                "eval": reference})
+                                "eval": reference, "raw": raw})
     scored, summary, _ = local
     both = scored.join(eval_scores, on=["query_id", "item_id"])
     assert both.height == pairs[1] and summary["blocks"] > 2 and summary["stored_query_vectors"]
     assert float((both["score"] - both["eval"]).abs().max()) < 1e-6
+    assert float((both["score"] - both["raw"]).abs().max()) < 1e-7  # the rest is eval's second normalisation
     assert set(both["experts"].unique().to_list()) <= set(EXPERTS)  # k=1: one routed expert per query
 
 
