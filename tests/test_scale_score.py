@@ -85,16 +85,22 @@ def test_judged_pairs_score_as_eval_scores_them(built: Path, pairs: tuple[Path, 
     from hetmoe.moe.features import load_pairs
     from hetmoe.moe.fit import load_data
     from hetmoe.moe.infer import MoEModel
+    from hetmoe.store.layout import open_expert
 
     moe = MoEModel.load(built / "model")
     judged = load_pairs(load_data(built / "data"), moe.store_root, moe.experts, ["valid"], moe.spec.router_expert, markets=moe.markets)
     reference, _ = score_net(moe, judged)
+    # The model on the stores' raw item vectors (eval passes them L2-normalised, which the model normalises again)
+    routing = moe.route(np.asarray(judged.markets, dtype=object)[judged.q_market], judged.rvec)
+    items = {e: open_expert(moe.store_root, e).items.get(judged.item_ids)[judged.di] for e in moe.experts}
+    raw = moe.score({e: judged.q[judged.experts.index(e)] for e in moe.experts}, items, routing, groups=judged.qi)
     eval_scores = pl.DataFrame({"query_id": judged.query_ids[judged.qi].tolist(), "item_id": judged.item_ids[judged.di].tolist(),
-                                "eval": reference})
+                                "eval": reference, "raw": raw})
     scored, summary, _ = local
     both = scored.join(eval_scores, on=["query_id", "item_id"])
     assert both.height == pairs[1] and summary["blocks"] > 2 and summary["stored_query_vectors"]
     assert float((both["score"] - both["eval"]).abs().max()) < 1e-6
+    assert float((both["score"] - both["raw"]).abs().max()) < 1e-7  # the rest is eval's second normalisation
     assert set(both["experts"].unique().to_list()) <= set(EXPERTS)  # k=1: one routed expert per query
 
 
@@ -128,6 +134,29 @@ def test_parts_resume_and_refuse_another_run(built: Path, pairs: tuple[Path, int
     refused = CliRunner().invoke(app, [*args[:3], "--pairs", str(other), *args[5:]])
     assert isinstance(refused.exception, HetmoeError)
     assert "pairs differ" in str(refused.exception) and "--overwrite" in str(refused.exception)
+
+
+def test_ids_of_another_dataset_are_encoded_from_its_texts(built: Path, pairs: tuple[Path, int], local: Local,
+                                                          tmp_path: Path) -> None:
+    shutil.copytree(built / "data", tmp_path / "data")  # same queries, but not the folder the stores were built from
+    summary = score_pairs(built / "model", pairs[0], tmp_path / "s.parquet", data_dir=tmp_path / "data", block_pairs=BLOCK,
+                          progress=False)
+    assert not summary["stored_query_vectors"] and summary["scored"] == local[1]["scored"]
+    encoded = pl.read_parquet(tmp_path / "s.parquet")["score"].to_numpy()
+    stored = local[0]["score"].to_numpy()
+    assert np.allclose(encoded, stored, atol=5e-3, equal_nan=True)  # float32 encodings vs their float16 copies
+
+
+def test_unscorable_pairs_files_are_refused_in_one_line(tmp_path: Path) -> None:
+    from hetmoe.scale.pairs import read_pairs
+
+    for frame, message in ((pl.DataFrame({"query_id": ["q"]}), "needs an item_id column"),
+                           (pl.DataFrame({"query": ["q"], "item_id": ["i"]}), "need a market column"),
+                           (pl.DataFrame({"query_id": ["q"], "item_id": ["i"], "score": [1.0]}), "written by score")):
+        frame.write_parquet(tmp_path / "p.parquet")
+        with pytest.raises(HetmoeError, match=message) as err:
+            read_pairs(tmp_path / "p.parquet")
+        assert "\n" not in str(err.value)
 
 
 def test_ray_engine_equals_local(built: Path, pairs: tuple[Path, int], local: Local, tmp_path: Path) -> None:

@@ -20,7 +20,7 @@ def pool_spec(address: str | None, workers: int | None, gpus_per_worker: float, 
 def register(app: typer.Typer) -> None:
     @app.command("score")
     def score_cmd(
-        model: Path = typer.Option(..., "--model", help="Model folder written by 'hetmoe fit' (config.json + weights)."),
+        model: Path = typer.Option(..., "--model", help="Model folder written by 'hetmoe fit-head' or 'hetmoe run' (OUT/model)."),
         pairs: Path = typer.Option(..., "--pairs", help="Parquet: item_id, and query_id or query (text); market (needed without query_id)."),
         out: Path = typer.Option(..., "--out", help="Output Parquet: the input columns + score + experts; parts in OUT.parts/."),
         engine: str = typer.Option("local", "--engine", help="local: this process | ray: an actor pool, each loading the model once."),

@@ -30,7 +30,7 @@ from hetmoe.store.embed import (
     read_inputs,
     resolve_chunk_size,
 )
-from hetmoe.store.layout import DEFAULT_STORE, MANIFEST, completed_chunks, done_dir, expert_dir, marker_path, write_json_atomic
+from hetmoe.store.layout import DEFAULT_STORE, MANIFEST, completed_chunks, expert_dir, marker_path, write_json_atomic
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -63,18 +63,19 @@ class EmbedWorker:
     def __call__(self, unit: pa.Table) -> dict[str, list[Any]]:
         """Encode and write the unit's chunk (a retry of a chunk marked meanwhile writes nothing)."""
         part, chunk, start = unit["part"][0].as_py(), unit["chunk"][0].as_py(), unit["start"][0].as_py()
-        path = self.folder / f"{part}.zarr"
+        path, began, cpu = self.folder / f"{part}.zarr", time.time(), time.process_time()
         if marker_path(path, chunk).exists():
-            return {"part": [part], "chunk": [chunk], "rows": [0], "texts": [0]}
+            return {"part": [part], "chunk": [chunk], "rows": [0], "texts": [0], "began": [began], "ended": [began], "cpu": [0.0]}
         texts = pl.from_arrow(unit["texts"].combine_chunks().flatten())
-        began = time.perf_counter()
+        clock = time.perf_counter()
         encoded = encode_unique(self.encoder, texts, KIND[part], self.dim)
         rows = (start, start + len(texts))
-        _write_chunk(self._array(part), path, chunk, rows, encoded, time.perf_counter() - began, (0, 1))
+        _write_chunk(self._array(part), path, chunk, rows, encoded, time.perf_counter() - clock, (0, 1))
         self.written += 1
         if self.die_after and self.written >= self.die_after:
             os._exit(3)
-        return {"part": [part], "chunk": [chunk], "rows": [len(texts)], "texts": [int(encoded[0].shape[0])]}
+        return {"part": [part], "chunk": [chunk], "rows": [len(texts)], "texts": [int(encoded[0].shape[0])],
+                "began": [began], "ended": [time.time()], "cpu": [time.process_time() - cpu]}
 
 
 def _dim_of(card: dict[str, Any]) -> int:
@@ -110,7 +111,9 @@ def embed_dataset_ray(
     progress: bool = True,
 ) -> dict[str, Any]:
     """Embed a dataset with one expert into ``STORE/<expert>/`` on a Ray actor pool; same store, same resume as
-    :func:`hetmoe.store.embed.embed_dataset`. Returns its summary plus the pool size and Ray's start seconds."""
+    :func:`hetmoe.store.embed.embed_dataset`. Returns its summary plus the pool size, Ray's start seconds, and
+    ``work_seconds``: from the first chunk's start to the last one's end (actor start and model loads excluded), and
+    ``cpu_seconds``: the workers' CPU time in those chunks (every thread's), what a plan per core is worked from."""
     from tqdm import tqdm
 
     began, pool = time.perf_counter(), pool or PoolSpec()
@@ -120,7 +123,8 @@ def embed_dataset_ray(
     identity = _identity(card, inputs, chunk_size, data_dir)
     manifest = _existing(folder, identity, overwrite)
     encoded = {part.part: [0, 0] for part in inputs}
-    workers, start_seconds = 0, 0.0
+    workers, start_seconds, cpu = 0, 0.0, 0.0
+    window = [float("inf"), 0.0]  # first unit's start, last unit's end (wall clock)
     pending = manifest is None or any(len(completed_chunks(folder / f"{p}.zarr")) < s["n_chunks"] for p, s in manifest["parts"].items())
     if pending:  # a finished store does not even start Ray
         with ray_session(pool.address) as start_seconds:
@@ -129,7 +133,6 @@ def embed_dataset_ray(
                 write_json_atomic(folder / MANIFEST, manifest)
             for part in inputs:
                 _create_part(folder / f"{part.part}.zarr", part, int(manifest["dim"]), chunk_size)
-                done_dir(folder / f"{part.part}.zarr").mkdir(exist_ok=True)
             units = _units(inputs, folder, manifest)
             workers = min(pool_size(pool), len(units))
             log.info("%s: %d chunks to encode on %d Ray workers", folder, len(units), workers)
@@ -140,6 +143,8 @@ def embed_dataset_ray(
                 for row in map_units(units, EmbedWorker, args, pool):
                     encoded[row["part"]][0] += row["rows"]
                     encoded[row["part"]][1] += row["texts"]
+                    window = [min(window[0], row["began"]), max(window[1], row["ended"])]
+                    cpu += row["cpu"]
                     bar.update(row["rows"])
     assert manifest is not None
     parts = {
@@ -152,8 +157,12 @@ def embed_dataset_ray(
     if complete:
         _seal(folder, manifest)
     log.info("%s: %s", folder, "complete" if complete else "incomplete; run the same command again to finish")
+    work = max(window[1] - window[0], 0.0)
+    rows = sum(info["rows_encoded"] for info in parts.values())
     return {"expert": card.name, "store": str(folder), "engine": "ray", "workers": workers, "complete": complete,
-            "seconds": round(time.perf_counter() - began, 3), "ray_start_seconds": round(start_seconds, 3), "parts": parts}
+            "seconds": round(time.perf_counter() - began, 3), "ray_start_seconds": round(start_seconds, 3),
+            "work_seconds": round(work, 3), "texts_per_s": round(rows / work, 1) if rows and work else None,
+            "cpu_seconds": round(cpu, 3), "parts": parts}
 
 
 def _probe_dim(card: ExpertCard, pool: PoolSpec) -> int:

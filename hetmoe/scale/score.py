@@ -19,6 +19,7 @@ import polars as pl
 
 from hetmoe.errors import HetmoeError
 from hetmoe.moe.pairstats import l2_normalize
+from hetmoe.online.results import ScoreRequest
 from hetmoe.scale.pairs import HELPERS, ITEM, KEY, MKT, QUERY_ID, STORED, TEXT, fingerprint, plan_blocks, read_pairs, resolve
 from hetmoe.scale.parts import gather, model_fingerprint, open_parts, parts_dir, stats_file, write_part
 from hetmoe.scale.session import PoolSpec, map_units, pool_size, ray_session
@@ -40,17 +41,21 @@ def _needed(model: MoEModel) -> list[str]:
 class BlockScorer:
     """Scores blocks of resolved pairs with one loaded Scorer (one per process, or per Ray actor)."""
 
-    def __init__(self, model_dir: str, use_stored: bool, encode_cores: int | None = None) -> None:
+    def __init__(self, model_dir: str, use_stored: bool, encode: bool, encode_cores: int | None = None) -> None:
+        """``use_stored``: some queries use stored vectors (open the query stores); ``encode``: some are encoded
+        (build the encoders now, so that model loads do not count as scoring time)."""
         from hetmoe.online.scorer import Scorer
         from hetmoe.store.layout import open_expert
 
         self.scorer = Scorer.load(model_dir, with_indexes=False, encode_cores=encode_cores)
         root = self.scorer.model.store_root
         self.stores = {e: open_expert(root, e).queries for e in _needed(self.scorer.model)} if use_stored else {}
+        if encode:
+            self.scorer.warm()
 
     def score(self, block: pl.DataFrame) -> tuple[pl.DataFrame, dict[str, Any]]:
         """The block's input columns plus ``score`` and ``experts`` (null where a pair cannot be scored), and counts."""
-        began, n = time.perf_counter(), block.height
+        began, cpu, n = time.perf_counter(), time.process_time(), block.height
         query_ok = block[KEY].is_not_null().to_numpy()
         market_ok = block[MKT].is_in(self.scorer.markets).fill_null(False).to_numpy()
         item_ok = np.ones(n, dtype=bool)
@@ -59,8 +64,6 @@ class BlockScorer:
         firsts = [pl.col(TEXT).first(), pl.col(STORED).first()] + ([pl.col(QUERY_ID).first()] if QUERY_ID in block.columns else [])
         groups = (block.with_row_index("_pos").filter(pl.Series(valid))
                   .group_by([KEY, MKT], maintain_order=True).agg(pl.col("_pos"), pl.col(ITEM), *firsts))
-        from hetmoe.online.results import ScoreRequest
-
         requests = [ScoreRequest(t if t is not None else k, items, m)
                     for k, m, items, t in zip(groups[KEY], groups[MKT], groups[ITEM], groups[TEXT])]
         results = self.scorer.score_batch(requests, self._known(groups))
@@ -74,7 +77,7 @@ class BlockScorer:
         stats = {"pairs": n, "scored": int(valid.sum()), "unknown_queries": int((~query_ok).sum()),
                  "unknown_markets": int(bad_market.sum()), "unknown_items": int((query_ok & market_ok & ~item_ok).sum()),
                  "unknown_market_names": sorted({m for m in block[MKT].filter(pl.Series(bad_market)).to_list() if m})[:20],
-                 "seconds": round(time.perf_counter() - began, 4)}
+                 "seconds": round(time.perf_counter() - began, 4), "cpu_seconds": round(time.process_time() - cpu, 4)}
         return out, stats
 
     def _known(self, groups: pl.DataFrame) -> list[dict[str, np.ndarray]]:
@@ -92,16 +95,16 @@ class BlockScorer:
 class ScoreWorker:
     """One Ray actor: loads the Scorer once, then scores blocks and writes each block's part itself."""
 
-    def __init__(self, model_dir: str, use_stored: bool, parts: str, threads: int) -> None:
-        self.blocks, self.parts = BlockScorer(model_dir, use_stored, threads), Path(parts)
+    def __init__(self, model_dir: str, use_stored: bool, encode: bool, parts: str, threads: int) -> None:
+        self.blocks, self.parts = BlockScorer(model_dir, use_stored, encode, threads), Path(parts)
 
-    def __call__(self, unit: pa.Table) -> dict[str, list[int]]:
-        block = pl.from_arrow(unit)
+    def __call__(self, unit: pa.Table) -> dict[str, list[Any]]:
+        began, block = time.time(), pl.from_arrow(unit)
         assert isinstance(block, pl.DataFrame)
         index = int(block["_block"][0])
         if not stats_file(self.parts, index).exists():  # a retry of a block finished meanwhile writes nothing
             write_part(self.parts, index, *self.blocks.score(block))
-        return {"block": [index], "pairs": [block.height]}
+        return {"block": [index], "pairs": [block.height], "began": [began], "ended": [time.time()]}
 
 
 def _queries(data_dir: Path | None) -> pl.DataFrame | None:
@@ -134,6 +137,8 @@ def score_pairs(model_dir: str | Path, pairs_path: str | Path, out: str | Path, 
     """Score every row of ``pairs_path`` with the model into ``out`` (Parquet: the input columns, score, experts).
 
     ``data_dir``: the dataset whose query ids the pairs use (default: the model's); resumable from ``OUT.parts``.
+    ``pairs_per_s`` is over ``work_seconds``, the first block's start to the last one's end (model loads excluded);
+    ``cpu_seconds``: the CPU time (every thread's) the blocks took to score, what a plan per core is worked from.
     """
     from tqdm import tqdm
 
@@ -147,6 +152,7 @@ def score_pairs(model_dir: str | Path, pairs_path: str | Path, out: str | Path, 
     stored_ids = _stored_ids(model, data)
     planned = plan_blocks(resolve(read_pairs(pairs_path), _queries(data), stored_ids), block_pairs)
     use_stored = bool(planned[STORED].any())
+    encode = bool((planned[KEY].is_not_null() & ~planned[STORED]).any())
     blocks = planned.partition_by("_block", as_dict=True, maintain_order=True)
     parts = parts_dir(out)
     identity = {"model": model_fingerprint(model_dir), "pairs": fingerprint(pairs_path), "block_pairs": block_pairs,
@@ -155,22 +161,25 @@ def score_pairs(model_dir: str | Path, pairs_path: str | Path, out: str | Path, 
     todo = {key[0]: frame for key, frame in blocks.items() if key[0] not in done}
     if done:
         log.info("%s: resuming, %d of %d blocks already scored", parts, len(blocks) - len(todo), len(blocks))
-    workers, start_seconds, score_began = 0, 0.0, time.perf_counter()
+    workers, start_seconds, window = 0, 0.0, [float("inf"), 0.0]  # first block's start, last block's end
     with tqdm(total=sum(f.height for f in todo.values()), desc=f"score ({engine})", unit="pair",
               disable=not progress or not todo, leave=False) as bar:
         if todo and engine == "local":
-            scorer, workers = BlockScorer(str(model_dir), use_stored), 1
+            scorer, workers = BlockScorer(str(model_dir), use_stored, encode), 1
+            window[0] = time.time()
             for index, frame in todo.items():
                 write_part(parts, index, *scorer.score(frame))
                 bar.update(frame.height)
+            window[1] = time.time()
         elif todo:
             pool = pool or PoolSpec()
             with ray_session(pool.address) as start_seconds:
                 workers = min(pool_size(pool), len(todo))
-                args = (str(model_dir), use_stored, str(parts), pool.threads)
+                args = (str(model_dir), use_stored, encode, str(parts), pool.threads)
                 for row in map_units([f.to_arrow() for f in todo.values()], ScoreWorker, args, pool):
+                    window = [min(window[0], row["began"]), max(window[1], row["ended"])]
                     bar.update(row["pairs"])
-    score_seconds = time.perf_counter() - score_began
+    work = max(window[1] - window[0], 0.0)
     totals = gather(parts, sorted(k[0] for k in blocks), out)
     missing = planned.height - int(totals.get("scored", 0))
     if missing:
@@ -183,5 +192,6 @@ def score_pairs(model_dir: str | Path, pairs_path: str | Path, out: str | Path, 
             "scored": int(totals.get("scored", 0)), "blocks": len(blocks), "blocks_resumed": len(blocks) - len(todo),
             "unknown": {k: totals.get(k, 0) for k in ("unknown_queries", "unknown_markets", "unknown_items")},
             "stored_query_vectors": use_stored, "seconds": round(time.perf_counter() - began, 3),
-            "score_seconds": round(score_seconds, 3), "ray_start_seconds": round(start_seconds, 3),
-            "pairs_per_s": round(scored_now / score_seconds, 1) if scored_now and score_seconds > 0 else None}
+            "work_seconds": round(work, 3), "cpu_seconds": round(float(totals.get("cpu_seconds", 0.0)), 3),
+            "ray_start_seconds": round(start_seconds, 3),
+            "pairs_per_s": round(scored_now / work, 1) if scored_now and work > 0 else None}
