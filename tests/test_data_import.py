@@ -137,3 +137,45 @@ def test_carve_splits_is_stable_and_never_empty() -> None:
     assert set(carve_splits(pl.Series(["a", "b", "c"]), 0.01, 0.01)["split"]) == {"train", "valid", "test"}
     with pytest.raises(HetmoeError):
         carve_splits(ids, 0.6, 0.5)
+
+
+def test_esci_repeated_pairs_average_their_gain(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    examples, products = _esci(tmp_path)
+    ex = pl.read_parquet(examples)
+    repeats = pl.DataFrame([  # (us:0, B1) judged E then C; (us:1, B2) S then I twice
+        {**ex.row(0, named=True), "example_id": 900, "esci_label": "C"},
+        {**ex.row(5, named=True), "example_id": 901, "esci_label": "I"},
+        {**ex.row(5, named=True), "example_id": 902, "esci_label": "I"},
+    ], schema=ex.schema)
+    pl.concat([ex, repeats]).write_parquet(examples)
+    with caplog.at_level("INFO"):
+        out = import_esci(examples, products, tmp_path / "out", valid_fraction=0.25)
+    assert validate(out) == []
+    j = load_dataset(out).judgments
+    pair = {(r["query_id"], r["item_id"]): (r["label"], r["relevant"]) for r in j.iter_rows(named=True)}
+    assert pair[("us:0", "us:B1")] == (2.0, 1) and pair[("us:1", "us:B2")] == (2 / 3, 0)
+    assert j.height == ex.height
+    assert "3 row(s) repeat a judged (query, item) pair; 2 pair(s) aggregated" in caplog.text
+
+    spanning = pl.concat([ex, pl.DataFrame([{**ex.row(0, named=True), "example_id": 903, "split": "test"}], schema=ex.schema)])
+    spanning.write_parquet(examples)
+    with pytest.raises(HetmoeError, match=r"1 \(query, item\) pair\(s\) are judged in more than one split \(e.g. us:0 / us:B1\)"):
+        import_esci(examples, products, tmp_path / "out2")
+
+
+def test_import_csv_repeats_with_a_relevant_column_take_the_majority(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    pl.DataFrame({"qid": ["a", "a", "a", "a", "b", "b", "b"], "query": ["tee"] * 4 + ["mug"] * 3,
+                  "item_id": ["1", "1", "1", "2", "3", "3", "1"], "rel": [1, 0, 1, 0, 1, 0, 0],
+                  "score": [3.0, 1.0, 2.0, 0.0, 2.0, 1.0, 0.0], "part": ["train"] * 4 + ["dev"] * 3,
+                  "title": ["Tee", "Tee", "Tee", "Cap", "Mug", "Mug", "Tee"]}).write_csv(tmp_path / "pairs.csv")
+    mapping = Mapping(query_id="qid", label="score", relevant="rel", split="part")
+    with caplog.at_level("INFO"):
+        out = import_table(tmp_path / "pairs.csv", tmp_path / "out", mapping)
+    assert validate(out) == []
+    j = {(r["query_id"], r["item_id"]): (r["label"], r["relevant"]) for r in load_dataset(out).judgments.iter_rows(named=True)}
+    assert j == {("a", "1"): (2.0, 1), ("a", "2"): (0.0, 0), ("b", "3"): (1.5, 1), ("b", "1"): (0.0, 0)}  # 2 of 3, 1 of 2
+    assert "3 row(s) repeat a judged (query, item) pair; 2 pair(s) aggregated" in caplog.text
+    pl.DataFrame({"qid": ["a", "a"], "query": ["tee", "tee"], "item_id": ["1", "1"], "score": [1.0, 0.0],
+                  "part": ["train", "test"], "title": ["Tee", "Tee"]}).write_csv(tmp_path / "span.csv")
+    with pytest.raises(HetmoeError, match=r"span.csv: 1 \(query, item\) pair\(s\) are judged in more than one split"):
+        import_table(tmp_path / "span.csv", tmp_path / "out2", Mapping(query_id="qid", label="score", split="part"))
