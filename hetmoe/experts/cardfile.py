@@ -36,7 +36,8 @@ def _value(value: object) -> str:
 def card_table(card: ExpertCard, model: str | None = None) -> str:
     """The card as one ``[experts.<name>]`` table; ``model`` overrides the written model string (e.g. ``./``)."""
     if not BARE_NAME.match(card.name):
-        raise HetmoeError(f"expert name {card.name!r} has characters other than letters, digits, '_' and '-'; rename it")
+        raise HetmoeError(f"expert name {card.name!r} has characters other than letters, digits, '_' and '-'; "
+                          "rename it")
     lines = [f"[experts.{card.name}]"]
     values = card.to_dict()
     if model is not None:

@@ -1,4 +1,4 @@
-"""``hetmoe tune``: LoRA-tune a sentence-transformers expert on a dataset's train judgments, then freeze it as a new card.
+"""``hetmoe tune``: LoRA-tune a sentence-transformers expert on a dataset's train judgments; freeze it as a new card.
 
 The paper's step before the experts are frozen. LoRA (peft, rank ``lora_r`` on every linear layer of the transformer)
 keeps the tuned expert close to its base and cheap to train on CPU; everything outside the adapters stays frozen.

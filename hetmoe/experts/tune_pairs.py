@@ -128,7 +128,8 @@ class HeldOutAUC(BaseEvaluator):
                      for m in np.unique(self._markets)}
         return {"macro_auc": macro(by_market), "by_market": by_market}
 
-    def __call__(self, model: Any, output_path: str | None = None, epoch: float = -1, steps: int = -1) -> dict[str, float]:
+    def __call__(self, model: Any, output_path: str | None = None, epoch: float = -1,
+                 steps: int = -1) -> dict[str, float]:
         began = time.perf_counter()
         q = self._embed(model, self._queries, "query")[self._q]
         d = self._embed(model, self._documents, "document")[self._d]
