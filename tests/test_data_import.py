@@ -172,3 +172,44 @@ def test_garbage_file_is_one_clean_line_without_its_bytes(tmp_path: Path) -> Non
         message = str(err.value)
         assert message.isprintable() and len(message) < 400, message
         assert not (tmp_path / "out").exists()
+def test_esci_repeated_pairs_average_their_gain(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    examples, products = _esci(tmp_path)
+    ex = pl.read_parquet(examples)
+    repeats = pl.DataFrame([  # (us:0, B1) judged E then C; (us:1, B2) S then I twice
+        {**ex.row(0, named=True), "example_id": 900, "esci_label": "C"},
+        {**ex.row(5, named=True), "example_id": 901, "esci_label": "I"},
+        {**ex.row(5, named=True), "example_id": 902, "esci_label": "I"},
+    ], schema=ex.schema)
+    pl.concat([ex, repeats]).write_parquet(examples)
+    with caplog.at_level("INFO"):
+        out = import_esci(examples, products, tmp_path / "out", valid_fraction=0.25)
+    assert validate(out) == []
+    j = load_dataset(out).judgments
+    pair = {(r["query_id"], r["item_id"]): (r["label"], r["relevant"]) for r in j.iter_rows(named=True)}
+    assert pair[("us:0", "us:B1")] == (2.0, 1) and pair[("us:1", "us:B2")] == (2 / 3, 0)
+    assert j.height == ex.height
+    assert "3 row(s) repeat a judged (query, item) pair; 2 pair(s) aggregated" in caplog.text
+
+    in_test = pl.DataFrame([{**ex.row(0, named=True), "example_id": 903, "split": "test"}], schema=ex.schema)
+    pl.concat([ex, in_test]).write_parquet(examples)
+    with pytest.raises(HetmoeError, match=r"1 \(query, item\) pair\(s\) are judged in more than one split \(e.g. us:0 "):
+        import_esci(examples, products, tmp_path / "out2")
+
+
+def test_import_csv_repeats_take_the_majority_of_a_relevant_flag(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    pl.DataFrame({"qid": ["a", "a", "a", "a", "b", "b", "b"], "query": ["tee"] * 4 + ["mug"] * 3,
+                  "item_id": ["1", "1", "1", "2", "3", "3", "1"], "rel": [1, 0, 1, 0, 1, 0, 0],
+                  "score": [3.0, 1.0, 2.0, 0.0, 2.0, 1.0, 0.0], "part": ["train"] * 4 + ["dev"] * 3,
+                  "title": ["Tee", "Tee", "Tee", "Cap", "Mug", "Mug", "Tee"]}).write_csv(tmp_path / "pairs.csv")
+    mapping = Mapping(query_id="qid", label="score", relevant="rel", split="part")
+    with caplog.at_level("INFO"):
+        out = import_table(tmp_path / "pairs.csv", tmp_path / "out", mapping)
+    assert validate(out) == []
+    rows = load_dataset(out).judgments.iter_rows(named=True)
+    j = {(r["query_id"], r["item_id"]): (r["label"], r["relevant"]) for r in rows}
+    assert j == {("a", "1"): (2.0, 1), ("a", "2"): (0.0, 0), ("b", "3"): (1.5, 1), ("b", "1"): (0.0, 0)}  # 2/3, 1/2
+    assert "3 row(s) repeat a judged (query, item) pair; 2 pair(s) aggregated" in caplog.text
+    pl.DataFrame({"qid": ["a", "a"], "query": ["tee", "tee"], "item_id": ["1", "1"], "score": [1.0, 0.0],
+                  "part": ["train", "test"], "title": ["Tee", "Tee"]}).write_csv(tmp_path / "span.csv")
+    with pytest.raises(HetmoeError, match=r"span.csv: 1 \(query, item\) pair\(s\) are judged in more than one split"):
+        import_table(tmp_path / "span.csv", tmp_path / "out2", Mapping(query_id="qid", label="score", split="part"))

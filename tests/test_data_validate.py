@@ -126,3 +126,11 @@ def test_summary_counts_per_market(tmp_path: Path) -> None:
     assert rows["SG"]["positive_rate"] == pytest.approx(3 / 5, abs=1e-3)
     assert (rows["SG"]["train"], rows["SG"]["valid"], rows["SG"]["test"]) == (2, 2, 1)
     assert rows["TH"]["pairs"] == 2 and rows["TH"]["positive_rate"] == pytest.approx(0.5)
+
+
+def test_repeated_pairs_are_refused_with_the_importers_named(tmp_path: Path) -> None:
+    tables = _tables()
+    CASES["repeated pair"][0](tables)
+    problem = str(validate(_write(tmp_path, tables))[0])
+    assert "repeat a (query_id, item_id) pair" in problem
+    assert "hetmoe data import-csv" in problem and "hetmoe data import-esci" in problem and "aggregate" in problem

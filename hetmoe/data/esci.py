@@ -1,9 +1,10 @@
 """Import the Amazon ESCI Shopping Queries dataset (github.com/amazon-science/esci-data) into the dataset format.
 
 Mapping: market = ``product_locale`` (us/es/jp; lang en/es/ja); label = ESCI gain E=3, S=2, C=1, I=0;
-relevant = E or S. Product ids repeat across locales with different listings, so
-``item_id = "<locale>:<product_id>"`` and ``query_id = "<locale>:<query_id>"``; items are deduplicated per
-(product_id, locale). The official test split is kept; 'valid' is carved from train by query (stable hash rank).
+relevant = E or S (gain >= 2). An example repeating a (query, product) pair is aggregated: label = the mean gain,
+relevant = mean gain >= 2 (so E + C counts as relevant, S + I does not); a pair in both official splits is refused.
+Product ids repeat across locales with different listings, so ``item_id = "<locale>:<product_id>"`` and
+``query_id = "<locale>:<query_id>"``; items are deduplicated per (product_id, locale). The official test split is kept; 'valid' is carved from train by query (stable hash rank).
 An item's text joins brand, colour, bullet points and the HTML-stripped description (capped at 2,000 chars).
 """
 from __future__ import annotations
@@ -15,11 +16,12 @@ from pathlib import Path
 import polars as pl
 
 from hetmoe.data.dataset import write_dataset
-from hetmoe.data.importing import carve_splits, collect, require_columns, scan_table
+from hetmoe.data.importing import aggregate_repeats, carve_splits, collect, require_columns, scan_table
 from hetmoe.errors import HetmoeError
 
 log = logging.getLogger(__name__)
 ESCI_GAIN = {"E": 3.0, "S": 2.0, "C": 1.0, "I": 0.0}
+RELEVANT_GAIN = 2.0  # E or S
 LOCALE_LANG = {"us": "en", "es": "es", "jp": "ja"}
 EXAMPLE_COLUMNS = ("query", "query_id", "product_id", "product_locale", "esci_label", "split")
 PRODUCT_COLUMNS = ("product_id", "product_locale", "product_title")
@@ -80,19 +82,20 @@ def import_esci(examples: Path, products: Path, out: Path, small: bool = False, 
 
     before = judged.height
     judged = judged.filter(pl.col("item_id").is_in(items["item_id"].implode()) & (pl.col("text").str.len_chars() > 0))
-    judged = judged.unique(["query_id", "item_id"], keep="first", maintain_order=True)
     if judged.height < before:
-        log.warning("dropped %d example(s) whose product is missing/untitled, whose query is empty, or that repeat a pair", before - judged.height)
+        log.warning("dropped %d example(s) whose product is missing/untitled or whose query is empty",
+                    before - judged.height)
     items = items.filter(pl.col("item_id").is_in(judged["item_id"].implode()))
     queries = judged.unique("query_id", keep="first", maintain_order=True).select(
         "query_id", "text", "market", pl.col("market").replace_strict(LOCALE_LANG, default=None).alias("lang"))
 
-    train_ids = judged.filter(pl.col("official") == "train")["query_id"]
-    carved = carve_splits(train_ids, valid_fraction)
-    judgments = judged.join(carved, on="query_id", how="left").select(
-        "query_id", "item_id",
-        pl.col("esci_label").replace_strict(ESCI_GAIN, return_dtype=pl.Float64).alias("label"),
-        pl.col("esci_label").is_in(["E", "S"]).cast(pl.Int8).alias("relevant"),
+    gain = pl.col("esci_label").replace_strict(ESCI_GAIN, return_dtype=pl.Float64)
+    graded = judged.select("query_id", "item_id", gain.alias("label"), pl.col("official").alias("split"))
+    pairs = aggregate_repeats(graded, examples)
+    carved = carve_splits(pairs.filter(pl.col("split") == "train")["query_id"], valid_fraction)
+    judgments = pairs.rename({"split": "official"}).join(carved, on="query_id", how="left").select(
+        "query_id", "item_id", "label",
+        (pl.col("label") >= RELEVANT_GAIN).cast(pl.Int8).alias("relevant"),
         pl.when(pl.col("official") == "test").then(pl.lit("test")).otherwise(pl.col("split")).alias("split"),
     )
     log.info("ESCI: %d items, %d queries, %d judgments -> %s", items.height, queries.height, judgments.height, out)

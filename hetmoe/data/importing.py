@@ -1,9 +1,12 @@
-"""Helpers shared by the importers: read a CSV/TSV/Parquet file, require mapped columns, carve splits by query."""
+"""Helpers shared by the importers: read a CSV/TSV/Parquet file, require mapped columns, carve splits by query,
+aggregate repeated judgments."""
 from __future__ import annotations
 
 import codecs
 import hashlib
 import io
+import logging
+from collections.abc import Sequence
 from pathlib import Path
 
 import polars as pl
@@ -12,6 +15,8 @@ from hetmoe.errors import HetmoeError
 
 SHOWN_COLUMNS = 12  # column names quoted in an error: a garbage file must not print its bytes into the message
 BLOCK = 1 << 20
+
+log = logging.getLogger(__name__)
 
 
 def shown(text: str, limit: int = 40) -> str:
@@ -132,3 +137,25 @@ def carve_splits(query_ids: pl.Series, valid: float, test: float = 0.0) -> pl.Da
     n_test = max(1, round(n * test)) if test > 0 and n > 2 else 0
     splits = ["valid"] * n_valid + ["test"] * n_test + ["train"] * (n - n_valid - n_test)
     return pl.DataFrame({"query_id": ids, "split": splits}, schema={"query_id": pl.String, "split": pl.String})
+
+
+def aggregate_repeats(rows: pl.DataFrame, source: str | Path, extra: Sequence[pl.Expr] = ()) -> pl.DataFrame:
+    """One judgment per (query_id, item_id): real logs judge some pairs twice; the label becomes their mean grade.
+
+    ``rows`` has query_id, item_id, label and split; ``extra`` adds aggregations (e.g. of a relevant flag) for the
+    caller to turn into ``relevant`` with its own rule. A pair judged in two splits would leak a query across splits,
+    so it is refused rather than assigned to one of them.
+    """
+    grouped = rows.group_by("query_id", "item_id", maintain_order=True).agg(
+        pl.col("label").mean(), pl.col("split").first(), *extra,
+        pl.col("split").n_unique().alias("_splits"), pl.len().alias("_rows"))
+    spanning = grouped.filter(pl.col("_splits") > 1)
+    if spanning.height:
+        sample = ", ".join(f"{q} / {i}" for q, i in spanning.select("query_id", "item_id").head(3).iter_rows())
+        raise HetmoeError(f"{source}: {spanning.height} (query, item) pair(s) are judged in more than one split "
+                          f"(e.g. {sample}); a query belongs to one split, fix the split column")
+    repeated = grouped.filter(pl.col("_rows") > 1)
+    if repeated.height:
+        log.info("%s: %d row(s) repeat a judged (query, item) pair; %d pair(s) aggregated (label = mean grade)",
+                 source, int(repeated["_rows"].sum()) - repeated.height, repeated.height)
+    return grouped.drop("_splits", "_rows")

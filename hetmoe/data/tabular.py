@@ -1,8 +1,10 @@
 """Import relevance logs of any shape (CSV/TSV/Parquet) with an explicit column mapping.
 
 The pairs file holds one judged (query, item) per row: query text, item id, label, and optionally a query id,
-item title/text (if there is no separate items file), market, language and split. Rows repeating a pair are
-averaged. Without a query id column, ids are a stable hash of market + query text. Without a split column,
+item title/text (if there is no separate items file), market, language and split. Rows repeating a (query, item)
+pair are aggregated: label = their mean grade, relevant recomputed from it (mean label >= ``--relevant-min``, or with a
+mapped 0/1 relevant column a majority of the repeats: mean flag >= 0.5); a pair judged in two splits is refused.
+Without a query id column, ids are a stable hash of market + query text. Without a split column,
 queries are assigned to train/valid/test by a stable hash rank (``--valid-fraction``, ``--test-fraction``).
 relevant = label >= ``--relevant-min`` unless a 0/1 relevant column is mapped.
 """
@@ -16,7 +18,7 @@ from pathlib import Path
 import polars as pl
 
 from hetmoe.data.dataset import write_dataset
-from hetmoe.data.importing import carve_splits, collect, require_columns, scan_table
+from hetmoe.data.importing import aggregate_repeats, carve_splits, collect, require_columns, scan_table
 from hetmoe.errors import HetmoeError
 
 log = logging.getLogger(__name__)
@@ -79,13 +81,10 @@ def import_table(pairs: Path, out: Path, mapping: Mapping, items_file: Path | No
     else:
         rows = rows.join(carve_splits(rows["query_id"], valid_fraction, test_fraction), on="query_id", how="left")
 
-    keys = ["query_id", "item_id"]
-    agg = [pl.col("label").mean(), pl.col("split").first()]
-    agg += [pl.col("relevant").max()] if "relevant" in rows.columns else []
-    judgments = rows.group_by(keys, maintain_order=True).agg(agg)
-    if "relevant" not in judgments.columns:
-        judgments = judgments.with_columns((pl.col("label") >= relevant_min).cast(pl.Int8).alias("relevant"))
-    judgments = judgments.select("query_id", "item_id", "label", "relevant", "split")
+    flagged = "relevant" in rows.columns
+    judgments = aggregate_repeats(rows, pairs, [pl.col("relevant").mean()] if flagged else [])
+    relevant = pl.col("relevant") >= 0.5 if flagged else pl.col("label") >= relevant_min
+    judgments = judgments.select("query_id", "item_id", "label", relevant.cast(pl.Int8).alias("relevant"), "split")
     queries = rows.unique("query_id", keep="first", maintain_order=True).select("query_id", "text", "market", "lang")
     items = _items(rows, mapping, items_file, sep, encoding)
     if rows["lang"].null_count() == rows.height:  # no language known: leave the optional column out

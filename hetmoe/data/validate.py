@@ -106,7 +106,10 @@ def _check_judgments(root: Path, items: pl.DataFrame | None, queries: pl.DataFra
         problems.append(Problem(path, "label", f"{bad_label.height} non-finite label(s)", _sample(bad_label.select(pair).to_series()), hint="labels must be finite numbers"))
     dup = judgments.filter(pl.struct("query_id", "item_id").is_duplicated())
     if dup.height:
-        problems.append(Problem(path, "item_id", f"{dup.height} rows repeat a (query_id, item_id) pair", _sample(dup.select(pair).to_series()), hint="keep one judgment per pair"))
+        problems.append(Problem(path, "item_id", f"{dup.height} rows repeat a (query_id, item_id) pair",
+                                _sample(dup.select(pair).to_series()),
+                                hint="keep one judgment per pair: re-import the source with 'hetmoe data import-csv' or "
+                                     "'hetmoe data import-esci', which aggregate repeats (mean grade)"))
     for ref, frame, column in (("queries", queries, "query_id"), ("items", items, "item_id")):
         if frame is None:
             continue

