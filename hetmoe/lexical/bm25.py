@@ -53,21 +53,31 @@ def idf_of(df: np.ndarray, n_docs: int, method: str) -> np.ndarray:
     return value.astype(np.float32)
 
 
-def fit_field(docs: list[list[int]], vocab_size: int, config: LexicalConfig) -> Bm25Field:
-    """Index the documents' term id lists (repeats = term frequency) with bm25s and turn its CSC scores item-major."""
+def fit_field(docs: list[list[int]], vocab_size: int, config: LexicalConfig, scored: np.ndarray | None = None) -> Bm25Field:
+    """Index the documents' term id lists (repeats = term frequency) with bm25s and turn its CSC scores item-major.
+
+    Terms outside ``scored`` (a bool per term id) stay in the rows, with weight 0, but bm25s never sees them: they
+    neither count towards document length nor get a BM25 weight (bigrams: kept for matching, not for scoring).
+    """
     import bm25s
     import scipy.sparse as sp
 
     n_docs = len(docs)
+    lengths = np.fromiter((len(d) for d in docs), dtype=np.int64, count=n_docs)
+    flat = np.fromiter((t for d in docs for t in d), dtype=np.int64, count=int(lengths.sum()))
+    owner = np.repeat(np.arange(n_docs, dtype=np.int64), lengths)
+    keys = np.unique(owner * vocab_size + flat)  # every (doc, term) once, row-major and sorted
+    keep = np.ones(vocab_size, dtype=bool) if scored is None else scored
+    indexed = [[t for t in d if keep[t]] for d in docs] if scored is not None else docs
     retriever = bm25s.BM25(k1=config.k1, b=config.b, method=config.method)
-    vocab = {str(i): i for i in range(vocab_size)}
-    retriever.index((docs, vocab), create_empty_token=False, show_progress=False)
+    retriever.index((indexed, {str(i): i for i in range(vocab_size)}), create_empty_token=False, show_progress=False)
     scores = retriever.scores
-    csc = sp.csc_matrix((scores["data"], scores["indices"], scores["indptr"]), shape=(n_docs, vocab_size))
-    csr = csc.tocsr()
+    csr = sp.csc_matrix((scores["data"], scores["indices"], scores["indptr"]), shape=(n_docs, vocab_size)).tocsr()
     csr.sort_indices()
+    weights = np.zeros(keys.size, dtype=np.float32)
+    rows = np.repeat(np.arange(n_docs, dtype=np.int64), np.diff(csr.indptr))
+    weights[np.searchsorted(keys, rows * vocab_size + csr.indices)] = csr.data
     df = np.bincount(csr.indices, minlength=vocab_size)
-    return Bm25Field(
-        indptr=csr.indptr.astype(np.int64), indices=csr.indices.astype(np.int32),
-        weights=csr.data.astype(np.float32), idf=idf_of(df, max(n_docs, 1), config.method),
-    )
+    indptr = np.concatenate(([0], np.cumsum(np.bincount(keys // vocab_size, minlength=n_docs)))).astype(np.int64)
+    return Bm25Field(indptr=indptr, indices=(keys % vocab_size).astype(np.int32), weights=weights,
+                     idf=idf_of(df, max(n_docs, 1), config.method))

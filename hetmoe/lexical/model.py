@@ -83,14 +83,16 @@ class LexicalModel:
             raise HetmoeError("lexical features: a row or group index is out of range; use rows() and query positions")
         if rows.size == 0:
             return np.zeros((0, len(self.feature_names)), dtype=np.float32)
-        used = np.unique(groups)
-        texts, local = list(dict.fromkeys(queries[g] for g in used.tolist())), {}
-        position = {text: i for i, text in enumerate(texts)}
-        local = np.asarray([position[queries[g]] for g in used.tolist()], dtype=np.int64)
-        remap = np.empty(int(used.max()) + 1, dtype=np.int64)
-        remap[used] = local
+        if len(queries) == 1:  # the online call
+            texts, mapped = [queries[0]], groups
+        else:  # each distinct text once, whatever positions it has
+            used = np.unique(groups)
+            texts = list(dict.fromkeys(queries[g] for g in used.tolist()))
+            position = {text: i for i, text in enumerate(texts)}
+            remap = np.empty(int(used.max()) + 1, dtype=np.int64)
+            remap[used] = [position[queries[g]] for g in used.tolist()]
+            mapped = remap[groups]
         batch = QueryBatch.prepare(self.catalog, self._tokenizer, self._grams, texts)
-        mapped = remap[groups]
         parts = [pair_features(self.catalog, batch, rows[s : s + CHUNK_PAIRS], mapped[s : s + CHUNK_PAIRS])
                  for s in range(0, rows.size, CHUNK_PAIRS)]
         return parts[0] if len(parts) == 1 else np.concatenate(parts)

@@ -22,7 +22,7 @@ from hetmoe.lexical.terms import Vocabulary
 
 FILES = ("config.json", "vocab.json", "items.parquet", "arrays.npz")
 FIELD_ARRAYS = ("indptr", "indices", "weights", "idf")
-ITEM_ARRAYS = ("item_base", "item_numbers", "item_first", "ngram_idf", "ngram_indptr", "ngram_indices", "ngram_weights")
+ITEM_ARRAYS = ("item_base", "item_numbers", "item_first", "item_idf_norm", "ngram_buckets", "ngram_idf", "ngram_indptr", "ngram_indices", "ngram_weights")
 
 
 def save_catalog(catalog: LexicalCatalog, folder: Path, feature_names: list[str]) -> None:

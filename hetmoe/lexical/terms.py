@@ -7,13 +7,16 @@ from pathlib import Path
 import numpy as np
 import regex
 
-WORD, NUMBER, MODEL, QUANTITY, UNIT = range(5)  # base kinds first: kind <= MODEL is a base term
-N_KINDS = 5
+WORD, NUMBER, MODEL, QUANTITY, UNIT, BIGRAM = range(6)  # base kinds first: kind <= MODEL is a base term
+N_KINDS = 6
 NUMERIC = regex.compile(r"\d+(?:\.\d+)?")
 
 
 def term_kind(term: str) -> int:
-    """What a term is, read off its spelling: "@in" unit, "0.5@in" quantity, "0.5" number, "rg6" model, else word."""
+    """What a term is, read off its spelling: "pvc cap" bigram, "@in" unit, "0.5@in" quantity, "0.5" number, "rg6"
+    model, else word."""
+    if " " in term:
+        return BIGRAM
     if term.startswith("@"):
         return UNIT
     if "@" in term:

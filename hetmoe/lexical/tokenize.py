@@ -45,7 +45,7 @@ class Tokens:
     """A text as the lexical expert sees it.
 
     ``terms``: base tokens (stemmed words, canonical numbers, model tokens, Thai words, CJK bigrams) in text order,
-    then the extra quantity ("0.5@in") and unit ("@in") tokens. ``n_base``: how many of ``terms`` are base tokens.
+    then the extra quantity ("0.5@in") and unit ("@in") tokens and the bigrams of adjacent base tokens ("pvc cap"). ``n_base``: how many of ``terms`` are base tokens.
     ``surface``: unstemmed base forms joined by spaces (the char n-gram and substring view).
     """
 
@@ -128,7 +128,8 @@ class Tokenizer:
                 entry = cache.setdefault(raw, self._classify(raw))
             base.extend(entry[0])
             surface.append(entry[1])
-        return Tokens(tuple(base + extra), len(base), " ".join(surface))
+        bigrams = [f"{a} {b}" for a, b in zip(base, base[1:])]  # word order: "pvc cap" is not "cap ... pvc"
+        return Tokens(tuple(base + extra + bigrams), len(base), " ".join(surface))
 
     @staticmethod
     def _numbers(clean: str, extra: list[str]) -> str:
