@@ -15,8 +15,6 @@ import numpy as np
 
 from hetmoe.lexical.config import LexicalConfig
 
-log = logging.getLogger(__name__)
-
 
 @dataclass(frozen=True)
 class Bm25Field:
@@ -62,6 +60,7 @@ def fit_field(docs: list[list[int]], vocab_size: int, config: LexicalConfig, sco
     import bm25s
     import scipy.sparse as sp
 
+    logging.getLogger("bm25s").setLevel(logging.NOTSET)  # bm25s forces DEBUG on import; follow the app's level
     n_docs = len(docs)
     lengths = np.fromiter((len(d) for d in docs), dtype=np.int64, count=n_docs)
     flat = np.fromiter((t for d in docs for t in d), dtype=np.int64, count=int(lengths.sum()))
