@@ -9,6 +9,7 @@ thread's CPU time (what the call costs when the machine is not oversubscribed). 
 empty, so first-seen words are paid for. Bulk: ``--bulk`` random (query, item) pairs in one call, as training
 features are made. Prints one JSON object (also bench/results/lexical.json) and a short table.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -25,7 +26,9 @@ import numpy as np
 RESULTS = Path(__file__).resolve().parent / "results"
 
 
-def catalog(data: Path | None, n_items: int) -> tuple[list[str], list[str], list[str | None], list[str], list[str], str]:
+def catalog(
+    data: Path | None, n_items: int
+) -> tuple[list[str], list[str], list[str | None], list[str], list[str], str]:
     """(ids, titles, texts, markets, query texts, source) with the items repeated (new ids) up to ``n_items``."""
     if data is not None:
         from hetmoe.data.validate import check_dataset
@@ -59,8 +62,14 @@ def online(model, queries: list[str], n_queries: int, candidates: int, seed: int
         cpu.append(time.thread_time() - began_cpu)
         wall.append(time.perf_counter() - began)
     ms = lambda values, q: round(float(np.percentile(values, q)) * 1e3, 3)  # noqa: E731
-    return {"queries": len(picked), "candidates": candidates, "wall_ms_p50": ms(wall, 50), "wall_ms_p99": ms(wall, 99),
-            "cpu_ms_p50": ms(cpu, 50), "cpu_ms_p99": ms(cpu, 99)}
+    return {
+        "queries": len(picked),
+        "candidates": candidates,
+        "wall_ms_p50": ms(wall, 50),
+        "wall_ms_p99": ms(wall, 99),
+        "cpu_ms_p50": ms(cpu, 50),
+        "cpu_ms_p99": ms(cpu, 99),
+    }
 
 
 def bulk(model, queries: list[str], n_pairs: int, seed: int = 1) -> dict[str, float]:
@@ -70,7 +79,12 @@ def bulk(model, queries: list[str], n_pairs: int, seed: int = 1) -> dict[str, fl
     began = time.perf_counter()
     model.features(queries, rows, groups)
     seconds = time.perf_counter() - began
-    return {"pairs": n_pairs, "queries": len(queries), "seconds": round(seconds, 3), "pairs_per_s": round(n_pairs / seconds)}
+    return {
+        "pairs": n_pairs,
+        "queries": len(queries),
+        "seconds": round(seconds, 3),
+        "pairs_per_s": round(n_pairs / seconds),
+    }
 
 
 def main() -> None:
@@ -100,10 +114,18 @@ def main() -> None:
     finally:
         shutil.rmtree(folder.parent, ignore_errors=True)
     result = {
-        "source": source, "items": len(ids), "features": len(model.feature_names), "cpus": os.cpu_count(),
+        "source": source,
+        "items": len(ids),
+        "features": len(model.feature_names),
+        "cpus": os.cpu_count(),
         "load_average": [round(x, 2) for x in os.getloadavg()],
-        "offline": {"fit_s": round(fit_s, 2), "fit_s_per_100k": round(fit_s * 100_000 / len(ids), 2),
-                    "save_s": round(save_s, 2), "load_s": round(load_s, 2), "store_mb": round(size_mb, 1)},
+        "offline": {
+            "fit_s": round(fit_s, 2),
+            "fit_s_per_100k": round(fit_s * 100_000 / len(ids), 2),
+            "save_s": round(save_s, 2),
+            "load_s": round(load_s, 2),
+            "store_mb": round(size_mb, 1),
+        },
         "online": online(model, queries, args.queries, args.candidates),
         "bulk": bulk(model, queries, args.bulk),
     }

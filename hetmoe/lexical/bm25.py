@@ -5,6 +5,7 @@ rows per item, so the Scorer sums them for just the 100 candidates of a request 
 query-normalised score divides by the most a document could score for that query (each distinct query term's idf times
 the term-frequency factor's limit), so scores compare across queries without looking at other candidates.
 """
+
 from __future__ import annotations
 
 import logging
@@ -51,7 +52,9 @@ def idf_of(df: np.ndarray, n_docs: int, method: str) -> np.ndarray:
     return value.astype(np.float32)
 
 
-def fit_field(docs: list[list[int]], vocab_size: int, config: LexicalConfig, scored: np.ndarray | None = None) -> Bm25Field:
+def fit_field(
+    docs: list[list[int]], vocab_size: int, config: LexicalConfig, scored: np.ndarray | None = None
+) -> Bm25Field:
     """Index the documents' term id lists (repeats = term frequency) with bm25s and turn its CSC scores item-major.
 
     Terms outside ``scored`` (a bool per term id) stay in the rows, with weight 0, but bm25s never sees them: they
@@ -78,5 +81,9 @@ def fit_field(docs: list[list[int]], vocab_size: int, config: LexicalConfig, sco
     weights[np.searchsorted(keys, rows * vocab_size + csr.indices)] = csr.data
     df = np.bincount(csr.indices, minlength=vocab_size)
     indptr = np.concatenate(([0], np.cumsum(np.bincount(keys // vocab_size, minlength=n_docs)))).astype(np.int64)
-    return Bm25Field(indptr=indptr, indices=(keys % vocab_size).astype(np.int32), weights=weights,
-                     idf=idf_of(df, max(n_docs, 1), config.method))
+    return Bm25Field(
+        indptr=indptr,
+        indices=(keys % vocab_size).astype(np.int32),
+        weights=weights,
+        idf=idf_of(df, max(n_docs, 1), config.method),
+    )

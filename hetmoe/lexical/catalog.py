@@ -3,6 +3,7 @@
 Everything a pair feature needs about an item is precomputed here as flat arrays (CSR rows, per-item counts), so the
 online cost is one query's tokenization plus numpy over the candidates' rows.
 """
+
 from __future__ import annotations
 
 import logging
@@ -57,7 +58,11 @@ def _item_stats(field: Bm25Field, vocab: Vocabulary) -> tuple[np.ndarray, np.nda
 
 
 def fit_catalog(
-    item_ids: Sequence[str], titles: Sequence[str], texts: Sequence[str | None], config: LexicalConfig, progress: bool = False
+    item_ids: Sequence[str],
+    titles: Sequence[str],
+    texts: Sequence[str | None],
+    config: LexicalConfig,
+    progress: bool = False,
 ) -> LexicalCatalog:
     """Tokenize titles (and title + text where text exists), build the vocabulary, index both fields, hash n-grams."""
     from tqdm import tqdm
@@ -66,7 +71,9 @@ def fit_catalog(
     title_tokens = [tokenizer(t) for t in tqdm(titles, desc="lexical: tokenize", unit="item", disable=not progress)]
     has_text = [bool(x and x.strip()) for x in texts]
     text_tokens = [tokenizer(f"{t}\n{x}").terms if keep else None for t, x, keep in zip(titles, texts, has_text)]
-    vocab, encoded = Vocabulary.build([tok.terms for tok in title_tokens] + [tok for tok in text_tokens if tok is not None])
+    vocab, encoded = Vocabulary.build(
+        [tok.terms for tok in title_tokens] + [tok for tok in text_tokens if tok is not None]
+    )
     n = len(title_tokens)
     title_docs = encoded[:n]
     log.info("lexical: %d items, %d terms, %d with text", n, len(vocab), sum(has_text))
@@ -75,13 +82,27 @@ def fit_catalog(
     text = None
     if any(has_text):
         extra = iter(encoded[n:])
-        text = fit_field([next(extra) if keep else doc for doc, keep in zip(title_docs, has_text)], len(vocab), config, scored)
+        text = fit_field(
+            [next(extra) if keep else doc for doc, keep in zip(title_docs, has_text)], len(vocab), config, scored
+        )
     first = [doc[0] if tok.n_base else -1 for doc, tok in zip(title_docs, title_tokens)]
     base, numbers, idf_norm = _item_stats(title, vocab)
     surfaces = [tok.surface for tok in title_tokens]
     buckets, ngram_idf, indptr, indices, weights = ngrams.fit(surfaces, config)
     return LexicalCatalog(
-        config=config, item_ids=np.asarray(item_ids, dtype=object), vocab=vocab, title=title, text=text,
-        item_base=base, item_numbers=numbers, item_first=np.asarray(first, dtype=np.int32), item_idf_norm=idf_norm, compact=[s.replace(" ", "") for s in surfaces],
-        ngram_buckets=buckets, ngram_idf=ngram_idf, ngram_indptr=indptr, ngram_indices=indices, ngram_weights=weights.astype(np.float16),
+        config=config,
+        item_ids=np.asarray(item_ids, dtype=object),
+        vocab=vocab,
+        title=title,
+        text=text,
+        item_base=base,
+        item_numbers=numbers,
+        item_first=np.asarray(first, dtype=np.int32),
+        item_idf_norm=idf_norm,
+        compact=[s.replace(" ", "") for s in surfaces],
+        ngram_buckets=buckets,
+        ngram_idf=ngram_idf,
+        ngram_indptr=indptr,
+        ngram_indices=indices,
+        ngram_weights=weights.astype(np.float16),
     )

@@ -4,6 +4,7 @@ Set features come from one sparse join of the candidates' title terms with their
 :mod:`hetmoe.lexical.join`), BM25 sums the joined weights, the char n-gram cosine joins n-gram rows, and the substring
 features are Python ``in`` tests over each query's candidates (a few per pair).
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -14,11 +15,31 @@ from hetmoe.lexical.query import QueryBatch
 from hetmoe.lexical.terms import BIGRAM, MODEL, N_KINDS, NUMBER, QUANTITY, UNIT, WORD
 
 FEATURE_NAMES: list[str] = [
-    "bm25_title", "bm25_title_norm", "bm25_text", "bm25_text_norm", "tfidf_char_cos", "char_coverage", "word_cosine",
-    "jaccard", "query_coverage", "idf_coverage", "item_coverage", "bigram_coverage",
-    "num_match", "num_mismatch", "unit_match", "unit_mismatch", "model_token_match",
-    "first_token_match", "last_token_match", "brand_match", "query_in_title", "substring_coverage",
-    "query_terms", "title_terms", "query_numbers",
+    "bm25_title",
+    "bm25_title_norm",
+    "bm25_text",
+    "bm25_text_norm",
+    "tfidf_char_cos",
+    "char_coverage",
+    "word_cosine",
+    "jaccard",
+    "query_coverage",
+    "idf_coverage",
+    "item_coverage",
+    "bigram_coverage",
+    "num_match",
+    "num_mismatch",
+    "unit_match",
+    "unit_mismatch",
+    "model_token_match",
+    "first_token_match",
+    "last_token_match",
+    "brand_match",
+    "query_in_title",
+    "substring_coverage",
+    "query_terms",
+    "title_terms",
+    "query_numbers",
 ]
 
 
@@ -77,19 +98,56 @@ def pair_features(catalog: LexicalCatalog, batch: QueryBatch, rows: np.ndarray, 
     numbers, quantities, units = by_kind[:, NUMBER], by_kind[:, QUANTITY], by_kind[:, UNIT]
     q_base, q_numbers = c["base"], c["number"]
     # ratios: numerator / denominator, 0 where the denominator is 0 (no numbers: neither match nor contradiction)
-    top = np.stack([
-        bm25_title, bm25_text, matched_idf2, matched, matched, matched_idf, matched, by_kind[:, BIGRAM], numbers,
-        np.where(item_numbers > 0, q_numbers - numbers, 0.0), quantities, np.maximum(units - quantities, 0.0),
-    ])
-    bottom = np.stack([
-        c["norm_title"], c["norm_text"], np.sqrt(c["idf2_base"]) * catalog.item_idf_norm[rows],
-        q_base + item_base - matched, q_base, c["idf_base"], item_base, c["bigram"], q_numbers,
-        q_numbers, c["quantity"], c["unit"],
-    ])
+    top = np.stack(
+        [
+            bm25_title,
+            bm25_text,
+            matched_idf2,
+            matched,
+            matched,
+            matched_idf,
+            matched,
+            by_kind[:, BIGRAM],
+            numbers,
+            np.where(item_numbers > 0, q_numbers - numbers, 0.0),
+            quantities,
+            np.maximum(units - quantities, 0.0),
+        ]
+    )
+    bottom = np.stack(
+        [
+            c["norm_title"],
+            c["norm_text"],
+            np.sqrt(c["idf2_base"]) * catalog.item_idf_norm[rows],
+            q_base + item_base - matched,
+            q_base,
+            c["idf_base"],
+            item_base,
+            c["bigram"],
+            q_numbers,
+            q_numbers,
+            c["quantity"],
+            c["unit"],
+        ]
+    )
     ratio = np.divide(top, bottom, out=np.zeros_like(top), where=bottom > 0)
     substrings = _substrings(catalog, batch, rows, groups)
     columns = [
-        bm25_title, ratio[0], bm25_text, ratio[1], cosine, char_coverage, *ratio[2:12], substrings[:, 2],
-        ends % 2, ends >= 2, brand, substrings[:, 0], substrings[:, 1], q_base, item_base, q_numbers,
+        bm25_title,
+        ratio[0],
+        bm25_text,
+        ratio[1],
+        cosine,
+        char_coverage,
+        *ratio[2:12],
+        substrings[:, 2],
+        ends % 2,
+        ends >= 2,
+        brand,
+        substrings[:, 0],
+        substrings[:, 1],
+        q_base,
+        item_base,
+        q_numbers,
     ]
     return np.column_stack(columns).astype(np.float32)

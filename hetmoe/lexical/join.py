@@ -5,6 +5,7 @@ set: with one query (the online call) through a thread-local dense table over th
 no search at all); with many (bulk training pairs) in one sorted key array, key = query * width + index, with one
 ``searchsorted``. Either way a call is a handful of numpy passes over the gathered entries.
 """
+
 from __future__ import annotations
 
 import threading
@@ -75,7 +76,9 @@ def gather(indptr: np.ndarray, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray
     starts = indptr[rows]
     lengths = indptr[rows + 1] - starts
     ends = np.cumsum(lengths)
-    position = np.arange(int(ends[-1]) if ends.size else 0, dtype=np.int64) + np.repeat(starts - ends + lengths, lengths)
+    position = np.arange(int(ends[-1]) if ends.size else 0, dtype=np.int64) + np.repeat(
+        starts - ends + lengths, lengths
+    )
     return ends, position
 
 

@@ -5,6 +5,7 @@ form, and hashed into ``2**bits`` buckets with a 64-bit polynomial hash computed
 whole batch at once: no vocabulary to store or load, and no Python loop per n-gram. Weights are sublinear tf times
 smoothed idf (sklearn's defaults), rows L2-normalised, so a pair's score is a plain sparse dot product.
 """
+
 from __future__ import annotations
 
 from collections.abc import Sequence
@@ -80,7 +81,9 @@ def unseen_idf(n_docs: int) -> float:
     return float(np.log(1.0 + n_docs) + 1.0)
 
 
-def fit(surfaces: Sequence[str], config: LexicalConfig) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+def fit(
+    surfaces: Sequence[str], config: LexicalConfig
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """(buckets, idf, indptr, indices, weights) of the catalog's titles.
 
     Rows index the sorted distinct ``buckets`` the titles use, not the 2**bits bucket space: the online lookup table
@@ -93,8 +96,9 @@ def fit(surfaces: Sequence[str], config: LexicalConfig) -> tuple[np.ndarray, np.
     return buckets.astype(np.int32), idf_, indptr, indices.astype(np.int32), weigh(indptr, counts, idf_[indices])
 
 
-def query_rows(indptr: np.ndarray, hashed: np.ndarray, counts: np.ndarray, buckets: np.ndarray, idf_: np.ndarray,
-               n_docs: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def query_rows(
+    indptr: np.ndarray, hashed: np.ndarray, counts: np.ndarray, buckets: np.ndarray, idf_: np.ndarray, n_docs: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Unit-norm TF-IDF rows of query n-gram counts, as (owner, catalog bucket index, weight) of the n-grams some title
     has; the others cannot match but still count in the norm."""
     where = np.minimum(np.searchsorted(buckets, hashed), max(buckets.size - 1, 0))
@@ -128,7 +132,9 @@ class WordGrams:
         sizes = np.fromiter((sum(cache[w].size for w in ws) for ws in words), dtype=np.int64, count=len(words))
         flat = np.concatenate(parts) if parts else np.zeros(0, np.int64)
         width = np.int64(1) << self.config.ngram_bits
-        key, count = np.unique(np.repeat(np.arange(len(words), dtype=np.int64), sizes) * width + flat, return_counts=True)
+        key, count = np.unique(
+            np.repeat(np.arange(len(words), dtype=np.int64), sizes) * width + flat, return_counts=True
+        )
         rows = key >> np.int64(self.config.ngram_bits)
         indptr = np.concatenate(([0], np.cumsum(np.bincount(rows, minlength=len(words))))).astype(np.int64)
         return indptr, (key & (width - 1)).astype(np.int32), count.astype(np.float32)

@@ -1,4 +1,5 @@
 """The query side of a call: each distinct query text tokenized once, as sorted term and n-gram sets plus counts."""
+
 from __future__ import annotations
 
 from collections.abc import Sequence
@@ -31,7 +32,9 @@ class QueryBatch:
     models: list[list[str]]  # model tokens ("rg6")
 
     @classmethod
-    def prepare(cls, catalog: LexicalCatalog, tokenizer: Tokenizer, grams: ngrams.WordGrams, texts: Sequence[str]) -> QueryBatch:
+    def prepare(
+        cls, catalog: LexicalCatalog, tokenizer: Tokenizer, grams: ngrams.WordGrams, texts: Sequence[str]
+    ) -> QueryBatch:
         vocab_get, n = catalog.vocab.ids.get, len(texts)
         owner: list[int] = []
         ids: list[int] = []
@@ -58,16 +61,26 @@ class QueryBatch:
         counts = _counts(catalog, owner_a, ids_a, kinds, n)
         terms = QuerySets.build(owner_a[known], ids_a[known], len(catalog.vocab), n)
         g_indptr, g_indices, g_counts = grams.term_counts(surfaces)
-        g_owner, g_index, g_weights = ngrams.query_rows(g_indptr, g_indices, g_counts, catalog.ngram_buckets,
-                                                        catalog.ngram_idf, catalog.item_ids.size)
+        g_owner, g_index, g_weights = ngrams.query_rows(
+            g_indptr, g_indices, g_counts, catalog.ngram_buckets, catalog.ngram_idf, catalog.item_ids.size
+        )
         gram_sets = QuerySets.build(g_owner, g_index, max(catalog.ngram_buckets.size, 1), n)  # keys in row order
         return cls(
-            terms=terms, ngrams=gram_sets, ngram_weights=g_weights,
-            counts=counts, first=first, last=last, compact=compact, words=words, models=models,
+            terms=terms,
+            ngrams=gram_sets,
+            ngram_weights=g_weights,
+            counts=counts,
+            first=first,
+            last=last,
+            compact=compact,
+            words=words,
+            models=models,
         )
 
 
-def _counts(catalog: LexicalCatalog, owner: np.ndarray, ids: np.ndarray, kinds: np.ndarray, n: int) -> dict[str, np.ndarray]:
+def _counts(
+    catalog: LexicalCatalog, owner: np.ndarray, ids: np.ndarray, kinds: np.ndarray, n: int
+) -> dict[str, np.ndarray]:
     """Per query: distinct base terms, numbers, quantities, units; idf sum of base terms; largest BM25 per field."""
     title, text, limit = catalog.title, catalog.text_field, tf_limit(catalog.config)
     by_kind = np.bincount(owner * N_KINDS + kinds, minlength=n * N_KINDS).reshape(n, N_KINDS).astype(np.float64)
@@ -79,9 +92,13 @@ def _counts(catalog: LexicalCatalog, owner: np.ndarray, ids: np.ndarray, kinds: 
     if catalog.text is not None:
         norm_text = np.bincount(owner[scored], weights=text.idf_of(ids)[scored], minlength=n) * limit
     return {
-        "base": by_kind[:, :MODEL + 1].sum(axis=1), "number": by_kind[:, NUMBER], "quantity": by_kind[:, QUANTITY],
-        "unit": by_kind[:, UNIT], "bigram": by_kind[:, BIGRAM],
+        "base": by_kind[:, : MODEL + 1].sum(axis=1),
+        "number": by_kind[:, NUMBER],
+        "quantity": by_kind[:, QUANTITY],
+        "unit": by_kind[:, UNIT],
+        "bigram": by_kind[:, BIGRAM],
         "idf_base": np.bincount(owner[base], weights=idf_title[base], minlength=n),
         "idf2_base": np.bincount(owner[base], weights=idf_title[base] ** 2, minlength=n),
-        "norm_title": norm_title, "norm_text": norm_title if norm_text is None else norm_text,
+        "norm_title": norm_title,
+        "norm_text": norm_title if norm_text is None else norm_text,
     }

@@ -1,4 +1,5 @@
 """Term kinds and the catalog vocabulary (term string -> id), shared by items at fit time and queries online."""
+
 from __future__ import annotations
 
 import json

@@ -11,6 +11,7 @@ becomes "1", "2", "in". Here:
 - Latin-script words are stemmed (Snowball English), Thai runs are segmented with pythainlp's newmm, CJK runs become
   character bigrams, other scripts stay whole words.
 """
+
 from __future__ import annotations
 
 import unicodedata
@@ -45,7 +46,8 @@ class Tokens:
     """A text as the lexical expert sees it.
 
     ``terms``: base tokens (stemmed words, canonical numbers, model tokens, Thai words, CJK bigrams) in text order,
-    then the extra quantity ("0.5@in") and unit ("@in") tokens and the bigrams of adjacent base tokens ("pvc cap"). ``n_base``: how many of ``terms`` are base tokens.
+    then the extra quantity ("0.5@in") and unit ("@in") tokens and the bigrams of adjacent base tokens ("pvc cap").
+    ``n_base``: how many of ``terms`` are base tokens.
     ``surface``: unstemmed base forms joined by spaces (the char n-gram and substring view).
     """
 

@@ -33,7 +33,8 @@ def register(app: typer.Typer) -> None:
 
             if shard is not None or chunk_size is not None:
                 raise HetmoeError(f"expert {expert!r} is lexical (one fit over the catalog): drop --shard and --chunk-size")
-            typer.echo(json.dumps(fit_lexical_store(data, store, name=card.name, overwrite=overwrite, card=card, progress=True)))
+            summary = fit_lexical_store(data, store, name=card.name, overwrite=overwrite, card=card, progress=True)
+            typer.echo(json.dumps(summary))
             return
         parsed = parse_shard(shard)
         summary = embed_dataset(data, card, store, shard=parsed, overwrite=overwrite, chunk_size=chunk_size)
