@@ -53,9 +53,9 @@ def idf_of(df: np.ndarray, n_docs: int, method: str) -> np.ndarray:
 
 
 def fit_field(
-    docs: list[list[int]], vocab_size: int, config: LexicalConfig, scored: np.ndarray | None = None
+    indptr: np.ndarray, flat: np.ndarray, vocab_size: int, config: LexicalConfig, scored: np.ndarray
 ) -> Bm25Field:
-    """Index the documents' term id lists (repeats = term frequency) with bm25s and turn its CSC scores item-major.
+    """Index documents given as CSR term ids (repeats = term frequency) with bm25s; its CSC scores made item-major.
 
     Terms outside ``scored`` (a bool per term id) stay in the rows, with weight 0, but bm25s never sees them: they
     neither count towards document length nor get a BM25 weight (bigrams: kept for matching, not for scoring).
@@ -64,13 +64,13 @@ def fit_field(
     import scipy.sparse as sp
 
     logging.getLogger("bm25s").setLevel(logging.NOTSET)  # bm25s forces DEBUG on import; follow the app's level
-    n_docs = len(docs)
-    lengths = np.fromiter((len(d) for d in docs), dtype=np.int64, count=n_docs)
-    flat = np.fromiter((t for d in docs for t in d), dtype=np.int64, count=int(lengths.sum()))
-    owner = np.repeat(np.arange(n_docs, dtype=np.int64), lengths)
+    n_docs = indptr.size - 1
+    owner = np.repeat(np.arange(n_docs, dtype=np.int64), np.diff(indptr))
     keys = np.unique(owner * vocab_size + flat)  # every (doc, term) once, row-major and sorted
-    keep = np.ones(vocab_size, dtype=bool) if scored is None else scored
-    indexed = [[t for t in d if keep[t]] for d in docs] if scored is not None else docs
+    keep = scored[flat]
+    ends = np.cumsum(np.bincount(owner[keep], minlength=n_docs)).tolist()
+    kept = flat[keep].tolist()
+    indexed = [kept[a:b] for a, b in zip([0, *ends[:-1]], ends)]  # bm25s wants a list of id lists
     retriever = bm25s.BM25(k1=config.k1, b=config.b, method=config.method)
     retriever.index((indexed, {str(i): i for i in range(vocab_size)}), create_empty_token=False, show_progress=False)
     scores = retriever.scores

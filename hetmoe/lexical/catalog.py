@@ -15,6 +15,7 @@ import numpy as np
 from hetmoe.lexical import ngrams
 from hetmoe.lexical.bm25 import Bm25Field, fit_field
 from hetmoe.lexical.config import LexicalConfig
+from hetmoe.lexical.join import gather
 from hetmoe.lexical.terms import BIGRAM, MODEL, NUMBER, Vocabulary
 from hetmoe.lexical.tokenize import Tokenizer
 
@@ -71,21 +72,20 @@ def fit_catalog(
     title_tokens = [tokenizer(t) for t in tqdm(titles, desc="lexical: tokenize", unit="item", disable=not progress)]
     has_text = [bool(x and x.strip()) for x in texts]
     text_tokens = [tokenizer(f"{t}\n{x}").terms if keep else None for t, x, keep in zip(titles, texts, has_text)]
-    vocab, encoded = Vocabulary.build(
+    vocab, indptr, flat = Vocabulary.build(
         [tok.terms for tok in title_tokens] + [tok for tok in text_tokens if tok is not None]
     )
     n = len(title_tokens)
-    title_docs = encoded[:n]
     log.info("lexical: %d items, %d terms, %d with text", n, len(vocab), sum(has_text))
     scored = vocab.kinds != BIGRAM
-    title = fit_field(title_docs, len(vocab), config, scored)
+    title = fit_field(indptr[: n + 1], flat[: indptr[n]], len(vocab), config, scored)
     text = None
-    if any(has_text):
-        extra = iter(encoded[n:])
-        text = fit_field(
-            [next(extra) if keep else doc for doc, keep in zip(title_docs, has_text)], len(vocab), config, scored
-        )
-    first = [doc[0] if tok.n_base else -1 for doc, tok in zip(title_docs, title_tokens)]
+    if any(has_text):  # each item's title + text document where it has text, else its title document
+        docs = np.where(has_text, n + np.cumsum(has_text) - 1, np.arange(n))
+        ends, position = gather(indptr, docs)
+        text = fit_field(np.concatenate(([0], ends)), flat[position], len(vocab), config, scored)
+    padded = np.append(flat, -1)  # a title without tokens (only punctuation) has no first term
+    first = np.where(np.diff(indptr[: n + 1]) > 0, padded[indptr[:n]], -1)  # base terms come first in a document
     base, numbers, idf_norm = _item_stats(title, vocab)
     surfaces = [tok.surface for tok in title_tokens]
     buckets, ngram_idf, indptr, indices, weights = ngrams.fit(surfaces, config)
@@ -97,7 +97,7 @@ def fit_catalog(
         text=text,
         item_base=base,
         item_numbers=numbers,
-        item_first=np.asarray(first, dtype=np.int32),
+        item_first=first.astype(np.int32),
         item_idf_norm=idf_norm,
         compact=[s.replace(" ", "") for s in surfaces],
         ngram_buckets=buckets,

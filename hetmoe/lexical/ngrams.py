@@ -91,7 +91,11 @@ def fit(
     ln((1 + n) / (1 + df)) + 1, as sklearn's.
     """
     indptr, hashed, counts = term_counts(surfaces, config)
-    buckets, indices, df = np.unique(hashed, return_inverse=True, return_counts=True)
+    df_all = np.bincount(hashed, minlength=1 << config.ngram_bits)  # rows hold each bucket once: counts = df
+    buckets = np.flatnonzero(df_all)
+    compact = np.zeros(df_all.size, dtype=np.int32)
+    compact[buckets] = np.arange(buckets.size, dtype=np.int32)
+    indices, df = compact[hashed], df_all[buckets]
     idf_ = (np.log((1.0 + len(surfaces)) / (1.0 + df)) + 1.0).astype(np.float32)
     return buckets.astype(np.int32), idf_, indptr, indices.astype(np.int32), weigh(indptr, counts, idf_[indices])
 

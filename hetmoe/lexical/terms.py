@@ -41,11 +41,13 @@ class Vocabulary:
         return len(self.terms)
 
     @classmethod
-    def build(cls, documents: list[tuple[str, ...]]) -> tuple[Vocabulary, list[list[int]]]:
-        """The vocabulary of the documents' terms and each document as a list of term ids."""
-        ids: dict[str, int] = {}
-        encoded = [[ids.setdefault(t, len(ids)) for t in doc] for doc in documents]
-        return cls(list(ids)), encoded
+    def build(cls, documents: list[tuple[str, ...]]) -> tuple[Vocabulary, np.ndarray, np.ndarray]:
+        """The vocabulary of the documents' terms, and the documents as CSR (indptr, term ids in text order)."""
+        flat = [t for doc in documents for t in doc]
+        vocab = cls(list(dict.fromkeys(flat)))
+        lengths = np.fromiter((len(doc) for doc in documents), dtype=np.int64, count=len(documents))
+        ids = np.fromiter(map(vocab.ids.__getitem__, flat), dtype=np.int64, count=len(flat))
+        return vocab, np.concatenate(([0], np.cumsum(lengths))), ids
 
     def encode(self, terms: tuple[str, ...]) -> list[int]:
         """Ids of known terms, in order (unknown terms cannot match any item, so they are dropped here)."""

@@ -136,10 +136,14 @@ class Tokenizer:
     @staticmethod
     def _numbers(clean: str, extra: list[str]) -> str:
         """Canonical numbers and quantities in place; the quantity and unit tokens go to ``extra``."""
-        clean = INCH_MARK.sub(" in ", clean)
-        clean = FOOT_MARK.sub(" ft ", clean)
-        clean = AREA.sub(lambda m: f" {'' if m.group(1) == 'fl' else m.group(1)}{m.group(2)} ", clean)
-        clean = DIMENSION.sub(" ", clean)
+        if '"' in clean or "''" in clean or "″" in clean or "”" in clean:  # substitutions only where they can apply
+            clean = INCH_MARK.sub(" in ", clean)
+        if "'" in clean or "′" in clean or "’" in clean:
+            clean = FOOT_MARK.sub(" ft ", clean)
+        if "sq" in clean or "cu" in clean or "fl" in clean:
+            clean = AREA.sub(lambda m: f" {'' if m.group(1) == 'fl' else m.group(1)}{m.group(2)} ", clean)
+        if "x" in clean:
+            clean = DIMENSION.sub(" ", clean)
 
         def quantity(match: regex.Match[str]) -> str:
             values, unit = number(match.group(1)), UNITS[match.group(2)]
