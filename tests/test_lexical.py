@@ -231,3 +231,16 @@ def test_cli_embed_lexical_writes_the_store(tmp_path: Path) -> None:
         app, ["embed", "--expert", "lexical", "--data", str(data), "--store", str(store), "--shard", "0/2"]
     )
     assert isinstance(sharded.exception, HetmoeError) and "--shard" in str(sharded.exception)
+
+
+def test_concurrent_calls_equal_sequential_ones(model: LexicalModel) -> None:
+    """The online lookup tables are per thread: calls from a serving thread pool must not see each other's queries."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    rows = np.arange(len(TITLES))
+    groups = np.zeros(rows.size, dtype=np.int64)
+    expected = [model.features([q], rows, groups) for q in QUERIES]
+    with ThreadPoolExecutor(4) as pool:
+        got = list(pool.map(lambda q: model.features([q], rows, groups), QUERIES * 20))
+    for i, values in enumerate(got):
+        np.testing.assert_array_equal(values, expected[i % len(QUERIES)])

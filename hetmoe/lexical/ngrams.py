@@ -123,17 +123,20 @@ class WordGrams:
     def term_counts(self, surfaces: Sequence[str]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """The same CSR (indptr, bucket, count) as :func:`term_counts` gives for these texts."""
         words = [s.split() for s in surfaces]
-        cache = self._cache
-        missing = list({w: None for ws in words for w in ws if w not in cache})
+        get = self._cache.get
+        found = {w: get(w) for ws in words for w in ws}  # a local view: another thread may clear the cache meanwhile
+        missing = [w for w, grams in found.items() if grams is None]
         if missing:
-            if len(cache) + len(missing) > self.limit:
-                cache.clear()
             owner, bucket = _hash_batch(missing, self.config)
             order = np.argsort(owner, kind="stable")
             splits = np.searchsorted(owner[order], np.arange(1, len(missing)))
-            cache.update(zip(missing, np.split(bucket[order], splits)))
-        parts = [cache[w] for ws in words for w in ws]
-        sizes = np.fromiter((sum(cache[w].size for w in ws) for ws in words), dtype=np.int64, count=len(words))
+            fresh = dict(zip(missing, np.split(bucket[order], splits)))
+            found.update(fresh)
+            if len(self._cache) + len(fresh) > self.limit:
+                self._cache.clear()
+            self._cache.update(fresh)
+        parts = [found[w] for ws in words for w in ws]
+        sizes = np.fromiter((sum(found[w].size for w in ws) for ws in words), dtype=np.int64, count=len(words))
         flat = np.concatenate(parts) if parts else np.zeros(0, np.int64)
         width = np.int64(1) << self.config.ngram_bits
         key, count = np.unique(

@@ -14,6 +14,7 @@ becomes "1", "2", "in". Here:
 
 from __future__ import annotations
 
+import threading
 import unicodedata
 from dataclasses import dataclass
 from functools import lru_cache
@@ -38,6 +39,7 @@ TOKEN = regex.compile(rf"\d+\.\d+|\p{{Thai}}+|[{CJK}]+|[[\p{{L}}\p{{M}}\p{{N}}]-
 CJK_CHAR = regex.compile(rf"[{CJK}]")
 FRACTION_DENOMINATORS = frozenset((2, 3, 4, 5, 8, 10, 16, 32, 64, 100))
 UNIT_VALUES = frozenset(UNITS.values())
+CACHE_LIMIT = 500_000  # raw tokens remembered per tokenizer
 SEPARATOR = "x"  # the "x" of "24 in. x 36 in." after a number or unit: not a token
 
 
@@ -113,6 +115,7 @@ class Tokenizer:
         self.stem = stem
         self._stemmer = Stemmer.Stemmer("english")
         self._cache: dict[str, tuple[tuple[str, ...], str]] = {}
+        self._stem_lock = threading.Lock()  # Snowball stemmer objects are not thread-safe; only cache misses stem
 
     def __call__(self, text: str) -> Tokens:
         clean = repair(text)
@@ -127,6 +130,8 @@ class Tokenizer:
                 continue
             entry = cache.get(raw)
             if entry is None:
+                if len(cache) >= CACHE_LIMIT:  # a long-running server sees ever new words: stay bounded
+                    cache.clear()
                 entry = cache.setdefault(raw, self._classify(raw))
             base.extend(entry[0])
             surface.append(entry[1])
@@ -164,5 +169,6 @@ class Tokenizer:
         if raw.isdigit():
             return (_canonical(float(raw)),), raw
         if self.stem and raw.isascii() and raw.isalpha() and len(raw) > 3:
-            return (self._stemmer.stemWord(raw),), raw
+            with self._stem_lock:
+                return (self._stemmer.stemWord(raw),), raw
         return (raw,), raw  # numbers with a decimal point, model tokens, short and non-Latin words
