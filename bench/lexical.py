@@ -7,7 +7,8 @@ repeated with new ids up to ``--items``. Online: ``--queries`` distinct query te
 ``--candidates`` random items in one ``LexicalModel.features`` call, as the Scorer does; wall p50/p99 and the
 thread's CPU time (what the call costs when the machine is not oversubscribed), once with the per-word caches empty
 (cold: first-seen words are tokenized and hashed) and once more over the same calls (warm). Bulk: ``--bulk`` random
-(query, item) pairs in one call, as training features are made. Prints one JSON object (also bench/results/lexical.json) and a short table.
+(query, item) pairs in one call, as training features are made. Prints one JSON object (also
+bench/results/lexical.json) and a short table.
 """
 
 from __future__ import annotations
