@@ -5,6 +5,7 @@ rows per item, so the Scorer sums them for just the 100 candidates of a request 
 query-normalised score divides by the most a document could score for that query (each distinct query term's idf times
 the term-frequency factor's limit), so scores compare across queries without looking at other candidates.
 """
+
 from __future__ import annotations
 
 import logging
@@ -14,8 +15,6 @@ from functools import cached_property
 import numpy as np
 
 from hetmoe.lexical.config import LexicalConfig
-
-log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -53,21 +52,38 @@ def idf_of(df: np.ndarray, n_docs: int, method: str) -> np.ndarray:
     return value.astype(np.float32)
 
 
-def fit_field(docs: list[list[int]], vocab_size: int, config: LexicalConfig) -> Bm25Field:
-    """Index the documents' term id lists (repeats = term frequency) with bm25s and turn its CSC scores item-major."""
+def fit_field(
+    indptr: np.ndarray, flat: np.ndarray, vocab_size: int, config: LexicalConfig, scored: np.ndarray
+) -> Bm25Field:
+    """Index documents given as CSR term ids (repeats = term frequency) with bm25s; its CSC scores made item-major.
+
+    Terms outside ``scored`` (a bool per term id) stay in the rows, with weight 0, but bm25s never sees them: they
+    neither count towards document length nor get a BM25 weight (bigrams: kept for matching, not for scoring).
+    """
     import bm25s
     import scipy.sparse as sp
 
-    n_docs = len(docs)
+    logging.getLogger("bm25s").setLevel(logging.NOTSET)  # bm25s forces DEBUG on import; follow the app's level
+    n_docs = indptr.size - 1
+    owner = np.repeat(np.arange(n_docs, dtype=np.int64), np.diff(indptr))
+    keys = np.unique(owner * vocab_size + flat)  # every (doc, term) once, row-major and sorted
+    keep = scored[flat]
+    ends = np.cumsum(np.bincount(owner[keep], minlength=n_docs)).tolist()
+    kept = flat[keep].tolist()
+    indexed = [kept[a:b] for a, b in zip([0, *ends[:-1]], ends)]  # bm25s wants a list of id lists
     retriever = bm25s.BM25(k1=config.k1, b=config.b, method=config.method)
-    vocab = {str(i): i for i in range(vocab_size)}
-    retriever.index((docs, vocab), create_empty_token=False, show_progress=False)
+    retriever.index((indexed, {str(i): i for i in range(vocab_size)}), create_empty_token=False, show_progress=False)
     scores = retriever.scores
-    csc = sp.csc_matrix((scores["data"], scores["indices"], scores["indptr"]), shape=(n_docs, vocab_size))
-    csr = csc.tocsr()
+    csr = sp.csc_matrix((scores["data"], scores["indices"], scores["indptr"]), shape=(n_docs, vocab_size)).tocsr()
     csr.sort_indices()
+    weights = np.zeros(keys.size, dtype=np.float32)
+    rows = np.repeat(np.arange(n_docs, dtype=np.int64), np.diff(csr.indptr))
+    weights[np.searchsorted(keys, rows * vocab_size + csr.indices)] = csr.data
     df = np.bincount(csr.indices, minlength=vocab_size)
+    indptr = np.concatenate(([0], np.cumsum(np.bincount(keys // vocab_size, minlength=n_docs)))).astype(np.int64)
     return Bm25Field(
-        indptr=csr.indptr.astype(np.int64), indices=csr.indices.astype(np.int32),
-        weights=csr.data.astype(np.float32), idf=idf_of(df, max(n_docs, 1), config.method),
+        indptr=indptr,
+        indices=(keys % vocab_size).astype(np.int32),
+        weights=weights,
+        idf=idf_of(df, max(n_docs, 1), config.method),
     )

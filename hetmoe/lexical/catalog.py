@@ -3,6 +3,7 @@
 Everything a pair feature needs about an item is precomputed here as flat arrays (CSR rows, per-item counts), so the
 online cost is one query's tokenization plus numpy over the candidates' rows.
 """
+
 from __future__ import annotations
 
 import logging
@@ -14,7 +15,8 @@ import numpy as np
 from hetmoe.lexical import ngrams
 from hetmoe.lexical.bm25 import Bm25Field, fit_field
 from hetmoe.lexical.config import LexicalConfig
-from hetmoe.lexical.terms import MODEL, NUMBER, Vocabulary
+from hetmoe.lexical.join import gather
+from hetmoe.lexical.terms import BIGRAM, MODEL, NUMBER, Vocabulary
 from hetmoe.lexical.tokenize import Tokenizer
 
 log = logging.getLogger(__name__)
@@ -32,7 +34,9 @@ class LexicalCatalog:
     item_base: np.ndarray  # distinct base terms of each title
     item_numbers: np.ndarray  # distinct numbers of each title
     item_first: np.ndarray  # first base term id of each title (-1: none), the brand in most catalogs
+    item_idf_norm: np.ndarray  # L2 norm of each title's idf-weighted distinct base terms (word cosine)
     compact: list[str]  # each title's surface without spaces, for substring matches
+    ngram_buckets: np.ndarray  # sorted hashed n-gram buckets the titles use; rows index into it
     ngram_idf: np.ndarray
     ngram_indptr: np.ndarray
     ngram_indices: np.ndarray
@@ -43,17 +47,23 @@ class LexicalCatalog:
         return self.text if self.text is not None else self.title
 
 
-def _item_stats(field: Bm25Field, vocab: Vocabulary, first: list[int]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _item_stats(field: Bm25Field, vocab: Vocabulary) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Distinct base terms, distinct numbers and the idf L2 norm of each item's title."""
     rows = np.repeat(np.arange(field.indptr.size - 1), np.diff(field.indptr))
     kinds = vocab.kinds[field.indices]
-    n = field.indptr.size - 1
-    base = np.bincount(rows[kinds <= MODEL], minlength=n).astype(np.int32)
+    n, base = field.indptr.size - 1, kinds <= MODEL
+    count = np.bincount(rows[base], minlength=n).astype(np.int32)
     numbers = np.bincount(rows[kinds == NUMBER], minlength=n).astype(np.int32)
-    return base, numbers, np.asarray(first, dtype=np.int32)
+    norm = np.sqrt(np.bincount(rows[base], weights=field.idf[field.indices[base]].astype(np.float64) ** 2, minlength=n))
+    return count, numbers, norm.astype(np.float32)
 
 
 def fit_catalog(
-    item_ids: Sequence[str], titles: Sequence[str], texts: Sequence[str | None], config: LexicalConfig, progress: bool = False
+    item_ids: Sequence[str],
+    titles: Sequence[str],
+    texts: Sequence[str | None],
+    config: LexicalConfig,
+    progress: bool = False,
 ) -> LexicalCatalog:
     """Tokenize titles (and title + text where text exists), build the vocabulary, index both fields, hash n-grams."""
     from tqdm import tqdm
@@ -62,21 +72,37 @@ def fit_catalog(
     title_tokens = [tokenizer(t) for t in tqdm(titles, desc="lexical: tokenize", unit="item", disable=not progress)]
     has_text = [bool(x and x.strip()) for x in texts]
     text_tokens = [tokenizer(f"{t}\n{x}").terms if keep else None for t, x, keep in zip(titles, texts, has_text)]
-    vocab, encoded = Vocabulary.build([tok.terms for tok in title_tokens] + [tok for tok in text_tokens if tok is not None])
+    vocab, indptr, flat = Vocabulary.build(
+        [tok.terms for tok in title_tokens] + [tok for tok in text_tokens if tok is not None]
+    )
     n = len(title_tokens)
-    title_docs = encoded[:n]
     log.info("lexical: %d items, %d terms, %d with text", n, len(vocab), sum(has_text))
-    title = fit_field(title_docs, len(vocab), config)
+    scored = vocab.kinds != BIGRAM
+    title = fit_field(indptr[: n + 1], flat[: indptr[n]], len(vocab), config, scored)
     text = None
-    if any(has_text):
-        extra = iter(encoded[n:])
-        text = fit_field([next(extra) if keep else doc for doc, keep in zip(title_docs, has_text)], len(vocab), config)
-    first = [doc[0] if tok.n_base else -1 for doc, tok in zip(title_docs, title_tokens)]
-    base, numbers, first_arr = _item_stats(title, vocab, first)
+    if any(has_text):  # each item's title + text document where it has text, else its title document
+        docs = np.where(has_text, n + np.cumsum(has_text) - 1, np.arange(n))
+        ends, position = gather(indptr, docs)
+        text = fit_field(np.concatenate(([0], ends)), flat[position], len(vocab), config, scored)
+    padded = np.append(flat, -1)  # a title without tokens (only punctuation) has no first term
+    first = np.where(np.diff(indptr[: n + 1]) > 0, padded[indptr[:n]], -1)  # base terms come first in a document
+    base, numbers, idf_norm = _item_stats(title, vocab)
     surfaces = [tok.surface for tok in title_tokens]
-    ngram_idf, indptr, indices, weights = ngrams.fit(surfaces, config)
+    buckets, ngram_idf, indptr, indices, weights = ngrams.fit(surfaces, config)
     return LexicalCatalog(
-        config=config, item_ids=np.asarray(item_ids, dtype=object), vocab=vocab, title=title, text=text,
-        item_base=base, item_numbers=numbers, item_first=first_arr, compact=[s.replace(" ", "") for s in surfaces],
-        ngram_idf=ngram_idf, ngram_indptr=indptr, ngram_indices=indices, ngram_weights=weights.astype(np.float16),
+        config=config,
+        item_ids=np.asarray(item_ids, dtype=object),
+        vocab=vocab,
+        title=title,
+        text=text,
+        item_base=base,
+        item_numbers=numbers,
+        item_first=first.astype(np.int32),
+        item_idf_norm=idf_norm,
+        compact=[s.replace(" ", "") for s in surfaces],
+        ngram_buckets=buckets,
+        ngram_idf=ngram_idf,
+        ngram_indptr=indptr,
+        ngram_indices=indices,
+        ngram_weights=weights.astype(np.float16),
     )

@@ -1,4 +1,5 @@
 """The lexical expert's settings: every field changes the fitted arrays or the features, so all of them are hashed."""
+
 from __future__ import annotations
 
 import hashlib
@@ -21,17 +22,22 @@ class LexicalConfig:
     b: float = 0.75
     method: str = "lucene"
     stem: bool = True
-    ngram_min: int = 3
-    ngram_max: int = 5
+    ngram_min: int = 2  # (2, 4) beat (3, 5) and (3, 6) alone on Home Depot and Shopee valid (char cosine AUC)
+    ngram_max: int = 4
     ngram_bits: int = 22
 
     def __post_init__(self) -> None:
         if self.method not in BM25_METHODS:
             raise HetmoeError(f"lexical config: method {self.method!r} is unknown; use one of {list(BM25_METHODS)}")
         if self.k1 <= 0 or not 0 <= self.b <= 1:
-            raise HetmoeError(f"lexical config: need k1 > 0 and 0 <= b <= 1 (got k1={self.k1}, b={self.b}); fix the card's options")
+            raise HetmoeError(
+                f"lexical config: need k1 > 0 and 0 <= b <= 1 (got k1={self.k1}, b={self.b}); fix the card's options"
+            )
         if not 1 <= self.ngram_min <= self.ngram_max <= 8 or not 16 <= self.ngram_bits <= 26:
-            raise HetmoeError("lexical config: need 1 <= ngram_min <= ngram_max <= 8 and 16 <= ngram_bits <= 26; fix the card's options")
+            raise HetmoeError(
+                "lexical config: need 1 <= ngram_min <= ngram_max <= 8 and 16 <= ngram_bits <= 26; "
+                "fix the card's options"
+            )
 
     @property
     def hash(self) -> str:

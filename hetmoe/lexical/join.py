@@ -5,6 +5,7 @@ set: with one query (the online call) through a thread-local dense table over th
 no search at all); with many (bulk training pairs) in one sorted key array, key = query * width + index, with one
 ``searchsorted``. Either way a call is a handful of numpy passes over the gathered entries.
 """
+
 from __future__ import annotations
 
 import threading
@@ -48,34 +49,51 @@ class QuerySets:
         """Position in ``keys`` of (groups[j], indices[j]), or -1 where that query lacks the index."""
         if self.keys.size == 0 or indices.size == 0:
             return np.full(indices.size, -1, dtype=np.int64)
-        if self.n_queries == 1 and self.keys.size <= TABLE_MAX:
-            table = _TABLES.get(self.width)
-            table[self.keys] = np.arange(1, self.keys.size + 1, dtype=np.int16)
-            try:
-                return table[indices].astype(np.int64) - 1
-            finally:
-                table[self.keys] = 0
+        if self.tabled:
+            return self._table_lookup(indices).astype(np.int64) - 1
         keys = groups * self.width + indices.astype(np.int64)
         loc = np.searchsorted(self.keys, keys)
         loc[loc == self.keys.size] = 0
         return np.where(self.keys[loc] == keys, loc, -1)
 
+    @property
+    def tabled(self) -> bool:
+        """One query with few enough indices for the int16 table path."""
+        return self.n_queries == 1 and 0 < self.keys.size <= TABLE_MAX
+
+    def _table_lookup(self, indices: np.ndarray) -> np.ndarray:
+        """1 + position of each index among the keys, 0 when absent (single query: keys are the indices)."""
+        table = _TABLES.get(self.width)
+        table[self.keys] = np.arange(1, self.keys.size + 1, dtype=np.int16)
+        try:
+            return table[indices]
+        finally:
+            table[self.keys] = 0
+
 
 def gather(indptr: np.ndarray, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(pair, position) of every CSR entry of rows[pair], pairs in order."""
+    """(ends, position): every CSR entry of rows[0], rows[1], ... in order, and where each pair's run ends."""
     starts = indptr[rows]
     lengths = indptr[rows + 1] - starts
-    pair = np.repeat(np.arange(rows.size), lengths)
-    first = np.cumsum(lengths) - lengths
-    position = np.arange(int(lengths.sum()), dtype=np.int64) + np.repeat(starts - first, lengths)
-    return pair, position
+    ends = np.cumsum(lengths)
+    position = np.arange(int(ends[-1]) if ends.size else 0, dtype=np.int64) + np.repeat(
+        starts - ends + lengths, lengths
+    )
+    return ends, position
 
 
 def hits(
     indptr: np.ndarray, indices: np.ndarray, rows: np.ndarray, groups: np.ndarray, queries: QuerySets
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(pair, item position, query key position) of every item entry its pair's query also holds."""
-    pair, position = gather(indptr, rows)
-    loc = queries.lookup(groups[pair], indices[position])
-    found = loc >= 0
-    return pair[found], position[found], loc[found]
+    ends, position = gather(indptr, rows)
+    if queries.tabled:  # the online call: no per-entry pair index needed, only for the hits
+        found = queries._table_lookup(indices[position])
+        hit = np.flatnonzero(found)
+        loc = found[hit].astype(np.int64) - 1
+    else:
+        pair = np.repeat(np.arange(rows.size), np.diff(ends, prepend=0))
+        loc = queries.lookup(groups[pair], indices[position]) if queries.keys.size else np.full(position.size, -1)
+        hit = np.flatnonzero(loc >= 0)
+        loc = loc[hit]
+    return np.searchsorted(ends, hit, side="right"), position[hit], loc

@@ -4,6 +4,7 @@ Features are request-independent: a pair's row depends only on its query text, i
 fitted offline, never on the other candidates of the call, so they can be computed for any subset of candidates and
 cached or precomputed in bulk for training.
 """
+
 from __future__ import annotations
 
 from collections.abc import Sequence
@@ -28,7 +29,9 @@ class LexicalModel:
 
     def __init__(self, catalog: LexicalCatalog, feature_names: list[str] | None = None) -> None:
         if feature_names is not None and feature_names != FEATURE_NAMES:
-            raise HetmoeError("lexical model was saved with other feature names than this hetmoe computes; fit it again")
+            raise HetmoeError(
+                "lexical model was saved with other feature names than this hetmoe computes; fit it again"
+            )
         self.catalog = catalog
         self.feature_names: list[str] = list(FEATURE_NAMES)
         self.item_ids: np.ndarray = catalog.item_ids
@@ -38,14 +41,28 @@ class LexicalModel:
         self._rows = {item: i for i, item in enumerate(catalog.item_ids.tolist())}
 
     @classmethod
-    def fit(cls, item_ids: Sequence[str], titles: Sequence[str], texts: Sequence[str | None] | None,
-            markets: Sequence[str], langs: Sequence[str | None] | None = None,
-            config: LexicalConfig | None = None, progress: bool = False) -> LexicalModel:
+    def fit(
+        cls,
+        item_ids: Sequence[str],
+        titles: Sequence[str],
+        texts: Sequence[str | None] | None,
+        markets: Sequence[str],
+        langs: Sequence[str | None] | None = None,
+        config: LexicalConfig | None = None,
+        progress: bool = False,
+    ) -> LexicalModel:
         """Fit on the whole catalog (corpus statistics over all items). ``markets`` and ``langs`` are checked for
         length only: statistics are the catalog's, and the tokenizer picks its rules per script, not per language."""
         n = len(item_ids)
-        if len(titles) != n or len(markets) != n or (texts is not None and len(texts) != n) or (langs is not None and len(langs) != n):
-            raise HetmoeError("LexicalModel.fit: item_ids, titles, texts, markets and langs must have one entry per item")
+        if (
+            len(titles) != n
+            or len(markets) != n
+            or (texts is not None and len(texts) != n)
+            or (langs is not None and len(langs) != n)
+        ):
+            raise HetmoeError(
+                "LexicalModel.fit: item_ids, titles, texts, markets and langs must have one entry per item"
+            )
         if len(set(item_ids)) != n:
             raise HetmoeError("LexicalModel.fit: item ids must be unique; deduplicate the catalog")
         texts = texts if texts is not None else [None] * n
@@ -65,32 +82,46 @@ class LexicalModel:
         found = [get(item, -1) for item in item_ids]
         if -1 in found:
             unknown = [item for item, row in zip(item_ids, found) if row < 0]
-            raise KeyError(f"{len(unknown)} item id(s) not in the lexical model's catalog, e.g. {unknown[:3]}; refit it on this catalog")
+            raise KeyError(
+                f"{len(unknown)} item id(s) not in the lexical model's catalog, e.g. {unknown[:3]}; "
+                "refit it on this catalog"
+            )
         return np.asarray(found, dtype=np.int64)
 
-    def features(self, queries: Sequence[str], rows: np.ndarray, groups: np.ndarray,
-                 markets: Sequence[str] | None = None) -> np.ndarray:
+    def features(
+        self, queries: Sequence[str], rows: np.ndarray, groups: np.ndarray, markets: Sequence[str] | None = None
+    ) -> np.ndarray:
         """(n_pairs, F) float32 for pairs (queries[groups[j]], item row rows[j]); each distinct query is tokenized once.
 
         ``markets`` (one per query) is checked for length only: lexical features use the catalog's statistics."""
         rows = np.asarray(rows, dtype=np.int64).ravel()
         groups = np.asarray(groups, dtype=np.int64).ravel()
         if rows.shape != groups.shape:
-            raise HetmoeError(f"lexical features: rows ({rows.size}) and groups ({groups.size}) must have one entry per pair")
+            raise HetmoeError(
+                f"lexical features: rows ({rows.size}) and groups ({groups.size}) must have one entry per pair"
+            )
         if markets is not None and len(markets) != len(queries):
-            raise HetmoeError(f"lexical features: {len(markets)} markets for {len(queries)} queries; pass one per query")
-        if rows.size and (rows.min() < 0 or rows.max() >= self.item_ids.size or groups.min() < 0 or groups.max() >= len(queries)):
+            raise HetmoeError(
+                f"lexical features: {len(markets)} markets for {len(queries)} queries; pass one per query"
+            )
+        if rows.size and (
+            rows.min() < 0 or rows.max() >= self.item_ids.size or groups.min() < 0 or groups.max() >= len(queries)
+        ):
             raise HetmoeError("lexical features: a row or group index is out of range; use rows() and query positions")
         if rows.size == 0:
             return np.zeros((0, len(self.feature_names)), dtype=np.float32)
-        used = np.unique(groups)
-        texts, local = list(dict.fromkeys(queries[g] for g in used.tolist())), {}
-        position = {text: i for i, text in enumerate(texts)}
-        local = np.asarray([position[queries[g]] for g in used.tolist()], dtype=np.int64)
-        remap = np.empty(int(used.max()) + 1, dtype=np.int64)
-        remap[used] = local
+        if len(queries) == 1:  # the online call
+            texts, mapped = [queries[0]], groups
+        else:  # each distinct text once, whatever positions it has
+            used = np.unique(groups)
+            texts = list(dict.fromkeys(queries[g] for g in used.tolist()))
+            position = {text: i for i, text in enumerate(texts)}
+            remap = np.empty(int(used.max()) + 1, dtype=np.int64)
+            remap[used] = [position[queries[g]] for g in used.tolist()]
+            mapped = remap[groups]
         batch = QueryBatch.prepare(self.catalog, self._tokenizer, self._grams, texts)
-        mapped = remap[groups]
-        parts = [pair_features(self.catalog, batch, rows[s : s + CHUNK_PAIRS], mapped[s : s + CHUNK_PAIRS])
-                 for s in range(0, rows.size, CHUNK_PAIRS)]
+        parts = [
+            pair_features(self.catalog, batch, rows[s : s + CHUNK_PAIRS], mapped[s : s + CHUNK_PAIRS])
+            for s in range(0, rows.size, CHUNK_PAIRS)
+        ]
         return parts[0] if len(parts) == 1 else np.concatenate(parts)

@@ -5,6 +5,7 @@ form, and hashed into ``2**bits`` buckets with a 64-bit polynomial hash computed
 whole batch at once: no vocabulary to store or load, and no Python loop per n-gram. Weights are sublinear tf times
 smoothed idf (sklearn's defaults), rows L2-normalised, so a pair's score is a plain sparse dot product.
 """
+
 from __future__ import annotations
 
 from collections.abc import Sequence
@@ -67,25 +68,48 @@ def term_counts(texts: Sequence[str], config: LexicalConfig) -> tuple[np.ndarray
     return indptr, (key & (width - 1)).astype(np.int32), count.astype(np.float32)
 
 
-def idf(indices: np.ndarray, n_docs: int, bits: int) -> np.ndarray:
-    """Smoothed idf per bucket, ln((1 + n) / (1 + df)) + 1; buckets no title has get the largest value."""
-    df = np.bincount(indices, minlength=1 << bits)
-    return (np.log((1.0 + n_docs) / (1.0 + df)) + 1.0).astype(np.float32)
-
-
-def weigh(indptr: np.ndarray, counts: np.ndarray, indices: np.ndarray, idf_: np.ndarray) -> np.ndarray:
-    """Sublinear tf x idf, each row scaled to unit L2 norm (empty rows stay empty)."""
-    w = (1.0 + np.log(counts)) * idf_[indices]
+def weigh(indptr: np.ndarray, counts: np.ndarray, idf_: np.ndarray) -> np.ndarray:
+    """Sublinear tf x idf (``idf_`` per entry), each row scaled to unit L2 norm (empty rows stay empty)."""
+    w = (1.0 + np.log(counts)) * idf_
     rows = np.repeat(np.arange(indptr.size - 1), np.diff(indptr))
     norm = np.sqrt(np.bincount(rows, weights=w.astype(np.float64) ** 2, minlength=indptr.size - 1))
     return (w / np.where(norm > 0, norm, 1.0)[rows]).astype(np.float32)
 
 
-def fit(surfaces: Sequence[str], config: LexicalConfig) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """(idf, indptr, indices, weights): the catalog's idf and its titles' unit-norm TF-IDF rows."""
-    indptr, indices, counts = term_counts(surfaces, config)
-    idf_ = idf(indices, len(surfaces), config.ngram_bits)
-    return idf_, indptr, indices, weigh(indptr, counts, indices, idf_)
+def unseen_idf(n_docs: int) -> float:
+    """Smoothed idf of an n-gram no title has (df = 0)."""
+    return float(np.log(1.0 + n_docs) + 1.0)
+
+
+def fit(
+    surfaces: Sequence[str], config: LexicalConfig
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """(buckets, idf, indptr, indices, weights) of the catalog's titles.
+
+    Rows index the sorted distinct ``buckets`` the titles use, not the 2**bits bucket space: the online lookup table
+    then spans a few hundred thousand entries (cache-resident) instead of millions. idf is smoothed,
+    ln((1 + n) / (1 + df)) + 1, as sklearn's.
+    """
+    indptr, hashed, counts = term_counts(surfaces, config)
+    df_all = np.bincount(hashed, minlength=1 << config.ngram_bits)  # rows hold each bucket once: counts = df
+    buckets = np.flatnonzero(df_all)
+    compact = np.zeros(df_all.size, dtype=np.int32)
+    compact[buckets] = np.arange(buckets.size, dtype=np.int32)
+    indices, df = compact[hashed], df_all[buckets]
+    idf_ = (np.log((1.0 + len(surfaces)) / (1.0 + df)) + 1.0).astype(np.float32)
+    return buckets.astype(np.int32), idf_, indptr, indices.astype(np.int32), weigh(indptr, counts, idf_[indices])
+
+
+def query_rows(
+    indptr: np.ndarray, hashed: np.ndarray, counts: np.ndarray, buckets: np.ndarray, idf_: np.ndarray, n_docs: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Unit-norm TF-IDF rows of query n-gram counts, as (owner, catalog bucket index, weight) of the n-grams some title
+    has; the others cannot match but still count in the norm."""
+    where = np.minimum(np.searchsorted(buckets, hashed), max(buckets.size - 1, 0))
+    known = buckets[where] == hashed if buckets.size else np.zeros(hashed.size, dtype=bool)
+    weights = weigh(indptr, counts, np.where(known, idf_[where] if buckets.size else 0.0, unseen_idf(n_docs)))
+    owner = np.repeat(np.arange(indptr.size - 1, dtype=np.int64), np.diff(indptr))
+    return owner[known], where[known], weights[known]
 
 
 class WordGrams:
@@ -99,20 +123,25 @@ class WordGrams:
     def term_counts(self, surfaces: Sequence[str]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """The same CSR (indptr, bucket, count) as :func:`term_counts` gives for these texts."""
         words = [s.split() for s in surfaces]
-        cache = self._cache
-        missing = list({w: None for ws in words for w in ws if w not in cache})
+        get = self._cache.get
+        found = {w: get(w) for ws in words for w in ws}  # a local view: another thread may clear the cache meanwhile
+        missing = [w for w, grams in found.items() if grams is None]
         if missing:
-            if len(cache) + len(missing) > self.limit:
-                cache.clear()
             owner, bucket = _hash_batch(missing, self.config)
             order = np.argsort(owner, kind="stable")
             splits = np.searchsorted(owner[order], np.arange(1, len(missing)))
-            cache.update(zip(missing, np.split(bucket[order], splits)))
-        parts = [cache[w] for ws in words for w in ws]
-        sizes = np.fromiter((sum(cache[w].size for w in ws) for ws in words), dtype=np.int64, count=len(words))
+            fresh = dict(zip(missing, np.split(bucket[order], splits)))
+            found.update(fresh)
+            if len(self._cache) + len(fresh) > self.limit:
+                self._cache.clear()
+            self._cache.update(fresh)
+        parts = [found[w] for ws in words for w in ws]
+        sizes = np.fromiter((sum(found[w].size for w in ws) for ws in words), dtype=np.int64, count=len(words))
         flat = np.concatenate(parts) if parts else np.zeros(0, np.int64)
         width = np.int64(1) << self.config.ngram_bits
-        key, count = np.unique(np.repeat(np.arange(len(words), dtype=np.int64), sizes) * width + flat, return_counts=True)
+        key, count = np.unique(
+            np.repeat(np.arange(len(words), dtype=np.int64), sizes) * width + flat, return_counts=True
+        )
         rows = key >> np.int64(self.config.ngram_bits)
         indptr = np.concatenate(([0], np.cumsum(np.bincount(rows, minlength=len(words))))).astype(np.int64)
         return indptr, (key & (width - 1)).astype(np.int32), count.astype(np.float32)

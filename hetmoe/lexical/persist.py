@@ -3,6 +3,7 @@
 Written into a temporary folder next to the target and renamed into place, so a reader sees the old model, the new
 one, or nothing, never half; nothing is pickled.
 """
+
 from __future__ import annotations
 
 import json
@@ -22,7 +23,17 @@ from hetmoe.lexical.terms import Vocabulary
 
 FILES = ("config.json", "vocab.json", "items.parquet", "arrays.npz")
 FIELD_ARRAYS = ("indptr", "indices", "weights", "idf")
-ITEM_ARRAYS = ("item_base", "item_numbers", "item_first", "ngram_idf", "ngram_indptr", "ngram_indices", "ngram_weights")
+ITEM_ARRAYS = (
+    "item_base",
+    "item_numbers",
+    "item_first",
+    "item_idf_norm",
+    "ngram_buckets",
+    "ngram_idf",
+    "ngram_indptr",
+    "ngram_indices",
+    "ngram_weights",
+)
 
 
 def save_catalog(catalog: LexicalCatalog, folder: Path, feature_names: list[str]) -> None:
@@ -31,12 +42,20 @@ def save_catalog(catalog: LexicalCatalog, folder: Path, feature_names: list[str]
     tmp = Path(tempfile.mkdtemp(dir=folder.parent, prefix=f".{folder.name}."))
     try:
         os.chmod(tmp, 0o755)
-        meta = {"format": FORMAT_VERSION, "config": catalog.config.to_dict(), "feature_names": feature_names,
-                "n_items": int(catalog.item_ids.size), "n_terms": len(catalog.vocab), "has_text": catalog.text is not None}
+        meta = {
+            "format": FORMAT_VERSION,
+            "config": catalog.config.to_dict(),
+            "feature_names": feature_names,
+            "n_items": int(catalog.item_ids.size),
+            "n_terms": len(catalog.vocab),
+            "has_text": catalog.text is not None,
+        }
         (tmp / "config.json").write_text(json.dumps(meta, indent=1, sort_keys=True), encoding="utf-8")
         catalog.vocab.save(tmp / "vocab.json")
-        pl.DataFrame({"item_id": catalog.item_ids.tolist(), "compact": catalog.compact},
-                     schema={"item_id": pl.String, "compact": pl.String}).write_parquet(tmp / "items.parquet")
+        pl.DataFrame(
+            {"item_id": catalog.item_ids.tolist(), "compact": catalog.compact},
+            schema={"item_id": pl.String, "compact": pl.String},
+        ).write_parquet(tmp / "items.parquet")
         arrays = {f"title_{k}": getattr(catalog.title, k) for k in FIELD_ARRAYS}
         if catalog.text is not None:
             arrays |= {f"text_{k}": getattr(catalog.text, k) for k in FIELD_ARRAYS}
@@ -61,7 +80,9 @@ def load_catalog(folder: Path) -> tuple[LexicalCatalog, list[str]]:
         raise HetmoeError(f"{folder}: not a saved lexical model (missing {', '.join(missing)}); fit and save it again")
     meta = json.loads((folder / "config.json").read_text(encoding="utf-8"))
     if meta.get("format") != FORMAT_VERSION:
-        raise HetmoeError(f"{folder}: lexical model format {meta.get('format')}, this hetmoe reads {FORMAT_VERSION}; fit it again")
+        raise HetmoeError(
+            f"{folder}: lexical model format {meta.get('format')}, this hetmoe reads {FORMAT_VERSION}; fit it again"
+        )
     with np.load(folder / "arrays.npz", allow_pickle=False) as npz:
         arrays = {k: npz[k] for k in npz.files}
     items = pl.read_parquet(folder / "items.parquet")
@@ -74,8 +95,12 @@ def load_catalog(folder: Path) -> tuple[LexicalCatalog, list[str]]:
     title = field("title")
     assert title is not None, "save_catalog always writes the title field"
     catalog = LexicalCatalog(
-        config=LexicalConfig.from_dict(meta["config"]), item_ids=np.asarray(items["item_id"].to_list(), dtype=object),
-        vocab=Vocabulary.load(folder / "vocab.json"), title=title, text=field("text"),
-        compact=items["compact"].to_list(), **{k: arrays[k] for k in ITEM_ARRAYS},
+        config=LexicalConfig.from_dict(meta["config"]),
+        item_ids=np.asarray(items["item_id"].to_list(), dtype=object),
+        vocab=Vocabulary.load(folder / "vocab.json"),
+        title=title,
+        text=field("text"),
+        compact=items["compact"].to_list(),
+        **{k: arrays[k] for k in ITEM_ARRAYS},
     )
     return catalog, list(meta["feature_names"])

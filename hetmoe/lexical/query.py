@@ -1,4 +1,5 @@
 """The query side of a call: each distinct query text tokenized once, as sorted term and n-gram sets plus counts."""
+
 from __future__ import annotations
 
 from collections.abc import Sequence
@@ -10,7 +11,7 @@ from hetmoe.lexical import ngrams
 from hetmoe.lexical.bm25 import tf_limit
 from hetmoe.lexical.catalog import LexicalCatalog
 from hetmoe.lexical.join import QuerySets
-from hetmoe.lexical.terms import MODEL, N_KINDS, NUMBER, QUANTITY, UNIT, term_kind
+from hetmoe.lexical.terms import BIGRAM, MODEL, N_KINDS, NUMBER, QUANTITY, UNIT, term_kind
 from hetmoe.lexical.tokenize import Tokenizer
 
 MIN_SUBSTRING = 3  # shorter query words ("in", "2") are inside almost any title
@@ -23,7 +24,7 @@ class QueryBatch:
     terms: QuerySets  # known distinct term ids
     ngrams: QuerySets
     ngram_weights: np.ndarray  # aligned with ``ngrams.keys``
-    counts: dict[str, np.ndarray]  # per query: base, number, quantity, unit, idf_base, norm_title, norm_text
+    counts: dict[str, np.ndarray]  # per query: kind counts, idf (and squared idf) sums of base terms, BM25 norms
     first: np.ndarray  # term id of the first / last base token (-1: unknown or none)
     last: np.ndarray
     compact: list[str]
@@ -31,7 +32,9 @@ class QueryBatch:
     models: list[list[str]]  # model tokens ("rg6")
 
     @classmethod
-    def prepare(cls, catalog: LexicalCatalog, tokenizer: Tokenizer, grams: ngrams.WordGrams, texts: Sequence[str]) -> QueryBatch:
+    def prepare(
+        cls, catalog: LexicalCatalog, tokenizer: Tokenizer, grams: ngrams.WordGrams, texts: Sequence[str]
+    ) -> QueryBatch:
         vocab_get, n = catalog.vocab.ids.get, len(texts)
         owner: list[int] = []
         ids: list[int] = []
@@ -58,24 +61,44 @@ class QueryBatch:
         counts = _counts(catalog, owner_a, ids_a, kinds, n)
         terms = QuerySets.build(owner_a[known], ids_a[known], len(catalog.vocab), n)
         g_indptr, g_indices, g_counts = grams.term_counts(surfaces)
-        g_owner = np.repeat(np.arange(n, dtype=np.int64), np.diff(g_indptr))
-        gram_sets = QuerySets.build(g_owner, g_indices, 1 << catalog.config.ngram_bits, n)  # keys in CSR order
+        g_owner, g_index, g_weights = ngrams.query_rows(
+            g_indptr, g_indices, g_counts, catalog.ngram_buckets, catalog.ngram_idf, catalog.item_ids.size
+        )
+        gram_sets = QuerySets.build(g_owner, g_index, max(catalog.ngram_buckets.size, 1), n)  # keys in row order
         return cls(
-            terms=terms, ngrams=gram_sets, ngram_weights=ngrams.weigh(g_indptr, g_counts, g_indices, catalog.ngram_idf),
-            counts=counts, first=first, last=last, compact=compact, words=words, models=models,
+            terms=terms,
+            ngrams=gram_sets,
+            ngram_weights=g_weights,
+            counts=counts,
+            first=first,
+            last=last,
+            compact=compact,
+            words=words,
+            models=models,
         )
 
 
-def _counts(catalog: LexicalCatalog, owner: np.ndarray, ids: np.ndarray, kinds: np.ndarray, n: int) -> dict[str, np.ndarray]:
+def _counts(
+    catalog: LexicalCatalog, owner: np.ndarray, ids: np.ndarray, kinds: np.ndarray, n: int
+) -> dict[str, np.ndarray]:
     """Per query: distinct base terms, numbers, quantities, units; idf sum of base terms; largest BM25 per field."""
     title, text, limit = catalog.title, catalog.text_field, tf_limit(catalog.config)
     by_kind = np.bincount(owner * N_KINDS + kinds, minlength=n * N_KINDS).reshape(n, N_KINDS).astype(np.float64)
     idf_title = title.idf_of(ids)
     base = kinds <= MODEL  # WORD, NUMBER, MODEL
-    norm_text = np.bincount(owner, weights=text.idf_of(ids), minlength=n) * limit if catalog.text is not None else None
-    norm_title = np.bincount(owner, weights=idf_title, minlength=n) * limit
+    scored = kinds != BIGRAM  # bigrams match but carry no BM25 weight
+    norm_title = np.bincount(owner[scored], weights=idf_title[scored], minlength=n) * limit
+    norm_text = None
+    if catalog.text is not None:
+        norm_text = np.bincount(owner[scored], weights=text.idf_of(ids)[scored], minlength=n) * limit
     return {
-        "base": by_kind[:, :MODEL + 1].sum(axis=1), "number": by_kind[:, NUMBER], "quantity": by_kind[:, QUANTITY],
-        "unit": by_kind[:, UNIT], "idf_base": np.bincount(owner[base], weights=idf_title[base], minlength=n),
-        "norm_title": norm_title, "norm_text": norm_title if norm_text is None else norm_text,
+        "base": by_kind[:, : MODEL + 1].sum(axis=1),
+        "number": by_kind[:, NUMBER],
+        "quantity": by_kind[:, QUANTITY],
+        "unit": by_kind[:, UNIT],
+        "bigram": by_kind[:, BIGRAM],
+        "idf_base": np.bincount(owner[base], weights=idf_title[base], minlength=n),
+        "idf2_base": np.bincount(owner[base], weights=idf_title[base] ** 2, minlength=n),
+        "norm_title": norm_title,
+        "norm_text": norm_title if norm_text is None else norm_text,
     }

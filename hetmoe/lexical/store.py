@@ -5,6 +5,7 @@ identity (kind, format, config + hash, card hash, the items' input fingerprint) 
 fingerprint is the embedding stores' (ids and ``item_texts()``), so a lexical store and an embedding store of the same
 dataset can be checked against each other.
 """
+
 from __future__ import annotations
 
 import logging
@@ -73,14 +74,21 @@ def _mismatch(old: dict[str, Any], new: dict[str, Any]) -> str | None:
             return f"built with {key.replace('_', ' ')} {str(old.get(key))[:16]}, but this run has {str(new[key])[:16]}"
     had, now = old.get("items", {}), new["items"]
     if (had.get("count"), had.get("input_fingerprint")) != (now["count"], now["input_fingerprint"]):
-        return (f"built from other items ({had.get('count')} items, fingerprint {str(had.get('input_fingerprint'))[:12]}; "
-                f"now {now['count']}, {now['input_fingerprint'][:12]})")
+        return (
+            f"built from other items ({had.get('count')} items, fingerprint {str(had.get('input_fingerprint'))[:12]}; "
+            f"now {now['count']}, {now['input_fingerprint'][:12]})"
+        )
     return None
 
 
 def fit_lexical_store(
-    data_dir: str | Path, store_root: str | Path, name: str = "lexical", overwrite: bool = False,
-    config: LexicalConfig | None = None, card: ExpertCard | None = None, progress: bool = False,
+    data_dir: str | Path,
+    store_root: str | Path,
+    name: str = "lexical",
+    overwrite: bool = False,
+    config: LexicalConfig | None = None,
+    card: ExpertCard | None = None,
+    progress: bool = False,
 ) -> dict[str, Any]:
     """Fit the lexical expert on a dataset's items into ``STORE/<name>/``; a re-run with the same input is a no-op.
 
@@ -94,7 +102,10 @@ def fit_lexical_store(
     config = config or LexicalConfig.from_dict(card.options if card is not None else None)
     dataset = check_dataset(data_dir)
     identity = {
-        "kind": KIND, "format": FORMAT_VERSION, "config_hash": config.hash, "card_hash": card.hash if card else None,
+        "kind": KIND,
+        "format": FORMAT_VERSION,
+        "config_hash": config.hash,
+        "card_hash": card.hash if card else None,
         "items": {"count": dataset.items.height, "input_fingerprint": items_fingerprint(dataset)},
     }
     try:
@@ -119,51 +130,84 @@ def fit_lexical_store(
     texts = items["text"].to_list() if "text" in items.columns else None
     langs = items["lang"].to_list() if "lang" in items.columns else None
     fit_began = time.perf_counter()
-    model = LexicalModel.fit(items["item_id"].to_list(), items["title"].to_list(), texts, items["market"].to_list(),
-                             langs, config=config, progress=progress)
+    model = LexicalModel.fit(
+        items["item_id"].to_list(),
+        items["title"].to_list(),
+        texts,
+        items["market"].to_list(),
+        langs,
+        config=config,
+        progress=progress,
+    )
     fit_seconds = time.perf_counter() - fit_began
     model.save(folder / MODEL_DIR)
     write_text_hashes(folder, dataset)
     catalog = model.catalog
     manifest = {
-        **identity, "name": name, "config": config.to_dict(), "card": card.to_dict() if card else None,
-        "data": str(Path(data_dir).resolve()), "versions": _versions(), "complete": True,
-        "feature_names": model.feature_names, "fit_seconds": round(fit_seconds, 3),
-        "counts": {"items": int(catalog.item_ids.size), "terms": len(catalog.vocab),
-                   "items_with_text": int(sum(bool(t and t.strip()) for t in texts or [])),
-                   "title_entries": int(catalog.title.indices.size), "ngram_entries": int(catalog.ngram_indices.size)},
+        **identity,
+        "name": name,
+        "config": config.to_dict(),
+        "card": card.to_dict() if card else None,
+        "data": str(Path(data_dir).resolve()),
+        "versions": _versions(),
+        "complete": True,
+        "feature_names": model.feature_names,
+        "fit_seconds": round(fit_seconds, 3),
+        "counts": {
+            "items": int(catalog.item_ids.size),
+            "terms": len(catalog.vocab),
+            "items_with_text": int(sum(bool(t and t.strip()) for t in texts or [])),
+            "title_entries": int(catalog.title.indices.size),
+            "ngram_entries": int(catalog.ngram_indices.size),
+        },
     }
     write_json_atomic(folder / MANIFEST, manifest)
     log.info("%s: lexical expert fitted on %d items in %.1f s", folder, catalog.item_ids.size, fit_seconds)
-    return {"expert": name, "store": str(folder), "complete": True, "skipped": False,
-            "seconds": round(time.perf_counter() - began, 3), "fit_seconds": round(fit_seconds, 3),
-            "items": int(catalog.item_ids.size)}
+    return {
+        "expert": name,
+        "store": str(folder),
+        "complete": True,
+        "skipped": False,
+        "seconds": round(time.perf_counter() - began, 3),
+        "fit_seconds": round(fit_seconds, 3),
+        "items": int(catalog.item_ids.size),
+    }
 
 
-def open_lexical(store_root: str | Path, name: str = "lexical", expected_fingerprint: str | None = None) -> LexicalModel:
+def open_lexical(
+    store_root: str | Path, name: str = "lexical", expected_fingerprint: str | None = None
+) -> LexicalModel:
     """The fitted model of ``STORE/<name>/``; a missing, half-written or other-input store is refused in one line."""
     store_root = Path(store_root)
     folder = expert_dir(store_root, name)
     try:
         manifest = read_manifest(folder)
     except HetmoeError as err:
-        raise HetmoeError(f"{folder}: unreadable lexical manifest; rebuild it with {_fix(name, store_root, True)}") from err
+        raise HetmoeError(
+            f"{folder}: unreadable lexical manifest; rebuild it with {_fix(name, store_root, True)}"
+        ) from err
     if manifest is None:
         state = "is half-written (no manifest)" if folder.is_dir() else "does not exist"
         raise HetmoeError(f"lexical store {folder} {state}; build it with {_fix(name, store_root, folder.is_dir())}")
     if manifest.get("kind") != KIND or not manifest.get("complete"):
         raise HetmoeError(f"{folder} is not a complete lexical store; rebuild it with {_fix(name, store_root, True)}")
     if manifest.get("format") != FORMAT_VERSION:
-        raise HetmoeError(f"{folder}: lexical store format {manifest.get('format')}, this hetmoe reads {FORMAT_VERSION}; "
-                          f"rebuild it with {_fix(name, store_root, True)}")
+        raise HetmoeError(
+            f"{folder}: lexical store format {manifest.get('format')}, this hetmoe reads {FORMAT_VERSION}; "
+            f"rebuild it with {_fix(name, store_root, True)}"
+        )
     found = manifest.get("items", {}).get("input_fingerprint")
     if expected_fingerprint is not None and found != expected_fingerprint:
-        raise HetmoeError(f"{folder}: fitted on other items (fingerprint {str(found)[:12]}, expected {expected_fingerprint[:12]}); "
-                          f"rebuild it with {_fix(name, store_root, True)}")
+        raise HetmoeError(
+            f"{folder}: fitted on other items (fingerprint {str(found)[:12]}, expected {expected_fingerprint[:12]}); "
+            f"rebuild it with {_fix(name, store_root, True)}"
+        )
     try:
         return LexicalModel.load(folder / MODEL_DIR)
     except HetmoeError as err:
-        raise HetmoeError(f"{folder}: lexical model damaged ({err}); rebuild it with {_fix(name, store_root, True)}") from err
+        raise HetmoeError(
+            f"{folder}: lexical model damaged ({err}); rebuild it with {_fix(name, store_root, True)}"
+        ) from err
 
 
 def dataset_fingerprint(data_dir: str | Path) -> str:
@@ -171,4 +215,3 @@ def dataset_fingerprint(data_dir: str | Path) -> str:
     from hetmoe.data.dataset import load_dataset
 
     return items_fingerprint(load_dataset(data_dir))
-

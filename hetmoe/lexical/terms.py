@@ -1,4 +1,5 @@
 """Term kinds and the catalog vocabulary (term string -> id), shared by items at fit time and queries online."""
+
 from __future__ import annotations
 
 import json
@@ -7,13 +8,16 @@ from pathlib import Path
 import numpy as np
 import regex
 
-WORD, NUMBER, MODEL, QUANTITY, UNIT = range(5)  # base kinds first: kind <= MODEL is a base term
-N_KINDS = 5
+WORD, NUMBER, MODEL, QUANTITY, UNIT, BIGRAM = range(6)  # base kinds first: kind <= MODEL is a base term
+N_KINDS = 6
 NUMERIC = regex.compile(r"\d+(?:\.\d+)?")
 
 
 def term_kind(term: str) -> int:
-    """What a term is, read off its spelling: "@in" unit, "0.5@in" quantity, "0.5" number, "rg6" model, else word."""
+    """What a term is, read off its spelling: "pvc cap" bigram, "@in" unit, "0.5@in" quantity, "0.5" number, "rg6"
+    model, else word."""
+    if " " in term:
+        return BIGRAM
     if term.startswith("@"):
         return UNIT
     if "@" in term:
@@ -37,11 +41,13 @@ class Vocabulary:
         return len(self.terms)
 
     @classmethod
-    def build(cls, documents: list[tuple[str, ...]]) -> tuple[Vocabulary, list[list[int]]]:
-        """The vocabulary of the documents' terms and each document as a list of term ids."""
-        ids: dict[str, int] = {}
-        encoded = [[ids.setdefault(t, len(ids)) for t in doc] for doc in documents]
-        return cls(list(ids)), encoded
+    def build(cls, documents: list[tuple[str, ...]]) -> tuple[Vocabulary, np.ndarray, np.ndarray]:
+        """The vocabulary of the documents' terms, and the documents as CSR (indptr, term ids in text order)."""
+        flat = [t for doc in documents for t in doc]
+        vocab = cls(list(dict.fromkeys(flat)))
+        lengths = np.fromiter((len(doc) for doc in documents), dtype=np.int64, count=len(documents))
+        ids = np.fromiter(map(vocab.ids.__getitem__, flat), dtype=np.int64, count=len(flat))
+        return vocab, np.concatenate(([0], np.cumsum(lengths))), ids
 
     def encode(self, terms: tuple[str, ...]) -> list[int]:
         """Ids of known terms, in order (unknown terms cannot match any item, so they are dropped here)."""

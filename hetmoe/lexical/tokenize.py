@@ -11,8 +11,10 @@ becomes "1", "2", "in". Here:
 - Latin-script words are stemmed (Snowball English), Thai runs are segmented with pythainlp's newmm, CJK runs become
   character bigrams, other scripts stay whole words.
 """
+
 from __future__ import annotations
 
+import threading
 import unicodedata
 from dataclasses import dataclass
 from functools import lru_cache
@@ -37,6 +39,7 @@ TOKEN = regex.compile(rf"\d+\.\d+|\p{{Thai}}+|[{CJK}]+|[[\p{{L}}\p{{M}}\p{{N}}]-
 CJK_CHAR = regex.compile(rf"[{CJK}]")
 FRACTION_DENOMINATORS = frozenset((2, 3, 4, 5, 8, 10, 16, 32, 64, 100))
 UNIT_VALUES = frozenset(UNITS.values())
+CACHE_LIMIT = 500_000  # raw tokens remembered per tokenizer
 SEPARATOR = "x"  # the "x" of "24 in. x 36 in." after a number or unit: not a token
 
 
@@ -45,7 +48,8 @@ class Tokens:
     """A text as the lexical expert sees it.
 
     ``terms``: base tokens (stemmed words, canonical numbers, model tokens, Thai words, CJK bigrams) in text order,
-    then the extra quantity ("0.5@in") and unit ("@in") tokens. ``n_base``: how many of ``terms`` are base tokens.
+    then the extra quantity ("0.5@in") and unit ("@in") tokens and the bigrams of adjacent base tokens ("pvc cap").
+    ``n_base``: how many of ``terms`` are base tokens.
     ``surface``: unstemmed base forms joined by spaces (the char n-gram and substring view).
     """
 
@@ -111,6 +115,7 @@ class Tokenizer:
         self.stem = stem
         self._stemmer = Stemmer.Stemmer("english")
         self._cache: dict[str, tuple[tuple[str, ...], str]] = {}
+        self._stem_lock = threading.Lock()  # Snowball stemmer objects are not thread-safe; only cache misses stem
 
     def __call__(self, text: str) -> Tokens:
         clean = repair(text)
@@ -125,18 +130,25 @@ class Tokenizer:
                 continue
             entry = cache.get(raw)
             if entry is None:
+                if len(cache) >= CACHE_LIMIT:  # a long-running server sees ever new words: stay bounded
+                    cache.clear()
                 entry = cache.setdefault(raw, self._classify(raw))
             base.extend(entry[0])
             surface.append(entry[1])
-        return Tokens(tuple(base + extra), len(base), " ".join(surface))
+        bigrams = [f"{a} {b}" for a, b in zip(base, base[1:])]  # word order: "pvc cap" is not "cap ... pvc"
+        return Tokens(tuple(base + extra + bigrams), len(base), " ".join(surface))
 
     @staticmethod
     def _numbers(clean: str, extra: list[str]) -> str:
         """Canonical numbers and quantities in place; the quantity and unit tokens go to ``extra``."""
-        clean = INCH_MARK.sub(" in ", clean)
-        clean = FOOT_MARK.sub(" ft ", clean)
-        clean = AREA.sub(lambda m: f" {'' if m.group(1) == 'fl' else m.group(1)}{m.group(2)} ", clean)
-        clean = DIMENSION.sub(" ", clean)
+        if '"' in clean or "''" in clean or "″" in clean or "”" in clean:  # substitutions only where they can apply
+            clean = INCH_MARK.sub(" in ", clean)
+        if "'" in clean or "′" in clean or "’" in clean:
+            clean = FOOT_MARK.sub(" ft ", clean)
+        if "sq" in clean or "cu" in clean or "fl" in clean:
+            clean = AREA.sub(lambda m: f" {'' if m.group(1) == 'fl' else m.group(1)}{m.group(2)} ", clean)
+        if "x" in clean:
+            clean = DIMENSION.sub(" ", clean)
 
         def quantity(match: regex.Match[str]) -> str:
             values, unit = number(match.group(1)), UNITS[match.group(2)]
@@ -157,5 +169,6 @@ class Tokenizer:
         if raw.isdigit():
             return (_canonical(float(raw)),), raw
         if self.stem and raw.isascii() and raw.isalpha() and len(raw) > 3:
-            return (self._stemmer.stemWord(raw),), raw
+            with self._stem_lock:
+                return (self._stemmer.stemWord(raw),), raw
         return (raw,), raw  # numbers with a decimal point, model tokens, short and non-Latin words

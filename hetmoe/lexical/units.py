@@ -3,6 +3,7 @@
 English (Home Depot style: in., ft., gal., oz., amp, volt, gauge) and Indonesian marketplace spellings (inchi, gr,
 ltr, pcs, lembar). A unit only counts right after a number, so "in" the preposition is never a quantity.
 """
+
 from __future__ import annotations
 
 _GROUPS: dict[str, tuple[str, ...]] = {
