@@ -62,7 +62,7 @@ class Scorer:
         if model.spec.lexical and lexical is None:
             raise HetmoeError(f"the model reads the lexical expert '{model.spec.lexical_store}'; load it with Scorer.load")
         self.lexical = lexical  # the lexical expert (computed for the query only, online) and its row of each item
-        self._lexical_rows = lexical.rows(catalog.ids.tolist()) if lexical is not None else None
+        self._lexical_rows = _lexical_rows(lexical, catalog, model.spec.lexical_store) if lexical is not None else None
         self._query_cache: LRUCache[tuple[str, str], np.ndarray] = LRUCache(cache_size)
         self._route_cache: LRUCache[tuple[str, str], _RouteEntry] = LRUCache(cache_size)
         spec = model.spec
@@ -341,6 +341,16 @@ class Scorer:
             "query_vectors": {"size": len(self._query_cache), "hits": self._query_cache.hits, "misses": self._query_cache.misses},
             "routing": {"size": len(self._route_cache), "hits": self._route_cache.hits, "misses": self._route_cache.misses},
         }
+
+
+def _lexical_rows(lexical: Any, catalog: ItemCatalog, name: str) -> np.ndarray:
+    """Each catalog item's row in the lexical expert; items appended to the stores after its fit are refused here,
+    at load, in one line (the lexical expert is fitted on the whole catalog and has no append)."""
+    try:
+        return lexical.rows(catalog.ids.tolist())
+    except KeyError as err:
+        raise HetmoeError(f"lexical expert '{name}': {err.args[0]} (items appended after it was fitted?); refit it "
+                          f"with 'hetmoe embed --expert {name} --data D --overwrite' and the model with it") from err
 
 
 def _indexes_present(store_root: str | Path, experts: Sequence[str]) -> bool:
