@@ -214,3 +214,17 @@ def test_the_router_prior_sends_a_market_to_its_best_experts() -> None:
     np.testing.assert_allclose(table[2], table[3])  # a market without pairs gets the unknown-market row
     w = market_weights(pairs)  # type: ignore[arg-type]
     assert w[:4].sum() == pytest.approx(w[4:].sum()) and w.mean() == pytest.approx(1.0)
+
+
+def test_a_query_alone_gets_the_same_reference_bits_as_in_a_block_and_its_best_item_a_zero_gap() -> None:
+    """Training searches queries in blocks, the Scorer one at a time; the stacked head's trees turn a last-bit
+    difference into another leaf, so the rows must be bit-identical, and the best item's gap exactly 0."""
+    rng = np.random.default_rng(5)
+    items = l2_normalize(rng.normal(size=(3000, 96)).astype(np.float32))
+    queries = l2_normalize(rng.normal(size=(300, 96)).astype(np.float32))
+    block = top_cosines(queries, items)
+    alone = np.stack([top_cosines(queries[i : i + 1], items)[0] for i in range(queries.shape[0])])
+    assert np.array_equal(block, alone)
+    best = np.argmax(queries @ items.T, axis=1)
+    cos = pair_cosines(queries, items[best])
+    assert np.array_equal(reference_stats(cos, block)[:, 2], np.zeros(queries.shape[0], np.float32))

@@ -134,3 +134,26 @@ def test_the_scorer_refuses_items_appended_after_the_lexical_fit_in_one_line(bui
     message = str(err.value)
     assert "id_new_item" in message and "--expert lexical" in message and "--overwrite" in message
     assert "\n" not in message
+
+
+def test_the_stacked_head_serves_exactly_the_scores_eval_reports(built: dict[str, Path], tmp_path: Path) -> None:
+    """The stacked head's trees read dot products and reference statistics: eval must hand them the stored vectors
+    (not renormalised unit vectors) and both paths must compute the reference row alike, or a last-bit difference
+    sends a pair down another branch (it moved multimarket scores by up to 0.04)."""
+    from hetmoe.moe.stack import StackedModel
+    from hetmoe.scale.score import score_pairs
+
+    selection = json.loads((built["model"] / "fit.json").read_text())["moe_selection"]
+    stacked_dir = built["model"] if selection["head"] == "stacked" else built["model"] / "variants" / "moe:stacked"
+    model = MoEModel.load(stacked_dir)
+    assert isinstance(model, StackedModel)
+    data = load_dataset(built["data"])
+    pairs = load_pairs(data, built["stores"], EXPERTS, ["test"], "static", markets=model.markets,
+                       lexical_store="lexical")
+    expected, _ = score_net(model, pairs)
+    judged = pl.DataFrame({"query_id": pairs.query_ids[pairs.qi].tolist(), "item_id": pairs.item_ids[pairs.di].tolist()})
+    judged.write_parquet(tmp_path / "pairs.parquet")
+    score_pairs(stacked_dir, tmp_path / "pairs.parquet", tmp_path / "scores.parquet", progress=False)
+    served = pl.read_parquet(tmp_path / "scores.parquet")["score"].to_numpy()
+    assert served.shape == expected.shape and np.unique(np.round(expected, 3)).size > 10
+    np.testing.assert_allclose(served, expected, rtol=0, atol=1e-7)

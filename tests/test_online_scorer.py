@@ -356,3 +356,18 @@ def test_serving_without_indexes_scores_and_answers_search_with_503(built: tuple
     assert "hetmoe index --expert E" in reply.json()["error"]
     with_all = Scorer.load(root / "model", encoders=encoders, with_indexes=None)
     assert with_all.retriever is not None  # present indexes are loaded
+
+
+def test_reference_rows_come_from_the_market_by_default_and_the_index_on_request(built: tuple[Path, dict],
+                                                                                 data: Dataset) -> None:
+    root, encoders = built
+    text, market, ids = _judged(data, 1)[0]
+    exact = Scorer.load(root / "model", encoders=encoders)
+    indexed = Scorer.load(root / "model", encoders=encoders, reference="index")
+    assert exact._reference.retriever is None and indexed._reference.retriever is not None
+    # below 50k items the index is exact (flat), so both give the same scores here
+    np.testing.assert_allclose(indexed.score(text, ids, market).scores, exact.score(text, ids, market).scores, rtol=1e-6)
+    with pytest.raises(HetmoeError, match="reference='faiss': choose one of exact, index"):
+        Scorer.load(root / "model", encoders=encoders, reference="faiss")
+    exact.close()
+    indexed.close()

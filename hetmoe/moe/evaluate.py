@@ -30,8 +30,14 @@ def score_net(model: Any, pairs: PairSet) -> tuple[np.ndarray, np.ndarray]:
     cols = [pairs.experts.index(e) for e in model.experts]
     markets = np.asarray(pairs.markets, dtype=object)[pairs.q_market]
     routing = model.route(markets, pairs.rvec if model.router_expert else None)
-    qvecs = {e: pairs.q[c] for e, c in zip(model.experts, cols)}
-    dvecs = {e: pairs.d[c][pairs.di] for e, c in zip(model.experts, cols)}
+    # The stored vectors, as the Scorer passes them: heads that read dot products (the stacked head's trees) must see
+    # the raw norms they were trained on, and trees turn the last bits of a renormalised vector into other leaves.
+    if pairs.q_stored:
+        qvecs = {e: pairs.q_stored[c].astype(np.float32) for e, c in zip(model.experts, cols)}
+        dvecs = {e: pairs.d_stored[c][pairs.di].astype(np.float32) for e, c in zip(model.experts, cols)}
+    else:  # pairs built by hand (tests, benches): unit vectors scaled back to their stored norms
+        qvecs = {e: pairs.q[c] * pairs.q_raw_norm[c][:, None] for e, c in zip(model.experts, cols)}
+        dvecs = {e: pairs.d[c][pairs.di] * pairs.d_raw_norm[c][pairs.di][:, None] for e, c in zip(model.experts, cols)}
     reference = {e: pairs.ref[c] for e, c in zip(model.experts, cols)} if pairs.ref else None
     scores = model.score(qvecs, dvecs, routing, groups=pairs.qi, reference=reference, lexical=pairs.lex, markets=markets)
     return scores, model.dense_gates(routing)

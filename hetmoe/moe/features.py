@@ -9,7 +9,7 @@ independent), or with ``pair_stats="listwise"`` within the query's judged list (
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -46,6 +46,9 @@ class PairSet:
     split: np.ndarray  # (n,) str
     lex: np.ndarray | None = None  # (n, F) float32 lexical features of each pair (None: no lexical expert)
     lex_names: tuple[str, ...] = ()
+    # per expert the stored vectors as the store holds them (float16), so eval scores exactly what the Scorer scores
+    q_stored: list[np.ndarray] = field(default_factory=list)  # (n_q, d_e)
+    d_stored: list[np.ndarray] = field(default_factory=list)  # (n_i, d_e)
 
     def __len__(self) -> int:
         return int(self.qi.shape[0])
@@ -78,6 +81,8 @@ class PairSet:
             d=[self.d[i] for i in idx],
             d_raw_norm=[self.d_raw_norm[i] for i in idx],
             q_raw_norm=[self.q_raw_norm[i] for i in idx],
+            q_stored=[self.q_stored[i] for i in idx] if self.q_stored else [],
+            d_stored=[self.d_stored[i] for i in idx] if self.d_stored else [],
             stats=self.stats[:, idx],
             ref=[self.ref[i] for i in idx] if self.ref else [],
         )
@@ -85,6 +90,12 @@ class PairSet:
     @property
     def dims(self) -> list[int]:
         return [int(m.shape[1]) for m in self.q]
+
+
+def _compact(raw: np.ndarray) -> np.ndarray:
+    """The stored vectors in float16 when that is lossless (the default store dtype), else as they are."""
+    half = raw.astype(np.float16)
+    return half if np.array_equal(half.astype(np.float32), raw) else raw
 
 
 def _vectors(store: object, ids: np.ndarray, what: str) -> np.ndarray:
@@ -131,6 +142,8 @@ def load_pairs(
     q_market = np.array([mpos.get(qm[q], -1) for q in query_ids], dtype=np.int64)
 
     q_list, d_list, qn_list, dn_list, stats, refs = [], [], [], [], [], []
+    qs_list: list[np.ndarray] = []
+    ds_list: list[np.ndarray] = []
     rvec = None
     catalog = dataset.items.select("item_id", "market")  # type: ignore[attr-defined]
     q_market_names = np.array([qm[q] for q in query_ids], dtype=object)
@@ -145,6 +158,8 @@ def load_pairs(
         draw = _vectors(stores.items, item_ids, f"'{expert}' item")
         q_list.append(l2_normalize(qraw))
         d_list.append(l2_normalize(draw))
+        qs_list.append(_compact(qraw))
+        ds_list.append(_compact(draw))
         qn_list.append(np.linalg.norm(qraw, axis=1).astype(np.float32))
         dn_list.append(np.linalg.norm(draw, axis=1).astype(np.float32))
         cos = pair_cosines(q_list[-1][qi], d_list[-1][di])
@@ -183,6 +198,8 @@ def load_pairs(
         split=np.asarray(judg["split"].to_list(), dtype=object),
         lex=lex,
         lex_names=lex_names,
+        q_stored=qs_list,
+        d_stored=ds_list,
     )
 
 

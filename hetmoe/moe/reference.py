@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from hetmoe.moe.pairstats import pair_cosines
+
 REF_TOP = 16  # reference cosines per query: about one judged candidate list (Home Depot lists hold ~9, Shopee ~20)
 Z_CLIP = 10.0  # a near-constant reference (tiny spread) must not blow the z-score up
 STD_FLOOR = 1e-3
@@ -28,10 +30,17 @@ def top_cosines(queries: np.ndarray, items: np.ndarray, top: int = REF_TOP) -> n
         return out
     keep = min(top, items.shape[0])
     for lo in range(0, n_q, QUERY_BLOCK):
-        sims = queries[lo : lo + QUERY_BLOCK] @ items.T
+        block = queries[lo : lo + QUERY_BLOCK]
+        sims = block @ items.T
         if keep < sims.shape[1]:
-            sims = np.partition(sims, sims.shape[1] - keep, axis=1)[:, -keep:]
-        best = -np.sort(-sims, axis=1)
+            rows = np.argpartition(sims, sims.shape[1] - keep, axis=1)[:, -keep:]
+        else:
+            rows = np.broadcast_to(np.arange(sims.shape[1]), sims.shape)
+        # The chosen items' cosines again, pair by pair: a matrix product rounds differently with the number of
+        # queries in it (training searches blocks, the Scorer one query), and a judged pair's cosine is computed
+        # pair by pair too, so the query's best item gets a gap of exactly 0 on every path.
+        exact = pair_cosines(np.repeat(block, keep, axis=0), items[rows.ravel()]).reshape(rows.shape)
+        best = -np.sort(-exact, axis=1)
         out[lo : lo + best.shape[0], :keep] = best
         if keep < top:
             out[lo : lo + best.shape[0], keep:] = best[:, -1:]

@@ -21,7 +21,7 @@ from hetmoe.online.cache import LRUCache
 from hetmoe.online.catalog import ItemCatalog
 from hetmoe.online.checks import SearchUnavailable, check_count, check_item_ids, check_market, check_query
 from hetmoe.online.encoding import QueryEncoders
-from hetmoe.online.reference import ReferenceCosines
+from hetmoe.online.reference import REFERENCE_MODES, ReferenceCosines
 from hetmoe.online.results import Routing, ScoreRequest, ScoreResult, SearchResult
 from hetmoe.online.retrieval import Retriever
 
@@ -40,7 +40,8 @@ class Scorer:
 
     def __init__(self, model: MoEModel, catalog: ItemCatalog, retriever: Retriever | None = None,
                  cache_size: int = DEFAULT_CACHE_SIZE, encoders: Mapping[str, Encoder] | None = None,
-                 blas_threads: int | None = 1, encode_cores: int | None = None, lexical: Any = None) -> None:
+                 blas_threads: int | None = 1, encode_cores: int | None = None, lexical: Any = None,
+                 reference: str = "exact") -> None:
         """Thread settings, both measured on 2 shared cores:
 
         - ``blas_threads``: numpy's OpenBLAS threads, set process-wide (None keeps the library default). The head
@@ -66,7 +67,10 @@ class Scorer:
         self._query_cache: LRUCache[tuple[str, str], np.ndarray] = LRUCache(cache_size)
         self._route_cache: LRUCache[tuple[str, str], _RouteEntry] = LRUCache(cache_size)
         spec = model.spec
-        self._reference = ReferenceCosines(catalog, retriever, spec.ref_top, cache_size) if spec.pair_stats == "reference" else None
+        if reference not in REFERENCE_MODES:
+            raise HetmoeError(f"reference={reference!r}: choose one of {', '.join(REFERENCE_MODES)}")
+        searcher = retriever if reference == "index" else None  # "exact": the same rows as training, not the index
+        self._reference = ReferenceCosines(catalog, searcher, spec.ref_top, cache_size) if spec.pair_stats == "reference" else None
         self._encoders = QueryEncoders(self._build_encoder, self._encodable(), encode_cores)
         for expert, encoder in (encoders or {}).items():
             self._check_encoder(expert, encoder)
@@ -81,7 +85,7 @@ class Scorer:
     def load(cls, model_dir: str | Path, *, store_root: str | Path | None = None, data_dir: str | Path | None = None,
              cache_size: int = DEFAULT_CACHE_SIZE, with_indexes: bool | None = True,
              encoders: Mapping[str, Encoder] | None = None, blas_threads: int | None = 1,
-             encode_cores: int | None = None) -> Scorer:
+             encode_cores: int | None = None, reference: str = "exact") -> Scorer:
         """Load router + head (checking the stores' fingerprints against the model's config), every expert's item
         vectors (float16) and their FAISS indexes: required with ``with_indexes=True``, skipped with False, and with
         None loaded when every expert has one (else :meth:`search` raises :class:`SearchUnavailable` while
@@ -90,7 +94,9 @@ class Scorer:
         Item markets (so that search keeps to the query's market) come from ``data_dir``'s items.parquet, by default
         the dataset the model was fitted on; without it search ranks the whole catalog. ``encoders`` hands over
         already-built encoders (checked against the model's cards) instead of building them again; thread
-        settings as in the constructor.
+        settings as in the constructor. ``reference``: where each query's reference cosines come from,
+        ``"exact"`` (its market's items, as in training: served scores equal eval's) or ``"index"`` (approximate,
+        faster on big catalogs; see :data:`hetmoe.online.reference.REFERENCE_MODES`).
         """
         from hetmoe.moe.infer import MoEModel
         from hetmoe.store.layout import open_expert
@@ -114,7 +120,7 @@ class Scorer:
 
             lexical = open_lexical(root, model.spec.lexical_store)
         logger.info("loaded %s: %d experts, %d items, %d markets", model_dir, len(model.experts), len(catalog), len(model.markets))
-        return cls(model, catalog, retriever, cache_size, encoders, blas_threads, encode_cores, lexical)
+        return cls(model, catalog, retriever, cache_size, encoders, blas_threads, encode_cores, lexical, reference)
 
     # ----- identity ---------------------------------------------------------------------------------------------
     @property
