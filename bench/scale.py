@@ -16,9 +16,8 @@ checks and fingerprints, ~2% by bench/embed.json) uses all cores in one process,
 the demo model (``--model``, else one fitted here on the demo catalog with static and wordllama experts, router
 static), each demo query paired with ``--pairs-per-query`` items of its market, once by ``query_id`` (stored query
 vectors, as ``eval``) and once by query text (encoded); plus ``score`` against ``eval`` on the demo's valid judgments
-(largest absolute difference, pairs/s; and against the model on the stores' raw item vectors, which eval passes
-L2-normalised, so that the difference left shows as eval's second normalisation; both with one BLAS thread, as the
-Scorer runs). The machine's load average is recorded: its 2 cores are shared with other jobs, so figures move
+(largest absolute difference, pairs/s; and against the model on vectors read from the stores again; both with one
+BLAS thread, as the Scorer runs). The machine's load average is recorded: its 2 cores are shared with other jobs, so figures move
 between runs. With ``--repeats`` the best run of each configuration is kept.
 Prints one JSON object (also written to bench/results/scale.json) and a short table. ``--eval-only --model DIR``
 runs only the score-vs-eval check, on that model's dataset (e.g. a multimarket model).
@@ -150,13 +149,14 @@ def score_vs_eval(work: Path, model: Path) -> dict:
                         pair_stats=spec.pair_stats, ref_top=spec.ref_top, lexical_store=spec.lexical_store)
     with threadpool_limits(limits=1, user_api="blas"):  # the Scorer's BLAS setting: thread count moves the last bits
         reference, _ = score_net(moe, judged)
-        # The same model on the stores' raw item vectors: eval passes them L2-normalised, the model normalises again
+        # The same model on vectors read from the stores again here (eval uses the ones load_pairs kept)
         markets = np.asarray(judged.markets, dtype=object)[judged.q_market]
         routing = moe.route(markets, judged.rvec)
-        items = {e: open_expert(moe.store_root, e).items.get(judged.item_ids)[judged.di] for e in moe.experts}
+        stores = {e: open_expert(moe.store_root, e) for e in moe.experts}
+        items = {e: stores[e].items.get(judged.item_ids)[judged.di] for e in moe.experts}
+        queries = {e: stores[e].queries.get(judged.query_ids) for e in moe.experts}
         ref = {e: judged.ref[judged.experts.index(e)] for e in moe.experts} if judged.ref else None
-        raw = moe.score({e: judged.q[judged.experts.index(e)] for e in moe.experts}, items, routing, groups=judged.qi,
-                        reference=ref, lexical=judged.lex, markets=markets)
+        raw = moe.score(queries, items, routing, groups=judged.qi, reference=ref, lexical=judged.lex, markets=markets)
     eval_scores = pl.DataFrame({"query_id": judged.query_ids[judged.qi].tolist(),
                                 "item_id": judged.item_ids[judged.di].tolist(), "eval": reference, "raw": raw})
     queries = pl.read_parquet(data / "queries.parquet", columns=["query_id", "market"])

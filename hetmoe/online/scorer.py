@@ -289,11 +289,12 @@ class Scorer:
         reference = None
         if self._reference is not None:
             top = self._reference.top
-            reference = {
-                expert: np.stack([self._reference.get(expert, text, market, q[expert]) if expert in q else np.zeros(top, np.float32)
-                                  for (text, market), q in zip(keys, qvecs)])
-                for expert in used
-            }
+            reference = {}
+            for expert in used:  # rows of queries not routed to the expert stay zero (never read)
+                routed = [i for i, q in enumerate(qvecs) if expert in q]
+                reference[expert] = np.zeros((len(keys), top), np.float32)
+                reference[expert][routed] = self._reference.many(expert, [keys[i] for i in routed],
+                                                                 query_vecs[expert][routed])
         lexical = None
         if self.lexical is not None:
             lexical = self.lexical.features([text for text, _ in keys], self._lexical_rows[rows], groups)
