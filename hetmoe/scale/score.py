@@ -18,7 +18,6 @@ import numpy as np
 import polars as pl
 
 from hetmoe.errors import HetmoeError
-from hetmoe.moe.pairstats import l2_normalize
 from hetmoe.online.results import ScoreRequest
 from hetmoe.scale.pairs import HELPERS, ITEM, KEY, MKT, QUERY_ID, STORED, TEXT, fingerprint, plan_blocks, read_pairs, resolve
 from hetmoe.scale.parts import gather, model_fingerprint, open_parts, parts_dir, stats_file, write_part
@@ -87,7 +86,7 @@ class BlockScorer:
         if stored.size:
             ids = groups[QUERY_ID].to_numpy()[stored]
             for expert, store in self.stores.items():
-                for j, vec in zip(stored.tolist(), l2_normalize(store.get(ids))):
+                for j, vec in zip(stored.tolist(), store.get(ids)):  # as stored: the encoder's own output
                     known[j][expert] = vec
         return known
 
