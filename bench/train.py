@@ -18,7 +18,8 @@ from pathlib import Path
 import numpy as np
 
 from hetmoe.moe.features import PairSet
-from hetmoe.moe.pairstats import l2_normalize, pair_cosines
+from hetmoe.moe.pairstats import pair_cosines
+from hetmoe.vectors import l2_normalize
 from hetmoe.moe.reference import REF_TOP, reference_stats, top_cosines
 from hetmoe.moe.spec import ModelSpec
 from hetmoe.moe.train import TrainConfig, net_logits, train_net

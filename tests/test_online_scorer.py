@@ -20,7 +20,7 @@ from typer.testing import CliRunner
 
 from hetmoe.data.dataset import Dataset, load_dataset
 from hetmoe.errors import HetmoeError
-from hetmoe.moe.pairstats import l2_normalize
+from hetmoe.vectors import l2_normalize
 from hetmoe.moe.reference import top_cosines
 from hetmoe.online.results import ScoreRequest
 from hetmoe.online.scorer import Scorer

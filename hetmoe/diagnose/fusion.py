@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 
 from hetmoe.diagnose import metrics
+from hetmoe.vectors import l2_normalize
 
 log = logging.getLogger(__name__)
 
@@ -44,7 +45,7 @@ def raw_fusion_inputs(vectors: dict[str, np.ndarray], iterations: int = 10, tol:
     Concatenation is unaffected by the choice: for unit rows its cosine is the mean of the experts' cosines.
     """
     width = max(v.shape[1] for v in vectors.values())
-    unit = {name: metrics.l2_normalise(v) for name, v in sorted(vectors.items())}
+    unit = {name: l2_normalize(v, np.float64) for name, v in sorted(vectors.items())}
     widest = max(unit, key=lambda name: unit[name].shape[1])
     mean = unit[widest]
     loss = np.inf
@@ -103,7 +104,7 @@ def concat_norm_ratio(inputs: dict[str, np.ndarray], concat: np.ndarray) -> dict
 def _geometry(fused: np.ndarray, native_knn: dict[str, np.ndarray], k: int, queries: np.ndarray | None) -> dict[str, Any]:
     neighbours = metrics.knn_sets(fused, k, queries)
     overlap = {name: metrics.knn_overlap(neighbours, own) for name, own in sorted(native_knn.items())}
-    unit = metrics.l2_normalise(fused)
+    unit = l2_normalize(fused, np.float64)
     return {
         "knn_overlap": overlap,
         "mean_knn_overlap": float(np.mean(list(overlap.values()))),

@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 
 from hetmoe.diagnose import fusion, metrics
+from hetmoe.vectors import l2_normalize
 from hetmoe.errors import HetmoeError
 
 log = logging.getLogger(__name__)
@@ -71,7 +72,7 @@ def sample_vectors(
 
 def expert_geometry(x: np.ndarray) -> dict[str, Any]:
     """Anisotropy of one expert, measured on its L2-normalised rows (experts are compared by cosine)."""
-    unit = metrics.l2_normalise(x)
+    unit = l2_normalize(x, np.float64)
     s = metrics.singular_values(unit)
     variances = metrics.pca_variances(unit)
     return {
@@ -90,7 +91,7 @@ def expert_geometry(x: np.ndarray) -> dict[str, Any]:
 def pairwise(vectors: dict[str, np.ndarray], knn: dict[str, np.ndarray]) -> dict[str, Any]:
     """Linear CKA and kNN overlap between every pair of experts, as symmetric matrices in sorted expert order."""
     names = sorted(vectors)
-    cka = metrics.cka_matrix([metrics.l2_normalise(vectors[n]) for n in names])
+    cka = metrics.cka_matrix([l2_normalize(vectors[n], np.float64) for n in names])
     overlap = np.eye(len(names))
     for i, a in enumerate(names):
         for j in range(i + 1, len(names)):
@@ -115,7 +116,7 @@ def _fusion_inputs(
     """(inputs to average, inputs to concatenate, description): the model's item projections for both, else
     raw unit vectors, Procrustes-overlaid at one width for the average and as they are for the concatenation."""
     if model is None:
-        unit = {name: metrics.l2_normalise(v) for name, v in vectors.items()}
+        unit = {name: l2_normalize(v, np.float64) for name, v in vectors.items()}
         return fusion.raw_fusion_inputs(vectors), unit, "raw unit vectors; average after Procrustes rotation, no model"
     projected = {name: np.asarray(model.project_items(name, v), dtype=np.float64) for name, v in vectors.items()}
     return projected, projected, f"item projections of the model {model.model_dir}, trained to {model.spec.fusion}"

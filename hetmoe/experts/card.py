@@ -78,10 +78,6 @@ class ExpertCard:
             return self.query_prompt, self.query_prompt_name
         return self.document_prompt, self.document_prompt_name
 
-    def supports(self, lang: str | None) -> bool:
-        """Whether the expert was trained for ``lang`` (unknown language: only multilingual experts)."""
-        return "*" in self.languages or (lang is not None and lang in self.languages)
-
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON-able dict (model configs store cards this way so the online Scorer can rebuild encoders)."""
         d = asdict(self)

@@ -14,10 +14,11 @@ from importlib import metadata
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from hetmoe.files import write_json_atomic
 from hetmoe.errors import HetmoeError
 from hetmoe.lexical.config import FORMAT_VERSION, LexicalConfig
 from hetmoe.lexical.model import LexicalModel
-from hetmoe.store.layout import MANIFEST, expert_dir, read_manifest, write_json_atomic
+from hetmoe.store.layout import MANIFEST, expert_dir, read_manifest
 
 if TYPE_CHECKING:
     from hetmoe.data.dataset import Dataset

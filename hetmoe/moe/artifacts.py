@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 
 from hetmoe.errors import HetmoeError
-from hetmoe.files import publish
+from hetmoe.files import publish, write_json_atomic
 from hetmoe.moe.spec import ModelSpec
 
 log = logging.getLogger(__name__)
@@ -27,7 +27,8 @@ def expert_identity(store_root: str | Path, expert: str) -> dict[str, Any]:
     """Card, card hash, dims and input fingerprints of one expert's item and query stores."""
     from hetmoe.store.layout import open_expert
 
-    items, queries = _pair(open_expert(store_root, expert))
+    opened = open_expert(store_root, expert)
+    items, queries = opened.items, opened.queries
     man = items.manifest
     return {
         "card": man.get("card", {}),
@@ -36,13 +37,6 @@ def expert_identity(store_root: str | Path, expert: str) -> dict[str, Any]:
         "items_fingerprint": man.get("input_fingerprint"),
         "queries_fingerprint": queries.manifest.get("input_fingerprint"),
     }
-
-
-def _pair(opened: Any) -> tuple[Any, Any]:
-    """``open_expert`` gives (items, queries) or an object with those attributes; accept both."""
-    if isinstance(opened, tuple):
-        return opened[0], opened[1]
-    return opened.items, opened.queries
 
 
 def lexical_identity(store_root: str | Path, name: str) -> dict[str, Any]:
@@ -83,10 +77,8 @@ def check_identity(config: dict[str, Any], store_root: str | Path, model_dir: Pa
 
 
 def write_json(path: Path, data: dict[str, Any]) -> None:
-    """Atomic JSON write (tmp + replace), so a kill never leaves half a config."""
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(json.dumps(data, indent=2, sort_keys=False))
-    os.replace(tmp, path)
+    """Model JSON in its own layout (indented, keys in written order), atomically: a kill never leaves half a config."""
+    write_json_atomic(path, data, indent=2, sort_keys=False)
 
 
 def read_config(model_dir: str | Path) -> dict[str, Any]:

@@ -27,6 +27,9 @@ from hetmoe.moe.train import TrainConfig, TrainResult, net_logits, train_net
 
 log = logging.getLogger(__name__)
 CARVE_FRACTION = 0.15
+# The soft variant drops an expert whose gate weight is under half of a uniform share (1 / n_experts): a clearly
+# unwanted expert is not encoded, while a gate near uniform (an unsure router) keeps every expert.
+SOFT_SHARE = 0.5
 
 
 def variant_dir(name: str) -> str:
@@ -98,7 +101,7 @@ def variant_spec(name: str, base: ModelSpec, rule_table: dict[str, list[str]]) -
     if name in ("weighted", "average"):
         return replace(base, fusion=name)
     if name == "soft":
-        return replace(base, router="soft", soft_threshold=0.5 / base.n_experts)
+        return replace(base, router="soft", soft_threshold=SOFT_SHARE / base.n_experts)
     if name == "concat-all":
         return replace(base, router="none")
     if name == "rule":

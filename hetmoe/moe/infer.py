@@ -30,7 +30,8 @@ from typing import Any, Sequence
 import numpy as np
 
 from hetmoe.errors import HetmoeError
-from hetmoe.moe.pairstats import group_stats, l2_normalize, pair_cosines
+from hetmoe.moe.pairstats import group_stats, pair_cosines
+from hetmoe.vectors import l2_normalize
 from hetmoe.moe.reference import reference_stats
 from hetmoe.moe.spec import ModelSpec
 

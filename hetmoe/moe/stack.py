@@ -23,7 +23,8 @@ import numpy as np
 from hetmoe.errors import HetmoeError
 from hetmoe.moe.features import PairSet, carve_by_query
 from hetmoe.moe.infer import MoEModel
-from hetmoe.moe.pairstats import l2_normalize, pair_cosines
+from hetmoe.moe.pairstats import pair_cosines
+from hetmoe.vectors import l2_normalize
 from hetmoe.moe.reference import reference_stats
 from hetmoe.moe.spec import ModelSpec
 from hetmoe.moe.train import TrainConfig, market_weights, net_logits, train_net

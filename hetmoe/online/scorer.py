@@ -336,12 +336,6 @@ class Scorer:
         if self._reference is not None:
             self._reference.clear()
 
-    def cache_info(self) -> dict[str, Any]:
-        return {
-            "query_vectors": {"size": len(self._query_cache), "hits": self._query_cache.hits, "misses": self._query_cache.misses},
-            "routing": {"size": len(self._route_cache), "hits": self._route_cache.hits, "misses": self._route_cache.misses},
-        }
-
 
 def _indexes_present(store_root: str | Path, experts: Sequence[str]) -> bool:
     """Whether every expert has an index file; if not, say once that search is off."""

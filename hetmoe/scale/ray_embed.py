@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 import polars as pl
 
+from hetmoe.files import write_json_atomic
 from hetmoe.scale.session import PoolSpec, map_units, pool_size, ray_session
 from hetmoe.store.embed import (
     KIND,
@@ -30,7 +31,7 @@ from hetmoe.store.embed import (
     read_inputs,
     resolve_chunk_size,
 )
-from hetmoe.store.layout import DEFAULT_STORE, MANIFEST, completed_chunks, expert_dir, marker_path, write_json_atomic
+from hetmoe.store.layout import DEFAULT_STORE, MANIFEST, completed_chunks, expert_dir, marker_path
 
 if TYPE_CHECKING:
     import pyarrow as pa

@@ -18,7 +18,7 @@ import numpy as np
 import polars as pl
 
 from hetmoe.errors import HetmoeError
-from hetmoe.moe.pairstats import l2_normalize
+from hetmoe.vectors import l2_normalize
 from hetmoe.online.results import ScoreRequest
 from hetmoe.scale.pairs import HELPERS, ITEM, KEY, MKT, QUERY_ID, STORED, TEXT, fingerprint, plan_blocks, read_pairs, resolve
 from hetmoe.scale.parts import gather, model_fingerprint, open_parts, parts_dir, stats_file, write_part

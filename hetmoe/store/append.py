@@ -32,6 +32,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import polars as pl
 
+from hetmoe.files import write_json_atomic
 from hetmoe.errors import HetmoeError
 from hetmoe.store.embed import (
     IDENTITY_KEYS,
@@ -55,7 +56,6 @@ from hetmoe.store.layout import (
     expert_dir,
     marker_path,
     read_manifest,
-    write_json_atomic,
 )
 from hetmoe.store.lock import embed_lock
 

@@ -24,7 +24,7 @@ import numpy as np
 import polars as pl
 
 from hetmoe.errors import HetmoeError
-from hetmoe.files import dir_mode
+from hetmoe.files import dir_mode, write_json_atomic
 from hetmoe.store.lock import clear_folder, embed_lock
 from hetmoe.store.identity import TEXT_HASH, text_hashes
 from hetmoe.store.layout import (
@@ -37,7 +37,6 @@ from hetmoe.store.layout import (
     expert_dir,
     marker_path,
     read_manifest,
-    write_json_atomic,
 )
 
 if TYPE_CHECKING:

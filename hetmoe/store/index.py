@@ -23,9 +23,10 @@ from typing import Any
 import numpy as np
 
 from hetmoe.errors import HetmoeError
-from hetmoe.files import publish
-from hetmoe.store.layout import expert_dir, part_path, write_json_atomic
+from hetmoe.files import publish, write_json_atomic
+from hetmoe.store.layout import expert_dir, part_path
 from hetmoe.store.zarr_store import EmbeddingStore
+from hetmoe.vectors import l2_normalize
 
 log = logging.getLogger(__name__)
 logging.getLogger("faiss.loader").setLevel(logging.WARNING)  # its INFO lines about CPU builds are noise to users
@@ -49,8 +50,7 @@ def normalize(vectors: np.ndarray, dim: int) -> np.ndarray:
     x = np.array(vectors, dtype=np.float32, order="C", ndmin=2, copy=True)
     if x.ndim != 2 or x.shape[1] != dim:
         raise ValueError(f"expected vectors of shape (n, {dim}), got {np.shape(vectors)}")
-    x /= np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
-    return x
+    return l2_normalize(x, inplace=True)
 
 
 def _gpu_resources() -> Any | None:

@@ -18,13 +18,11 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from hetmoe.errors import HetmoeError
-from hetmoe.files import publish
 
 if TYPE_CHECKING:
     from hetmoe.store.zarr_store import EmbeddingStore
@@ -63,19 +61,6 @@ def completed_chunks(zarr_path: Path) -> set[int]:
     if not folder.is_dir():
         return set()
     return {int(name) for name in os.listdir(folder) if name.isdigit()}
-
-
-def write_json_atomic(path: Path, payload: dict[str, Any]) -> None:
-    """Write to a unique temporary file in the same folder, then rename: readers see the old or the new file, never half."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            json.dump(payload, handle, indent=1, sort_keys=True)
-        publish(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def read_manifest(folder: Path) -> dict[str, Any] | None:

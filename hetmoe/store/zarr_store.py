@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 
 from hetmoe.errors import HetmoeError
+from hetmoe.vectors import SortedIds
 from hetmoe.store.identity import TEXT_HASH
 from hetmoe.store.layout import (
     APPEND_PLAN,
@@ -55,7 +56,7 @@ class EmbeddingStore:
         self._vectors = vectors
         self.ids = ids
         self._matrix: np.ndarray | None = None
-        self._sorted: tuple[np.ndarray, np.ndarray] | None = None
+        self._lookup: SortedIds | None = None
 
     @classmethod
     def open(cls, path: str | Path, card_hash: str | None = None) -> EmbeddingStore:
@@ -138,22 +139,16 @@ class EmbeddingStore:
 
     def rows(self, ids: Sequence[str] | np.ndarray) -> np.ndarray:
         """Row index of each id (vectorised binary search); unknown ids raise KeyError naming a few of them."""
-        if self._sorted is None:
-            order = np.argsort(self.ids, kind="stable")
-            self._sorted = (self.ids[order], order)
-        sorted_ids, order = self._sorted
-        wanted = np.asarray(ids, dtype=str).reshape(-1)
-        if wanted.size == 0:
-            return np.zeros(0, dtype=np.int64)
-        pos = np.minimum(np.searchsorted(sorted_ids, wanted), len(sorted_ids) - 1)
-        missing = sorted_ids[pos] != wanted
-        if missing.any():
-            unknown = wanted[missing]
+        if self._lookup is None:
+            self._lookup = SortedIds(self.ids)
+        rows, found = self._lookup.find(ids)
+        if not found.all():
+            unknown = np.asarray(ids, dtype=str).reshape(-1)[~found]
             raise KeyError(
                 f"{unknown.size} id(s) not in {self.path}: {', '.join(map(str, unknown[:5]))}"
                 f"{' ...' if unknown.size > 5 else ''}"
             )
-        return order[pos].astype(np.int64)
+        return rows
 
     def get(self, ids: Sequence[str] | np.ndarray) -> np.ndarray:
         """float32 (n, dim) vectors for ``ids`` in the given order."""
