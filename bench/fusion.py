@@ -31,7 +31,7 @@ from typing import Any
 
 from hetmoe.moe.features import load_pairs
 from hetmoe.moe.fit import load_data, resolve_experts, training_pairs, variant_spec
-from hetmoe.moe.metrics import auc, auc_by_market, bootstrap_delta, macro
+from hetmoe.moe.ranking import auc, auc_by_market, bootstrap_delta, macro
 from hetmoe.moe.spec import ModelSpec
 from hetmoe.moe.train import TrainConfig, net_logits, train_net
 

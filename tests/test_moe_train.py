@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import numpy as np
 from hetmoe.moe.features import PairSet
-from hetmoe.moe.metrics import auc
+from hetmoe.moe.ranking import auc
 from hetmoe.moe.pairstats import group_stats, pair_cosines
 from hetmoe.vectors import l2_normalize
 from hetmoe.moe.spec import ModelSpec

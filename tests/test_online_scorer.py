@@ -284,7 +284,9 @@ def test_serve_refuses_open_bind_without_key(tmp_path: Path) -> None:
 def test_scorer_runs_numpy_blas_single_threaded(scorer: Scorer) -> None:
     from threadpoolctl import threadpool_info
 
-    assert all(lib["num_threads"] == 1 for lib in threadpool_info() if lib["internal_api"] == "openblas")
+    blas = [lib for lib in threadpool_info() if lib["internal_api"] == "openblas"]
+    assert blas, "threadpoolctl finds no OpenBLAS under numpy: the check below would pass on nothing"
+    assert [lib["num_threads"] for lib in blas] == [1] * len(blas)
 
 
 def test_built_encoders_use_one_thread_and_handed_ones_must_match_the_card(built: tuple[Path, dict]) -> None:

@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from hetmoe.diagnose import metrics
+from hetmoe.diagnose import geometry
 from hetmoe.vectors import l2_normalize
 
 log = logging.getLogger(__name__)
@@ -102,14 +102,14 @@ def concat_norm_ratio(inputs: dict[str, np.ndarray], concat: np.ndarray) -> dict
 
 
 def _geometry(fused: np.ndarray, native_knn: dict[str, np.ndarray], k: int, queries: np.ndarray | None) -> dict[str, Any]:
-    neighbours = metrics.knn_sets(fused, k, queries)
-    overlap = {name: metrics.knn_overlap(neighbours, own) for name, own in sorted(native_knn.items())}
+    neighbours = geometry.knn_sets(fused, k, queries)
+    overlap = {name: geometry.knn_overlap(neighbours, own) for name, own in sorted(native_knn.items())}
     unit = l2_normalize(fused, np.float64)
     return {
         "knn_overlap": overlap,
         "mean_knn_overlap": float(np.mean(list(overlap.values()))),
-        "effective_rank": metrics.effective_rank(unit),
-        "effective_rank_centered": metrics.effective_rank(unit, center=True),
+        "effective_rank": geometry.effective_rank(unit),
+        "effective_rank_centered": geometry.effective_rank(unit, center=True),
         "width": int(fused.shape[1]),
     }
 
@@ -124,7 +124,7 @@ def fusion_geometry(
 ) -> dict[str, Any]:
     """Compare the average of ``average_inputs`` and the concatenation of ``concat_inputs`` with each expert's own
     neighbourhoods ``native_knn`` (k nearest neighbours of the rows ``queries``, default all, in expert e's original
-    space, as :func:`metrics.knn_sets` returns them).
+    space, as :func:`geometry.knn_sets` returns them).
 
     The two inputs are the same per-expert vectors, except that averaging needs them at one width (see
     :func:`raw_fusion_inputs`) while concatenating does not. Effective ranks are measured on L2-normalised fused

@@ -34,7 +34,7 @@ LIBRARIES = ("hetmoe", "bm25s", "pythainlp", "PyStemmer", "regex", "numpy", "sci
 
 def items_fingerprint(dataset: Dataset) -> str:
     """sha256 over item ids and ``item_texts()``: the same value an embedding store records for its items part."""
-    from hetmoe.store.embed import PartInput
+    from hetmoe.store.manifest import PartInput
 
     texts = dataset.item_texts()
     return PartInput("items", texts["item_id"], texts["text"]).fingerprint()

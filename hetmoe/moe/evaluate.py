@@ -19,7 +19,7 @@ from hetmoe.moe.artifacts import read_config
 from hetmoe.moe.features import PairSet, load_pairs
 from hetmoe.moe.fit import load_data
 from hetmoe.moe.guard import market_guard
-from hetmoe.moe.metrics import auc, auc_by_market, bootstrap_delta, macro, ndcg_at_k
+from hetmoe.moe.ranking import auc, auc_by_market, bootstrap_delta, macro, ndcg_at_k
 
 log = logging.getLogger(__name__)
 ORDER = ("moe", "weighted", "average", "soft", "rule", "concat-all", "lightgbm")

@@ -16,7 +16,7 @@ import numpy as np
 
 from hetmoe.moe.features import PairSet
 from hetmoe.moe.infer import MoEModel
-from hetmoe.moe.metrics import auc_by_market, macro
+from hetmoe.moe.ranking import auc_by_market, macro
 from hetmoe.moe.rule import fit_rule_table
 from hetmoe.moe.spec import ModelSpec
 from hetmoe.moe.train import TrainConfig, TrainResult, train_net

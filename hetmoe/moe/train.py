@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 
 from hetmoe.moe.features import PairSet
-from hetmoe.moe.metrics import auc, auc_by_market, macro
+from hetmoe.moe.ranking import auc, auc_by_market, macro
 from hetmoe.moe.spec import ModelSpec
 
 log = logging.getLogger(__name__)

@@ -34,16 +34,8 @@ import polars as pl
 
 from hetmoe.files import write_json_atomic
 from hetmoe.errors import HetmoeError
-from hetmoe.store.embed import (
-    IDENTITY_KEYS,
-    KIND,
-    PartInput,
-    _versions,
-    embed_dataset,
-    encode_unique,
-    read_inputs,
-    to_float16,
-)
+from hetmoe.store.embed import embed_dataset, encode_unique, to_float16
+from hetmoe.store.manifest import IDENTITY_KEYS, KIND, PartInput, read_inputs, store_versions
 from hetmoe.store.identity import TEXT_HASH, text_hashes
 from hetmoe.store.layout import (
     APPEND_PLAN,
@@ -134,7 +126,7 @@ def _append_locked(data_dir: Path, card: ExpertCard, folder: Path, chunk_size: i
     else:
         log.info("%s: resuming an unfinished append", folder)
     encoder = encoder or _build(card, manifest)
-    now, then = _versions(card), manifest.get("versions", {})
+    now, then = store_versions(card), manifest.get("versions", {})
     if now.get(card.backend) != then.get(card.backend):
         log.warning("%s: the store was built with %s %s, this run has %s; new rows may not match old ones bit for bit",
                     folder, card.backend, then.get(card.backend), now.get(card.backend))
@@ -281,7 +273,7 @@ def _publish(folder: Path, manifest: dict[str, Any], plan: Mapping[str, Any], ca
     for part, spec in plan["parts"].items():
         entry = {key: spec[key] for key in ("previous_fingerprint", "rows_fingerprint", "from")}
         entry.update({"fingerprint": _target(spec), "rows_added": spec["count"] - spec["from"], "data": plan["data"],
-                      "appended": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "versions": _versions(card)})
+                      "appended": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "versions": store_versions(card)})
         parts[part] = {**parts[part], "count": spec["count"], "n_chunks": -(-spec["count"] // size),
                        "input_fingerprint": entry["fingerprint"], "history": [*parts[part].get("history", []), entry]}
     timing = {part: chunk_timing(folder / f"{part}.zarr") for part in PARTS}

@@ -58,6 +58,6 @@ def check_dataset(stores: Any, dataset: Any, expert: str, store_root: Any) -> No
 
 
 def _fingerprint(part: str, frame: pl.DataFrame, id_col: str) -> str:
-    from hetmoe.store.embed import PartInput
+    from hetmoe.store.manifest import PartInput
 
     return PartInput(part, frame[id_col], frame["text"]).fingerprint()
