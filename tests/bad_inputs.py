@@ -41,7 +41,7 @@ def _corrupt(ws: Path) -> Path:
 
 def _cards(body: str) -> Callable[[Path], Path]:
     return file_maker(
-        "cards.toml", f'[defaults]\nexperts = ["bad"]\n[experts.static]\n{GOOD_CARD}[experts.bad]\n{body}\n'.encode()
+        "cards.toml", f'[defaults]\nexperts = ["bad"]\nrouter_expert = "static"\n[experts.static]\n{GOOD_CARD}[experts.bad]\n{body}\n'.encode()
     )
 
 

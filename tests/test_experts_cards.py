@@ -11,7 +11,7 @@ import pytest
 
 from hetmoe.errors import HetmoeError
 from hetmoe.experts.base import Encoder
-from hetmoe.experts.card import ExpertCard, default_experts, get_card, load_cards
+from hetmoe.experts.card import ExpertCard, default_experts, default_router_expert, get_card, load_cards
 from hetmoe.experts.registry import build_encoder
 
 BASE = {"name": "x", "backend": "model2vec", "model": "pkg:static_model/model"}
@@ -82,6 +82,20 @@ def test_cards_file_from_env_relative_model_and_unknown_name(tmp_path: Path, mon
     toml.write_text('[defaults]\nexperts = ["ghost"]\n[experts.mine]\nbackend = "b"\nmodel = "m"\n')
     with pytest.raises(HetmoeError, match="unknown experts \\['ghost'\\]"):
         default_experts()
+
+
+def test_router_expert_and_fast_experts_come_from_the_cards_file(tmp_path: Path) -> None:
+    assert default_router_expert() in default_experts(key="fast_experts")  # the repo's: the cheapest real experts
+    toml = tmp_path / "cards.toml"
+    card = '[experts.mine]\nbackend = "model2vec"\nmodel = "m"\n'
+    toml.write_text('[defaults]\nexperts = ["mine"]\nrouter_expert = "mine"\n' + card)
+    assert default_router_expert(toml) == "mine"
+    toml.write_text('[defaults]\nexperts = ["mine"]\n' + card)
+    with pytest.raises(HetmoeError, match="lacks \\[defaults\\] router_expert"):
+        default_router_expert(toml)
+    toml.write_text('[defaults]\nexperts = ["mine"]\nrouter_expert = "ghost"\n' + card)
+    with pytest.raises(HetmoeError, match="router_expert in .* names unknown experts \\['ghost'\\]"):
+        default_router_expert(toml)
 
 
 def test_unknown_backend_and_plugins() -> None:

@@ -227,18 +227,29 @@ def get_card(name: str, path: str | Path | None = None) -> ExpertCard:
     return _build(p, name, table[name])
 
 
-def default_experts(path: str | Path | None = None) -> list[str]:
-    """The ``[defaults] experts`` list of the cards file (names checked against the file; the cards are not built)."""
+def default_experts(path: str | Path | None = None, key: str = "experts") -> list[str]:
+    """The ``[defaults] experts`` list of the cards file (names checked against the file; the cards are not built);
+    ``key="fast_experts"``: the cheap real experts benchmarks use where quality does not matter."""
+    return _default_names(path, key, f"{key} = [...] (a list of card names)")
+
+
+def default_router_expert(path: str | Path | None = None) -> str:
+    """The ``[defaults] router_expert`` of the cards file: the cheap expert whose query vector feeds the router."""
+    return _default_names(path, "router_expert", 'router_expert = "NAME" (the cheap expert the router reads)')[0]
+
+
+def _default_names(path: str | Path | None, key: str, shape: str) -> list[str]:
+    """``[defaults] <key>`` (one card name or a list of them), each checked against the file's cards."""
     p, doc = _read_toml(path)
     defaults = doc.get("defaults", {})
-    names = defaults.get("experts") if isinstance(defaults, dict) else None
+    value = defaults.get(key) if isinstance(defaults, dict) else None
+    names = [value] if isinstance(value, str) else value
     if not isinstance(names, list) or not names or not all(isinstance(n, str) for n in names):
-        raise HetmoeError(f"expert cards file {p} lacks [defaults] experts = [...] (a list of card names); "
-                          "add the default expert names")
+        raise HetmoeError(f"expert cards file {p} lacks [defaults] {shape}; add it")
     table = _table(p, doc)
     unknown = [n for n in names if n not in table]
     if unknown:
         raise HetmoeError(
-            f"[defaults] experts in {p} names unknown experts {unknown}; known: {', '.join(sorted(table))}"
+            f"[defaults] {key} in {p} names unknown experts {unknown}; known: {', '.join(sorted(table))}"
         )
     return list(names)

@@ -123,7 +123,7 @@ def fit(
     seed: int = 0,
     variants: str | Sequence[str] = "all",
     eval_split: str | None = None,
-    router_expert: str = "static",
+    router_expert: str | None = None,
     train_config: TrainConfig | None = None,
     spec_overrides: dict[str, Any] | None = None,
     stack: bool = True,
@@ -134,6 +134,10 @@ def fit(
     ``stack``, the net or its stacked head (:mod:`hetmoe.moe.select`); the baselines route with exactly ``k``."""
     t0 = time.perf_counter()
     experts = resolve_experts(experts)
+    if router_expert is None:
+        from hetmoe.experts.card import default_router_expert
+
+        router_expert = default_router_expert()
     if k < 1 or k > len(experts):
         raise HetmoeError(f"k={k} must be between 1 and the number of experts ({len(experts)})")
     cfg = replace(train_config or TrainConfig(), seed=seed)

@@ -46,7 +46,7 @@ class ModelSpec:
     rank: int = 48
     width: int = 32
     hidden: int = 64
-    router_expert: str = "static"
+    router_expert: str = ""  # the expert whose query vector feeds a learned router (fit names it)
     router_dim: int = 0
     router_hidden: int = 32
     router_noise: float = 1.0

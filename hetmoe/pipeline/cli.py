@@ -17,7 +17,7 @@ def register(app: typer.Typer) -> None:
         cards: Path = typer.Option(None, "--cards", help="Expert cards TOML (default: configs/experts.toml or $HETMOE_CARDS)."),
         k: int = typer.Option(2, help="Experts routed per query."),
         seed: int = typer.Option(0, help="Seed for training."),
-        router_expert: str = typer.Option("static", "--router-expert", help="Cheap expert whose query vector feeds the router."),
+        router_expert: str = typer.Option(None, "--router-expert", help="Cheap expert whose query vector feeds the router (default: the cards file's [defaults] router_expert)."),
         lexical: str = typer.Option("lexical", "--lexical", help="Lexical expert card fed to every head (BM25, char n-grams, token overlap); 'none' to leave it out."),
     ) -> None:
         """Run the whole pipeline on a dataset folder: embed, index, fit, evaluate (on test, else valid), diagnose."""

@@ -32,15 +32,16 @@ def run_pipeline(
     cards: Path | None = None,
     k: int = 2,
     seed: int = 0,
-    router_expert: str = "static",
+    router_expert: str | None = None,
     lexical: str | None = "lexical",
 ) -> dict:
     """Embed, index, fit and evaluate ``data_dir`` into ``out/{stores,model,report}``; returns the report dict.
 
-    ``lexical``: the lexical expert's card, fitted on the catalog and fed to every head (None: embeddings only)."""
+    ``router_expert``: default the cards file's ``[defaults] router_expert``; ``lexical``: the lexical expert's card,
+    fitted on the catalog and fed to every head (None: embeddings only)."""
     from hetmoe.data.validate import check_dataset
     from hetmoe.diagnose.run import diagnose
-    from hetmoe.experts.card import default_experts, get_card
+    from hetmoe.experts.card import default_experts, default_router_expert, get_card
     from hetmoe.moe.evaluate import evaluate
     from hetmoe.moe.fit import fit
     from hetmoe.store.embed import embed_dataset
@@ -48,6 +49,7 @@ def run_pipeline(
 
     dataset = check_dataset(data_dir)
     experts = list(dict.fromkeys(experts or default_experts(cards)))
+    router_expert = router_expert or default_router_expert(cards)
     used = _check_arguments(experts, router_expert, k, cards)
     lexical_card = get_card(lexical, cards) if lexical else None  # checked before any work, like the others
     store, model, report = out / "stores", out / "model", out / "report"
