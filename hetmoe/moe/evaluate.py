@@ -20,9 +20,9 @@ from hetmoe.moe.features import PairSet, load_pairs
 from hetmoe.moe.fit import load_data
 from hetmoe.moe.guard import market_guard
 from hetmoe.moe.ranking import auc, auc_by_market, bootstrap_delta, macro, ndcg_at_k
+from hetmoe.moe.variants import REPORT_ORDER
 
 log = logging.getLogger(__name__)
-ORDER = ("moe", "weighted", "average", "soft", "rule", "concat-all", "lightgbm")
 
 
 def score_net(model: Any, pairs: PairSet) -> tuple[np.ndarray, np.ndarray]:
@@ -135,4 +135,4 @@ def evaluate(
 
 def _ordered(variants: dict[str, Any]) -> list[str]:
     singles = sorted(n for n in variants if n.startswith("single:"))
-    return [n for n in ORDER if n in variants] + singles + [n for n in variants if n not in ORDER and n not in singles]
+    return [n for n in REPORT_ORDER if n in variants] + singles + [n for n in variants if n not in REPORT_ORDER and n not in singles]

@@ -24,12 +24,10 @@ from hetmoe.moe.features import PairSet, carve_by_query, load_pairs
 from hetmoe.moe.rule import fit_rule_table
 from hetmoe.moe.spec import ModelSpec
 from hetmoe.moe.train import TrainConfig, TrainResult, net_logits, train_net
+from hetmoe.moe.variants import LIGHTGBM, SINGLE, TEACHER, variant_names, variant_spec
 
 log = logging.getLogger(__name__)
 CARVE_FRACTION = 0.15
-# The soft variant drops an expert whose gate weight is under half of a uniform share (1 / n_experts): a clearly
-# unwanted expert is not encoded, while a gate near uniform (an unsure router) keeps every expert.
-SOFT_SHARE = 0.5
 
 
 def variant_dir(name: str) -> str:
@@ -82,35 +80,16 @@ def training_pairs(
 
 
 def _requested(variants: str | Sequence[str], experts: list[str]) -> list[str]:
-    names = ["weighted", "average", "soft", "concat-all", "rule", *[f"single:{e}" for e in experts], "lightgbm"]
+    names = variant_names(experts)
     if variants == "all":
         return names
     wanted = [variants] if isinstance(variants, str) else list(variants)
     wanted = [w for w in wanted if w != "moe"]
-    expanded = [n for w in wanted for n in (names if w == "all" else [f"single:{e}" for e in experts] if w == "single" else [w])]
+    expanded = [n for w in wanted for n in (names if w == "all" else [f"{SINGLE}:{e}" for e in experts] if w == SINGLE else [w])]
     unknown = [w for w in expanded if w not in names]
     if unknown:
-        raise HetmoeError(f"unknown variant(s) {', '.join(unknown)}; choose from moe, {', '.join(names)} (or 'single', 'all')")
+        raise HetmoeError(f"unknown variant(s) {', '.join(unknown)}; choose from moe, {', '.join(names)} (or '{SINGLE}', 'all')")
     return list(dict.fromkeys(expanded))
-
-
-def variant_spec(name: str, base: ModelSpec, rule_table: dict[str, list[str]]) -> ModelSpec:
-    """The ModelSpec of a named variant, derived from the main model's spec."""
-    if name == "moe":
-        return base
-    if name in ("weighted", "average"):
-        return replace(base, fusion=name)
-    if name == "soft":
-        return replace(base, router="soft", soft_threshold=SOFT_SHARE / base.n_experts)
-    if name == "concat-all":
-        return replace(base, router="none")
-    if name == "rule":
-        return replace(base, router="rule", rule_table=rule_table)
-    if name.startswith("single:"):
-        expert = name.split(":", 1)[1]
-        i = base.experts.index(expert)
-        return replace(base, experts=[expert], dims=[base.dims[i]], router="none", k=1)
-    raise HetmoeError(f"unknown variant '{name}'")
 
 
 def fit(
@@ -177,19 +156,19 @@ def fit(
     if cfg.distill_weight > 0:
         # The teacher (concat-all, every expert) trains first on plain labels; every other net variant, baselines
         # included, mixes its logits into the targets, so the comparisons stay like for like.
-        if "concat-all" in names:  # saved as that variant instead of being trained twice
-            names = ["concat-all", *[n for n in names if n != "concat-all"]]
-        teacher_spec = variant_spec("concat-all", base, rule_table)
+        if TEACHER in names:  # saved as that variant instead of being trained twice
+            names = [TEACHER, *[n for n in names if n != TEACHER]]
+        teacher_spec = variant_spec(TEACHER, base, rule_table)
         teacher = train_net(teacher_spec, train, stop, replace(cfg, distill_weight=0.0))
         teacher_logits = net_logits(teacher_spec, teacher.weights, train)
     moe_used = list(dict.fromkeys([*experts, router_expert]))
     moe_meta = {**common, "experts": {e: identity[e] for e in moe_used},
-                "distilled_from": "concat-all" if teacher is not None else None}
+                "distilled_from": TEACHER if teacher is not None else None}
     selection = fit_moe(out, base, train, stop, cfg, teacher_logits, stack, moe_meta)
     index.update({name: variant_dir(name) for name in selection["saved"]})
     for name in names:
         target = out / variant_dir(name)
-        if name == "lightgbm":
+        if name == LIGHTGBM:
             from hetmoe.moe.lgbm import train_lgbm
 
             model = train_lgbm(train, stop, seed=seed, threads=cfg.threads)
@@ -197,12 +176,12 @@ def fit(
         else:
             spec = variant_spec(name, base, rule_table)
             used = spec.experts + ([router_expert] if spec.learned_router and router_expert not in spec.experts else [])
-            if teacher is not None and name == "concat-all":
+            if teacher is not None and name == TEACHER:
                 result = teacher
             else:
                 result = train_net(spec, train.select_experts(spec.experts), stop.select_experts(spec.experts), cfg,
                                    teacher=teacher_logits)
-            distilled = "concat-all" if teacher is not None and name != "concat-all" else None
+            distilled = TEACHER if teacher is not None and name != TEACHER else None
             meta = {"variant": name, **common, "experts": {e: identity[e] for e in used}, "metrics": result.metrics,
                     "distilled_from": distilled}
             save_net(target, spec, result.weights, meta)

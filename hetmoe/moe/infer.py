@@ -33,6 +33,7 @@ from hetmoe.errors import HetmoeError
 from hetmoe.moe.pairstats import group_stats, pair_cosines
 from hetmoe.vectors import l2_normalize
 from hetmoe.moe.reference import reference_stats
+from hetmoe.moe.routers import every_expert, router_kind
 from hetmoe.moe.spec import ModelSpec
 
 
@@ -130,23 +131,15 @@ class MoEModel:
             if markets.shape[0] == 1 and router_vec.shape[0] > 1:
                 markets = np.repeat(markets, router_vec.shape[0])
         n = markets.shape[0]
-        if s.router == "none" or s.n_experts == 1:
-            return np.tile(np.arange(s.n_experts, dtype=np.int64), (n, 1)), np.ones((n, s.n_experts), np.float32)
-        if s.router == "rule":
-            fallback = s.rule_table["*"]
-            rows = [s.rule_table.get(str(m), fallback) for m in markets]
-            idx = np.array([[s.experts.index(e) for e in row] for row in rows], dtype=np.int64)
-            return idx, np.ones(idx.shape, np.float32)
+        if s.n_experts == 1:
+            return every_expert(n, 1)
+        kind = router_kind(s.router)
+        if not kind.learned:
+            return kind.route(s, markets, None)
         if router_vec is None or router_vec.shape != (n, s.router_dim):
             got = None if router_vec is None else router_vec.shape
             raise HetmoeError(f"router needs the '{s.router_expert}' query vector of shape ({n}, {s.router_dim}), got {got}")
-        probs = self.router_probs(markets, router_vec)
-        if s.router == "hard":
-            idx = np.argsort(-probs, axis=1, kind="stable")[:, : s.k_eff]
-            gates = np.take_along_axis(probs, idx, axis=1)
-            return idx.astype(np.int64), (gates / gates.sum(1, keepdims=True)).astype(np.float32)
-        idx = np.tile(np.arange(s.n_experts, dtype=np.int64), (n, 1))
-        return idx, np.where(probs >= s.soft_threshold, probs, 0.0).astype(np.float32)
+        return kind.route(s, markets, self.router_probs(markets, router_vec))
 
     def router_probs(self, markets: np.ndarray, router_vec: np.ndarray) -> np.ndarray:
         """Softmax over experts (n, N) for learned routers."""

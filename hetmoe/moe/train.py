@@ -15,6 +15,7 @@ import numpy as np
 
 from hetmoe.moe.features import PairSet
 from hetmoe.moe.ranking import auc, auc_by_market, macro
+from hetmoe.moe.routers import router_kind
 from hetmoe.moe.spec import ModelSpec
 
 log = logging.getLogger(__name__)
@@ -51,17 +52,8 @@ class TrainResult:
 
 
 def fixed_gates(spec: ModelSpec, pairs: PairSet) -> np.ndarray | None:
-    """(n, N) gates of a rule router (1 for the market's experts), None for other routers."""
-    if spec.router != "rule":
-        return None
-    table = spec.rule_table
-    gates = np.zeros((len(pairs), spec.n_experts), np.float32)
-    names = pairs.market_names
-    for market in np.unique(names):
-        cols = [spec.experts.index(e) for e in table.get(str(market), table["*"])]
-        rows = np.flatnonzero(names == market)
-        gates[np.ix_(rows, cols)] = 1.0
-    return gates
+    """(n, N) training gates of a router kind without a network (e.g. rule), None for "every expert, gate 1"."""
+    return router_kind(spec.router).fixed_gates(spec, pairs.market_names)
 
 
 class _Tensors:
