@@ -63,7 +63,7 @@ def main() -> None:
     from hetmoe.store.embed import embed_dataset
     from hetmoe.store.index import ItemIndex, build_index
     from hetmoe.store.index_append import append_index
-    from hetmoe.store.layout import open_expert
+    from hetmoe.store.zarr_store import open_expert
 
     work = args.workdir or Path(tempfile.mkdtemp(prefix="hetmoe-append-"))
     base, counts = split(args.data, work / "base", args.new)

@@ -58,7 +58,7 @@ def static_titles(n: int, n_queries: int) -> tuple[np.ndarray, np.ndarray]:
 
 def from_store(store: Path, expert: str, n_queries: int) -> tuple[np.ndarray, np.ndarray]:
     from hetmoe.store.index import normalize
-    from hetmoe.store.layout import open_expert
+    from hetmoe.store.zarr_store import open_expert
 
     stores = open_expert(store, expert)
     queries = stores.queries.load()

@@ -143,7 +143,7 @@ def score_vs_eval(work: Path, model: Path) -> dict:
     from hetmoe.moe.fit import load_data
     from hetmoe.moe.infer import MoEModel
     from hetmoe.scale.score import score_pairs
-    from hetmoe.store.layout import open_expert
+    from hetmoe.store.zarr_store import open_expert
     from threadpoolctl import threadpool_limits
 
     moe = MoEModel.load(model)

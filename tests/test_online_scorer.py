@@ -79,7 +79,7 @@ def _judged(data: Dataset, n: int = 3) -> list[tuple[str, str, list[str]]]:
 # ----- Scorer ---------------------------------------------------------------------------------------------------
 
 def test_score_equals_stage_two_model_on_the_same_pairs(scorer: Scorer, built: tuple[Path, dict], data: Dataset) -> None:
-    from hetmoe.store.layout import open_expert
+    from hetmoe.store.zarr_store import open_expert
 
     _, encoders = built
     text, market, ids = _judged(data, 1)[0]

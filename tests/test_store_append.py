@@ -27,7 +27,8 @@ from hetmoe.store.embed import embed_dataset
 from hetmoe.store.manifest import PartInput
 from hetmoe.store.index import ItemIndex, build_index
 from hetmoe.store.index_append import append_index
-from hetmoe.store.layout import APPEND_PLAN, done_dir, open_expert, part_path
+from hetmoe.store.layout import APPEND_PLAN, done_dir, part_path
+from hetmoe.store.zarr_store import open_expert
 
 EXPERT = "static"
 CHUNK = 64

@@ -16,7 +16,7 @@ from hetmoe.experts.card import get_card
 from hetmoe.moe.features import load_pairs
 from hetmoe.store.embed import embed_dataset
 from hetmoe.store.identity import TEXT_HASH, text_hashes
-from hetmoe.store.layout import open_expert
+from hetmoe.store.zarr_store import open_expert
 
 EXPERT = "static"
 

@@ -112,7 +112,7 @@ def load_pairs(
     if pair_stats not in PAIR_STATS:
         raise HetmoeError(f"pair_stats must be one of {PAIR_STATS}, got {pair_stats!r}")
     from hetmoe.store.identity import check_dataset
-    from hetmoe.store.layout import open_expert
+    from hetmoe.store.zarr_store import open_expert
 
     judg = dataset.judgments.filter(pl.col("split").is_in(splits))  # type: ignore[attr-defined]
     if judg.height == 0:

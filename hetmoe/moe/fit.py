@@ -19,10 +19,12 @@ from typing import Any, Sequence
 import numpy as np
 
 from hetmoe.errors import HetmoeError
-from hetmoe.moe.artifacts import expert_identity, lexical_identity, save_net, write_json
+from hetmoe.moe.artifacts import expert_identity, lexical_identity, write_json
 from hetmoe.moe.features import PairSet, carve_by_query, load_pairs
+from hetmoe.moe.infer import MoEModel
 from hetmoe.moe.rule import fit_rule_table
 from hetmoe.moe.spec import ModelSpec
+from hetmoe.moe.stacked import StackHead
 from hetmoe.moe.train import TrainConfig, TrainResult, net_logits, train_net
 from hetmoe.moe.variants import LIGHTGBM, SINGLE, TEACHER, variant_names, variant_spec
 
@@ -184,7 +186,7 @@ def fit(
             distilled = TEACHER if teacher is not None and name != TEACHER else None
             meta = {"variant": name, **common, "experts": {e: identity[e] for e in used}, "metrics": result.metrics,
                     "distilled_from": distilled}
-            save_net(target, spec, result.weights, meta)
+            MoEModel(spec, result.weights).save(target, meta)
         index[name] = variant_dir(name)
     seconds = time.perf_counter() - t0
     write_json(out / "fit.json", {"variants": index, "experts": experts, "k": k, "router_expert": router_expert,
@@ -206,20 +208,18 @@ def fit_moe(out: Path, base: ModelSpec, train: PairSet, stop: PairSet, cfg: Trai
                               "candidates": [c.summary() for c in candidates], "router": chosen.name}
     heads = {"net": (chosen.model, None, chosen.stop_auc_macro)}
     if stack:
-        from hetmoe.moe.stack import StackedModel, cross_fit_logits, train_stack
+        from hetmoe.moe.stack import cross_fit_logits, train_stack
 
         oof = cross_fit_logits(chosen.model.spec, train, stop, cfg, teacher)
         booster = train_stack(chosen.model, train, stop, oof, cfg.seed, cfg.threads)
-        stacked = StackedModel(chosen.model.spec, chosen.model.weights)
-        stacked.booster = booster
+        stacked = MoEModel(chosen.model.spec, chosen.model.weights, stack=StackHead(booster))
         heads["stacked"] = (stacked, booster, held_out(stacked, stop)[0])
     winner = max(heads, key=lambda h: np.nan_to_num(heads[h][2], nan=-1.0))
     record.update({"heads": {h: v[2] for h, v in heads.items()}, "head": winner, "saved": []})
     for head, (model, booster, score) in heads.items():
         name = "moe" if head == winner else f"moe:{head}"
-        save_net(out / variant_dir(name), model.spec, model.weights,
-                 {"variant": name, **meta, "metrics": {**chosen.result.metrics, "stop_auc_macro_head": score}},
-                 booster=booster)
+        model.save(out / variant_dir(name),
+                   {"variant": name, **meta, "metrics": {**chosen.result.metrics, "stop_auc_macro_head": score}})
         record["saved"].append(name)
     log.info("MoE: %s routing with the %s head (held-out macro AUC %s)", chosen.name, winner,
              ", ".join(f"{h} {v[2]:.4f}" for h, v in heads.items()))

@@ -18,7 +18,7 @@ import numpy as np
 from hetmoe.errors import HetmoeError
 from hetmoe.moe.artifacts import FORMAT, read_config, write_json
 from hetmoe.moe.features import PairSet
-from hetmoe.moe.stack import expert_columns
+from hetmoe.moe.stacked import expert_columns
 
 log = logging.getLogger(__name__)
 # Boosting rounds are chosen, not tuned: early stopping decides the tree count (28 binary trees on the small demo), so

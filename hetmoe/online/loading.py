@@ -7,8 +7,6 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
-
 from hetmoe.errors import HetmoeError
 from hetmoe.online.catalog import ItemCatalog
 from hetmoe.online.retrieval import Retriever
@@ -22,22 +20,20 @@ logger = logging.getLogger(__name__)
 def load_parts(model_dir: str | Path, store_root: str | Path | None, data_dir: str | Path | None,
                with_indexes: bool | None) -> tuple[MoEModel, ItemCatalog, Retriever | None, Any]:
     """(model, catalog, retriever or None, lexical expert or None); ``with_indexes`` as in ``Scorer.load``."""
+    from hetmoe.moe.artifacts import check_identity
     from hetmoe.moe.infer import MoEModel
-    from hetmoe.store.layout import open_expert
 
-    model = MoEModel.load(model_dir, store_root=store_root)
+    model = MoEModel.load(model_dir, store_root=store_root, check_stores=False)
     root = model.store_root
     if root is None:
         raise HetmoeError(f"{model_dir}: config.json records no store_root; pass store_root= (the stores the model was trained on)")
-    per_expert: dict[str, tuple[np.ndarray, np.ndarray]] = {}
-    for expert in model.experts:
-        items = open_expert(root, expert, card_hash=model.config["experts"][expert].get("card_hash")).items
-        per_expert[expert] = (items.ids, items.load())
-    catalog = ItemCatalog.aligned(per_expert)
+    opened = check_identity(model.config, root, Path(model_dir))  # each store part is opened once, here
+    items = {expert: opened[expert].items for expert in model.experts}
+    catalog = ItemCatalog.aligned({expert: (store.ids, store.load()) for expert, store in items.items()})
     _attach_markets(catalog, data_dir or model.config.get("dataset"))
     if with_indexes is None:
         with_indexes = _indexes_present(root, model.experts)
-    retriever = Retriever.load(root, model.experts, catalog) if with_indexes else None
+    retriever = Retriever.load(root, model.experts, catalog, items) if with_indexes else None
     lexical = None
     if model.spec.lexical_store:
         from hetmoe.lexical.store import open_lexical

@@ -36,13 +36,15 @@ class Retriever:
         self._lock = threading.Lock()
 
     @classmethod
-    def load(cls, store_root: str | Path, experts: Sequence[str], catalog: ItemCatalog) -> Retriever:
-        """Load every expert's index (each refuses a store rebuilt since it was built) and align its rows."""
+    def load(cls, store_root: str | Path, experts: Sequence[str], catalog: ItemCatalog,
+             items: Mapping[str, Any] | None = None) -> Retriever:
+        """Load every expert's index (each refuses a store rebuilt since it was built) and align its rows; ``items``:
+        the experts' item stores when the caller has them open already."""
         from hetmoe.store.index import ItemIndex
 
         indexes, row_maps = {}, {}
         for expert in experts:
-            index = ItemIndex.load(store_root, expert)
+            index = ItemIndex.load(store_root, expert, (items or {}).get(expert))
             rows, unknown = catalog.rows(index.ids)
             if unknown.size:
                 raise HetmoeError(f"{expert}: the item index names {unknown.size} items missing from the store; "

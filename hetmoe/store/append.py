@@ -65,22 +65,6 @@ def chain_fingerprint(previous: str, rows: str) -> str:
     return hashlib.sha256((previous + rows).encode("ascii")).hexdigest()
 
 
-def rows_at(part: Mapping[str, Any], fingerprint: str | None) -> int | None:
-    """How many rows a part (``manifest["parts"][name]`` or a store's manifest view) had when its input fingerprint was
-    ``fingerprint``; None when that was never a state of this store (built from other input, or rebuilt since)."""
-    if fingerprint is not None and fingerprint == part.get("input_fingerprint"):
-        return int(part["count"])
-    return next((int(h["from"]) for h in part.get("history", []) if h["previous_fingerprint"] == fingerprint), None)
-
-
-def grown_since(store_root: str | Path, expert: str, part: str, fingerprint: str | None) -> int | None:
-    """Rows appended to an expert's part since its input fingerprint was ``fingerprint`` (0: it still is); None when
-    the store was never in that state."""
-    spec = (read_manifest(expert_dir(store_root, expert)) or {}).get("parts", {}).get(part, {})
-    before = rows_at(spec, fingerprint)
-    return None if before is None else int(spec["count"]) - before
-
-
 def append_dataset(data_dir: str | Path, card: ExpertCard, store_root: str | Path = DEFAULT_STORE,
                    chunk_size: int | None = None, encoder: Encoder | None = None, progress: bool = True,
                    wait: bool = True) -> dict[str, Any]:
@@ -267,7 +251,7 @@ def _marker(path: Path, chunk: int) -> dict[str, Any]:
 
 def _publish(folder: Path, manifest: dict[str, Any], plan: Mapping[str, Any], card: ExpertCard) -> None:
     """Replace the manifest (atomically, last): grown counts, chained fingerprints, history, timing."""
-    from hetmoe.store.zarr_store import chunk_timing
+    from hetmoe.store.layout import chunk_timing
 
     parts, size = dict(manifest["parts"]), int(manifest["chunk_size"])
     for part, spec in plan["parts"].items():

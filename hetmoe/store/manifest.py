@@ -6,7 +6,6 @@ refused (or, with ``--overwrite``, the old store is wiped) instead of mixing vec
 """
 from __future__ import annotations
 
-import hashlib
 import logging
 import sys
 from dataclasses import dataclass
@@ -19,6 +18,7 @@ import polars as pl
 
 from hetmoe.errors import HetmoeError
 from hetmoe.files import write_json_atomic
+from hetmoe.store.identity import StoreIdentity, input_fingerprint
 from hetmoe.store.layout import FORMAT_VERSION, MANIFEST, PARTS, read_manifest
 from hetmoe.store.lock import clear_folder
 
@@ -44,13 +44,7 @@ class PartInput:
         return len(self.ids)
 
     def fingerprint(self) -> str:
-        """sha256 over the byte lengths, then the bytes, of ids and texts in row order: unambiguous and in C speed."""
-        digest = hashlib.sha256()
-        for start in range(0, self.count, 65536):
-            for column in (self.ids.slice(start, 65536), self.texts.slice(start, 65536)):
-                digest.update(column.str.len_bytes().to_numpy().astype("<i8").tobytes())
-                digest.update("".join(column.to_list()).encode("utf-8"))
-        return digest.hexdigest()
+        return input_fingerprint(self.ids, self.texts)
 
 
 def read_inputs(data_dir: str | Path) -> list[PartInput]:
@@ -104,7 +98,7 @@ def mismatch(old: dict[str, Any], new: dict[str, Any]) -> str | None:
             return f"built with {label} {mine}, but this run has {theirs}"
     for part, spec in new["parts"].items():
         had = old.get("parts", {}).get(part, {})
-        if (had.get("count"), had.get("input_fingerprint")) != (spec["count"], spec["input_fingerprint"]):
+        if StoreIdentity.of(had) != StoreIdentity.of(spec):
             return (
                 f"built from other input ({part}: {had.get('count')} rows, fingerprint {str(had.get('input_fingerprint'))[:12]}; "
                 f"now {spec['count']} rows, {spec['input_fingerprint'][:12]}; if it only adds rows, --append encodes just those)"
@@ -132,7 +126,7 @@ def existing_manifest(folder: Path, identity: dict[str, Any], overwrite: bool) -
 
 def seal(folder: Path, manifest: dict[str, Any]) -> None:
     """Once every chunk of every part exists, record completion and summed timing in the manifest (idempotent)."""
-    from hetmoe.store.zarr_store import chunk_timing
+    from hetmoe.store.layout import chunk_timing
 
     if manifest.get("complete"):
         return

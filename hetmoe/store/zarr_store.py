@@ -5,8 +5,8 @@ what the caller expects, so downstream code never trains or scores on zero-fille
 """
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -15,25 +15,7 @@ import numpy as np
 from hetmoe.errors import HetmoeError
 from hetmoe.vectors import SortedIds
 from hetmoe.store.identity import TEXT_HASH
-from hetmoe.store.layout import (
-    APPEND_PLAN,
-    PARTS,
-    completed_chunks,
-    done_dir,
-    read_manifest,
-)
-
-
-def chunk_timing(zarr_path: Path) -> dict[str, float]:
-    """Seconds spent encoding (summed over chunks, all shards) and texts encoded, from the chunk markers."""
-    seconds, texts, rows = 0.0, 0, 0
-    folder = done_dir(zarr_path)
-    for chunk in sorted(completed_chunks(zarr_path)):
-        record = json.loads((folder / f"{chunk:06d}").read_text(encoding="utf-8"))
-        seconds += float(record.get("seconds", 0.0))
-        texts += int(record.get("texts", 0))
-        rows += int(record.get("rows", [0, 0])[1]) - int(record.get("rows", [0, 0])[0])
-    return {"encode_seconds": round(seconds, 3), "texts_encoded": texts, "rows": rows}
+from hetmoe.store.layout import APPEND_PLAN, PARTS, chunk_timing, completed_chunks, part_path, read_manifest
 
 
 def part_manifest(zarr_path: Path, manifest: dict[str, Any]) -> dict[str, Any]:
@@ -153,3 +135,23 @@ class EmbeddingStore:
     def get(self, ids: Sequence[str] | np.ndarray) -> np.ndarray:
         """float32 (n, dim) vectors for ``ids`` in the given order."""
         return self.load()[self.rows(ids)].astype(np.float32)
+
+
+@dataclass(frozen=True)
+class ExpertStores:
+    """Both halves of one expert's store."""
+
+    items: EmbeddingStore
+    queries: EmbeddingStore
+
+    @property
+    def dim(self) -> int:
+        return self.items.dim
+
+
+def open_expert(store_root: str | Path, expert: str, card_hash: str | None = None) -> ExpertStores:
+    """Open an expert's item and query stores; with ``card_hash``, also refuse a store built by another card."""
+    return ExpertStores(
+        items=EmbeddingStore.open(part_path(store_root, expert, "items"), card_hash=card_hash),
+        queries=EmbeddingStore.open(part_path(store_root, expert, "queries"), card_hash=card_hash),
+    )

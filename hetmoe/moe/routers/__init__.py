@@ -1,7 +1,7 @@
 """Router kinds: one module per kind, each holding its training gate (torch) and its serving route (numpy) side by
 side, so the two can never drift apart.
 
-Why a registry: the kind named in a ``ModelSpec`` decides how the net gates experts in training, which experts the
+Why a registry: the kind named in a ``RoutedSpec`` decides how the net gates experts in training, which experts the
 numpy model routes online, and whether a query vector is needed at all. Adding a router is one new module in this
 package that subclasses :class:`RouterKind` and decorates it with :func:`register`; every module here is imported
 when the registry is first read.
@@ -11,14 +11,26 @@ from __future__ import annotations
 import importlib
 import pkgutil
 from dataclasses import replace
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import Any, ClassVar, Protocol
 
 import numpy as np
 
-if TYPE_CHECKING:
-    from hetmoe.moe.spec import ModelSpec
-
 _KINDS: dict[str, RouterKind] = {}
+
+
+class RoutedSpec(Protocol):
+    """What a router kind reads of a :class:`hetmoe.moe.spec.ModelSpec` (which imports this registry)."""
+
+    experts: list[str]
+    k: int
+    soft_threshold: float
+    rule_table: dict[str, list[str]]
+
+    @property
+    def n_experts(self) -> int: ...
+
+    @property
+    def k_eff(self) -> int: ...
 
 
 class RouterKind:
@@ -30,7 +42,7 @@ class RouterKind:
     top_k: ClassVar[bool] = False
     candidate: ClassVar[bool] = False  # the MoE's selection trains this kind at every k (:mod:`hetmoe.moe.select`)
 
-    def prepare(self, spec: ModelSpec, stop: Any, k: int) -> ModelSpec:
+    def prepare(self, spec: RoutedSpec, stop: Any, k: int) -> RoutedSpec:
         """The candidate spec at ``k`` routed by this kind; kinds that fit something on the held-out ``stop`` pairs
         (a rule table) do it here."""
         return replace(spec, k=k, router=self.name, rule_table={})
@@ -40,11 +52,11 @@ class RouterKind:
         its renormalised top-k ``top_gates``."""
         raise NotImplementedError(f"router {self.name!r} has no trained network")
 
-    def fixed_gates(self, spec: ModelSpec, market_names: np.ndarray) -> np.ndarray | None:
+    def fixed_gates(self, spec: RoutedSpec, market_names: np.ndarray) -> np.ndarray | None:
         """Kinds without a network: per pair (n, N) training gates, None for "every expert, gate 1"."""
         return None
 
-    def route(self, spec: ModelSpec, markets: np.ndarray, probs: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
+    def route(self, spec: RoutedSpec, markets: np.ndarray, probs: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
         """Serving: (expert_idx (n, m) int64, gates (n, m) float32) per query; ``probs`` is the router's (n, N)
         softmax for learned kinds, None otherwise."""
         raise NotImplementedError

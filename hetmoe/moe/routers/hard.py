@@ -1,14 +1,11 @@
 """``hard``: learned router, softmax over experts, hard top-k, gates renormalised over the k selected (the method)."""
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
-from hetmoe.moe.routers import RouterKind, register
-
-if TYPE_CHECKING:
-    from hetmoe.moe.spec import ModelSpec
+from hetmoe.moe.routers import RoutedSpec, RouterKind, register
 
 
 @register
@@ -21,7 +18,7 @@ class Hard(RouterKind):
     def train_gates(self, probs: Any, top_gates: Any) -> Any:
         return top_gates
 
-    def route(self, spec: ModelSpec, markets: np.ndarray, probs: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
+    def route(self, spec: RoutedSpec, markets: np.ndarray, probs: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
         assert probs is not None
         idx = np.argsort(-probs, axis=1, kind="stable")[:, : spec.k_eff]
         gates = np.take_along_axis(probs, idx, axis=1)
