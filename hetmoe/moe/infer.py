@@ -196,18 +196,10 @@ class MoEModel:
         except ValueError:
             raise HetmoeError(f"expert '{expert}' is not in this model (has: {', '.join(self.spec.experts)})") from None
 
-    def score(
-        self,
-        query_vecs: dict[str, np.ndarray],
-        item_vecs: dict[str, np.ndarray],
-        routing: tuple[np.ndarray, np.ndarray],
-        groups: np.ndarray | None = None,
-        reference: dict[str, np.ndarray] | None = None,
-        lexical: np.ndarray | None = None,
-        markets: np.ndarray | None = None,
-    ) -> np.ndarray:
-        """Relevance probability (n,) of each pair; see the module docstring for the shapes."""
-        return _sigmoid(self.logits(query_vecs, item_vecs, routing, groups, reference, lexical, markets))
+    def score(self, *args: Any, **kwargs: Any) -> np.ndarray:
+        """Relevance probability (n,) of each pair: :meth:`logits` (same arguments; shapes in the module docstring)
+        through the sigmoid."""
+        return _sigmoid(self.logits(*args, **kwargs))
 
     def logits(
         self,

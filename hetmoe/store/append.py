@@ -37,18 +37,8 @@ from hetmoe.errors import HetmoeError
 from hetmoe.store.embed import embed_dataset, encode_unique, to_float16
 from hetmoe.store.manifest import IDENTITY_KEYS, KIND, PartInput, read_inputs, store_versions
 from hetmoe.store.identity import TEXT_HASH, text_hashes
-from hetmoe.store.layout import (
-    APPEND_PLAN,
-    DEFAULT_STORE,
-    FORMAT_VERSION,
-    MANIFEST,
-    PARTS,
-    completed_chunks,
-    done_dir,
-    expert_dir,
-    marker_path,
-    read_manifest,
-)
+from hetmoe.store.layout import APPEND_PLAN, DEFAULT_STORE, FORMAT_VERSION, MANIFEST, PARTS, completed_chunks, done_dir
+from hetmoe.store.layout import expert_dir, marker_path, read_manifest
 from hetmoe.store.lock import embed_lock
 
 if TYPE_CHECKING:

@@ -24,15 +24,7 @@ from hetmoe.files import dir_mode, write_json_atomic
 from hetmoe.store.lock import embed_lock
 from hetmoe.store.identity import TEXT_HASH, text_hashes
 from hetmoe.store.manifest import KIND, PartInput, existing_manifest, new_manifest, read_inputs, seal
-from hetmoe.store.layout import (
-    DEFAULT_STORE,
-    MANIFEST,
-    completed_chunks,
-    done_dir,
-    expert_dir,
-    marker_path,
-    read_manifest,
-)
+from hetmoe.store.layout import DEFAULT_STORE, MANIFEST, completed_chunks, done_dir, expert_dir, marker_path, read_manifest
 
 if TYPE_CHECKING:
     from hetmoe.experts.card import ExpertCard
@@ -209,16 +201,8 @@ def _fill_part(
     return {"count": part.count, "chunks": n_chunks, "chunks_complete": complete, "rows_encoded": encoded_rows, "texts_encoded": encoded_texts}
 
 
-def _embed_locked(
-    data_dir: str | Path,
-    card: ExpertCard,
-    store_root: str | Path = DEFAULT_STORE,
-    shard: tuple[int, int] | None = None,
-    overwrite: bool = False,
-    chunk_size: int | None = None,
-    encoder: Encoder | None = None,
-    progress: bool = True,
-) -> dict[str, Any]:
+def _embed_locked(data_dir: str | Path, card: ExpertCard, store_root: str | Path, shard: tuple[int, int] | None,
+                  overwrite: bool, chunk_size: int | None, encoder: Encoder | None, progress: bool) -> dict[str, Any]:
     """:func:`embed_dataset` once this process holds the store's lock."""
     began = time.perf_counter()
     data_dir, shard = Path(data_dir), shard or (0, 1)
