@@ -192,14 +192,9 @@ BAD_CARDS: dict[str, tuple[str, str]] = {
     "dim in words": (GOOD_CARD + 'dim = "sixty-four"', "dim must be an integer or absent, got 'sixty-four'"),
     "threads all": (GOOD_CARD + 'threads = "all"', "threads must be an integer, got 'all'"),
     "max_length float": (GOOD_CARD + "max_length = 2.5", "max_length must be an integer or absent, got 2.5 (a number)"),
-    "languages string": (
-        GOOD_CARD + 'languages = "en"',
-        "languages must be a list of language codes, got 'en' (a string)",
-    ),
     "normalize no": (GOOD_CARD + 'normalize = "no"', "normalize must be true or false, got 'no' (a string)"),
     "batch_size zero": (GOOD_CARD + "batch_size = 0", "batch_size must be >= 1, got 0"),
     "threads negative": (GOOD_CARD + "threads = -2", "threads must be >= 0, got -2"),
-    "languages empty": (GOOD_CARD + "languages = []", "languages must list non-empty codes"),
     "chunk_size boolean": (
         GOOD_CARD + "chunk_size = true",
         "chunk_size must be an integer or absent, got true (a boolean)",

@@ -10,7 +10,7 @@ import hashlib
 import json
 import os
 import tomllib
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any, Literal
 
@@ -24,7 +24,9 @@ DEVICES = ("auto", "cpu", "cuda")
 DTYPES = ("float16", "bfloat16", "float32")
 MODEL_FREE = frozenset({"lexical"})  # backends fitted on the catalog in stage one, not loaded from a model
 # Fields that do not change a single output vector: excluded from the identity hash.
-_NOT_IN_HASH = frozenset({"name", "batch_size", "chunk_size", "device", "threads", "dim", "languages"})
+_NOT_IN_HASH = frozenset({"name", "batch_size", "chunk_size", "device", "threads", "dim"})
+# Keys cards and model configs once carried that nothing reads any more: dropped on load, so old files keep working.
+_RETIRED = frozenset({"languages"})
 
 
 @dataclass(frozen=True)
@@ -34,8 +36,7 @@ class ExpertCard:
     ``model`` is a local directory or file, ``pkg:<module>[/<sub/path>]`` for a model shipped inside an installed
     package, or a Hugging Face id resolved from the local cache only. ``dtype`` is the precision used on CUDA; on CPU
     models always run in float32 (half precision there is slower and lossy). ``threads`` = 0 means all cores the
-    process may use. ``languages`` lists ISO codes, or ``"*"`` for a multilingual expert. ``chunk_size`` is the number
-    of texts per store chunk (the unit ``embed`` encodes in one call, writes and resumes from); unset, the store picks.
+    process may use. ``chunk_size`` is the number of texts per store chunk (the unit ``embed`` encodes in one call, writes and resumes from); unset, the store picks.
     """
 
     name: str
@@ -53,14 +54,12 @@ class ExpertCard:
     chunk_size: int | None = None
     normalize: bool = True
     dim: int | None = None
-    languages: tuple[str, ...] = field(default=("*",))
     device: str = "auto"
     threads: int = 0
     options: dict[str, Any] | None = None  # backend settings without a field of their own (lexical: LexicalConfig)
 
     def __post_init__(self) -> None:
         _check_types(self)
-        object.__setattr__(self, "languages", tuple(self.languages))
         _validate(self)
 
     @property
@@ -80,13 +79,13 @@ class ExpertCard:
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON-able dict (model configs store cards this way so the online Scorer can rebuild encoders)."""
-        d = asdict(self)
-        d["languages"] = list(self.languages)
-        return d
+        return asdict(self)
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> ExpertCard:
-        """Inverse of :meth:`to_dict`; unknown keys are an error so typos in a card never pass silently."""
+        """Inverse of :meth:`to_dict`; unknown keys are an error so typos in a card never pass silently (retired ones
+        are dropped)."""
+        d = {k: v for k, v in d.items() if k not in _RETIRED}
         known = {f.name for f in fields(cls)}
         unknown = sorted(set(d) - known)
         if unknown:
@@ -146,13 +145,6 @@ def _check_types(card: ExpertCard) -> None:
             raise HetmoeError(f"{where}: {field_name} must be >= {low}, got {value}; fix {field_name} in the card")
         if kind is str and not optional and not value.strip() and not (field_name == "model" and card.backend in MODEL_FREE):
             raise HetmoeError(f"{where}: {field_name} must not be empty; fix {field_name} in the card")
-    langs = card.languages
-    if isinstance(langs, str) or not isinstance(langs, (list, tuple)):
-        raise HetmoeError(f"{where}: languages must be a list of language codes, got {_shown(langs)}; "
-                          f"write languages = [\"en\"] (or [\"*\"] for a multilingual expert)")
-    if not langs or not all(isinstance(code, str) and code.strip() for code in langs):
-        raise HetmoeError(f"{where}: languages must list non-empty codes, got {list(langs)!r}; "
-                          'write e.g. languages = ["en", "de"] or ["*"]')
 
 
 def _validate(card: ExpertCard) -> None:
