@@ -148,13 +148,18 @@ def score_vs_eval(work: Path, model: Path) -> dict:
 
     moe = MoEModel.load(model)
     data = Path(moe.config["dataset"])
-    judged = load_pairs(load_data(data), moe.store_root, moe.experts, ["valid"], moe.spec.router_expert, markets=moe.markets)
+    spec = moe.spec  # the pairs exactly as eval loads them (reference statistics, lexical features)
+    judged = load_pairs(load_data(data), moe.store_root, moe.experts, ["valid"], spec.router_expert, markets=moe.markets,
+                        pair_stats=spec.pair_stats, ref_top=spec.ref_top, lexical_store=spec.lexical_store)
     with threadpool_limits(limits=1, user_api="blas"):  # the Scorer's BLAS setting: thread count moves the last bits
         reference, _ = score_net(moe, judged)
         # The same model on the stores' raw item vectors: eval passes them L2-normalised, the model normalises again
-        routing = moe.route(np.asarray(judged.markets, dtype=object)[judged.q_market], judged.rvec)
+        markets = np.asarray(judged.markets, dtype=object)[judged.q_market]
+        routing = moe.route(markets, judged.rvec)
         items = {e: open_expert(moe.store_root, e).items.get(judged.item_ids)[judged.di] for e in moe.experts}
-        raw = moe.score({e: judged.q[judged.experts.index(e)] for e in moe.experts}, items, routing, groups=judged.qi)
+        ref = {e: judged.ref[judged.experts.index(e)] for e in moe.experts} if judged.ref else None
+        raw = moe.score({e: judged.q[judged.experts.index(e)] for e in moe.experts}, items, routing, groups=judged.qi,
+                        reference=ref, lexical=judged.lex, markets=markets)
     eval_scores = pl.DataFrame({"query_id": judged.query_ids[judged.qi].tolist(),
                                 "item_id": judged.item_ids[judged.di].tolist(), "eval": reference, "raw": raw})
     queries = pl.read_parquet(data / "queries.parquet", columns=["query_id", "market"])

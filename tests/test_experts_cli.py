@@ -42,3 +42,13 @@ def test_check_encodes_with_the_named_expert(tmp_path: Path) -> None:
     assert all(c < 0.999 for c in row["query_doc_cosine"])
     missing = CliRunner().invoke(app, ["experts", "check", "nope", "--cards", str(cards)])
     assert missing.exit_code != 0 and "unknown expert 'nope'" in str(missing.exception)
+
+
+def test_check_fits_the_model_free_lexical_card_on_the_sample() -> None:
+    from hetmoe.lexical import FEATURE_NAMES
+
+    result = CliRunner().invoke(app, ["experts", "check", "lexical"])
+    assert result.exit_code == 0, result.output
+    row = json.loads(result.stdout.strip().splitlines()[-1])
+    assert row["expert"] == "lexical" and row["hash"] == get_card("lexical").hash
+    assert row["features"] == len(FEATURE_NAMES) and row["each_query_matches_its_own_text_best"] is True

@@ -112,3 +112,25 @@ def test_a_lexical_store_fitted_before_text_hashes_gets_them_on_a_rerun(built: d
     (stores / "lexical" / TEXT_HASHES).unlink()
     assert fit_lexical_store(built["data"], stores)["skipped"]
     assert (stores / "lexical" / TEXT_HASHES).is_file()
+
+
+def test_the_scorer_refuses_items_appended_after_the_lexical_fit_in_one_line(built: dict[str, Path],
+                                                                             tmp_path: Path) -> None:
+    import shutil
+
+    from hetmoe.experts.card import get_card
+    from hetmoe.online.scorer import Scorer
+    from hetmoe.store.append import append_dataset
+
+    stores = tmp_path / "stores"
+    shutil.copytree(built["stores"], stores)
+    data = load_dataset(built["data"])
+    extra = data.items.head(1).with_columns(pl.lit("id_new_item").alias("item_id"), pl.lit("Sabun cuci baru").alias("title"))
+    grown = write_dataset(tmp_path / "grown", pl.concat([data.items, extra]), data.queries, data.judgments)
+    for expert in EXPERTS:  # the embedding experts grow; the lexical expert, fitted on the old catalog, cannot
+        append_dataset(grown, get_card(expert), stores)
+    with pytest.raises(HetmoeError) as err:
+        Scorer.load(built["model"], store_root=stores, with_indexes=False)
+    message = str(err.value)
+    assert "id_new_item" in message and "--expert lexical" in message and "--overwrite" in message
+    assert "\n" not in message

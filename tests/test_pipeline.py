@@ -68,3 +68,30 @@ def test_run_refuses_a_broken_dataset_in_one_line(pipeline_run: tuple[Path, Path
     assert result.exit_code != 0
     assert "split" in str(result.exception) and "\n" not in str(result.exception)
     assert not (tmp_path / "o" / "stores").exists()
+
+
+def test_served_score_of_a_pair_is_the_same_alone_and_among_others(pipeline_run: tuple[Path, Path, CliRunner]) -> None:
+    """Issue 16.2 end to end: the model `hetmoe run` wrote, served over HTTP, scores a pair independently of its
+    companions (pagination-safe), for the stacked head with the lexical expert as run fits it."""
+    from fastapi.testclient import TestClient
+
+    from hetmoe.online.scorer import Scorer
+    from hetmoe.online.service import create_app
+
+    data, out, _ = pipeline_run
+    queries = pl.read_parquet(data / "queries.parquet")
+    items = pl.read_parquet(data / "items.parquet")
+    scorer = Scorer.load(out / "model")
+    try:
+        client = TestClient(create_app(scorer))
+        for text, market in queries.head(3).select("text", "market").iter_rows():
+            ids = items.filter(pl.col("market") == market)["item_id"].to_list()[:40]
+            crowd = client.post("/score", json={"query": text, "market": market, "item_ids": ids}).json()
+            for j in (0, 17, 39):
+                scorer.clear_caches()
+                alone = client.post("/score", json={"query": text, "market": market, "item_ids": [ids[j]]}).json()
+                assert alone["item_ids"] == [ids[j]]
+                assert alone["scores"][0] == pytest.approx(crowd["scores"][j], rel=1e-6, abs=1e-7)
+        assert len(set(crowd["scores"])) > 5  # the scores differ between items: the check above is not vacuous
+    finally:
+        scorer.close()

@@ -91,9 +91,12 @@ def test_judged_pairs_score_as_eval_scores_them(built: Path, pairs: tuple[Path, 
     judged = load_pairs(load_data(built / "data"), moe.store_root, moe.experts, ["valid"], moe.spec.router_expert, markets=moe.markets)
     reference, _ = score_net(moe, judged)
     # The model on the stores' raw item vectors (eval passes them L2-normalised, which the model normalises again)
-    routing = moe.route(np.asarray(judged.markets, dtype=object)[judged.q_market], judged.rvec)
+    markets = np.asarray(judged.markets, dtype=object)[judged.q_market]
+    routing = moe.route(markets, judged.rvec)
     items = {e: open_expert(moe.store_root, e).items.get(judged.item_ids)[judged.di] for e in moe.experts}
-    raw = moe.score({e: judged.q[judged.experts.index(e)] for e in moe.experts}, items, routing, groups=judged.qi)
+    ref = {e: judged.ref[judged.experts.index(e)] for e in moe.experts}  # the query's best cosines in its market
+    raw = moe.score({e: judged.q[judged.experts.index(e)] for e in moe.experts}, items, routing, groups=judged.qi,
+                    reference=ref, markets=markets)
     eval_scores = pl.DataFrame({"query_id": judged.query_ids[judged.qi].tolist(), "item_id": judged.item_ids[judged.di].tolist(),
                                 "eval": reference, "raw": raw})
     scored, summary, _ = local

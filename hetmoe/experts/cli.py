@@ -8,8 +8,29 @@ from pathlib import Path
 
 import typer
 
+from hetmoe.experts.card import MODEL_FREE, ExpertCard
+
 CARDS_OPTION = typer.Option(None, "--cards", help="Expert cards TOML (default: configs/experts.toml or $HETMOE_CARDS).")
 SAMPLE = ["cordless drill 18v", "lámpara de techo LED", "kemeja batik pria lengan panjang"]
+
+
+def _check_lexical(card: ExpertCard) -> dict[str, object]:
+    """A model-free card has nothing to load: fit it on the sample texts and score each query against its own
+    text and the others, so the check still shows it matches what it should."""
+    import numpy as np
+
+    from hetmoe.lexical.model import LexicalModel
+
+    began = time.perf_counter()
+    model = LexicalModel.fit([str(i) for i in range(len(SAMPLE))], SAMPLE, None, ["check"] * len(SAMPLE))
+    rows = np.tile(np.arange(len(SAMPLE)), len(SAMPLE))
+    groups = np.repeat(np.arange(len(SAMPLE)), len(SAMPLE))
+    feats = model.features(SAMPLE, rows, groups)
+    first = feats[:, 0].reshape(len(SAMPLE), len(SAMPLE))  # feature 0 of each (query, item) pair
+    best = bool((first.argmax(1) == np.arange(len(SAMPLE))).all())
+    return {"expert": card.name, "hash": card.hash, "backend": card.backend, "features": len(model.feature_names),
+            "fit_seconds": round(time.perf_counter() - began, 3), "first_feature": model.feature_names[0],
+            "each_query_matches_its_own_text_best": best}
 
 
 def register(app: typer.Typer) -> None:
@@ -51,6 +72,9 @@ def register(app: typer.Typer) -> None:
 
         for name in names or default_experts(cards):
             card = get_card(name, cards)
+            if card.backend in MODEL_FREE:
+                typer.echo(json.dumps(_check_lexical(card)))
+                continue
             began = time.perf_counter()
             encoder = build_encoder(card)
             loaded = time.perf_counter() - began

@@ -7,6 +7,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
+
 from hetmoe.errors import HetmoeError
 from hetmoe.online.catalog import ItemCatalog
 from hetmoe.online.retrieval import Retriever
@@ -41,6 +43,16 @@ def load_parts(model_dir: str | Path, store_root: str | Path | None, data_dir: s
         lexical = open_lexical(root, model.spec.lexical_store)
     logger.info("loaded %s: %d experts, %d items, %d markets", model_dir, len(model.experts), len(catalog), len(model.markets))
     return model, catalog, retriever, lexical
+
+
+def lexical_rows(lexical: Any, catalog: ItemCatalog, name: str) -> np.ndarray:
+    """Each catalog item's row in the lexical expert; items appended to the stores after its fit are refused here,
+    at load, in one line (the lexical expert is fitted on the whole catalog and has no append)."""
+    try:
+        return lexical.rows(catalog.ids.tolist())
+    except KeyError as err:
+        raise HetmoeError(f"lexical expert '{name}': {err.args[0]} (items appended after it was fitted?); refit it "
+                          f"with 'hetmoe embed --expert {name} --data D --overwrite' and the model with it") from err
 
 
 def _indexes_present(store_root: str | Path, experts: Sequence[str]) -> bool:

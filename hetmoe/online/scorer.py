@@ -21,6 +21,7 @@ from hetmoe.online.cache import LRUCache
 from hetmoe.online.catalog import ItemCatalog
 from hetmoe.online.checks import SearchUnavailable, check_count, check_item_ids, check_market, check_query
 from hetmoe.online.encoding import QueryEncoders
+from hetmoe.online.loading import lexical_rows
 from hetmoe.online.reference import ReferenceCosines
 from hetmoe.online.results import Routing, ScoreRequest, ScoreResult, SearchResult
 from hetmoe.online.retrieval import Retriever
@@ -62,7 +63,7 @@ class Scorer:
         if model.spec.lexical and lexical is None:
             raise HetmoeError(f"the model reads the lexical expert '{model.spec.lexical_store}'; load it with Scorer.load")
         self.lexical = lexical  # the lexical expert (computed for the query only, online) and its row of each item
-        self._lexical_rows = lexical.rows(catalog.ids.tolist()) if lexical is not None else None
+        self._lexical_rows = lexical_rows(lexical, catalog, model.spec.lexical_store) if lexical is not None else None
         self._query_cache: LRUCache[tuple[str, str], np.ndarray] = LRUCache(cache_size)
         self._router = QueryRouter(model, self.query_vectors, cache_size)
         spec = model.spec
@@ -292,4 +293,3 @@ class Scorer:
         self._router.clear()
         if self._reference is not None:
             self._reference.clear()
-

@@ -64,7 +64,7 @@ class BlockScorer:
         firsts = [pl.col(TEXT).first(), pl.col(STORED).first()] + ([pl.col(QUERY_ID).first()] if QUERY_ID in block.columns else [])
         groups = (block.with_row_index("_pos").filter(pl.Series(valid))
                   .group_by([KEY, MKT], maintain_order=True).agg(pl.col("_pos"), pl.col(ITEM), *firsts))
-        requests = [ScoreRequest(t if t is not None else k, items, m)
+        requests = [ScoreRequest(t if t is not None else k, items.to_list(), m)
                     for k, m, items, t in zip(groups[KEY], groups[MKT], groups[ITEM], groups[TEXT])]
         results = self.scorer.score_batch(requests, self._known(groups))
         scores, experts = np.full(n, np.nan), np.full(n, None, dtype=object)
