@@ -23,6 +23,8 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
+from hetmoe.experts.card import default_router_expert
+
 RESULTS = Path(__file__).resolve().parent / "results"
 
 
@@ -48,7 +50,7 @@ def timed(fn, *args, **kwargs) -> tuple[object, float]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", type=Path, default=Path("/work/shared/data/homedepot"))
-    parser.add_argument("--expert", default="static")
+    parser.add_argument("--expert", default=default_router_expert(), help="Expert card (default: the cards' router expert, the cheapest).")
     parser.add_argument("--new", type=float, default=0.02, help="share of items and queries that arrive as new")
     parser.add_argument("--kinds", default="flat,hnsw")
     parser.add_argument("--workdir", type=Path, default=None)
@@ -61,7 +63,7 @@ def main() -> None:
     from hetmoe.store.embed import embed_dataset
     from hetmoe.store.index import ItemIndex, build_index
     from hetmoe.store.index_append import append_index
-    from hetmoe.store.layout import open_expert
+    from hetmoe.store.zarr_store import open_expert
 
     work = args.workdir or Path(tempfile.mkdtemp(prefix="hetmoe-append-"))
     base, counts = split(args.data, work / "base", args.new)

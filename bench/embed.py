@@ -35,6 +35,8 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
+from hetmoe.experts.card import default_router_expert
+
 RESULTS = Path(__file__).resolve().parent / "results"
 BRANDS = "Makita DeWalt Bosch Ryobi Philips Xiaomi Samsung Anker Ikea Uniqlo Adidas Nike Eiger Polytron Miyako Cosmos".split()
 ADJECTIVES = "cordless compact heavy-duty waterproof stainless wireless portable slim premium original murah warna".split()
@@ -44,8 +46,8 @@ SPECS = "12V 18V 20V 500W 1000W 2m 5m 32GB 64GB XL L M 1L 2L set-of-3 pack-of-6 
 # Child process for the memory figures: runs a command and prints the peak RSS (KiB) of that one child.
 PEAK_RSS = "import resource, subprocess, sys; subprocess.run(sys.argv[1:], check=True, stdout=subprocess.DEVNULL); " \
            "print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)"
-FLOOR = "import sys; from hetmoe.data.validate import check_dataset; from hetmoe.experts.card import get_card; " \
-        "from hetmoe.experts.registry import build_encoder; build_encoder(get_card('static')); check_dataset(sys.argv[1])"
+FLOOR = "import sys; from hetmoe.data.validate import check_dataset; from hetmoe.experts.card import default_router_expert, get_card; " \
+        "from hetmoe.experts.registry import build_encoder; build_encoder(get_card(default_router_expert())); check_dataset(sys.argv[1])"
 
 
 def titles(n: int, seed: int = 0) -> list[str]:
@@ -147,7 +149,7 @@ def memory(workdir: Path, sizes: list[int], chunk_size: int | None) -> list[dict
     for n in sizes:
         data = workdir / f"mem-{n}"
         write_catalog(data, n, n_queries=1000)
-        cli = [sys.executable, "-c", "from hetmoe.cli import main; main()", "embed", "--expert", "static",
+        cli = [sys.executable, "-c", "from hetmoe.cli import main; main()", "embed", "--expert", default_router_expert(),
                "--data", str(data), "--store", str(workdir / f"mem-stores-{n}"),
                *(["--chunk-size", str(chunk_size)] if chunk_size else [])]
         rows.append({"items": n, "embed_peak_rss_mib": peak_rss_mib(cli),

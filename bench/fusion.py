@@ -29,9 +29,11 @@ from pathlib import Path
 from typing import Any
 
 
+from hetmoe.experts.card import default_router_expert
 from hetmoe.moe.features import load_pairs
-from hetmoe.moe.fit import load_data, resolve_experts, training_pairs, variant_spec
-from hetmoe.moe.metrics import auc, auc_by_market, bootstrap_delta, macro
+from hetmoe.moe.fit import load_data, resolve_experts, training_pairs
+from hetmoe.moe.variants import variant_spec
+from hetmoe.moe.ranking import auc, auc_by_market, bootstrap_delta, macro
 from hetmoe.moe.spec import ModelSpec
 from hetmoe.moe.train import TrainConfig, net_logits, train_net
 
@@ -44,10 +46,11 @@ FUSIONS = ("concat", "weighted", "average")  # the three ModelSpec fusions; ``fi
 def run_seed(data: Path, stores: Path, experts: list[str], k: int, seed: int) -> dict[str, Any]:
     """Train the teacher and the three fusions with one seed; their held-out scores and metrics."""
     dataset = load_data(data)
-    train, stop, plan = training_pairs(dataset, stores.resolve(), experts, "static", None, seed)
-    test = load_pairs(dataset, stores.resolve(), experts, [plan["eval_split"]], "static", markets=train.markets)
+    router = default_router_expert()
+    train, stop, plan = training_pairs(dataset, stores.resolve(), experts, router, None, seed)
+    test = load_pairs(dataset, stores.resolve(), experts, [plan["eval_split"]], router, markets=train.markets)
     cfg = replace(TrainConfig(), seed=seed)
-    base = ModelSpec(experts=experts, dims=train.dims, markets=list(train.markets), k=k,
+    base = ModelSpec(experts=experts, dims=train.dims, markets=list(train.markets), k=k, router_expert=router,
                      router_dim=int(train.rvec.shape[1]))
     teacher_spec = variant_spec("concat-all", base, {})
     teacher = train_net(teacher_spec, train, stop, replace(cfg, distill_weight=0.0))

@@ -22,6 +22,8 @@ from pathlib import Path
 
 import numpy as np
 
+from hetmoe.experts.card import default_router_expert
+
 RESULTS = Path(__file__).resolve().parent / "results"
 CENTRES, RANK = 2000, 48
 
@@ -42,21 +44,21 @@ def synthetic(n: int, n_queries: int, dim: int, seed: int = 0) -> tuple[np.ndarr
 
 
 def static_titles(n: int, n_queries: int) -> tuple[np.ndarray, np.ndarray]:
-    """The real ``static`` expert over synthetic product titles (items) and their first words (queries)."""
+    """The real router expert (the cheapest card) over synthetic product titles (items) and their first words."""
     from embed import titles  # bench/embed.py: the same catalog generator
 
     from hetmoe.experts.card import get_card
     from hetmoe.experts.registry import build_encoder
     from hetmoe.store.index import normalize
 
-    encoder = build_encoder(get_card("static"))
+    encoder = build_encoder(get_card(default_router_expert()))
     queries = [" ".join(t.split()[: 2 + i % 3]) for i, t in enumerate(titles(n_queries, seed=7))]
     return normalize(encoder.encode(titles(n), "document"), encoder.dim), normalize(encoder.encode(queries, "query"), encoder.dim)
 
 
 def from_store(store: Path, expert: str, n_queries: int) -> tuple[np.ndarray, np.ndarray]:
     from hetmoe.store.index import normalize
-    from hetmoe.store.layout import open_expert
+    from hetmoe.store.zarr_store import open_expert
 
     stores = open_expert(store, expert)
     queries = stores.queries.load()
@@ -85,7 +87,7 @@ def main() -> None:
     parser.add_argument("--queries", type=int, default=1000)
     parser.add_argument("--kinds", default="hnsw,ivf-pq")
     parser.add_argument("--store", type=Path, default=None, help="Use a real store's vectors instead of synthetic ones.")
-    parser.add_argument("--expert", default="static")
+    parser.add_argument("--expert", default=default_router_expert(), help="Expert card (default: the cards' router expert, the cheapest).")
     parser.add_argument("--threads", type=int, default=0, help="FAISS threads (0: its default, all cores).")
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
@@ -100,7 +102,7 @@ def main() -> None:
         source = f"store:{args.store}/{args.expert}"
     elif args.source == "titles":
         items, queries = static_titles(args.items, args.queries)
-        source = "static expert over synthetic product titles"
+        source = f"{default_router_expert()} expert over synthetic product titles"
     else:
         items, queries = synthetic(args.items, args.queries, args.dim)
         source = "synthetic clustered low-rank + noise"

@@ -25,7 +25,6 @@ import numpy as np
 
 HERE = Path(__file__).resolve().parent
 log = logging.getLogger("bench.online")
-CATALOG_EXPERTS = ("static", "wordllama")
 
 
 def percentiles(ms: list[float]) -> dict[str, float]:
@@ -142,16 +141,17 @@ def routing_savings(scorer: Any, work: list[tuple[str, str, list[str]]]) -> dict
 def build_catalog(folder: Path, n_items: int, seed: int) -> Path:
     """A ~n_items demo catalog embedded with the fast experts, indexed, and a k=1 model fitted on it (reused if present)."""
     from hetmoe.data.demo import MARKETS, generate_demo
-    from hetmoe.experts.card import get_card
+    from hetmoe.experts.card import default_experts, get_card
     from hetmoe.moe.fit import fit
     from hetmoe.moe.train import TrainConfig
     from hetmoe.store.embed import embed_dataset
     from hetmoe.store.index import ItemIndex, build_index
 
     data, stores, model = folder / "data", folder / "stores", folder / "model"
+    fast = default_experts(key="fast_experts")
     if not (data / "judgments.parquet").is_file():
         generate_demo(data, items_per_market=math.ceil(n_items / len(MARKETS)), queries_per_market=60, seed=seed)
-    for expert in CATALOG_EXPERTS:
+    for expert in fast:
         embed_dataset(data, get_card(expert), stores)
         try:
             ItemIndex.load(stores, expert)
@@ -159,7 +159,7 @@ def build_catalog(folder: Path, n_items: int, seed: int) -> Path:
             log.info("indexing %s ...", expert)
             build_index(stores, expert)
     if not (model / "config.json").is_file():
-        fit(data, stores, model, list(CATALOG_EXPERTS), k=1, variants=(), router_expert="static", seed=seed,
+        fit(data, stores, model, fast, k=1, variants=(), seed=seed,
             train_config=TrainConfig(max_epochs=5))
     return model
 

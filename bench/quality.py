@@ -17,6 +17,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from hetmoe.experts.card import default_router_expert
+
 RESULTS = Path(__file__).resolve().parent / "results"
 
 
@@ -85,7 +87,7 @@ def main() -> None:
     parser.add_argument("--stores", type=Path, required=True)
     parser.add_argument("-e", "--experts", required=True, help="Comma-separated experts.")
     parser.add_argument("--lexical", default=None, help="Name of the lexical store to feed the heads (none if unset).")
-    parser.add_argument("--router-expert", default="static")
+    parser.add_argument("--router-expert", default=default_router_expert())
     parser.add_argument("--k", type=int, default=2)
     parser.add_argument("--split", default="valid")
     parser.add_argument("--seeds", default="0,1,2")

@@ -38,6 +38,8 @@ import numpy as np
 import polars as pl
 from embed import write_catalog
 
+from hetmoe.experts.card import default_experts
+
 RESULTS = Path(__file__).resolve().parent / "results"
 CHUNK = 4096
 ENGINES = (("local", 0), ("ray", 1), ("ray", 2))
@@ -83,16 +85,17 @@ def bench_embed(work: Path, experts: list[str], n_items: int, repeats: int) -> l
 
 
 def demo_model(work: Path) -> Path:
-    """The demo catalog with static + wordllama experts (router static), embedded and fitted (MoE variant only)."""
+    """The demo catalog with the cards' fast experts (router: the default router expert), embedded and fitted (MoE only)."""
     from hetmoe.data.demo import generate_demo
-    from hetmoe.experts.card import get_card
+    from hetmoe.experts.card import default_experts, get_card
     from hetmoe.moe.fit import fit
     from hetmoe.store.embed import embed_dataset
 
     generate_demo(work / "demo")
-    for expert in ("static", "wordllama"):
+    fast = default_experts(key="fast_experts")
+    for expert in fast:
         embed_dataset(work / "demo", get_card(expert), work / "demo-stores", progress=False)
-    fit(work / "demo", work / "demo-stores", work / "demo-model", ["static", "wordllama"], variants=(), router_expert="static")
+    fit(work / "demo", work / "demo-stores", work / "demo-model", fast, variants=())
     return work / "demo-model"
 
 
@@ -139,7 +142,7 @@ def score_vs_eval(work: Path, model: Path) -> dict:
     from hetmoe.moe.fit import load_data
     from hetmoe.moe.infer import MoEModel
     from hetmoe.scale.score import score_pairs
-    from hetmoe.store.layout import open_expert
+    from hetmoe.store.zarr_store import open_expert
     from threadpoolctl import threadpool_limits
 
     moe = MoEModel.load(model)
@@ -180,7 +183,7 @@ def ratios(rows: list[dict], key: str) -> dict[str, dict[str, float]]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--experts", default="static,wordllama", help="Experts for the embed figures (comma-separated).")
+    parser.add_argument("--experts", default=",".join(default_experts(key="fast_experts")), help="Experts for the embed figures (comma-separated; default: the cards' fast_experts).")
     parser.add_argument("--items", type=int, default=32 * CHUNK, help="Items of the embed catalog (plus 100 queries).")
     parser.add_argument("--pairs-per-query", type=int, default=500, help="Items of its market paired with each demo query.")
     parser.add_argument("--block-pairs", type=int, default=20_000, help="Pairs per score block (part).")

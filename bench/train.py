@@ -1,6 +1,6 @@
 """Time to train the stage-two MoE (router + concatenation head) on N judgments of synthetic vectors.
 
-The vectors have the demo experts' dimensions (minilm 384, e5 384, use 512, static 64, wordllama 256) and carry a
+The vectors have the dimensions of the cards' default experts (configs/experts.toml) and carry a
 shared latent relevance signal whose strength differs per expert and market, so routing has something to learn.
 Target: 100k judgments trained (early stopping included) in under 60 s on a 2-core CPU. The time includes the
 concat-all teacher the MoE is distilled from (as in ``fit``).
@@ -17,13 +17,16 @@ from pathlib import Path
 
 import numpy as np
 
+from hetmoe.experts.card import default_experts, default_router_expert, get_card
 from hetmoe.moe.features import PairSet
-from hetmoe.moe.pairstats import l2_normalize, pair_cosines
+from hetmoe.moe.pairstats import pair_cosines
+from hetmoe.vectors import l2_normalize
 from hetmoe.moe.reference import REF_TOP, reference_stats, top_cosines
 from hetmoe.moe.spec import ModelSpec
 from hetmoe.moe.train import TrainConfig, net_logits, train_net
 
-EXPERTS = {"minilm": 384, "e5": 384, "use": 512, "static": 64, "wordllama": 256}
+EXPERTS = {name: int(get_card(name).dim or 0) for name in default_experts()}  # the cards' default set and dims
+ROUTER = default_router_expert()
 MARKETS = ["ID", "TH", "VN", "MY", "PH", "SG"]
 PER_QUERY = 20
 LATENT = 32
@@ -53,7 +56,7 @@ def synthetic_pairs(n_pairs: int, seed: int) -> PairSet:
         experts=list(EXPERTS), markets=MARKETS, query_ids=np.array([f"q{i}" for i in range(n_q)], dtype=object),
         item_ids=np.array([f"i{i}" for i in range(n_i)], dtype=object), q=q_list, d=d_list,
         d_raw_norm=[np.ones(n_i, np.float32)] * len(EXPERTS), q_raw_norm=[np.ones(n_q, np.float32)] * len(EXPERTS),
-        rvec=q_list[3], q_market=q_market, qi=qi, di=di, stats=np.stack(stats, axis=1), ref=[], y=y,
+        rvec=q_list[list(EXPERTS).index(ROUTER)], q_market=q_market, qi=qi, di=di, stats=np.stack(stats, axis=1), ref=[], y=y,
         label=y.astype(np.float64), split=np.full(n_pairs, "train", dtype=object),
     )
 
@@ -71,7 +74,7 @@ def main() -> None:
     cut = pairs.qi < (args.pairs // PER_QUERY)
     train, stop = pairs.subset(cut), pairs.subset(~cut)
     spec = ModelSpec(experts=list(EXPERTS), dims=list(EXPERTS.values()), markets=MARKETS, k=2,
-                     router_expert="static", router_dim=EXPERTS["static"])
+                     router_expert=ROUTER, router_dim=EXPERTS[ROUTER])
     cfg = TrainConfig(seed=args.seed, threads=args.threads)
     t0 = time.perf_counter()
     # As 'fit' does: the concat-all teacher first (labels only), then the MoE distilled from its logits.

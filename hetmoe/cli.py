@@ -29,7 +29,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "hetmoe.moe.cli",
     "hetmoe.diagnose.cli",
     "hetmoe.online.cli",
-    "hetmoe.pipeline",
+    "hetmoe.pipeline.cli",
 )
 
 

@@ -7,8 +7,11 @@ builder's umask says it should be. Every artifact is given the umask-derived mod
 
 from __future__ import annotations
 
+import json
 import os
+import tempfile
 from pathlib import Path
+from typing import Any
 
 _FALLBACK: int | None = None
 
@@ -44,3 +47,24 @@ def publish(tmp: str | Path, path: str | Path) -> None:
     """Give ``tmp`` the umask-derived file mode, then rename it onto ``path`` (atomic on one filesystem)."""
     os.chmod(tmp, file_mode())
     os.replace(tmp, path)
+
+
+def write_text_atomic(path: str | Path, text: str) -> None:
+    """Write to a unique temporary file in the same folder, then rename: readers see the old or the new file, never
+    half, and two writers never share a temporary name."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(text)
+        publish(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def write_json_atomic(path: str | Path, payload: Any, indent: int = 1, sort_keys: bool = True) -> None:
+    """:func:`write_text_atomic` of ``payload`` as JSON (stores: compact and sorted; models and reports pass their
+    own layout so existing files keep theirs)."""
+    write_text_atomic(path, json.dumps(payload, indent=indent, sort_keys=sort_keys))

@@ -71,6 +71,12 @@ def _changed(table: str, **columns: pl.Expr) -> Callable[[Tables], None]:
     return change
 
 
+def _th_judged_as(relevant: int) -> Callable[[Tables], None]:
+    """Every judgment of the TH queries (q3, q5) set to ``relevant``."""
+    flag = pl.when(pl.col("query_id").is_in(["q3", "q5"])).then(relevant).otherwise(pl.col("relevant")).cast(pl.Int8)
+    return _changed("judgments", relevant=flag)
+
+
 def _appended(table: str, **row: object) -> Callable[[Tables], None]:
     def change(data: Tables) -> None:
         data[table] = pl.concat([data[table], pl.DataFrame([row], schema=data[table].schema)])
@@ -143,23 +149,11 @@ BROKEN_DATASETS: dict[str, tuple[Callable[[Tables], None], str]] = {
         "no negative (relevant = 0) judgments at all",
     ),
     "market without positives": (
-        _changed(
-            "judgments",
-            relevant=pl.when(pl.col("query_id").is_in(["q3", "q5"]))
-            .then(0)
-            .otherwise(pl.col("relevant"))
-            .cast(pl.Int8),
-        ),
+        _th_judged_as(0),
         "1 market(s) without any positive (relevant = 1) judgment (e.g. TH)",
     ),
     "market without negatives": (
-        _changed(
-            "judgments",
-            relevant=pl.when(pl.col("query_id").is_in(["q3", "q5"]))
-            .then(1)
-            .otherwise(pl.col("relevant"))
-            .cast(pl.Int8),
-        ),
+        _th_judged_as(1),
         "1 market(s) without any negative (relevant = 0) judgment (e.g. TH)",
     ),
     "valid without positives": (
@@ -192,14 +186,9 @@ BAD_CARDS: dict[str, tuple[str, str]] = {
     "dim in words": (GOOD_CARD + 'dim = "sixty-four"', "dim must be an integer or absent, got 'sixty-four'"),
     "threads all": (GOOD_CARD + 'threads = "all"', "threads must be an integer, got 'all'"),
     "max_length float": (GOOD_CARD + "max_length = 2.5", "max_length must be an integer or absent, got 2.5 (a number)"),
-    "languages string": (
-        GOOD_CARD + 'languages = "en"',
-        "languages must be a list of language codes, got 'en' (a string)",
-    ),
     "normalize no": (GOOD_CARD + 'normalize = "no"', "normalize must be true or false, got 'no' (a string)"),
     "batch_size zero": (GOOD_CARD + "batch_size = 0", "batch_size must be >= 1, got 0"),
     "threads negative": (GOOD_CARD + "threads = -2", "threads must be >= 0, got -2"),
-    "languages empty": (GOOD_CARD + "languages = []", "languages must list non-empty codes"),
     "chunk_size boolean": (
         GOOD_CARD + "chunk_size = true",
         "chunk_size must be an integer or absent, got true (a boolean)",

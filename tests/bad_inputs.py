@@ -24,6 +24,11 @@ def _run(data: Callable[[Path], Path], *extra: str) -> Callable[[Path], list[str
     return lambda ws: ["run", "--data", str(data(ws)), "--out", str(ws / "out"), *extra]
 
 
+def _fit_head(k: str) -> Callable[[Path], list[str]]:
+    return lambda ws: ["fit-head", "--data", str(good(ws)), "--store", str(ws / "stores"), "--out", str(ws / "out"),
+                       "-e", "static", "--k", k]
+
+
 def _missing_file(table: str) -> Callable[[Path], Path]:
     def make(ws: Path) -> Path:
         root = good(ws)
@@ -41,7 +46,7 @@ def _corrupt(ws: Path) -> Path:
 
 def _cards(body: str) -> Callable[[Path], Path]:
     return file_maker(
-        "cards.toml", f'[defaults]\nexperts = ["bad"]\n[experts.static]\n{GOOD_CARD}[experts.bad]\n{body}\n'.encode()
+        "cards.toml", f'[defaults]\nexperts = ["bad"]\nrouter_expert = "static"\n[experts.static]\n{GOOD_CARD}[experts.bad]\n{body}\n'.encode()
     )
 
 
@@ -178,36 +183,12 @@ CASES: list[Case] = [
     ),
     Case(
         "fit-head: k over the experts",
-        lambda ws: [
-            "fit-head",
-            "--data",
-            str(good(ws)),
-            "--store",
-            str(ws / "stores"),
-            "--out",
-            str(ws / "out"),
-            "-e",
-            "static",
-            "--k",
-            "2",
-        ],
+        _fit_head("2"),
         "k=2 must be between 1 and the number of experts (1)",
     ),
     Case(
         "fit-head: store missing",
-        lambda ws: [
-            "fit-head",
-            "--data",
-            str(good(ws)),
-            "--store",
-            str(ws / "stores"),
-            "--out",
-            str(ws / "out"),
-            "-e",
-            "static",
-            "--k",
-            "1",
-        ],
+        _fit_head("1"),
         "stores/static",
     ),
     Case(

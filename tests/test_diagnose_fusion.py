@@ -4,7 +4,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from hetmoe.diagnose import fusion, metrics
+from hetmoe.diagnose import fusion, geometry
+from hetmoe.vectors import l2_normalize
 
 
 def _gaussian(n: int, d: int, seed: int) -> np.ndarray:
@@ -31,7 +32,7 @@ def test_raw_inputs_share_a_width_and_keep_each_experts_cosines() -> None:
         mapped = inputs[name]
         assert mapped.shape == (300, 20)
         np.testing.assert_allclose(np.linalg.norm(mapped, axis=1), 1.0, atol=1e-12)
-        u = metrics.l2_normalise(raw)
+        u = l2_normalize(raw, np.float64)
         np.testing.assert_allclose(mapped @ mapped.T, u @ u.T, atol=1e-10)
 
 
@@ -40,7 +41,7 @@ def test_rotated_copies_of_one_space_are_aligned_and_average_without_loss() -> N
     x = _gaussian(600, 10, 0)
     vectors = {"a": x, "b": 2.0 * x @ _isometry(10, 10, seed=3), "c": x @ _isometry(10, 24, seed=4)}
     inputs = fusion.raw_fusion_inputs(vectors)
-    own = {name: metrics.knn_sets(v, 5) for name, v in vectors.items()}
+    own = {name: geometry.knn_sets(v, 5) for name, v in vectors.items()}
     report = fusion.fusion_geometry(inputs, inputs, own, k=5)
     assert report["average"]["norm_shrinkage"]["mean"] == pytest.approx(1.0, abs=1e-6)
     assert report["average"]["mean_knn_overlap"] > 0.999
@@ -48,21 +49,21 @@ def test_rotated_copies_of_one_space_are_aligned_and_average_without_loss() -> N
 
 
 def test_identical_experts_fuse_without_loss() -> None:
-    x = metrics.l2_normalise(_gaussian(800, 12, 0))
+    x = l2_normalize(_gaussian(800, 12, 0), np.float64)
     inputs = {"a": x, "b": x.copy(), "c": x.copy()}
-    own = {name: metrics.knn_sets(v, 5) for name, v in inputs.items()}
+    own = {name: geometry.knn_sets(v, 5) for name, v in inputs.items()}
     report = fusion.fusion_geometry(inputs, inputs, own, k=5)
     for kind in ("average", "concatenation"):
         assert report[kind]["mean_knn_overlap"] == 1.0
         assert report[kind]["norm_shrinkage"]["mean"] == pytest.approx(1.0, abs=1e-12)
-    assert report["average"]["effective_rank"] == pytest.approx(metrics.effective_rank(x), rel=1e-9)
+    assert report["average"]["effective_rank"] == pytest.approx(geometry.effective_rank(x), rel=1e-9)
 
 
 def test_unrelated_experts_average_shrinks_to_about_one_over_sqrt_e_and_loses_rank() -> None:
     vectors = {f"e{i}": _gaussian(1500, 32, seed=i) for i in range(4)}
     inputs = fusion.raw_fusion_inputs(vectors)
-    own = {name: metrics.knn_sets(v, 10) for name, v in vectors.items()}
-    unit = {name: metrics.l2_normalise(v) for name, v in vectors.items()}
+    own = {name: geometry.knn_sets(v, 10) for name, v in vectors.items()}
+    unit = {name: l2_normalize(v, np.float64) for name, v in vectors.items()}
     report = fusion.fusion_geometry(inputs, unit, own, k=10)
     avg, cat = report["average"], report["concatenation"]
     assert 0.5 <= avg["norm_shrinkage"]["mean"] < 0.6  # Procrustes finds only chance alignment between noise clouds
@@ -78,8 +79,8 @@ def test_concatenation_keeps_more_of_each_experts_neighbourhood_than_the_average
     shared = _gaussian(n, 8, seed=10)
     vectors = {f"e{i}": np.hstack([shared @ _gaussian(8, 8, seed=20 + i), _gaussian(n, 24, seed=i)]) for i in range(3)}
     inputs = fusion.raw_fusion_inputs(vectors)
-    own = {name: metrics.knn_sets(v, 10) for name, v in vectors.items()}
-    unit = {name: metrics.l2_normalise(v) for name, v in vectors.items()}
+    own = {name: geometry.knn_sets(v, 10) for name, v in vectors.items()}
+    unit = {name: l2_normalize(v, np.float64) for name, v in vectors.items()}
     report = fusion.fusion_geometry(inputs, unit, own, k=10)
     assert report["concatenation"]["mean_knn_overlap"] > report["average"]["mean_knn_overlap"]
     assert set(report["average"]["knn_overlap"]) == set(vectors)

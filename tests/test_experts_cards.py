@@ -11,7 +11,7 @@ import pytest
 
 from hetmoe.errors import HetmoeError
 from hetmoe.experts.base import Encoder
-from hetmoe.experts.card import ExpertCard, default_experts, get_card, load_cards
+from hetmoe.experts.card import ExpertCard, default_experts, default_router_expert, get_card, load_cards
 from hetmoe.experts.registry import build_encoder
 
 BASE = {"name": "x", "backend": "model2vec", "model": "pkg:static_model/model"}
@@ -35,8 +35,7 @@ def not_an_encoder(card: ExpertCard) -> object:
 def test_hash_covers_vector_fields_only() -> None:
     card = ExpertCard(**BASE)
     assert card.hash == ExpertCard(**BASE).hash and len(card.hash) == 16
-    for tuning in ({"batch_size": 7}, {"chunk_size": 99}, {"device": "cpu"}, {"threads": 3}, {"name": "y"},
-                   {"languages": ["en"]}):
+    for tuning in ({"batch_size": 7}, {"chunk_size": 99}, {"device": "cpu"}, {"threads": 3}, {"name": "y"}):
         assert ExpertCard(**{**BASE, **tuning}).hash == card.hash, tuning
     for change in ({"model": "pkg:other"}, {"query_prompt": "q: "}, {"normalize": False}, {"max_length": 9},
                    {"revision": "1"}, {"dtype": "bfloat16"}, {"pooling": "mean"}):
@@ -44,9 +43,11 @@ def test_hash_covers_vector_fields_only() -> None:
 
 
 def test_dict_roundtrip_and_unknown_keys() -> None:
-    card = ExpertCard(**BASE, query_prompt="q: ", languages=("en", "de"))
+    card = ExpertCard(**BASE, query_prompt="q: ")
     again = ExpertCard.from_dict(card.to_dict())
-    assert again == card and again.hash == card.hash and card.to_dict()["languages"] == ["en", "de"]
+    assert again == card and again.hash == card.hash
+    old = ExpertCard.from_dict({**card.to_dict(), "languages": ["en", "de"]})  # model configs written before it retired
+    assert old == card and old.hash == card.hash
     with pytest.raises(HetmoeError, match="unknown keys.*'polling'"):
         ExpertCard.from_dict({**BASE, "polling": "mean"})
     with pytest.raises(HetmoeError, match="pooling 'avg' is unknown"):
@@ -61,7 +62,7 @@ def test_repo_cards_and_defaults() -> None:
     assert defaults == ["minilm", "e5", "use", "static", "wordllama"]
     assert {"qwen", "gemma"} <= set(cards)
     assert cards["e5"].query_prompt == "query: " and cards["e5"].document_prompt == "passage: "
-    assert cards["qwen"].pooling == "lasttoken" and cards["minilm"].languages == ("en",)
+    assert cards["qwen"].pooling == "lasttoken"
 
 
 def test_cards_file_from_env_relative_model_and_unknown_name(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -82,6 +83,20 @@ def test_cards_file_from_env_relative_model_and_unknown_name(tmp_path: Path, mon
     toml.write_text('[defaults]\nexperts = ["ghost"]\n[experts.mine]\nbackend = "b"\nmodel = "m"\n')
     with pytest.raises(HetmoeError, match="unknown experts \\['ghost'\\]"):
         default_experts()
+
+
+def test_router_expert_and_fast_experts_come_from_the_cards_file(tmp_path: Path) -> None:
+    assert default_router_expert() in default_experts(key="fast_experts")  # the repo's: the cheapest real experts
+    toml = tmp_path / "cards.toml"
+    card = '[experts.mine]\nbackend = "model2vec"\nmodel = "m"\n'
+    toml.write_text('[defaults]\nexperts = ["mine"]\nrouter_expert = "mine"\n' + card)
+    assert default_router_expert(toml) == "mine"
+    toml.write_text('[defaults]\nexperts = ["mine"]\n' + card)
+    with pytest.raises(HetmoeError, match="lacks \\[defaults\\] router_expert"):
+        default_router_expert(toml)
+    toml.write_text('[defaults]\nexperts = ["mine"]\nrouter_expert = "ghost"\n' + card)
+    with pytest.raises(HetmoeError, match="router_expert in .* names unknown experts \\['ghost'\\]"):
+        default_router_expert(toml)
 
 
 def test_unknown_backend_and_plugins() -> None:
@@ -144,7 +159,6 @@ def test_missing_hub_weights_fail_at_once_in_one_line(tmp_path: Path) -> None:
     ("dim", '"sixty-four"', "dim must be an integer or absent, got 'sixty-four' (a string)"),
     ("threads", '"all"', "threads must be an integer, got 'all' (a string); threads = 0 means all cores"),
     ("max_length", "2.5", "max_length must be an integer or absent, got 2.5 (a number)"),
-    ("languages", '"en"', "languages must be a list of language codes, got 'en' (a string)"),
     ("normalize", '"no"', "normalize must be true or false, got 'no' (a string)"),
     ("batch_size", "true", "batch_size must be an integer, got true (a boolean)"),
     ("batch_size", "0", "batch_size must be >= 1, got 0"),
@@ -170,6 +184,5 @@ def test_a_broken_card_only_breaks_the_commands_that_use_it(tmp_path: Path) -> N
 
 
 def test_cards_built_in_code_are_typed_too() -> None:
-    assert ExpertCard(**BASE, languages=["en"]).languages == ("en",)
     with pytest.raises(HetmoeError, match="expert card 'x': normalize must be true or false"):
         ExpertCard(**BASE, normalize="no")  # type: ignore[arg-type]

@@ -7,7 +7,7 @@ import textwrap
 
 import torch
 
-from hetmoe.experts.backends.onednn import pack_linears
+from hetmoe.experts.onednn import pack_linears
 
 
 def test_packed_linears_give_the_same_outputs() -> None:
@@ -27,7 +27,7 @@ def test_packing_starts_no_thread_team_on_the_loading_thread() -> None:
     for the team of the thread that encodes (measured: MiniLM at 2 threads on its worker, p50 11 ms against 6 ms)."""
     code = textwrap.dedent("""
         import os, torch
-        from hetmoe.experts.backends.onednn import pack_linears
+        from hetmoe.experts.onednn import pack_linears
         torch.set_num_threads(2)
         layers = [torch.nn.Linear(384, 1536) if i % 2 == 0 else torch.nn.Linear(1536, 384) for i in range(6)]
         model = torch.nn.Sequential(*layers).eval()

@@ -172,7 +172,7 @@ def test_cards_file_appends_keeps_comments_and_replaces(tmp_path: Path) -> None:
     path = tmp_path / "c.toml"
     path.write_text('# mine\n[experts.a]\nbackend = "model2vec"\nmodel = "m"\n')
     card = ExpertCard(name="b", backend="sentence-transformers", model='/x/"q"', query_prompt="Instruct: é\nQuery:",
-                      languages=("en", "id"), revision="abc")
+                      revision="abc")
     add_card(path, card)
     assert path.read_text().startswith("# mine\n") and load_cards(path)["b"] == card
     with pytest.raises(HetmoeError, match="already declares expert 'b'"):

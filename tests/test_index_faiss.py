@@ -26,7 +26,7 @@ from hetmoe.store.index import (
     recall_against,
     tune,
 )
-from hetmoe.store.layout import open_expert
+from hetmoe.store.zarr_store import open_expert
 
 N_ITEMS = 12_000  # enough to train ivf-pq
 

@@ -12,7 +12,7 @@ from hetmoe.errors import HetmoeError
 from hetmoe.online.cache import LRUCache
 from hetmoe.online.catalog import ItemCatalog
 from hetmoe.online.cli import is_loopback
-from hetmoe.online.metrics import Metrics
+from hetmoe.online.prometheus import Metrics
 from hetmoe.online.middleware import GuardMiddleware
 
 

@@ -85,7 +85,7 @@ def test_judged_pairs_score_as_eval_scores_them(built: Path, pairs: tuple[Path, 
     from hetmoe.moe.features import load_pairs
     from hetmoe.moe.fit import load_data
     from hetmoe.moe.infer import MoEModel
-    from hetmoe.store.layout import open_expert
+    from hetmoe.store.zarr_store import open_expert
 
     moe = MoEModel.load(built / "model")
     judged = load_pairs(load_data(built / "data"), moe.store_root, moe.experts, ["valid"], moe.spec.router_expert, markets=moe.markets)

@@ -23,10 +23,12 @@ from hetmoe.experts.registry import build_encoder
 from hetmoe.moe.artifacts import check_identity, expert_identity
 from hetmoe.moe.features import load_pairs
 from hetmoe.store.append import append_dataset
-from hetmoe.store.embed import PartInput, embed_dataset
+from hetmoe.store.embed import embed_dataset
+from hetmoe.store.manifest import PartInput
 from hetmoe.store.index import ItemIndex, build_index
 from hetmoe.store.index_append import append_index
-from hetmoe.store.layout import APPEND_PLAN, done_dir, open_expert, part_path
+from hetmoe.store.layout import APPEND_PLAN, done_dir, part_path
+from hetmoe.store.zarr_store import open_expert
 
 EXPERT = "static"
 CHUNK = 64

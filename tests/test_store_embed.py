@@ -21,7 +21,8 @@ from hetmoe.errors import HetmoeError
 from hetmoe.experts.card import ExpertCard, get_card
 from hetmoe.experts.registry import build_encoder
 from hetmoe.store.embed import embed_dataset, encode_unique, parse_shard, to_float16
-from hetmoe.store.layout import done_dir, open_expert, part_path
+from hetmoe.store.layout import done_dir, part_path
+from hetmoe.store.zarr_store import open_expert
 
 CHUNK = 64
 N_ITEMS = 12_000

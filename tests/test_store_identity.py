@@ -15,8 +15,8 @@ from hetmoe.errors import HetmoeError
 from hetmoe.experts.card import get_card
 from hetmoe.moe.features import load_pairs
 from hetmoe.store.embed import embed_dataset
-from hetmoe.store.identity import TEXT_HASH, text_hashes
-from hetmoe.store.layout import open_expert
+from hetmoe.store.identity import TEXT_HASH, StoreIdentity, text_hashes
+from hetmoe.store.zarr_store import open_expert
 
 EXPERT = "static"
 
@@ -83,3 +83,15 @@ def test_eval_on_another_dataset_exits_2_with_one_line(built: Path, tmp_path: Pa
     result = runner.invoke(app, ["eval", "--model", str(model), "--data", str(other), "--split", "test"])
     assert result.exit_code != 0 and isinstance(result.exception, HetmoeError)
     assert "built from another dataset" in str(result.exception)
+
+
+def test_store_identity_accepts_the_same_store_and_one_grown_by_appends_only() -> None:
+    grown = {"card_hash": "c1", "input_fingerprint": "f2", "count": 15,
+             "history": [{"from": 10, "previous_fingerprint": "f1"}]}
+    assert StoreIdentity("c1", "f2", 15).grown_from(grown) == 0  # the very store
+    assert StoreIdentity("c1", "f1", 10).grown_from(grown) == 5  # it was this store before 5 rows were appended
+    assert StoreIdentity(None, "f1").grown_from(grown) == 5  # a model records no count
+    assert StoreIdentity("c2", "f2", 15).grown_from(grown) is None  # another card
+    assert StoreIdentity("c1", "f1", 9).grown_from(grown) is None  # never had this fingerprint with 9 rows
+    assert StoreIdentity("c1", "f0", 10).grown_from(grown) is None  # other input: rebuilt since
+    assert StoreIdentity.of(grown) == StoreIdentity("c1", "f2", 15)

@@ -89,13 +89,18 @@ class Dataset:
 
 def read_table(root: Path, table: str) -> pl.DataFrame:
     path = Path(root) / f"{table}.parquet"
+    frame = read_parquet(path, "a dataset folder needs items.parquet, queries.parquet and judgments.parquet")
+    return _coerce(frame, table, path)
+
+
+def read_parquet(path: Path, needs: str) -> pl.DataFrame:
+    """The Parquet file, or one line saying it is missing (then ``needs``: what the caller wants there) or corrupt."""
     if not path.is_file():
-        raise HetmoeError(f"{path}: file not found; a dataset folder needs items.parquet, queries.parquet and judgments.parquet")
+        raise HetmoeError(f"{path}: file not found; {needs}")
     try:
-        frame = pl.read_parquet(path)
+        return pl.read_parquet(path)
     except Exception as err:  # polars raises several types for a corrupt file
         raise HetmoeError(f"{path}: not a readable Parquet file ({type(err).__name__}: {err})") from err
-    return _coerce(frame, table, path)
 
 
 def load_dataset(root: str | Path) -> Dataset:

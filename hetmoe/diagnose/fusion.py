@@ -12,7 +12,8 @@ from typing import Any
 
 import numpy as np
 
-from hetmoe.diagnose import metrics
+from hetmoe.diagnose import geometry
+from hetmoe.vectors import l2_normalize
 
 log = logging.getLogger(__name__)
 
@@ -44,7 +45,7 @@ def raw_fusion_inputs(vectors: dict[str, np.ndarray], iterations: int = 10, tol:
     Concatenation is unaffected by the choice: for unit rows its cosine is the mean of the experts' cosines.
     """
     width = max(v.shape[1] for v in vectors.values())
-    unit = {name: metrics.l2_normalise(v) for name, v in sorted(vectors.items())}
+    unit = {name: l2_normalize(v, np.float64) for name, v in sorted(vectors.items())}
     widest = max(unit, key=lambda name: unit[name].shape[1])
     mean = unit[widest]
     loss = np.inf
@@ -101,14 +102,14 @@ def concat_norm_ratio(inputs: dict[str, np.ndarray], concat: np.ndarray) -> dict
 
 
 def _geometry(fused: np.ndarray, native_knn: dict[str, np.ndarray], k: int, queries: np.ndarray | None) -> dict[str, Any]:
-    neighbours = metrics.knn_sets(fused, k, queries)
-    overlap = {name: metrics.knn_overlap(neighbours, own) for name, own in sorted(native_knn.items())}
-    unit = metrics.l2_normalise(fused)
+    neighbours = geometry.knn_sets(fused, k, queries)
+    overlap = {name: geometry.knn_overlap(neighbours, own) for name, own in sorted(native_knn.items())}
+    unit = l2_normalize(fused, np.float64)
     return {
         "knn_overlap": overlap,
         "mean_knn_overlap": float(np.mean(list(overlap.values()))),
-        "effective_rank": metrics.effective_rank(unit),
-        "effective_rank_centered": metrics.effective_rank(unit, center=True),
+        "effective_rank": geometry.effective_rank(unit),
+        "effective_rank_centered": geometry.effective_rank(unit, center=True),
         "width": int(fused.shape[1]),
     }
 
@@ -123,7 +124,7 @@ def fusion_geometry(
 ) -> dict[str, Any]:
     """Compare the average of ``average_inputs`` and the concatenation of ``concat_inputs`` with each expert's own
     neighbourhoods ``native_knn`` (k nearest neighbours of the rows ``queries``, default all, in expert e's original
-    space, as :func:`metrics.knn_sets` returns them).
+    space, as :func:`geometry.knn_sets` returns them).
 
     The two inputs are the same per-expert vectors, except that averaging needs them at one width (see
     :func:`raw_fusion_inputs`) while concatenating does not. Effective ranks are measured on L2-normalised fused

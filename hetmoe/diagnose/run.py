@@ -12,7 +12,8 @@ from typing import Any
 
 import numpy as np
 
-from hetmoe.diagnose import fusion, metrics
+from hetmoe.diagnose import fusion, geometry
+from hetmoe.vectors import l2_normalize
 from hetmoe.errors import HetmoeError
 
 log = logging.getLogger(__name__)
@@ -71,16 +72,16 @@ def sample_vectors(
 
 def expert_geometry(x: np.ndarray) -> dict[str, Any]:
     """Anisotropy of one expert, measured on its L2-normalised rows (experts are compared by cosine)."""
-    unit = metrics.l2_normalise(x)
-    s = metrics.singular_values(unit)
-    variances = metrics.pca_variances(unit)
+    unit = l2_normalize(x, np.float64)
+    s = geometry.singular_values(unit)
+    variances = geometry.pca_variances(unit)
     return {
         "dim": int(x.shape[1]),
-        "mean_pair_cosine": metrics.mean_pair_cosine(unit),
-        **{f"pc{k}_variance_share": metrics.top_share_from_variances(variances, k) for k in TOP_PCS},
-        "effective_rank": metrics.effective_rank_from_singular_values(s),
-        "effective_rank_centered": metrics.effective_rank_from_singular_values(np.sqrt(variances)),
-        "isoscore": metrics.isoscore_from_variances(variances, x.shape[1]),
+        "mean_pair_cosine": geometry.mean_pair_cosine(unit),
+        **{f"pc{k}_variance_share": geometry.top_share_from_variances(variances, k) for k in TOP_PCS},
+        "effective_rank": geometry.effective_rank_from_singular_values(s),
+        "effective_rank_centered": geometry.effective_rank_from_singular_values(np.sqrt(variances)),
+        "isoscore": geometry.isoscore_from_variances(variances, x.shape[1]),
         "mean_norm": float(np.linalg.norm(x, axis=1).mean()),
         "spectrum": [round(float(v), 6) for v in s / max(s[0], 1e-12)],
         "pca_variance_share": [round(float(v), 6) for v in variances / max(variances.sum(), 1e-12)],
@@ -90,11 +91,11 @@ def expert_geometry(x: np.ndarray) -> dict[str, Any]:
 def pairwise(vectors: dict[str, np.ndarray], knn: dict[str, np.ndarray]) -> dict[str, Any]:
     """Linear CKA and kNN overlap between every pair of experts, as symmetric matrices in sorted expert order."""
     names = sorted(vectors)
-    cka = metrics.cka_matrix([metrics.l2_normalise(vectors[n]) for n in names])
+    cka = geometry.cka_matrix([l2_normalize(vectors[n], np.float64) for n in names])
     overlap = np.eye(len(names))
     for i, a in enumerate(names):
         for j in range(i + 1, len(names)):
-            overlap[i, j] = overlap[j, i] = metrics.knn_overlap(knn[a], knn[names[j]])
+            overlap[i, j] = overlap[j, i] = geometry.knn_overlap(knn[a], knn[names[j]])
     return {"experts": names, "linear_cka": cka.tolist(), "knn_overlap": overlap.tolist()}
 
 
@@ -115,7 +116,7 @@ def _fusion_inputs(
     """(inputs to average, inputs to concatenate, description): the model's item projections for both, else
     raw unit vectors, Procrustes-overlaid at one width for the average and as they are for the concatenation."""
     if model is None:
-        unit = {name: metrics.l2_normalise(v) for name, v in vectors.items()}
+        unit = {name: l2_normalize(v, np.float64) for name, v in vectors.items()}
         return fusion.raw_fusion_inputs(vectors), unit, "raw unit vectors; average after Procrustes rotation, no model"
     projected = {name: np.asarray(model.project_items(name, v), dtype=np.float64) for name, v in vectors.items()}
     return projected, projected, f"item projections of the model {model.model_dir}, trained to {model.spec.fusion}"
@@ -154,7 +155,7 @@ def diagnose(
     k_used = min(k, n - 1)
     log.info("diagnosing %d expert(s) on %d shared items (k=%d)", len(chosen), n, k_used)
     queries = np.sort(np.random.default_rng(seed).permutation(n)[:KNN_QUERIES])
-    knn = {name: metrics.knn_sets(v, k_used, queries) for name, v in vectors.items()}
+    knn = {name: geometry.knn_sets(v, k_used, queries) for name, v in vectors.items()}
     result: dict[str, Any] = {
         "store": str(store_root),
         "model": str(model_path) if model_path is not None else None,
@@ -162,7 +163,7 @@ def diagnose(
         "sample_seed": seed,
         "k": k_used,
         "knn_queries": len(queries),
-        "knn_chance_overlap": metrics.knn_chance_overlap(n, k_used),
+        "knn_chance_overlap": geometry.knn_chance_overlap(n, k_used),
         "experts": {name: expert_geometry(v) for name, v in vectors.items()},
         "pairwise": pairwise(vectors, knn),
     }
@@ -171,7 +172,7 @@ def diagnose(
         fused = fusion.fusion_geometry(to_average, to_concat, knn, k_used, queries=queries)
         if model is not None:
             fused["projection_knn_overlap"] = {
-                name: metrics.knn_overlap(metrics.knn_sets(v, k_used, queries), knn[name]) for name, v in sorted(to_concat.items())
+                name: geometry.knn_overlap(geometry.knn_sets(v, k_used, queries), knn[name]) for name, v in sorted(to_concat.items())
             }
         result["fusion"] = {"basis": basis, "weights": "uniform", **fused}
     result["seconds"] = round(time.perf_counter() - started, 3)

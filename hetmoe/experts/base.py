@@ -5,7 +5,6 @@ backend only wraps its library's batch call and adds no per-text Python work.
 """
 from __future__ import annotations
 
-import os
 import threading
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
@@ -15,6 +14,7 @@ import numpy as np
 
 from hetmoe.errors import HetmoeError
 from hetmoe.experts.card import ExpertCard, Kind
+from hetmoe.vectors import available_cores, l2_normalize
 
 KINDS: tuple[str, ...] = get_args(Kind)
 # Optional card fields a backend may or may not act on; setting one a backend ignores is an error, not a no-op.
@@ -81,7 +81,7 @@ class Encoder(ABC):
             expected = (len(batch), self.dim)
             raise RuntimeError(f"expert {self.card.name!r} returned shape {out.shape}, expected {expected}")
         if self.card.normalize and not self.returns_normalized:
-            out /= np.maximum(np.linalg.norm(out, axis=1, keepdims=True), 1e-12)
+            l2_normalize(out, inplace=True)
         return out
 
     def call_threads(self) -> int:
@@ -104,7 +104,7 @@ def cpu_threads(card: ExpertCard) -> int:
     """Threads for CPU backends: the card's count, else every core this process may run on."""
     if card.threads:
         return card.threads
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    return available_cores()
 
 
 def require_cpu(card: ExpertCard) -> None:

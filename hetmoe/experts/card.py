@@ -10,7 +10,7 @@ import hashlib
 import json
 import os
 import tomllib
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any, Literal
 
@@ -24,7 +24,9 @@ DEVICES = ("auto", "cpu", "cuda")
 DTYPES = ("float16", "bfloat16", "float32")
 MODEL_FREE = frozenset({"lexical"})  # backends fitted on the catalog in stage one, not loaded from a model
 # Fields that do not change a single output vector: excluded from the identity hash.
-_NOT_IN_HASH = frozenset({"name", "batch_size", "chunk_size", "device", "threads", "dim", "languages"})
+_NOT_IN_HASH = frozenset({"name", "batch_size", "chunk_size", "device", "threads", "dim"})
+# Keys cards and model configs once carried that nothing reads any more: dropped on load, so old files keep working.
+_RETIRED = frozenset({"languages"})
 
 
 @dataclass(frozen=True)
@@ -34,8 +36,7 @@ class ExpertCard:
     ``model`` is a local directory or file, ``pkg:<module>[/<sub/path>]`` for a model shipped inside an installed
     package, or a Hugging Face id resolved from the local cache only. ``dtype`` is the precision used on CUDA; on CPU
     models always run in float32 (half precision there is slower and lossy). ``threads`` = 0 means all cores the
-    process may use. ``languages`` lists ISO codes, or ``"*"`` for a multilingual expert. ``chunk_size`` is the number
-    of texts per store chunk (the unit ``embed`` encodes in one call, writes and resumes from); unset, the store picks.
+    process may use. ``chunk_size`` is the number of texts per store chunk (the unit ``embed`` encodes in one call, writes and resumes from); unset, the store picks.
     """
 
     name: str
@@ -53,14 +54,12 @@ class ExpertCard:
     chunk_size: int | None = None
     normalize: bool = True
     dim: int | None = None
-    languages: tuple[str, ...] = field(default=("*",))
     device: str = "auto"
     threads: int = 0
     options: dict[str, Any] | None = None  # backend settings without a field of their own (lexical: LexicalConfig)
 
     def __post_init__(self) -> None:
         _check_types(self)
-        object.__setattr__(self, "languages", tuple(self.languages))
         _validate(self)
 
     @property
@@ -78,19 +77,15 @@ class ExpertCard:
             return self.query_prompt, self.query_prompt_name
         return self.document_prompt, self.document_prompt_name
 
-    def supports(self, lang: str | None) -> bool:
-        """Whether the expert was trained for ``lang`` (unknown language: only multilingual experts)."""
-        return "*" in self.languages or (lang is not None and lang in self.languages)
-
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON-able dict (model configs store cards this way so the online Scorer can rebuild encoders)."""
-        d = asdict(self)
-        d["languages"] = list(self.languages)
-        return d
+        return asdict(self)
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> ExpertCard:
-        """Inverse of :meth:`to_dict`; unknown keys are an error so typos in a card never pass silently."""
+        """Inverse of :meth:`to_dict`; unknown keys are an error so typos in a card never pass silently (retired ones
+        are dropped)."""
+        d = {k: v for k, v in d.items() if k not in _RETIRED}
         known = {f.name for f in fields(cls)}
         unknown = sorted(set(d) - known)
         if unknown:
@@ -150,13 +145,6 @@ def _check_types(card: ExpertCard) -> None:
             raise HetmoeError(f"{where}: {field_name} must be >= {low}, got {value}; fix {field_name} in the card")
         if kind is str and not optional and not value.strip() and not (field_name == "model" and card.backend in MODEL_FREE):
             raise HetmoeError(f"{where}: {field_name} must not be empty; fix {field_name} in the card")
-    langs = card.languages
-    if isinstance(langs, str) or not isinstance(langs, (list, tuple)):
-        raise HetmoeError(f"{where}: languages must be a list of language codes, got {_shown(langs)}; "
-                          f"write languages = [\"en\"] (or [\"*\"] for a multilingual expert)")
-    if not langs or not all(isinstance(code, str) and code.strip() for code in langs):
-        raise HetmoeError(f"{where}: languages must list non-empty codes, got {list(langs)!r}; "
-                          'write e.g. languages = ["en", "de"] or ["*"]')
 
 
 def _validate(card: ExpertCard) -> None:
@@ -231,18 +219,29 @@ def get_card(name: str, path: str | Path | None = None) -> ExpertCard:
     return _build(p, name, table[name])
 
 
-def default_experts(path: str | Path | None = None) -> list[str]:
-    """The ``[defaults] experts`` list of the cards file (names checked against the file; the cards are not built)."""
+def default_experts(path: str | Path | None = None, key: str = "experts") -> list[str]:
+    """The ``[defaults] experts`` list of the cards file (names checked against the file; the cards are not built);
+    ``key="fast_experts"``: the cheap real experts benchmarks use where quality does not matter."""
+    return _default_names(path, key, f"{key} = [...] (a list of card names)")
+
+
+def default_router_expert(path: str | Path | None = None) -> str:
+    """The ``[defaults] router_expert`` of the cards file: the cheap expert whose query vector feeds the router."""
+    return _default_names(path, "router_expert", 'router_expert = "NAME" (the cheap expert the router reads)')[0]
+
+
+def _default_names(path: str | Path | None, key: str, shape: str) -> list[str]:
+    """``[defaults] <key>`` (one card name or a list of them), each checked against the file's cards."""
     p, doc = _read_toml(path)
     defaults = doc.get("defaults", {})
-    names = defaults.get("experts") if isinstance(defaults, dict) else None
+    value = defaults.get(key) if isinstance(defaults, dict) else None
+    names = [value] if isinstance(value, str) else value
     if not isinstance(names, list) or not names or not all(isinstance(n, str) for n in names):
-        raise HetmoeError(f"expert cards file {p} lacks [defaults] experts = [...] (a list of card names); "
-                          "add the default expert names")
+        raise HetmoeError(f"expert cards file {p} lacks [defaults] {shape}; add it")
     table = _table(p, doc)
     unknown = [n for n in names if n not in table]
     if unknown:
         raise HetmoeError(
-            f"[defaults] experts in {p} names unknown experts {unknown}; known: {', '.join(sorted(table))}"
+            f"[defaults] {key} in {p} names unknown experts {unknown}; known: {', '.join(sorted(table))}"
         )
     return list(names)

@@ -43,7 +43,7 @@ def register(app: typer.Typer) -> None:
         cards: Path = CARDS_OPTION,
         as_json: bool = typer.Option(False, "--json", help="One JSON object instead of a table."),
     ) -> None:
-        """Every card with its backend, dim, languages, identity hash and whether it is in the default set."""
+        """Every card with its backend, dim, identity hash and whether it is in the default set."""
         from rich.console import Console
         from rich.table import Table
 
@@ -54,12 +54,11 @@ def register(app: typer.Typer) -> None:
             described = {n: {**c.to_dict(), "hash": c.hash} for n, c in declared.items()}
             typer.echo(json.dumps({"defaults": defaults, "cards": described}))
             return
-        table = Table("expert", "backend", "dim", "languages", "default")
+        table = Table("expert", "backend", "dim", "default")
         table.add_column("hash", no_wrap=True)
         table.add_column("model", overflow="fold")
         for name, card in declared.items():
-            table.add_row(name, card.backend, str(card.dim or "?"), ",".join(card.languages),
-                          "yes" if name in defaults else "", card.hash, card.model)
+            table.add_row(name, card.backend, str(card.dim or "?"), "yes" if name in defaults else "", card.hash, card.model)
         Console().print(table)
 
     @experts.command("check")

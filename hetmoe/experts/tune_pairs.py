@@ -23,7 +23,7 @@ from sentence_transformers.base.evaluation import BaseEvaluator
 from hetmoe.data.dataset import Dataset
 from hetmoe.errors import HetmoeError
 from hetmoe.experts.card import ExpertCard
-from hetmoe.moe.metrics import auc, macro
+from hetmoe.moe.ranking import auc, macro
 
 log = logging.getLogger(__name__)
 

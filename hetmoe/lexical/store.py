@@ -14,10 +14,11 @@ from importlib import metadata
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from hetmoe.files import write_json_atomic
 from hetmoe.errors import HetmoeError
 from hetmoe.lexical.config import FORMAT_VERSION, LexicalConfig
 from hetmoe.lexical.model import LexicalModel
-from hetmoe.store.layout import MANIFEST, expert_dir, read_manifest, write_json_atomic
+from hetmoe.store.layout import MANIFEST, expert_dir, read_manifest
 
 if TYPE_CHECKING:
     from hetmoe.data.dataset import Dataset
@@ -33,7 +34,7 @@ LIBRARIES = ("hetmoe", "bm25s", "pythainlp", "PyStemmer", "regex", "numpy", "sci
 
 def items_fingerprint(dataset: Dataset) -> str:
     """sha256 over item ids and ``item_texts()``: the same value an embedding store records for its items part."""
-    from hetmoe.store.embed import PartInput
+    from hetmoe.store.manifest import PartInput
 
     texts = dataset.item_texts()
     return PartInput("items", texts["item_id"], texts["text"]).fingerprint()

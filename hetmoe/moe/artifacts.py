@@ -15,19 +15,21 @@ from typing import Any
 import numpy as np
 
 from hetmoe.errors import HetmoeError
-from hetmoe.files import publish
-from hetmoe.moe.spec import ModelSpec
+from hetmoe.files import publish, write_json_atomic
 
 log = logging.getLogger(__name__)
 FORMAT = "hetmoe-moe/3"  # /2: per-expert centring vectors in the weights; /3: reference pair statistics
 CONFIG, WEIGHTS = "config.json", "weights.safetensors"
+STACK_FILE = "stack.txt"  # a stacked head's booster (LightGBM text format), beside the weights
 
 
-def expert_identity(store_root: str | Path, expert: str) -> dict[str, Any]:
-    """Card, card hash, dims and input fingerprints of one expert's item and query stores."""
-    from hetmoe.store.layout import open_expert
+def expert_identity(store_root: str | Path, expert: str, opened: Any = None) -> dict[str, Any]:
+    """Card, card hash, dims and input fingerprints of one expert's item and query stores (``opened``: its
+    ExpertStores, when the caller has them open already)."""
+    from hetmoe.store.zarr_store import open_expert
 
-    items, queries = _pair(open_expert(store_root, expert))
+    opened = opened or open_expert(store_root, expert)
+    items, queries = opened.items, opened.queries
     man = items.manifest
     return {
         "card": man.get("card", {}),
@@ -36,13 +38,6 @@ def expert_identity(store_root: str | Path, expert: str) -> dict[str, Any]:
         "items_fingerprint": man.get("input_fingerprint"),
         "queries_fingerprint": queries.manifest.get("input_fingerprint"),
     }
-
-
-def _pair(opened: Any) -> tuple[Any, Any]:
-    """``open_expert`` gives (items, queries) or an object with those attributes; accept both."""
-    if isinstance(opened, tuple):
-        return opened[0], opened[1]
-    return opened.items, opened.queries
 
 
 def lexical_identity(store_root: str | Path, name: str) -> dict[str, Any]:
@@ -54,39 +49,45 @@ def lexical_identity(store_root: str | Path, name: str) -> dict[str, Any]:
             "items_fingerprint": manifest.get("items", {}).get("input_fingerprint")}
 
 
-def check_identity(config: dict[str, Any], store_root: str | Path, model_dir: Path, check_queries: bool = False) -> None:
+def check_identity(config: dict[str, Any], store_root: str | Path, model_dir: Path,
+                   check_queries: bool = False) -> dict[str, Any]:
     """Raise HetmoeError when an expert's card or item store (and, for evaluation, query store) or the lexical store
-    changed; a store that only grew by appends since (its history holds the recorded fingerprint) is accepted."""
-    from hetmoe.store.append import grown_since
+    changed; a store that only grew by appends since (its history holds the recorded fingerprint) is accepted.
+    Returns every expert's opened stores (ExpertStores), so callers need not open them again."""
+    from hetmoe.store.identity import StoreIdentity
+    from hetmoe.store.zarr_store import open_expert
 
     saved_lex = config.get("lexical_identity")
     if saved_lex and lexical_identity(store_root, saved_lex["store"]) != saved_lex:
         raise HetmoeError(f"model {model_dir} was trained on another lexical store '{saved_lex['store']}' than the one in "
                           f"{store_root} (refitted since?); retrain it with 'hetmoe fit-head' on these stores")
+    opened: dict[str, Any] = {}
     for expert, saved in config.get("experts", {}).items():
         try:
-            now = expert_identity(store_root, expert)
+            opened[expert] = open_expert(store_root, expert)
         except HetmoeError as err:
             raise HetmoeError(f"model {model_dir} needs the '{expert}' store under {store_root}: {err}") from err
-        keys = ["card_hash", "items_fingerprint"] + (["queries_fingerprint"] if check_queries else [])
-        for key in keys:
-            if saved.get(key) != now.get(key):
-                what = "card" if key == "card_hash" else key.split("_")[0]
-                if key != "card_hash" and (added := grown_since(store_root, expert, what, saved.get(key))) is not None:
-                    log.info("'%s' %s store: %d rows appended since model %s was trained", expert, what, added, model_dir)
-                    continue  # the rows it was trained on are unchanged (hetmoe embed --append only adds rows)
-                raise HetmoeError(
-                    f"model {model_dir} was trained on a different '{expert}' {what} store ({key} "
-                    f"{str(saved.get(key))[:12]} != {str(now.get(key))[:12]} in {store_root}); retrain it with "
-                    f"'hetmoe fit-head' on these stores or point --store at the stores it was trained on"
-                )
+        now = expert_identity(store_root, expert, opened[expert])
+        for part in ("card", "items", *(["queries"] if check_queries else [])):
+            key = "card_hash" if part == "card" else f"{part}_fingerprint"
+            if saved.get(key) == now.get(key):
+                continue
+            view = getattr(opened[expert], part).manifest if part != "card" else None
+            added = None if view is None else StoreIdentity(None, saved.get(key)).grown_from(view)
+            if added is not None:
+                log.info("'%s' %s store: %d rows appended since model %s was trained", expert, part, added, model_dir)
+                continue  # the rows it was trained on are unchanged (hetmoe embed --append only adds rows)
+            raise HetmoeError(
+                f"model {model_dir} was trained on a different '{expert}' {part} store ({key} "
+                f"{str(saved.get(key))[:12]} != {str(now.get(key))[:12]} in {store_root}); retrain it with "
+                f"'hetmoe fit-head' on these stores or point --store at the stores it was trained on"
+            )
+    return opened
 
 
 def write_json(path: Path, data: dict[str, Any]) -> None:
-    """Atomic JSON write (tmp + replace), so a kill never leaves half a config."""
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(json.dumps(data, indent=2, sort_keys=False))
-    os.replace(tmp, path)
+    """Model JSON in its own layout (indented, keys in written order), atomically: a kill never leaves half a config."""
+    write_json_atomic(path, data, indent=2, sort_keys=False)
 
 
 def read_config(model_dir: str | Path) -> dict[str, Any]:
@@ -105,13 +106,11 @@ def read_config(model_dir: str | Path) -> dict[str, Any]:
     return config
 
 
-def save_net(out_dir: str | Path, spec: ModelSpec, weights: dict[str, np.ndarray], meta: dict[str, Any],
-             booster: Any = None) -> Path:
+def write_net(out_dir: str | Path, spec: dict[str, Any], weights: dict[str, np.ndarray], meta: dict[str, Any],
+              booster: Any = None) -> Path:
     """Write weights (safetensors; a stacked head's booster beside them) then config (atomically, last: its presence
     marks a complete artifact)."""
     from safetensors.numpy import save_file
-
-    from hetmoe.moe.stack import STACK_FILE
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -122,34 +121,22 @@ def save_net(out_dir: str | Path, spec: ModelSpec, weights: dict[str, np.ndarray
         booster.save_model(str(out / (STACK_FILE + ".tmp")))
         os.replace(out / (STACK_FILE + ".tmp"), out / STACK_FILE)
     kind = "net" if booster is None else "stacked"
-    write_json(out / CONFIG, {"format": FORMAT, "kind": kind, "spec": spec.to_dict(), **meta})
+    write_json(out / CONFIG, {"format": FORMAT, "kind": kind, "spec": spec, **meta})
     log.info("saved %s model to %s", meta.get("variant", "?"), out)
     return out
 
 
-def read_net(model_dir: str | Path, store_root: str | Path | None = None, check_stores: bool = True) -> Any:
-    """Load a net artifact as :class:`hetmoe.moe.infer.MoEModel`, checking store identity unless told not to."""
-    from safetensors.numpy import load_file
-
-    from hetmoe.moe.infer import MoEModel
-
-    model_dir = Path(model_dir)
+def read_net_config(model_dir: str | Path, store_root: str | Path | None = None) -> dict[str, Any]:
+    """The config of a net artifact (``store_root`` replaces the recorded one); any other kind is refused."""
     config = read_config(model_dir)
     if config.get("kind") not in ("net", "stacked"):
         raise HetmoeError(f"{model_dir} holds a {config.get('kind')} model; load it with hetmoe.moe.lgbm.LgbmModel.load")
     if store_root is not None:
         config["store_root"] = str(store_root)
-    if check_stores and config.get("store_root"):
-        check_identity(config, config["store_root"], model_dir)
-    weights = load_file(str(model_dir / WEIGHTS))
-    try:
-        net = MoEModel(ModelSpec.from_dict(config["spec"]), weights, config, model_dir)
-    except KeyError as err:
-        raise HetmoeError(
-            f"{model_dir / WEIGHTS}: weight {err} is missing (written by another hetmoe version?); retrain with 'hetmoe fit-head'"
-        ) from None
-    if config["kind"] == "stacked":
-        from hetmoe.moe.stack import StackedModel
+    return config
 
-        return StackedModel.load_stacked(net, model_dir)
-    return net
+
+def read_weights(model_dir: str | Path) -> dict[str, np.ndarray]:
+    from safetensors.numpy import load_file
+
+    return load_file(str(Path(model_dir) / WEIGHTS))

@@ -22,7 +22,7 @@ def fit_head(
     stack: bool = typer.Option(True, "--stack/--no-stack", help="Also train the stacked head (trees over the routed experts' statistics and the net's logit) and keep it when it wins on held-out queries."),
     variants: str = typer.Option("all", "--variants", help="Baselines to train besides moe: all, none, or a comma list (weighted,soft,concat-all,rule,single,lightgbm)."),
     eval_split: str = typer.Option(None, "--eval-split", help="Split kept out of training (default: test if present, else valid)."),
-    router_expert: str = typer.Option("static", "--router-expert", help="Expert whose query vector feeds the router."),
+    router_expert: str = typer.Option(None, "--router-expert", help="Expert whose query vector feeds the router (default: the cards file's [defaults] router_expert)."),
 ) -> None:
     """Train the router and concatenation head end to end (hard top-k MoE), plus the baselines eval compares."""
     from hetmoe.moe.fit import fit

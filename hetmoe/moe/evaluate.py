@@ -14,15 +14,15 @@ from typing import Any
 
 import numpy as np
 
+from hetmoe.data.validate import check_dataset
 from hetmoe.errors import HetmoeError
 from hetmoe.moe.artifacts import read_config
 from hetmoe.moe.features import PairSet, load_pairs
-from hetmoe.moe.fit import load_data
 from hetmoe.moe.guard import market_guard
-from hetmoe.moe.metrics import auc, auc_by_market, bootstrap_delta, macro, ndcg_at_k
+from hetmoe.moe.ranking import auc, auc_by_market, bootstrap_delta, macro, ndcg_at_k
+from hetmoe.moe.variants import REPORT_ORDER
 
 log = logging.getLogger(__name__)
-ORDER = ("moe", "weighted", "average", "soft", "rule", "concat-all", "lightgbm")
 
 
 def score_net(model: Any, pairs: PairSet) -> tuple[np.ndarray, np.ndarray]:
@@ -85,7 +85,7 @@ def evaluate(
     model_dir = Path(model_dir)
     main = read_config(model_dir)
     store_root = Path(store_root) if store_root else Path(main["store_root"])
-    dataset = load_data(data_dir)
+    dataset = check_dataset(data_dir)
     if not dataset.has_split(split):
         raise HetmoeError(f"{data_dir}: no '{split}' judgments to evaluate on; choose one of the splits it has")
     moe = MoEModel.load(model_dir, store_root=store_root)
@@ -141,4 +141,4 @@ def evaluate(
 
 def _ordered(variants: dict[str, Any]) -> list[str]:
     singles = sorted(n for n in variants if n.startswith("single:"))
-    return [n for n in ORDER if n in variants] + singles + [n for n in variants if n not in ORDER and n not in singles]
+    return [n for n in REPORT_ORDER if n in variants] + singles + [n for n in variants if n not in REPORT_ORDER and n not in singles]

@@ -16,7 +16,8 @@ import numpy as np
 import polars as pl
 
 from hetmoe.errors import HetmoeError
-from hetmoe.moe.pairstats import group_stats, l2_normalize, pair_cosines
+from hetmoe.moe.pairstats import group_stats, pair_cosines
+from hetmoe.vectors import l2_normalize
 from hetmoe.moe.reference import REF_TOP, market_top_cosines, reference_stats
 from hetmoe.moe.spec import PAIR_STATS
 
@@ -122,7 +123,7 @@ def load_pairs(
     if pair_stats not in PAIR_STATS:
         raise HetmoeError(f"pair_stats must be one of {PAIR_STATS}, got {pair_stats!r}")
     from hetmoe.store.identity import check_dataset
-    from hetmoe.store.layout import open_expert
+    from hetmoe.store.zarr_store import open_expert
 
     judg = dataset.judgments.filter(pl.col("split").is_in(splits))  # type: ignore[attr-defined]
     if judg.height == 0:

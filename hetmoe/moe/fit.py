@@ -19,11 +19,14 @@ from typing import Any, Sequence
 import numpy as np
 
 from hetmoe.errors import HetmoeError
-from hetmoe.moe.artifacts import expert_identity, lexical_identity, save_net, write_json
+from hetmoe.moe.artifacts import expert_identity, lexical_identity, write_json
 from hetmoe.moe.features import PairSet, carve_by_query, load_pairs
+from hetmoe.moe.infer import MoEModel
 from hetmoe.moe.rule import fit_rule_table
 from hetmoe.moe.spec import ModelSpec
+from hetmoe.moe.stacked import StackHead
 from hetmoe.moe.train import TrainConfig, TrainResult, net_logits, train_net
+from hetmoe.moe.variants import LIGHTGBM, SINGLE, TEACHER, variant_names, variant_spec
 
 log = logging.getLogger(__name__)
 CARVE_FRACTION = 0.15
@@ -79,35 +82,16 @@ def training_pairs(
 
 
 def _requested(variants: str | Sequence[str], experts: list[str]) -> list[str]:
-    names = ["weighted", "average", "soft", "concat-all", "rule", *[f"single:{e}" for e in experts], "lightgbm"]
+    names = variant_names(experts)
     if variants == "all":
         return names
     wanted = [variants] if isinstance(variants, str) else list(variants)
     wanted = [w for w in wanted if w != "moe"]
-    expanded = [n for w in wanted for n in (names if w == "all" else [f"single:{e}" for e in experts] if w == "single" else [w])]
+    expanded = [n for w in wanted for n in (names if w == "all" else [f"{SINGLE}:{e}" for e in experts] if w == SINGLE else [w])]
     unknown = [w for w in expanded if w not in names]
     if unknown:
-        raise HetmoeError(f"unknown variant(s) {', '.join(unknown)}; choose from moe, {', '.join(names)} (or 'single', 'all')")
+        raise HetmoeError(f"unknown variant(s) {', '.join(unknown)}; choose from moe, {', '.join(names)} (or '{SINGLE}', 'all')")
     return list(dict.fromkeys(expanded))
-
-
-def variant_spec(name: str, base: ModelSpec, rule_table: dict[str, list[str]]) -> ModelSpec:
-    """The ModelSpec of a named variant, derived from the main model's spec."""
-    if name == "moe":
-        return base
-    if name in ("weighted", "average"):
-        return replace(base, fusion=name)
-    if name == "soft":
-        return replace(base, router="soft", soft_threshold=0.5 / base.n_experts)
-    if name == "concat-all":
-        return replace(base, router="none")
-    if name == "rule":
-        return replace(base, router="rule", rule_table=rule_table)
-    if name.startswith("single:"):
-        expert = name.split(":", 1)[1]
-        i = base.experts.index(expert)
-        return replace(base, experts=[expert], dims=[base.dims[i]], router="none", k=1)
-    raise HetmoeError(f"unknown variant '{name}'")
 
 
 def fit(
@@ -120,7 +104,7 @@ def fit(
     seed: int = 0,
     variants: str | Sequence[str] = "all",
     eval_split: str | None = None,
-    router_expert: str = "static",
+    router_expert: str | None = None,
     train_config: TrainConfig | None = None,
     spec_overrides: dict[str, Any] | None = None,
     stack: bool = True,
@@ -131,6 +115,10 @@ def fit(
     ``stack``, the net or its stacked head (:mod:`hetmoe.moe.select`); the baselines route with exactly ``k``."""
     t0 = time.perf_counter()
     experts = resolve_experts(experts)
+    if router_expert is None:
+        from hetmoe.experts.card import default_router_expert
+
+        router_expert = default_router_expert()
     if k < 1 or k > len(experts):
         raise HetmoeError(f"k={k} must be between 1 and the number of experts ({len(experts)})")
     cfg = replace(train_config or TrainConfig(), seed=seed)
@@ -170,19 +158,19 @@ def fit(
     if cfg.distill_weight > 0:
         # The teacher (concat-all, every expert) trains first on plain labels; every other net variant, baselines
         # included, mixes its logits into the targets, so the comparisons stay like for like.
-        if "concat-all" in names:  # saved as that variant instead of being trained twice
-            names = ["concat-all", *[n for n in names if n != "concat-all"]]
-        teacher_spec = variant_spec("concat-all", base, rule_table)
+        if TEACHER in names:  # saved as that variant instead of being trained twice
+            names = [TEACHER, *[n for n in names if n != TEACHER]]
+        teacher_spec = variant_spec(TEACHER, base, rule_table)
         teacher = train_net(teacher_spec, train, stop, replace(cfg, distill_weight=0.0))
         teacher_logits = net_logits(teacher_spec, teacher.weights, train)
     moe_used = list(dict.fromkeys([*experts, router_expert]))
     moe_meta = {**common, "experts": {e: identity[e] for e in moe_used},
-                "distilled_from": "concat-all" if teacher is not None else None}
+                "distilled_from": TEACHER if teacher is not None else None}
     selection = fit_moe(out, base, train, stop, cfg, teacher_logits, stack, moe_meta)
     index.update({name: variant_dir(name) for name in selection["saved"]})
     for name in names:
         target = out / variant_dir(name)
-        if name == "lightgbm":
+        if name == LIGHTGBM:
             from hetmoe.moe.lgbm import train_lgbm
 
             model = train_lgbm(train, stop, seed=seed, threads=cfg.threads)
@@ -190,15 +178,15 @@ def fit(
         else:
             spec = variant_spec(name, base, rule_table)
             used = spec.experts + ([router_expert] if spec.learned_router and router_expert not in spec.experts else [])
-            if teacher is not None and name == "concat-all":
+            if teacher is not None and name == TEACHER:
                 result = teacher
             else:
                 result = train_net(spec, train.select_experts(spec.experts), stop.select_experts(spec.experts), cfg,
                                    teacher=teacher_logits)
-            distilled = "concat-all" if teacher is not None and name != "concat-all" else None
+            distilled = TEACHER if teacher is not None and name != TEACHER else None
             meta = {"variant": name, **common, "experts": {e: identity[e] for e in used}, "metrics": result.metrics,
                     "distilled_from": distilled}
-            save_net(target, spec, result.weights, meta)
+            MoEModel(spec, result.weights).save(target, meta)
         index[name] = variant_dir(name)
     seconds = time.perf_counter() - t0
     write_json(out / "fit.json", {"variants": index, "experts": experts, "k": k, "router_expert": router_expert,
@@ -220,20 +208,18 @@ def fit_moe(out: Path, base: ModelSpec, train: PairSet, stop: PairSet, cfg: Trai
                               "candidates": [c.summary() for c in candidates], "router": chosen.name}
     heads = {"net": (chosen.model, None, chosen.stop_auc_macro)}
     if stack:
-        from hetmoe.moe.stack import StackedModel, cross_fit_logits, train_stack
+        from hetmoe.moe.stack import cross_fit_logits, train_stack
 
         oof = cross_fit_logits(chosen.model.spec, train, stop, cfg, teacher)
         booster = train_stack(chosen.model, train, stop, oof, cfg.seed, cfg.threads)
-        stacked = StackedModel(chosen.model.spec, chosen.model.weights)
-        stacked.booster = booster
+        stacked = MoEModel(chosen.model.spec, chosen.model.weights, stack=StackHead(booster))
         heads["stacked"] = (stacked, booster, held_out(stacked, stop)[0])
     winner = max(heads, key=lambda h: np.nan_to_num(heads[h][2], nan=-1.0))
     record.update({"heads": {h: v[2] for h, v in heads.items()}, "head": winner, "saved": []})
     for head, (model, booster, score) in heads.items():
         name = "moe" if head == winner else f"moe:{head}"
-        save_net(out / variant_dir(name), model.spec, model.weights,
-                 {"variant": name, **meta, "metrics": {**chosen.result.metrics, "stop_auc_macro_head": score}},
-                 booster=booster)
+        model.save(out / variant_dir(name),
+                   {"variant": name, **meta, "metrics": {**chosen.result.metrics, "stop_auc_macro_head": score}})
         record["saved"].append(name)
     log.info("MoE: %s routing with the %s head (held-out macro AUC %s)", chosen.name, winner,
              ", ".join(f"{h} {v[2]:.4f}" for h, v in heads.items()))

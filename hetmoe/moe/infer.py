@@ -30,9 +30,13 @@ from typing import Any, Sequence
 import numpy as np
 
 from hetmoe.errors import HetmoeError
-from hetmoe.moe.pairstats import group_stats, l2_normalize, pair_cosines
+from hetmoe.moe.artifacts import WEIGHTS, check_identity, read_net_config, read_weights, write_net
+from hetmoe.moe.pairstats import group_stats, pair_cosines
+from hetmoe.vectors import l2_normalize
 from hetmoe.moe.reference import reference_stats
+from hetmoe.moe.routers import every_expert, router_kind
 from hetmoe.moe.spec import ModelSpec
+from hetmoe.moe.stacked import StackHead
 
 
 def _relu(x: np.ndarray) -> np.ndarray:
@@ -51,6 +55,7 @@ class MoEModel:
     weights: dict[str, np.ndarray]
     config: dict[str, Any] = field(default_factory=dict)
     model_dir: Path | None = None
+    stack: StackHead | None = None  # a stacked head: its booster's raw scores replace the net's logits
 
     def __post_init__(self) -> None:
         w = {k: np.ascontiguousarray(v, dtype=np.float32) for k, v in self.weights.items()}
@@ -87,11 +92,25 @@ class MoEModel:
 
     # ----- identity -------------------------------------------------------------------------------------------
     @classmethod
-    def load(cls, model_dir: str | Path, store_root: str | Path | None = None, check_stores: bool = True) -> "MoEModel":
-        """Load ``model_dir`` (config.json + weights.safetensors); refuses when its experts' stores changed."""
-        from hetmoe.moe.artifacts import read_net
+    def load(cls, model_dir: str | Path, store_root: str | Path | None = None, check_stores: bool = True) -> MoEModel:
+        """Load ``model_dir`` (config.json + weights.safetensors, and a stacked head's booster); refuses when its
+        experts' stores changed."""
+        config = read_net_config(model_dir, store_root)
+        if check_stores and config.get("store_root"):
+            check_identity(config, config["store_root"], Path(model_dir))
+        try:
+            model = cls(ModelSpec.from_dict(config["spec"]), read_weights(model_dir), config, Path(model_dir))
+        except KeyError as err:
+            raise HetmoeError(f"{Path(model_dir) / WEIGHTS}: weight {err} is missing (written by another hetmoe "
+                              "version?); retrain with 'hetmoe fit-head'") from None
+        if config["kind"] == "stacked":
+            model.stack = StackHead.load(Path(model_dir))
+        return model
 
-        return read_net(model_dir, store_root=store_root, check_stores=check_stores)
+    def save(self, out_dir: str | Path, meta: dict[str, Any]) -> Path:
+        """Write the model as :meth:`load` reads it (``meta``: the config's other keys: variant, experts' identity)."""
+        return write_net(out_dir, self.spec.to_dict(), self.weights, meta,
+                         booster=None if self.stack is None else self.stack.booster)
 
     @property
     def experts(self) -> list[str]:
@@ -129,23 +148,15 @@ class MoEModel:
             if markets.shape[0] == 1 and router_vec.shape[0] > 1:
                 markets = np.repeat(markets, router_vec.shape[0])
         n = markets.shape[0]
-        if s.router == "none" or s.n_experts == 1:
-            return np.tile(np.arange(s.n_experts, dtype=np.int64), (n, 1)), np.ones((n, s.n_experts), np.float32)
-        if s.router == "rule":
-            fallback = s.rule_table["*"]
-            rows = [s.rule_table.get(str(m), fallback) for m in markets]
-            idx = np.array([[s.experts.index(e) for e in row] for row in rows], dtype=np.int64)
-            return idx, np.ones(idx.shape, np.float32)
+        if s.n_experts == 1:
+            return every_expert(n, 1)
+        kind = router_kind(s.router)
+        if not kind.learned:
+            return kind.route(s, markets, None)
         if router_vec is None or router_vec.shape != (n, s.router_dim):
             got = None if router_vec is None else router_vec.shape
             raise HetmoeError(f"router needs the '{s.router_expert}' query vector of shape ({n}, {s.router_dim}), got {got}")
-        probs = self.router_probs(markets, router_vec)
-        if s.router == "hard":
-            idx = np.argsort(-probs, axis=1, kind="stable")[:, : s.k_eff]
-            gates = np.take_along_axis(probs, idx, axis=1)
-            return idx.astype(np.int64), (gates / gates.sum(1, keepdims=True)).astype(np.float32)
-        idx = np.tile(np.arange(s.n_experts, dtype=np.int64), (n, 1))
-        return idx, np.where(probs >= s.soft_threshold, probs, 0.0).astype(np.float32)
+        return kind.route(s, markets, self.router_probs(markets, router_vec))
 
     def router_probs(self, markets: np.ndarray, router_vec: np.ndarray) -> np.ndarray:
         """Softmax over experts (n, N) for learned routers."""
@@ -185,18 +196,10 @@ class MoEModel:
         except ValueError:
             raise HetmoeError(f"expert '{expert}' is not in this model (has: {', '.join(self.spec.experts)})") from None
 
-    def score(
-        self,
-        query_vecs: dict[str, np.ndarray],
-        item_vecs: dict[str, np.ndarray],
-        routing: tuple[np.ndarray, np.ndarray],
-        groups: np.ndarray | None = None,
-        reference: dict[str, np.ndarray] | None = None,
-        lexical: np.ndarray | None = None,
-        markets: np.ndarray | None = None,
-    ) -> np.ndarray:
-        """Relevance probability (n,) of each pair; see the module docstring for the shapes."""
-        return _sigmoid(self.logits(query_vecs, item_vecs, routing, groups, reference, lexical, markets))
+    def score(self, *args: Any, **kwargs: Any) -> np.ndarray:
+        """Relevance probability (n,) of each pair: :meth:`logits` (same arguments; shapes in the module docstring)
+        through the sigmoid."""
+        return _sigmoid(self.logits(*args, **kwargs))
 
     def logits(
         self,
@@ -253,9 +256,10 @@ class MoEModel:
                 raise HetmoeError(f"this model reads {len(s.lexical)} lexical features per pair; score() got {got}")
             z = _relu(((np.asarray(lexical, np.float32) - self._lex_mean) / self._lex_std) @ self._lex_w_t + self._lex_b)
             acc += z @ self._lex_head_t if s.hidden > 0 else (z @ self._lex_head_t[:, :1])
-        if s.hidden > 0:
-            return _relu(acc + self._b1) @ self._out_w + self._out_b
-        return acc[:, 0] + self._out_b
+        net = _relu(acc + self._b1) @ self._out_w + self._out_b if s.hidden > 0 else acc[:, 0] + self._out_b
+        if self.stack is None:
+            return net
+        return self.stack.logits(self, net, query_vecs, item_vecs, routing, groups, reference, lexical, markets)
 
     @staticmethod
     def _groups(n_q: int, n: int, groups: np.ndarray | None) -> np.ndarray:

@@ -18,9 +18,15 @@ import numpy as np
 from hetmoe.errors import HetmoeError
 from hetmoe.moe.artifacts import FORMAT, read_config, write_json
 from hetmoe.moe.features import PairSet
-from hetmoe.moe.stack import expert_columns
+from hetmoe.moe.stacked import expert_columns
 
 log = logging.getLogger(__name__)
+# Boosting rounds are chosen, not tuned: early stopping decides the tree count (28 binary trees on the small demo), so
+# MAX_ROUNDS is only a ceiling against a stop set that keeps improving by noise; STOP_ROUNDS rounds without a better
+# stop-set metric ends training: long enough to cross a noisy plateau at learning rate 0.05, and the extra trees it
+# grows past the best one are discarded (best_iteration is what predicts).
+MAX_ROUNDS = 1000
+STOP_ROUNDS = 50
 FEATURES_PER_EXPERT = ("cos", "dot", "z", "gap_or_rank")
 
 
@@ -100,10 +106,10 @@ def train_lgbm(train: PairSet, stop: PairSet, seed: int = 0, threads: int = 0) -
         "bagging_fraction": 0.9, "bagging_freq": 1, "lambda_l2": 1.0, "seed": seed, "deterministic": True,
         "num_threads": threads, "verbosity": -1, "force_col_wise": True,
     }
-    stop_cb = [lgb.early_stopping(50, verbose=False)]
+    stop_cb = [lgb.early_stopping(STOP_ROUNDS, verbose=False)]
     d_tr = lgb.Dataset(x_tr, train.y, categorical_feature=cat, free_raw_data=False)
     d_st = lgb.Dataset(x_st, stop.y, categorical_feature=cat, reference=d_tr)
-    binary = lgb.train({**base, "objective": "binary", "metric": "auc"}, d_tr, 1000, valid_sets=[d_st], callbacks=stop_cb)
+    binary = lgb.train({**base, "objective": "binary", "metric": "auc"}, d_tr, MAX_ROUNDS, valid_sets=[d_st], callbacks=stop_cb)
 
     levels = sorted(set(np.unique(train.label).tolist()))
     o_tr, s_tr = _sorted_by_query(train)
@@ -112,7 +118,7 @@ def train_lgbm(train: PairSet, stop: PairSet, seed: int = 0, threads: int = 0) -
     r_st = lgb.Dataset(x_st[o_st], _grades(stop.label[o_st], levels), group=s_st, categorical_feature=cat, reference=r_tr)
     gains = [float(v - min(levels)) if min(levels) < 0 else float(v) for v in levels]
     rank_params = {**base, "objective": "lambdarank", "metric": "ndcg", "eval_at": [10], "label_gain": gains}
-    rank = lgb.train(rank_params, r_tr, 1000, valid_sets=[r_st], callbacks=stop_cb)
+    rank = lgb.train(rank_params, r_tr, MAX_ROUNDS, valid_sets=[r_st], callbacks=stop_cb)
     seconds = time.perf_counter() - t0
     log.info("trained LightGBM heads in %.1fs (binary %d trees, lambdarank %d trees)", seconds, binary.best_iteration, rank.best_iteration)
     config = {

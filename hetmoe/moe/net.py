@@ -15,6 +15,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from hetmoe.moe.routers import router_kind
 from hetmoe.moe.spec import N_STATS, ModelSpec
 
 
@@ -110,7 +111,7 @@ class MoENet(nn.Module):
             gates, mask = top_k_gates(probs, k, select=logits.detach() + self.spec.router_noise * gumbel)
         else:
             gates, mask = top_k_gates(probs, k)
-        return (probs if self.spec.router == "soft" else gates), probs, mask
+        return router_kind(self.spec.router).train_gates(probs, gates), probs, mask
 
     def forward(
         self,

@@ -10,13 +10,6 @@ import numpy as np
 from hetmoe.moe.spec import N_STATS
 
 
-def l2_normalize(x: np.ndarray) -> np.ndarray:
-    """Rows scaled to unit length in float32 (zero rows stay zero)."""
-    x = np.asarray(x, dtype=np.float32)
-    norm = np.linalg.norm(x, axis=-1, keepdims=True)
-    return x / np.maximum(norm, 1e-12)
-
-
 def group_stats(cos: np.ndarray, groups: np.ndarray) -> np.ndarray:
     """(n, 3) float32: cosine, z-score of the cosine within its group, average-rank fraction in [0, 1] within its group.
 

@@ -5,12 +5,12 @@ expert and market (heatmap), the two things a reader needs to judge whether rout
 """
 from __future__ import annotations
 
-import json
 import math
 import os
 from pathlib import Path
 from typing import Any
 
+from hetmoe.files import write_json_atomic, write_text_atomic
 from hetmoe.moe.guard import guard_markdown
 
 
@@ -142,8 +142,6 @@ def chart(report: dict[str, Any], path: Path) -> None:
 def write_reports(report: dict[str, Any], out_dir: Path) -> None:
     out_dir.mkdir(parents=True, exist_ok=True)
     clean = _clean(report)
-    for name, text in (("report.json", json.dumps(clean, indent=2)), ("report.md", markdown(report))):
-        tmp = out_dir / (name + ".tmp")
-        tmp.write_text(text)
-        os.replace(tmp, out_dir / name)
+    write_json_atomic(out_dir / "report.json", clean, indent=2, sort_keys=False)
+    write_text_atomic(out_dir / "report.md", markdown(report))
     chart(report, out_dir / "report.png")

@@ -9,20 +9,19 @@ ahead on the same queries.
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
 from hetmoe.moe.features import PairSet
 from hetmoe.moe.infer import MoEModel
-from hetmoe.moe.metrics import auc_by_market, macro
-from hetmoe.moe.rule import fit_rule_table
+from hetmoe.moe.ranking import auc_by_market, macro
+from hetmoe.moe.routers import router_kind, router_names
 from hetmoe.moe.spec import ModelSpec
 from hetmoe.moe.train import TrainConfig, TrainResult, train_net
 
 log = logging.getLogger(__name__)
-ROUTERS = ("hard", "rule")  # the MoE's candidate routers: learned top-k, or each market's k best experts
 
 
 @dataclass
@@ -51,11 +50,12 @@ def held_out(model: MoEModel, stop: PairSet) -> tuple[float, dict[str, float]]:
 
 def net_candidates(base: ModelSpec, train: PairSet, stop: PairSet, cfg: TrainConfig, teacher: np.ndarray | None,
                    k_max: int) -> list[Candidate]:
-    """Train the MoE net for every router in ROUTERS and every k in 1..k_max."""
+    """Train the MoE net for every candidate router kind (learned top-k, each market's k best experts) and every k in
+    1..k_max."""
     out = []
     for k in range(1, min(k_max, base.n_experts) + 1):
-        for router in ROUTERS:
-            spec = replace(base, k=k, router=router, rule_table=fit_rule_table(stop, k) if router == "rule" else {})
+        for router in (name for name in router_names() if router_kind(name).candidate):
+            spec = router_kind(router).prepare(base, stop, k)
             result = train_net(spec, train, stop, cfg, teacher=teacher)
             model = MoEModel(spec, result.weights)
             score, by_market = held_out(model, stop)

@@ -3,12 +3,8 @@
 Why a separate spec: the same numbers must rebuild the torch net for training and the numpy weights for serving,
 and the spec is what ``config.json`` records next to the weights.
 
-Routers (``router``):
-- ``hard``: learned router, softmax over experts, hard top-k, gates renormalised over the k selected (the method).
-- ``soft``: learned router, every expert scaled by its softmax weight in training; at inference experts whose weight
-  is below ``soft_threshold`` are dropped (not encoded), the others keep their weight.
-- ``none``: every expert, gate 1 (full concatenation; a single-expert model is ``none`` over one expert).
-- ``rule``: a fixed table market -> k experts (best on validation), gate 1; ``"*"`` is the fallback for unknown markets.
+Routers (``router``): the kinds of :mod:`hetmoe.moe.routers` (``hard``, the method; ``soft``, ``none``, ``rule``),
+each described in its own module.
 
 Training-only knobs kept here because they shape the trained weights: ``router_noise`` (scale of the Gumbel noise
 added to router logits when selecting the top k in training, so experts the router does not favour yet still get
@@ -27,7 +23,8 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-ROUTERS = ("hard", "soft", "none", "rule")
+from hetmoe.moe.routers import router_kind
+
 FUSIONS = ("concat", "weighted", "average")
 PAIR_STATS = ("reference", "listwise")
 N_STATS = 3  # per-expert pair statistics: cosine, its z-score, and its gap to the best reference (or rank in the list)
@@ -46,7 +43,7 @@ class ModelSpec:
     rank: int = 48
     width: int = 32
     hidden: int = 64
-    router_expert: str = "static"
+    router_expert: str = ""  # the expert whose query vector feeds a learned router (fit names it)
     router_dim: int = 0
     router_hidden: int = 32
     router_noise: float = 1.0
@@ -61,8 +58,7 @@ class ModelSpec:
     lexical_width: int = 16
 
     def __post_init__(self) -> None:
-        if self.router not in ROUTERS:
-            raise ValueError(f"router must be one of {ROUTERS}, got {self.router!r}")
+        router_kind(self.router)  # raises ValueError naming the known kinds
         if self.fusion not in FUSIONS:
             raise ValueError(f"fusion must be one of {FUSIONS}, got {self.fusion!r}")
         if self.pair_stats not in PAIR_STATS:
@@ -76,12 +72,13 @@ class ModelSpec:
 
     @property
     def learned_router(self) -> bool:
-        return self.router in ("hard", "soft") and self.n_experts > 1
+        return router_kind(self.router).learned and self.n_experts > 1
 
     @property
     def k_eff(self) -> int:
-        """Experts routed per query: k for hard/rule, all of them for none/soft (soft may drop some at inference)."""
-        return min(self.k, self.n_experts) if self.router in ("hard", "rule") else self.n_experts
+        """Experts routed per query: k for top-k kinds (hard, rule), all of them for the others (soft may drop some
+        at inference)."""
+        return min(self.k, self.n_experts) if router_kind(self.router).top_k else self.n_experts
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -14,10 +14,14 @@ from typing import Any
 import numpy as np
 
 from hetmoe.moe.features import PairSet
-from hetmoe.moe.metrics import auc, auc_by_market, macro
+from hetmoe.moe.ranking import auc, auc_by_market, macro
+from hetmoe.moe.routers import router_kind
 from hetmoe.moe.spec import ModelSpec
 
 log = logging.getLogger(__name__)
+# An epoch counts as better only when the stop-set macro AUC rises by more than this: a change in the fifth decimal is
+# float noise of the evaluation, and counting it would reset the patience for nothing.
+MIN_GAIN = 1e-5
 
 
 @dataclass(frozen=True)
@@ -48,17 +52,8 @@ class TrainResult:
 
 
 def fixed_gates(spec: ModelSpec, pairs: PairSet) -> np.ndarray | None:
-    """(n, N) gates of a rule router (1 for the market's experts), None for other routers."""
-    if spec.router != "rule":
-        return None
-    table = spec.rule_table
-    gates = np.zeros((len(pairs), spec.n_experts), np.float32)
-    names = pairs.market_names
-    for market in np.unique(names):
-        cols = [spec.experts.index(e) for e in table.get(str(market), table["*"])]
-        rows = np.flatnonzero(names == market)
-        gates[np.ix_(rows, cols)] = 1.0
-    return gates
+    """(n, N) training gates of a router kind without a network (e.g. rule), None for "every expert, gate 1"."""
+    return router_kind(spec.router).fixed_gates(spec, pairs.market_names)
 
 
 class _Tensors:
@@ -214,7 +209,7 @@ def train_net(
         value = stop_metric(predict_logits(net, st, len(stop)), stop)
         history.append({"epoch": epoch, "loss": total / n, "balance": aux_total / n, "stop_auc_macro": value})
         log.debug("epoch %d loss %.4f stop macro AUC %.4f", epoch, total / n, value)
-        if value > best + 1e-5:
+        if value > best + MIN_GAIN:
             best, best_epoch = value, epoch
             best_state = {k: v.clone() for k, v in net.state_dict().items()}
         elif epoch - best_epoch >= cfg.patience:

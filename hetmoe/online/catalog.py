@@ -11,6 +11,7 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 
 from hetmoe.errors import HetmoeError
+from hetmoe.vectors import SortedIds
 
 
 class ItemCatalog:
@@ -25,9 +26,8 @@ class ItemCatalog:
         self.vectors: dict[str, np.ndarray] = {e: np.ascontiguousarray(m, dtype=np.float16) for e, m in vectors.items()}
         self.markets: np.ndarray | None = None
         self._masks: dict[str, np.ndarray] = {}
-        self._order = np.argsort(ids, kind="stable")
-        self._sorted = ids[self._order]
-        if ids.shape[0] > 1 and bool((self._sorted[1:] == self._sorted[:-1]).any()):
+        self._lookup = SortedIds(ids)
+        if self._lookup.has_duplicates():
             raise HetmoeError("item store has duplicate item ids; rebuild it with 'hetmoe embed --overwrite'")
 
     @classmethod
@@ -86,13 +86,8 @@ class ItemCatalog:
 
     def rows(self, item_ids: Sequence[str] | np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(rows of the known ids, positions in ``item_ids`` of the unknown ones), one vectorised pass."""
-        query = np.asarray(item_ids, dtype=str) if len(item_ids) else np.empty(0, dtype=str)
-        if len(self) == 0:
-            return np.empty(0, dtype=np.int64), np.arange(query.shape[0])
-        pos = np.searchsorted(self._sorted, query)
-        pos = np.minimum(pos, len(self) - 1)
-        found = self._sorted[pos] == query
-        return self._order[pos[found]], np.flatnonzero(~found)
+        rows, found = self._lookup.find(item_ids)
+        return rows[found], np.flatnonzero(~found)
 
     def lookup(self, item_ids: Sequence[str]) -> tuple[np.ndarray, np.ndarray, list[str]]:
         """Rows of the known ids, a mask over ``item_ids`` marking them, and the unknown ids as listed by the client."""

@@ -26,7 +26,6 @@ own OpenMP runtime. Re-measured after it, demo model, 1,000 queries, two runs ea
 from __future__ import annotations
 
 import logging
-import os
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -35,6 +34,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 import numpy as np
 
 from hetmoe.experts.base import Encoder
+from hetmoe.vectors import available_cores
 
 logger = logging.getLogger(__name__)
 
@@ -44,10 +44,6 @@ MIN_PARALLEL_MS = 5.0  # below this single-core cost a query is not worth a thre
 EXPLORE_EVERY = 200  # one call in this many tries the other arm: rarer than 1 in 100, so it cannot set the p99
 MIN_SAMPLES = 5  # calls an arm needs before its statistics count
 DECAY = 0.05  # weight of the newest call in the running mean and variance (about the last 20 calls)
-
-
-def available_cores() -> int:
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
 def plan_threads(costs: Sequence[float], cores: int, solo_share: float = SOLO_SHARE,

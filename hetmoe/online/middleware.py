@@ -12,7 +12,7 @@ import time
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
-from hetmoe.online.metrics import Metrics
+from hetmoe.online.prometheus import Metrics
 
 
 Scope = MutableMapping[str, Any]

@@ -14,7 +14,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from hetmoe.moe.pairstats import l2_normalize
+from hetmoe.vectors import l2_normalize
 from hetmoe.moe.reference import top_cosines
 from hetmoe.online.cache import LRUCache
 from hetmoe.online.catalog import ItemCatalog

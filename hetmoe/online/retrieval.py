@@ -17,6 +17,7 @@ import numpy as np
 
 from hetmoe.errors import HetmoeError
 from hetmoe.online.catalog import ItemCatalog
+from hetmoe.vectors import l2_normalize
 
 if TYPE_CHECKING:
     from hetmoe.store.index import ItemIndex
@@ -35,13 +36,15 @@ class Retriever:
         self._lock = threading.Lock()
 
     @classmethod
-    def load(cls, store_root: str | Path, experts: Sequence[str], catalog: ItemCatalog) -> Retriever:
-        """Load every expert's index (each refuses a store rebuilt since it was built) and align its rows."""
+    def load(cls, store_root: str | Path, experts: Sequence[str], catalog: ItemCatalog,
+             items: Mapping[str, Any] | None = None) -> Retriever:
+        """Load every expert's index (each refuses a store rebuilt since it was built) and align its rows; ``items``:
+        the experts' item stores when the caller has them open already."""
         from hetmoe.store.index import ItemIndex
 
         indexes, row_maps = {}, {}
         for expert in experts:
-            index = ItemIndex.load(store_root, expert)
+            index = ItemIndex.load(store_root, expert, (items or {}).get(expert))
             rows, unknown = catalog.rows(index.ids)
             if unknown.size:
                 raise HetmoeError(f"{expert}: the item index names {unknown.size} items missing from the store; "
@@ -64,8 +67,7 @@ class Retriever:
     def top_rows(self, expert: str, vector: np.ndarray, n: int, market: str | None) -> np.ndarray:
         """Catalog rows of the expert's top-n items of ``market`` for one query vector (fewer if there are fewer)."""
         index = self.indexes[expert]
-        x = np.array(vector, dtype=np.float32, ndmin=2)
-        x /= max(float(np.linalg.norm(x)), 1e-12)
+        x = l2_normalize(np.array(vector, dtype=np.float32, ndmin=2), inplace=True)
         filt = self._filter(expert, market) if market is not None else None
         if filt is None:
             _, rows = index.index.search(x, min(n, len(index)))

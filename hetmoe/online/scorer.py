@@ -21,9 +21,11 @@ from hetmoe.online.cache import LRUCache
 from hetmoe.online.catalog import ItemCatalog
 from hetmoe.online.checks import SearchUnavailable, check_count, check_item_ids, check_market, check_query
 from hetmoe.online.encoding import QueryEncoders
+from hetmoe.online.loading import lexical_rows
 from hetmoe.online.reference import REFERENCE_MODES, ReferenceCosines
 from hetmoe.online.results import Routing, ScoreRequest, ScoreResult, SearchResult
 from hetmoe.online.retrieval import Retriever
+from hetmoe.online.routing import QueryRouter, RouteEntry
 
 if TYPE_CHECKING:
     from hetmoe.experts.base import Encoder
@@ -32,7 +34,6 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 DEFAULT_CACHE_SIZE = 10_000
-_RouteEntry = tuple[np.ndarray, np.ndarray, Routing]  # (expert idx row, gates row, public view)
 
 
 class Scorer:
@@ -63,9 +64,9 @@ class Scorer:
         if model.spec.lexical and lexical is None:
             raise HetmoeError(f"the model reads the lexical expert '{model.spec.lexical_store}'; load it with Scorer.load")
         self.lexical = lexical  # the lexical expert (computed for the query only, online) and its row of each item
-        self._lexical_rows = _lexical_rows(lexical, catalog, model.spec.lexical_store) if lexical is not None else None
+        self._lexical_rows = lexical_rows(lexical, catalog, model.spec.lexical_store) if lexical is not None else None
         self._query_cache: LRUCache[tuple[str, str], np.ndarray] = LRUCache(cache_size)
-        self._route_cache: LRUCache[tuple[str, str], _RouteEntry] = LRUCache(cache_size)
+        self._router = QueryRouter(model, self.query_vectors, cache_size)
         spec = model.spec
         if reference not in REFERENCE_MODES:
             raise HetmoeError(f"reference={reference!r}: choose one of {', '.join(REFERENCE_MODES)}")
@@ -94,32 +95,11 @@ class Scorer:
         Item markets (so that search keeps to the query's market) come from ``data_dir``'s items.parquet, by default
         the dataset the model was fitted on; without it search ranks the whole catalog. ``encoders`` hands over
         already-built encoders (checked against the model's cards) instead of building them again; thread
-        settings as in the constructor. ``reference``: where each query's reference cosines come from,
-        ``"exact"`` (its market's items, as in training: served scores equal eval's) or ``"index"`` (approximate,
-        faster on big catalogs; see :data:`hetmoe.online.reference.REFERENCE_MODES`).
+        settings as in the constructor; ``reference``: see :data:`hetmoe.online.reference.REFERENCE_MODES`.
         """
-        from hetmoe.moe.infer import MoEModel
-        from hetmoe.store.layout import open_expert
+        from hetmoe.online.loading import load_parts
 
-        model = MoEModel.load(model_dir, store_root=store_root)
-        root = model.store_root
-        if root is None:
-            raise HetmoeError(f"{model_dir}: config.json records no store_root; pass store_root= (the stores the model was trained on)")
-        per_expert: dict[str, tuple[np.ndarray, np.ndarray]] = {}
-        for expert in model.experts:
-            items = open_expert(root, expert, card_hash=model.config["experts"][expert].get("card_hash")).items
-            per_expert[expert] = (items.ids, items.load())
-        catalog = ItemCatalog.aligned(per_expert)
-        _attach_markets(catalog, data_dir or model.config.get("dataset"))
-        if with_indexes is None:
-            with_indexes = _indexes_present(root, model.experts)
-        retriever = Retriever.load(root, model.experts, catalog) if with_indexes else None
-        lexical = None
-        if model.spec.lexical_store:
-            from hetmoe.lexical.store import open_lexical
-
-            lexical = open_lexical(root, model.spec.lexical_store)
-        logger.info("loaded %s: %d experts, %d items, %d markets", model_dir, len(model.experts), len(catalog), len(model.markets))
+        model, catalog, retriever, lexical = load_parts(model_dir, store_root, data_dir, with_indexes)
         return cls(model, catalog, retriever, cache_size, encoders, blas_threads, encode_cores, lexical, reference)
 
     # ----- identity ---------------------------------------------------------------------------------------------
@@ -211,33 +191,9 @@ class Scorer:
         return found
 
     # ----- routing ----------------------------------------------------------------------------------------------
-    def _routes(self, queries: Sequence[str], markets: Sequence[str],
-                known: Sequence[Mapping[str, np.ndarray]] | None = None) -> list[_RouteEntry]:
-        """Routing per query; with ``known`` vectors the route cache is bypassed (it is keyed by text alone)."""
-        cache = self._route_cache if known is None else None
-        entries: list[_RouteEntry | None] = [None if cache is None else cache.get(key) for key in zip(queries, markets)]
-        miss = [i for i, e in enumerate(entries) if e is None]
-        if miss:
-            router = self.model.router_expert
-            vecs = None
-            if router is not None:
-                given = None if known is None else [known[i] for i in miss]
-                got = self.query_vectors([queries[i] for i in miss], [[router]] * len(miss), given)
-                vecs = np.stack([g[router] for g in got])
-            idx, gates = self.model.route(np.array([markets[i] for i in miss], dtype=object), vecs)
-            for row, i in enumerate(miss):
-                keep = np.flatnonzero(gates[row] > 0)
-                keep = keep[np.argsort(-gates[row][keep], kind="stable")]  # best first, whatever the router's order
-                entry = (idx[row], gates[row], Routing(tuple(self.model.experts[j] for j in idx[row][keep]),
-                                                       tuple(float(g) for g in gates[row][keep])))
-                if cache is not None:
-                    cache.put((queries[i], markets[i]), entry)
-                entries[i] = entry
-        return entries  # type: ignore[return-value]
-
     def route(self, query: str, market: str) -> Routing:
         """The experts this query is routed to in ``market`` (best first) and their gates."""
-        return self._routes([check_query(query)], [check_market(market, self.markets)])[0][2]
+        return self._router.routes([check_query(query)], [check_market(market, self.markets)])[0].routing
 
     # ----- scoring ----------------------------------------------------------------------------------------------
     def score(self, query: str, item_ids: Sequence[str], market: str) -> ScoreResult:
@@ -258,8 +214,8 @@ class Scorer:
             check_query(r.query)
             check_market(r.market, self.markets)
             check_item_ids(r.item_ids)
-        routes = self._routes([r.query for r in requests], [r.market for r in requests], known)
-        qvecs = self.query_vectors([r.query for r in requests], [rt[2].experts for rt in routes], known)
+        routes = self._router.routes([r.query for r in requests], [r.market for r in requests], known)
+        qvecs = self.query_vectors([r.query for r in requests], [rt.routing.experts for rt in routes], known)
         looked = [self.catalog.lookup(r.item_ids) for r in requests]
         counts = np.array([rows.shape[0] for rows, _, _ in looked])
         rows = np.concatenate([rows for rows, _, _ in looked])
@@ -269,10 +225,10 @@ class Scorer:
         out: list[ScoreResult] = []
         for i, (req, (found, known, unknown), part) in enumerate(zip(requests, looked, parts)):
             ids = req.item_ids if not unknown else [t for t, ok in zip(req.item_ids, known.tolist()) if ok]
-            out.append(ScoreResult(ids, part, routes[i][2], unknown, self._other_market(ids, found, req.market)))
+            out.append(ScoreResult(ids, part, routes[i].routing, unknown, self._other_market(ids, found, req.market)))
         return out
 
-    def _head(self, routes: Sequence[_RouteEntry], qvecs: Sequence[dict[str, np.ndarray]], rows: np.ndarray,
+    def _head(self, routes: Sequence[RouteEntry], qvecs: Sequence[dict[str, np.ndarray]], rows: np.ndarray,
               groups: np.ndarray, keys: Sequence[tuple[str, str]]) -> np.ndarray:
         """One stage-two call over all pairs; experts nobody routed to are neither gathered nor encoded.
 
@@ -285,7 +241,7 @@ class Scorer:
             dim = self.catalog.vectors[expert].shape[1]
             query_vecs[expert] = np.stack([q.get(expert, np.zeros(dim, np.float32)) for q in qvecs])
         item_vecs = {expert: self.catalog.take(expert, rows) for expert in used}
-        routing = (np.stack([r[0] for r in routes]), np.stack([r[1] for r in routes]))
+        routing = (np.stack([r.idx for r in routes]), np.stack([r.gates for r in routes]))
         reference = None
         if self._reference is not None:
             top = self._reference.top
@@ -313,16 +269,16 @@ class Scorer:
                 "search needs the experts' FAISS indexes, which this Scorer was loaded without; build them with "
                 f"'hetmoe index --expert E --store {self.model.store_root}' for each of {', '.join(self.experts)} "
                 "and load again (scoring given item ids works without them)")
-        route = self._routes([query], [market])[0]
-        qvecs = self.query_vectors([query], [route[2].experts])[0]
-        rows, seen = self.retriever.candidates({e: qvecs[e] for e in route[2].experts}, candidates, market, self._pool)
+        route = self._router.routes([query], [market])[0]
+        qvecs = self.query_vectors([query], [route.routing.experts])[0]
+        rows, seen = self.retriever.candidates({e: qvecs[e] for e in route.routing.experts}, candidates, market, self._pool)
         if rows.shape[0] == 0:
-            return SearchResult([], np.zeros(0), [], route[2], 0)
+            return SearchResult([], np.zeros(0), [], route.routing, 0)
         scores = self._head([route], [qvecs], rows, np.zeros(rows.shape[0], np.int64), [(query, market)])
         top = np.argsort(-scores, kind="stable")[:k]
-        names = np.array(route[2].experts, dtype=object)
+        names = np.array(route.routing.experts, dtype=object)
         seen_by = [names[mask].tolist() for mask in seen[top]]
-        return SearchResult(self.catalog.ids[rows[top]].tolist(), scores[top], seen_by, route[2], int(rows.shape[0]))
+        return SearchResult(self.catalog.ids[rows[top]].tolist(), scores[top], seen_by, route.routing, int(rows.shape[0]))
 
     def _other_market(self, ids: list[str], rows: np.ndarray, market: str) -> list[str]:
         """The ids (rows in the same order) whose item belongs to another known market."""
@@ -339,47 +295,6 @@ class Scorer:
     def clear_caches(self) -> None:
         """Forget cached query vectors and routing decisions (benchmarks of the uncached path; hot model swaps)."""
         self._query_cache.clear()
-        self._route_cache.clear()
+        self._router.clear()
         if self._reference is not None:
             self._reference.clear()
-
-    def cache_info(self) -> dict[str, Any]:
-        return {
-            "query_vectors": {"size": len(self._query_cache), "hits": self._query_cache.hits, "misses": self._query_cache.misses},
-            "routing": {"size": len(self._route_cache), "hits": self._route_cache.hits, "misses": self._route_cache.misses},
-        }
-
-
-def _lexical_rows(lexical: Any, catalog: ItemCatalog, name: str) -> np.ndarray:
-    """Each catalog item's row in the lexical expert; items appended to the stores after its fit are refused here,
-    at load, in one line (the lexical expert is fitted on the whole catalog and has no append)."""
-    try:
-        return lexical.rows(catalog.ids.tolist())
-    except KeyError as err:
-        raise HetmoeError(f"lexical expert '{name}': {err.args[0]} (items appended after it was fitted?); refit it "
-                          f"with 'hetmoe embed --expert {name} --data D --overwrite' and the model with it") from err
-
-
-def _indexes_present(store_root: str | Path, experts: Sequence[str]) -> bool:
-    """Whether every expert has an index file; if not, say once that search is off."""
-    from hetmoe.store.index import index_path
-
-    missing = [e for e in experts if not index_path(store_root, e).is_file()]
-    if missing:
-        logger.warning("no FAISS index for %s under %s: /search is off until 'hetmoe index' builds them; /score works",
-                       ", ".join(missing), store_root)
-    return not missing
-
-
-def _attach_markets(catalog: ItemCatalog, data_dir: str | Path | None) -> None:
-    """Give the catalog each item's market from the dataset's items.parquet (only the two columns are read)."""
-    import polars as pl
-
-    path = Path(data_dir) / "items.parquet" if data_dir else None
-    if path is None or not path.is_file():
-        logger.warning("no items.parquet found (%s); search will rank items of every market", path)
-        return
-    items = pl.read_parquet(path, columns=["item_id", "market"])
-    missing = catalog.set_markets(items["item_id"].cast(pl.String).to_numpy(), items["market"].cast(pl.String).to_numpy())
-    if missing:
-        logger.warning("%s lacks %d of the %d catalog items; search never returns those", path, missing, len(catalog))

@@ -20,7 +20,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from hetmoe.errors import HetmoeError
 from hetmoe.online.checks import RequestError, SearchUnavailable
-from hetmoe.online.metrics import CONTENT_TYPE, Metrics
+from hetmoe.online.prometheus import CONTENT_TYPE, Metrics
 from hetmoe.online.middleware import GuardMiddleware
 
 if TYPE_CHECKING:

@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
+from hetmoe.data.dataset import read_parquet
 from hetmoe.errors import HetmoeError
 
 QUERY_ID, QUERY, MARKET, ITEM = "query_id", "query", "market", "item_id"
@@ -31,10 +32,7 @@ def read_pairs(path: str | Path) -> pl.DataFrame:
     path = Path(path)
     if not path.is_file():
         raise HetmoeError(f"{path}: pairs file not found; pass a Parquet file with query_id or query, market, item_id")
-    try:
-        frame = pl.read_parquet(path)
-    except Exception as err:  # polars raises several types for a corrupt file
-        raise HetmoeError(f"{path}: not a readable Parquet file ({type(err).__name__}: {err})") from err
+    frame = read_parquet(path, "pass a Parquet file with query_id or query, market, item_id")
     if frame.height == 0:
         raise HetmoeError(f"{path}: no pairs to score")
     reserved = [c for c in frame.columns if c.startswith("_") or c in OUTPUT]

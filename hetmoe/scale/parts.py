@@ -22,8 +22,8 @@ from typing import Any
 
 import polars as pl
 
+from hetmoe.files import write_json_atomic
 from hetmoe.errors import HetmoeError
-from hetmoe.store.layout import write_json_atomic
 
 MANIFEST = "manifest.json"
 

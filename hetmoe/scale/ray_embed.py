@@ -17,20 +17,11 @@ from typing import TYPE_CHECKING, Any
 
 import polars as pl
 
+from hetmoe.files import write_json_atomic
 from hetmoe.scale.session import PoolSpec, map_units, pool_size, ray_session
-from hetmoe.store.embed import (
-    KIND,
-    PartInput,
-    _create_part,
-    _existing,
-    _identity,
-    _seal,
-    _write_chunk,
-    encode_unique,
-    read_inputs,
-    resolve_chunk_size,
-)
-from hetmoe.store.layout import DEFAULT_STORE, MANIFEST, completed_chunks, expert_dir, marker_path, write_json_atomic
+from hetmoe.store.embed import _create_part, _write_chunk, encode_unique, resolve_chunk_size
+from hetmoe.store.manifest import KIND, PartInput, existing_manifest, new_manifest, read_inputs, seal
+from hetmoe.store.layout import DEFAULT_STORE, MANIFEST, completed_chunks, expert_dir, marker_path
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -120,8 +111,8 @@ def embed_dataset_ray(
     data_dir, folder = Path(data_dir), expert_dir(store_root, card.name)
     inputs = read_inputs(data_dir)
     chunk_size = resolve_chunk_size(folder, card, chunk_size)
-    identity = _identity(card, inputs, chunk_size, data_dir)
-    manifest = _existing(folder, identity, overwrite)
+    identity = new_manifest(card, inputs, chunk_size, data_dir)
+    manifest = existing_manifest(folder, identity, overwrite)
     encoded = {part.part: [0, 0] for part in inputs}
     workers, start_seconds, cpu = 0, 0.0, 0.0
     window = [float("inf"), 0.0]  # first unit's start, last unit's end (wall clock)
@@ -155,7 +146,7 @@ def embed_dataset_ray(
     }
     complete = all(info["chunks_complete"] >= info["chunks"] for info in parts.values())
     if complete:
-        _seal(folder, manifest)
+        seal(folder, manifest)
     log.info("%s: %s", folder, "complete" if complete else "incomplete; run the same command again to finish")
     work = max(window[1] - window[0], 0.0)
     rows = sum(info["rows_encoded"] for info in parts.values())

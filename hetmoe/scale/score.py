@@ -44,7 +44,7 @@ class BlockScorer:
         """``use_stored``: some queries use stored vectors (open the query stores); ``encode``: some are encoded
         (build the encoders now, so that model loads do not count as scoring time)."""
         from hetmoe.online.scorer import Scorer
-        from hetmoe.store.layout import open_expert
+        from hetmoe.store.zarr_store import open_expert
 
         self.scorer = Scorer.load(model_dir, with_indexes=False, encode_cores=encode_cores)
         root = self.scorer.model.store_root
@@ -115,7 +115,8 @@ def _queries(data_dir: Path | None) -> pl.DataFrame | None:
 
 def _stored_ids(model: MoEModel, data_dir: Path | None) -> np.ndarray | None:
     """Query ids with stored vectors for every needed expert, when their stores were embedded from ``data_dir``."""
-    from hetmoe.store.layout import expert_dir, open_expert, read_manifest
+    from hetmoe.store.layout import expert_dir, read_manifest
+    from hetmoe.store.zarr_store import open_expert
 
     root = model.store_root
     if data_dir is None or root is None:

@@ -32,31 +32,13 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import polars as pl
 
+from hetmoe.files import write_json_atomic
 from hetmoe.errors import HetmoeError
-from hetmoe.store.embed import (
-    IDENTITY_KEYS,
-    KIND,
-    PartInput,
-    _versions,
-    embed_dataset,
-    encode_unique,
-    read_inputs,
-    to_float16,
-)
+from hetmoe.store.embed import embed_dataset, encode_unique, to_float16
+from hetmoe.store.manifest import IDENTITY_KEYS, KIND, PartInput, read_inputs, store_versions
 from hetmoe.store.identity import TEXT_HASH, text_hashes
-from hetmoe.store.layout import (
-    APPEND_PLAN,
-    DEFAULT_STORE,
-    FORMAT_VERSION,
-    MANIFEST,
-    PARTS,
-    completed_chunks,
-    done_dir,
-    expert_dir,
-    marker_path,
-    read_manifest,
-    write_json_atomic,
-)
+from hetmoe.store.layout import APPEND_PLAN, DEFAULT_STORE, FORMAT_VERSION, MANIFEST, PARTS, completed_chunks, done_dir
+from hetmoe.store.layout import expert_dir, marker_path, read_manifest
 from hetmoe.store.lock import embed_lock
 
 if TYPE_CHECKING:
@@ -71,22 +53,6 @@ MAX_NAMED = 3
 def chain_fingerprint(previous: str, rows: str) -> str:
     """A part's input fingerprint after appending rows whose own fingerprint is ``rows``."""
     return hashlib.sha256((previous + rows).encode("ascii")).hexdigest()
-
-
-def rows_at(part: Mapping[str, Any], fingerprint: str | None) -> int | None:
-    """How many rows a part (``manifest["parts"][name]`` or a store's manifest view) had when its input fingerprint was
-    ``fingerprint``; None when that was never a state of this store (built from other input, or rebuilt since)."""
-    if fingerprint is not None and fingerprint == part.get("input_fingerprint"):
-        return int(part["count"])
-    return next((int(h["from"]) for h in part.get("history", []) if h["previous_fingerprint"] == fingerprint), None)
-
-
-def grown_since(store_root: str | Path, expert: str, part: str, fingerprint: str | None) -> int | None:
-    """Rows appended to an expert's part since its input fingerprint was ``fingerprint`` (0: it still is); None when
-    the store was never in that state."""
-    spec = (read_manifest(expert_dir(store_root, expert)) or {}).get("parts", {}).get(part, {})
-    before = rows_at(spec, fingerprint)
-    return None if before is None else int(spec["count"]) - before
 
 
 def append_dataset(data_dir: str | Path, card: ExpertCard, store_root: str | Path = DEFAULT_STORE,
@@ -134,7 +100,7 @@ def _append_locked(data_dir: Path, card: ExpertCard, folder: Path, chunk_size: i
     else:
         log.info("%s: resuming an unfinished append", folder)
     encoder = encoder or _build(card, manifest)
-    now, then = _versions(card), manifest.get("versions", {})
+    now, then = store_versions(card), manifest.get("versions", {})
     if now.get(card.backend) != then.get(card.backend):
         log.warning("%s: the store was built with %s %s, this run has %s; new rows may not match old ones bit for bit",
                     folder, card.backend, then.get(card.backend), now.get(card.backend))
@@ -275,13 +241,13 @@ def _marker(path: Path, chunk: int) -> dict[str, Any]:
 
 def _publish(folder: Path, manifest: dict[str, Any], plan: Mapping[str, Any], card: ExpertCard) -> None:
     """Replace the manifest (atomically, last): grown counts, chained fingerprints, history, timing."""
-    from hetmoe.store.zarr_store import chunk_timing
+    from hetmoe.store.layout import chunk_timing
 
     parts, size = dict(manifest["parts"]), int(manifest["chunk_size"])
     for part, spec in plan["parts"].items():
         entry = {key: spec[key] for key in ("previous_fingerprint", "rows_fingerprint", "from")}
         entry.update({"fingerprint": _target(spec), "rows_added": spec["count"] - spec["from"], "data": plan["data"],
-                      "appended": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "versions": _versions(card)})
+                      "appended": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "versions": store_versions(card)})
         parts[part] = {**parts[part], "count": spec["count"], "n_chunks": -(-spec["count"] // size),
                        "input_fingerprint": entry["fingerprint"], "history": [*parts[part].get("history", []), entry]}
     timing = {part: chunk_timing(folder / f"{part}.zarr") for part in PARTS}

@@ -7,16 +7,12 @@ unique texts go to the backend longest first, so batches hold texts of similar l
 """
 from __future__ import annotations
 
-import hashlib
 import logging
 import os
 import shutil
-import sys
 import tempfile
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass
-from importlib import metadata
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -24,21 +20,11 @@ import numpy as np
 import polars as pl
 
 from hetmoe.errors import HetmoeError
-from hetmoe.files import dir_mode
-from hetmoe.store.lock import clear_folder, embed_lock
+from hetmoe.files import dir_mode, write_json_atomic
+from hetmoe.store.lock import embed_lock
 from hetmoe.store.identity import TEXT_HASH, text_hashes
-from hetmoe.store.layout import (
-    DEFAULT_STORE,
-    FORMAT_VERSION,
-    MANIFEST,
-    PARTS,
-    completed_chunks,
-    done_dir,
-    expert_dir,
-    marker_path,
-    read_manifest,
-    write_json_atomic,
-)
+from hetmoe.store.manifest import KIND, PartInput, existing_manifest, new_manifest, read_inputs, seal
+from hetmoe.store.layout import DEFAULT_STORE, MANIFEST, completed_chunks, done_dir, expert_dir, marker_path, read_manifest
 
 if TYPE_CHECKING:
     from hetmoe.experts.card import ExpertCard
@@ -49,31 +35,7 @@ log = logging.getLogger(__name__)
 DEFAULT_CHUNK_SIZE = 4096
 BATCHES_PER_CHUNK = 32  # a chunk holds >= 32 backend batches, so per-call overheads and parallel paths amortise
 ID_BLOCK = 65536  # ids written per zarr call when a store is created
-KIND = {"items": "document", "queries": "query"}
 F16_MAX = float(np.finfo(np.float16).max)
-IDENTITY_KEYS = ("format", "expert", "card_hash", "dim", "chunk_size")
-
-
-@dataclass(frozen=True)
-class PartInput:
-    """The ids and texts of one part, kept as polars columns so only one chunk at a time becomes Python strings."""
-
-    part: str
-    ids: pl.Series
-    texts: pl.Series
-
-    @property
-    def count(self) -> int:
-        return len(self.ids)
-
-    def fingerprint(self) -> str:
-        """sha256 over the byte lengths, then the bytes, of ids and texts in row order: unambiguous and in C speed."""
-        digest = hashlib.sha256()
-        for start in range(0, self.count, 65536):
-            for column in (self.ids.slice(start, 65536), self.texts.slice(start, 65536)):
-                digest.update(column.str.len_bytes().to_numpy().astype("<i8").tobytes())
-                digest.update("".join(column.to_list()).encode("utf-8"))
-        return digest.hexdigest()
 
 
 def default_chunk_size(card: ExpertCard) -> int:
@@ -106,83 +68,6 @@ def parse_shard(spec: str | None) -> tuple[int, int] | None:
     if total < 1 or not 0 <= index < total:
         raise HetmoeError(f"--shard {spec}: need 0 <= i < N, e.g. --shard 0/{max(total, 2)}")
     return index, total
-
-
-def read_inputs(data_dir: str | Path) -> list[PartInput]:
-    """Items and queries of a dataset folder, after the full dataset checks (unique ids, no empty texts, ...)."""
-    from hetmoe.data.validate import check_dataset
-
-    dataset = check_dataset(data_dir)
-    items, queries = dataset.item_texts(), dataset.query_texts()
-    return [PartInput("items", items["item_id"], items["text"]), PartInput("queries", queries["query_id"], queries["text"])]
-
-
-def _versions(card: ExpertCard) -> dict[str, str]:
-    """Library versions that could change the bytes on disk (the card's backend is usually its package name)."""
-    versions = {"python": sys.version.split()[0], "numpy": np.__version__}
-    for dist in ("hetmoe", "zarr", card.backend):
-        try:
-            versions[dist] = metadata.version(dist)
-        except (metadata.PackageNotFoundError, ValueError):
-            continue
-    return versions
-
-
-def _identity(card: ExpertCard, inputs: list[PartInput], chunk_size: int, data_dir: Path) -> dict[str, Any]:
-    return {
-        "format": FORMAT_VERSION,
-        "expert": card.name,
-        "card_hash": card.hash,
-        "card": card.to_dict(),
-        "dim": card.dim,
-        "chunk_size": chunk_size,
-        "data": str(data_dir.resolve()),
-        "versions": _versions(card),
-        "parts": {
-            part.part: {
-                "kind": KIND[part.part],
-                "count": part.count,
-                "n_chunks": -(-part.count // chunk_size),
-                "input_fingerprint": part.fingerprint(),
-            }
-            for part in inputs
-        },
-    }
-
-
-def _mismatch(old: dict[str, Any], new: dict[str, Any]) -> str | None:
-    """Why an existing manifest describes a different store than the one asked for (None when it is the same)."""
-    for key in IDENTITY_KEYS:
-        if old.get(key) != new[key] and not (key == "dim" and new[key] is None):
-            label = {"card_hash": "expert card", "chunk_size": "--chunk-size"}.get(key, key)
-            mine, theirs = str(old.get(key))[:12], str(new[key])[:12]
-            return f"built with {label} {mine}, but this run has {theirs}"
-    for part, spec in new["parts"].items():
-        had = old.get("parts", {}).get(part, {})
-        if (had.get("count"), had.get("input_fingerprint")) != (spec["count"], spec["input_fingerprint"]):
-            return (
-                f"built from other input ({part}: {had.get('count')} rows, fingerprint {str(had.get('input_fingerprint'))[:12]}; "
-                f"now {spec['count']} rows, {spec['input_fingerprint'][:12]}; if it only adds rows, --append encodes just those)"
-            )
-    return None
-
-
-def _existing(folder: Path, identity: dict[str, Any], overwrite: bool) -> dict[str, Any] | None:
-    """The store's manifest when it matches this run; a mismatched or damaged store is refused, or wiped with overwrite."""
-    try:
-        old = read_manifest(folder)
-        reason = None if old is None else _mismatch(old, identity)
-    except HetmoeError:
-        old, reason = None, "manifest unreadable"
-    if old is None and reason is None and folder.is_dir() and any(p.name.endswith(".zarr") for p in folder.iterdir()):
-        reason = "has store data but no manifest"
-    if reason is None:
-        return old
-    if not overwrite:
-        raise HetmoeError(f"{folder}: {reason}; pass --overwrite to rebuild it, or choose another --store")
-    log.warning("%s: %s; --overwrite: deleting it", folder, reason)
-    clear_folder(folder)  # keeps the lock this run holds
-    return None
 
 
 def _create_part(path: Path, part: PartInput, dim: int, chunk_size: int) -> None:
@@ -316,26 +201,8 @@ def _fill_part(
     return {"count": part.count, "chunks": n_chunks, "chunks_complete": complete, "rows_encoded": encoded_rows, "texts_encoded": encoded_texts}
 
 
-def _seal(folder: Path, manifest: dict[str, Any]) -> None:
-    """Once every chunk of every part exists, record completion and summed timing in the manifest (idempotent)."""
-    from hetmoe.store.zarr_store import chunk_timing
-
-    if manifest.get("complete"):
-        return
-    timing = {part: chunk_timing(folder / f"{part}.zarr") for part in PARTS}
-    write_json_atomic(folder / MANIFEST, {**manifest, "complete": True, "timing": timing})
-
-
-def _embed_locked(
-    data_dir: str | Path,
-    card: ExpertCard,
-    store_root: str | Path = DEFAULT_STORE,
-    shard: tuple[int, int] | None = None,
-    overwrite: bool = False,
-    chunk_size: int | None = None,
-    encoder: Encoder | None = None,
-    progress: bool = True,
-) -> dict[str, Any]:
+def _embed_locked(data_dir: str | Path, card: ExpertCard, store_root: str | Path, shard: tuple[int, int] | None,
+                  overwrite: bool, chunk_size: int | None, encoder: Encoder | None, progress: bool) -> dict[str, Any]:
     """:func:`embed_dataset` once this process holds the store's lock."""
     began = time.perf_counter()
     data_dir, shard = Path(data_dir), shard or (0, 1)
@@ -343,8 +210,8 @@ def _embed_locked(
     folder = expert_dir(store_root, card.name)
     inputs = read_inputs(data_dir)
     chunk_size = resolve_chunk_size(folder, card, chunk_size)
-    identity = _identity(card, inputs, chunk_size, data_dir)
-    manifest = _existing(folder, identity, overwrite)
+    identity = new_manifest(card, inputs, chunk_size, data_dir)
+    manifest = existing_manifest(folder, identity, overwrite)
     pending = manifest is None or any(len(completed_chunks(folder / f"{p}.zarr")) < spec["n_chunks"] for p, spec in manifest["parts"].items())
     if pending:  # a finished store is not even opened by the model: re-running it costs seconds
         if encoder is None:
@@ -363,7 +230,7 @@ def _embed_locked(
         write_text_hashes(folder / f"{part.part}.zarr", part, int(manifest["chunk_size"]))
     complete = all(info["chunks_complete"] >= info["chunks"] for info in parts.values())
     if complete:
-        _seal(folder, manifest)
+        seal(folder, manifest)
     summary = {"expert": card.name, "store": str(folder), "shard": f"{shard[0]}/{shard[1]}", "complete": complete,
                "seconds": round(time.perf_counter() - began, 3), "parts": parts}
     log.info("%s: %s", folder, "complete" if complete else "this shard done; other shards still missing")

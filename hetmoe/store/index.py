@@ -23,9 +23,11 @@ from typing import Any
 import numpy as np
 
 from hetmoe.errors import HetmoeError
-from hetmoe.files import publish
-from hetmoe.store.layout import expert_dir, part_path, write_json_atomic
+from hetmoe.files import publish, write_json_atomic
+from hetmoe.store.layout import expert_dir, part_path
+from hetmoe.store.identity import StoreIdentity
 from hetmoe.store.zarr_store import EmbeddingStore
+from hetmoe.vectors import l2_normalize
 
 log = logging.getLogger(__name__)
 logging.getLogger("faiss.loader").setLevel(logging.WARNING)  # its INFO lines about CPU builds are noise to users
@@ -49,8 +51,7 @@ def normalize(vectors: np.ndarray, dim: int) -> np.ndarray:
     x = np.array(vectors, dtype=np.float32, order="C", ndmin=2, copy=True)
     if x.ndim != 2 or x.shape[1] != dim:
         raise ValueError(f"expected vectors of shape (n, {dim}), got {np.shape(vectors)}")
-    x /= np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
-    return x
+    return l2_normalize(x, inplace=True)
 
 
 def _gpu_resources() -> Any | None:
@@ -220,8 +221,9 @@ class ItemIndex:
         self.dim, self.kind = int(meta["dim"]), str(meta["kind"])
 
     @classmethod
-    def load(cls, store_root: str | Path, expert: str) -> ItemIndex:
-        """Load ``STORE/<expert>/items.faiss``; refuse one built over an older version of the item store."""
+    def load(cls, store_root: str | Path, expert: str, store: EmbeddingStore | None = None) -> ItemIndex:
+        """Load ``STORE/<expert>/items.faiss``; refuse one built over an older version of the item store (``store``:
+        that item store, when the caller has it open already)."""
         import faiss
 
         path = index_path(store_root, expert)
@@ -230,17 +232,12 @@ class ItemIndex:
         if not path.is_file() or not meta_path.is_file():
             raise HetmoeError(f"{path}: no item index; {rebuild}")
         meta = json.loads(meta_path.read_text(encoding="utf-8"))
-        store = EmbeddingStore.open(part_path(store_root, expert, "items"))
-        if (meta.get("input_fingerprint"), meta.get("card_hash"), meta.get("count")) != (
-            store.manifest["input_fingerprint"], store.manifest["card_hash"], len(store)
-        ) or meta.get("bytes") != path.stat().st_size:
-            from hetmoe.store.append import rows_at
-
-            covered = rows_at(store.manifest, meta.get("input_fingerprint"))
-            if (meta.get("card_hash") == store.manifest["card_hash"] and meta.get("bytes") == path.stat().st_size
-                    and covered is not None and covered == meta.get("count") < len(store)):
-                raise HetmoeError(f"{path}: the item store grew by {len(store) - int(meta['count'])} items since the index was "
-                                  f"built; add them with 'hetmoe index --expert {expert} --store {store_root} --append'")
+        store = store or EmbeddingStore.open(part_path(store_root, expert, "items"))
+        grown = StoreIdentity.of(meta).grown_from(store.manifest) if meta.get("bytes") == path.stat().st_size else None
+        if grown:
+            raise HetmoeError(f"{path}: the item store grew by {grown} items since the index was built; add them with "
+                              f"'hetmoe index --expert {expert} --store {store_root} --append'")
+        if grown is None:
             raise HetmoeError(f"{path}: index does not match the current item store (store rebuilt since?); {rebuild}")
         index = faiss.read_index(str(path))
         _apply_params(index, meta["kind"], meta.get("params", {}))

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from hetmoe.errors import HetmoeError
-from hetmoe.store.append import rows_at
+from hetmoe.store.identity import StoreIdentity
 from hetmoe.store.index import (
     TARGET_RECALL,
     _apply_params,
@@ -48,11 +48,11 @@ def append_index(store_root: str | Path, expert: str, kind: str = "auto", seed: 
         raise HetmoeError(f"{path}: the index is {meta['kind']} and --append keeps its kind; drop --kind {kind}, or "
                           f"rebuild it with 'hetmoe index --expert {expert} --store {store_root} --kind {kind}'")
     store = EmbeddingStore.open(part_path(store_root, expert, "items"))
-    covered = rows_at(store.manifest, meta.get("input_fingerprint"))
-    if (meta.get("card_hash") != store.manifest["card_hash"] or covered is None or covered != meta.get("count")
-            or meta.get("bytes") != path.stat().st_size):
+    grown = StoreIdentity.of(meta).grown_from(store.manifest)
+    if grown is None or meta.get("bytes") != path.stat().st_size:
         raise HetmoeError(f"{path}: the index is not over an earlier state of this item store (rebuilt from other "
                           f"input since?), so rows cannot be added to it; rebuild it with {build}")
+    covered = len(store) - grown
     index = faiss.read_index(str(path))
     if index.ntotal != covered:
         raise HetmoeError(f"{path}: holds {index.ntotal} vectors but its metadata says {covered}; rebuild it with {build}")

@@ -18,16 +18,10 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
-from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from hetmoe.errors import HetmoeError
-from hetmoe.files import publish
-
-if TYPE_CHECKING:
-    from hetmoe.store.zarr_store import EmbeddingStore
 
 DEFAULT_STORE = Path("stores")
 PARTS: tuple[str, ...] = ("items", "queries")
@@ -65,19 +59,6 @@ def completed_chunks(zarr_path: Path) -> set[int]:
     return {int(name) for name in os.listdir(folder) if name.isdigit()}
 
 
-def write_json_atomic(path: Path, payload: dict[str, Any]) -> None:
-    """Write to a unique temporary file in the same folder, then rename: readers see the old or the new file, never half."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            json.dump(payload, handle, indent=1, sort_keys=True)
-        publish(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def read_manifest(folder: Path) -> dict[str, Any] | None:
     """The expert's manifest, or None when the folder has none yet."""
     path = folder / MANIFEST
@@ -89,23 +70,13 @@ def read_manifest(folder: Path) -> dict[str, Any] | None:
         raise HetmoeError(f"{path}: unreadable manifest ({err}); run 'hetmoe embed' with --overwrite to rebuild the store") from err
 
 
-@dataclass(frozen=True)
-class ExpertStores:
-    """Both halves of one expert's store."""
-
-    items: EmbeddingStore
-    queries: EmbeddingStore
-
-    @property
-    def dim(self) -> int:
-        return self.items.dim
-
-
-def open_expert(store_root: str | Path, expert: str, card_hash: str | None = None) -> ExpertStores:
-    """Open an expert's item and query stores; with ``card_hash``, also refuse a store built by another card."""
-    from hetmoe.store.zarr_store import EmbeddingStore
-
-    return ExpertStores(
-        items=EmbeddingStore.open(part_path(store_root, expert, "items"), card_hash=card_hash),
-        queries=EmbeddingStore.open(part_path(store_root, expert, "queries"), card_hash=card_hash),
-    )
+def chunk_timing(zarr_path: Path) -> dict[str, float]:
+    """Seconds spent encoding (summed over chunks, all shards) and texts encoded, from the chunk markers."""
+    seconds, texts, rows = 0.0, 0, 0
+    folder = done_dir(zarr_path)
+    for chunk in sorted(completed_chunks(zarr_path)):
+        record = json.loads((folder / f"{chunk:06d}").read_text(encoding="utf-8"))
+        seconds += float(record.get("seconds", 0.0))
+        texts += int(record.get("texts", 0))
+        rows += int(record.get("rows", [0, 0])[1]) - int(record.get("rows", [0, 0])[0])
+    return {"encode_seconds": round(seconds, 3), "texts_encoded": texts, "rows": rows}

@@ -5,34 +5,17 @@ what the caller expects, so downstream code never trains or scores on zero-fille
 """
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from hetmoe.errors import HetmoeError
+from hetmoe.vectors import SortedIds
 from hetmoe.store.identity import TEXT_HASH
-from hetmoe.store.layout import (
-    APPEND_PLAN,
-    PARTS,
-    completed_chunks,
-    done_dir,
-    read_manifest,
-)
-
-
-def chunk_timing(zarr_path: Path) -> dict[str, float]:
-    """Seconds spent encoding (summed over chunks, all shards) and texts encoded, from the chunk markers."""
-    seconds, texts, rows = 0.0, 0, 0
-    folder = done_dir(zarr_path)
-    for chunk in sorted(completed_chunks(zarr_path)):
-        record = json.loads((folder / f"{chunk:06d}").read_text(encoding="utf-8"))
-        seconds += float(record.get("seconds", 0.0))
-        texts += int(record.get("texts", 0))
-        rows += int(record.get("rows", [0, 0])[1]) - int(record.get("rows", [0, 0])[0])
-    return {"encode_seconds": round(seconds, 3), "texts_encoded": texts, "rows": rows}
+from hetmoe.store.layout import APPEND_PLAN, PARTS, chunk_timing, completed_chunks, part_path, read_manifest
 
 
 def part_manifest(zarr_path: Path, manifest: dict[str, Any]) -> dict[str, Any]:
@@ -55,7 +38,7 @@ class EmbeddingStore:
         self._vectors = vectors
         self.ids = ids
         self._matrix: np.ndarray | None = None
-        self._sorted: tuple[np.ndarray, np.ndarray] | None = None
+        self._lookup: SortedIds | None = None
 
     @classmethod
     def open(cls, path: str | Path, card_hash: str | None = None) -> EmbeddingStore:
@@ -138,23 +121,37 @@ class EmbeddingStore:
 
     def rows(self, ids: Sequence[str] | np.ndarray) -> np.ndarray:
         """Row index of each id (vectorised binary search); unknown ids raise KeyError naming a few of them."""
-        if self._sorted is None:
-            order = np.argsort(self.ids, kind="stable")
-            self._sorted = (self.ids[order], order)
-        sorted_ids, order = self._sorted
-        wanted = np.asarray(ids, dtype=str).reshape(-1)
-        if wanted.size == 0:
-            return np.zeros(0, dtype=np.int64)
-        pos = np.minimum(np.searchsorted(sorted_ids, wanted), len(sorted_ids) - 1)
-        missing = sorted_ids[pos] != wanted
-        if missing.any():
-            unknown = wanted[missing]
+        if self._lookup is None:
+            self._lookup = SortedIds(self.ids)
+        rows, found = self._lookup.find(ids)
+        if not found.all():
+            unknown = np.asarray(ids, dtype=str).reshape(-1)[~found]
             raise KeyError(
                 f"{unknown.size} id(s) not in {self.path}: {', '.join(map(str, unknown[:5]))}"
                 f"{' ...' if unknown.size > 5 else ''}"
             )
-        return order[pos].astype(np.int64)
+        return rows
 
     def get(self, ids: Sequence[str] | np.ndarray) -> np.ndarray:
         """float32 (n, dim) vectors for ``ids`` in the given order."""
         return self.load()[self.rows(ids)].astype(np.float32)
+
+
+@dataclass(frozen=True)
+class ExpertStores:
+    """Both halves of one expert's store."""
+
+    items: EmbeddingStore
+    queries: EmbeddingStore
+
+    @property
+    def dim(self) -> int:
+        return self.items.dim
+
+
+def open_expert(store_root: str | Path, expert: str, card_hash: str | None = None) -> ExpertStores:
+    """Open an expert's item and query stores; with ``card_hash``, also refuse a store built by another card."""
+    return ExpertStores(
+        items=EmbeddingStore.open(part_path(store_root, expert, "items"), card_hash=card_hash),
+        queries=EmbeddingStore.open(part_path(store_root, expert, "queries"), card_hash=card_hash),
+    )

@@ -17,7 +17,7 @@ import numpy as np
 
 from hetmoe.errors import HetmoeError
 from hetmoe.experts.base import Encoder
-from hetmoe.experts.backends.onednn import pack_linears
+from hetmoe.experts.onednn import pack_linears
 from hetmoe.experts.card import ExpertCard, Kind
 from hetmoe.experts.locate import resolve_model
 from hetmoe.experts.openmp import short_spin

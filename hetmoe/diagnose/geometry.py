@@ -17,6 +17,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from hetmoe.vectors import l2_normalize
+
 _EPS = 1e-12
 
 
@@ -27,20 +29,13 @@ def _as64(x: np.ndarray) -> np.ndarray:
     return arr
 
 
-def l2_normalise(x: np.ndarray) -> np.ndarray:
-    """Rows scaled to unit length (float64); zero rows stay zero instead of becoming NaN."""
-    arr = np.asarray(x, dtype=np.float64)
-    norms = np.linalg.norm(arr, axis=1, keepdims=True)
-    return arr / np.maximum(norms, _EPS)
-
-
 def mean_pair_cosine(x: np.ndarray) -> float:
     """Mean cosine over all ordered pairs i != j of the sample.
 
     Exact rather than estimated from random pairs: with unit rows u_i, sum_{i!=j} <u_i,u_j> = ||sum u||^2 - n, so the
     expectation over random pairs costs O(n d). Zero rows count as cosine 0.
     """
-    u = l2_normalise(_as64(x))
+    u = l2_normalize(_as64(x), np.float64)
     n = u.shape[0]
     total = float(np.square(u.sum(axis=0)).sum())
     self_terms = float(np.square(u).sum())
@@ -159,7 +154,7 @@ def knn_sets(x: np.ndarray, k: int, queries: np.ndarray | None = None) -> np.nda
     """
     import faiss
 
-    u = np.ascontiguousarray(l2_normalise(_as64(x)), dtype=np.float32)
+    u = np.ascontiguousarray(l2_normalize(_as64(x), np.float64), dtype=np.float32)
     n = u.shape[0]
     if not 1 <= k < n:
         raise ValueError(f"k must be in [1, n-1] = [1, {n - 1}], got {k}")

@@ -10,8 +10,6 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-import typer
-
 from hetmoe.errors import HetmoeError
 
 if TYPE_CHECKING:
@@ -34,15 +32,16 @@ def run_pipeline(
     cards: Path | None = None,
     k: int = 2,
     seed: int = 0,
-    router_expert: str = "static",
+    router_expert: str | None = None,
     lexical: str | None = "lexical",
 ) -> dict:
     """Embed, index, fit and evaluate ``data_dir`` into ``out/{stores,model,report}``; returns the report dict.
 
-    ``lexical``: the lexical expert's card, fitted on the catalog and fed to every head (None: embeddings only)."""
+    ``router_expert``: default the cards file's ``[defaults] router_expert``; ``lexical``: the lexical expert's card,
+    fitted on the catalog and fed to every head (None: embeddings only)."""
     from hetmoe.data.validate import check_dataset
     from hetmoe.diagnose.run import diagnose
-    from hetmoe.experts.card import default_experts, get_card
+    from hetmoe.experts.card import default_experts, default_router_expert, get_card
     from hetmoe.moe.evaluate import evaluate
     from hetmoe.moe.fit import fit
     from hetmoe.store.embed import embed_dataset
@@ -50,6 +49,7 @@ def run_pipeline(
 
     dataset = check_dataset(data_dir)
     experts = list(dict.fromkeys(experts or default_experts(cards)))
+    router_expert = router_expert or default_router_expert(cards)
     used = _check_arguments(experts, router_expert, k, cards)
     lexical_card = get_card(lexical, cards) if lexical else None  # checked before any work, like the others
     store, model, report = out / "stores", out / "model", out / "report"
@@ -108,59 +108,3 @@ def _link_diagnosis(report: Path, geometry: dict) -> None:
         line += f" (effective rank of the fused item vectors: average {ranks['average']:.0f}, concatenation {ranks['concatenation']:.0f})"
     with open(report / "report.md", "a", encoding="utf-8") as md:
         md.write(f"\n## Geometry\n\n{line}.\n")
-
-
-def register(app: typer.Typer) -> None:
-    @app.command("run")
-    def run_cmd(
-        data: Path = typer.Option(..., "--data", help="Dataset folder (items/queries/judgments Parquet)."),
-        out: Path = typer.Option(..., "--out", help="Writes OUT/stores, OUT/model and OUT/report."),
-        experts: list[str] = typer.Option(None, "--expert", "-e", help="Experts to use (repeat); default: the cards file's default set."),
-        cards: Path = typer.Option(None, "--cards", help="Expert cards TOML (default: configs/experts.toml or $HETMOE_CARDS)."),
-        k: int = typer.Option(2, help="Experts routed per query."),
-        seed: int = typer.Option(0, help="Seed for training."),
-        router_expert: str = typer.Option("static", "--router-expert", help="Cheap expert whose query vector feeds the router."),
-        lexical: str = typer.Option("lexical", "--lexical", help="Lexical expert card fed to every head (BM25, char n-grams, token overlap); 'none' to leave it out."),
-    ) -> None:
-        """Run the whole pipeline on a dataset folder: embed, index, fit, evaluate (on test, else valid), diagnose."""
-        result = run_pipeline(data, out, experts, cards, k, seed, router_expert, None if lexical == "none" else lexical)
-        _print_summary(result, out / "report")
-
-    @app.command("demo")
-    def demo_cmd(
-        out: Path = typer.Option(Path("stores/demo"), "--out", help="Writes OUT/data, OUT/stores, OUT/model, OUT/report."),
-        items_per_market: int = typer.Option(500, help="Demo catalog items per market."),
-        queries_per_market: int = typer.Option(400, help="Demo queries per market."),
-        seed: int = typer.Option(0, help="Seed for the demo data and training."),
-    ) -> None:
-        """Generate the multilingual demo catalog and run the whole pipeline on it (a few minutes on 2 cores)."""
-        from hetmoe.data.demo import generate_demo
-
-        data = out / "data"
-        generate_demo(data, items_per_market=items_per_market, queries_per_market=queries_per_market, seed=seed)
-        result = run_pipeline(data, out, seed=seed)
-        _print_summary(result, out / "report")
-
-
-def _print_summary(result: dict, report_dir: Path) -> None:
-    """Print the per-variant table (macro AUC first: pooled AUC rewards learning each market's base rate)."""
-    from rich.console import Console
-    from rich.table import Table
-
-    table = Table(title=f"{result['dataset']} — split {result['split']}")
-    for column in ("variant", "AUC macro", "AUC pooled", "nDCG@10", "experts/query"):
-        table.add_column(column, justify="left" if column == "variant" else "right")
-    for name, v in result["variants"].items():
-        table.add_row(name, f"{v['auc_macro']:.4f}", f"{v['auc']:.4f}", f"{v['ndcg10']:.4f}", f"{v['experts_per_query']:.2f}")
-    console = Console()
-    console.print(table)
-    delta = result["moe_vs_best_single"]
-    console.print(
-        f"moe vs best single: ΔAUC macro {delta['delta_auc_macro']:+.4f} (95% CI {delta['ci95_macro'][0]:+.4f}..{delta['ci95_macro'][1]:+.4f}), "
-        f"pooled {delta['delta_auc']:+.4f} (95% CI {delta['ci95'][0]:+.4f}..{delta['ci95'][1]:+.4f})"
-    )
-    fused = result.get("moe_vs_weighted")
-    if fused:
-        console.print(f"moe vs weighted fusion: ΔAUC macro {fused['delta_auc_macro']:+.4f} "
-                      f"(95% CI {fused['ci95_macro'][0]:+.4f}..{fused['ci95_macro'][1]:+.4f})")
-    console.print(f"report: {report_dir / 'report.md'}")
