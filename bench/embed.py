@@ -36,8 +36,8 @@ import numpy as np
 import polars as pl
 
 from hetmoe.experts.card import default_router_expert
+from tables import print_table, publish  # bench/tables.py (a script's own folder is on sys.path)
 
-RESULTS = Path(__file__).resolve().parent / "results"
 BRANDS = "Makita DeWalt Bosch Ryobi Philips Xiaomi Samsung Anker Ikea Uniqlo Adidas Nike Eiger Polytron Miyako Cosmos".split()
 ADJECTIVES = "cordless compact heavy-duty waterproof stainless wireless portable slim premium original murah warna".split()
 NOUNS = ("drill saw hammer lamp bulb cable charger powerbank kettle blender sofa chair table rug curtain faucet "
@@ -181,16 +181,12 @@ def main() -> None:
     out = {"name": "embed", "chunk_size": args.chunk_size, "repeats": args.repeats, "budget_seconds": args.budget_seconds,
            "throughput": rows, "memory": mem,
            "min_ratio": min(r["ratio"] for r in rows) if rows else None}
-    RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "embed.json").write_text(json.dumps(out, indent=1))
-    print(json.dumps(out))
-    print(f"{'expert':<10}{'texts':>8}{'raw t/s':>10}{'embed t/s':>11}{'ratio':>8}{'paired':>8}{'cpu':>8}{'outside':>9}")
-    for r in rows:
-        print(f"{r['expert']:<10}{r['texts']:>8}{r['raw_texts_per_s']:>10}{r['embed_texts_per_s']:>11}{r['ratio']:>8}"
-              f"{r['ratio_paired_median']:>8}{r['cpu_ratio_paired_median']:>8}{r['outside_encode_share_median']:>9}")
-    print(f"{'items':>8}{'embed peak MiB':>16}{'floor MiB':>11}")
-    for m in mem:
-        print(f"{m['items']:>8}{m['embed_peak_rss_mib']:>16}{m['floor_peak_rss_mib']:>11}")
+    publish("embed", out)
+    print_table(rows, [("expert", "expert", 10), ("texts", "texts", 8), ("raw_texts_per_s", "raw t/s", 10),
+                       ("embed_texts_per_s", "embed t/s", 11), ("ratio", "ratio", 8), ("ratio_paired_median", "paired", 8),
+                       ("cpu_ratio_paired_median", "cpu", 8), ("outside_encode_share_median", "outside", 9)])
+    print_table(mem, [("items", "items", 8), ("embed_peak_rss_mib", "embed peak MiB", 16),
+                      ("floor_peak_rss_mib", "floor MiB", 11)])
 
 
 if __name__ == "__main__":

@@ -15,7 +15,6 @@ Prints one JSON object (also written to bench/results/index.json) and a short ta
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import time
 from pathlib import Path
@@ -23,8 +22,8 @@ from pathlib import Path
 import numpy as np
 
 from hetmoe.experts.card import default_router_expert
+from tables import print_table, publish  # bench/tables.py (a script's own folder is on sys.path)
 
-RESULTS = Path(__file__).resolve().parent / "results"
 CENTRES, RANK = 2000, 48
 
 
@@ -118,13 +117,10 @@ def main() -> None:
     out = {"name": "index", "source": source, "items": len(items), "dim": items.shape[1], "queries": len(queries),
            "auto_picks": "flat" if len(items) <= FLAT_MAX else "hnsw", "faiss": faiss.__version__,
            "threads": faiss.omp_get_max_threads(), "kinds": rows}
-    RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "index.json").write_text(json.dumps(out, indent=1))
-    print(json.dumps(out))
-    print(f"{'kind':<8}{'build s':>9}{'recall@10':>11}{'1q p50 ms':>11}{'1q p99 ms':>11}{'batch ms/q':>12}")
-    for r in rows:
-        print(f"{r['kind']:<8}{r['build_seconds']:>9}{r['recall@10']:>11}{r['single_p50_ms']:>11}{r['single_p99_ms']:>11}"
-              f"{r['batched_ms_per_query']:>12}")
+    publish("index", out)
+    print_table(rows, [("kind", "kind", 8), ("build_seconds", "build s", 9), ("recall@10", "recall@10", 11),
+                       ("single_p50_ms", "1q p50 ms", 11), ("single_p99_ms", "1q p99 ms", 11),
+                       ("batched_ms_per_query", "batch ms/q", 12)])
 
 
 if __name__ == "__main__":
