@@ -3,6 +3,7 @@ folder, a Qwen3 decoder with last-token pooling saved as a plain Hugging Face fo
 from __future__ import annotations
 
 import json
+import stat
 from pathlib import Path
 
 import numpy as np
@@ -109,6 +110,9 @@ def test_bert_tune_writes_a_new_card_that_embed_uses(tmp_path: Path, data: Path)
     assert [h["step"] for h in held["history"]] == [0, 6, 12] and set(held["history"][1]["by_market"]) == {"SG", "ID"}
     assert report["steps"] == 12 and report["pairs"]["train"] > 0 and report["pairs_per_second"] > 0
     assert json.loads((out / "tune.json").read_text())["held_out"]["best"] == held["best"]
+    from hetmoe.files import dir_mode, file_mode  # artifacts others load follow the umask (were 0700 / 0600)
+
+    assert stat.S_IMODE(out.stat().st_mode) == dir_mode() and stat.S_IMODE(shared.stat().st_mode) == file_mode()
 
     tuned = get_card("tiny-tuned", out / "card.toml")
     assert tuned == get_card("tiny-tuned", shared) and tuned.hash == report["card"]["hash"] != base.hash

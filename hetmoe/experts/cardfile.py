@@ -7,15 +7,14 @@ comments included, untouched; replacing one cuts out exactly that table's lines.
 from __future__ import annotations
 
 import json
-import os
 import re
-import tempfile
 import tomllib
 from dataclasses import fields
 from pathlib import Path
 
 from hetmoe.errors import HetmoeError
 from hetmoe.experts.card import ExpertCard
+from hetmoe.files import write_text_atomic
 
 BARE_NAME = re.compile(r"^[A-Za-z0-9_-]+$")  # TOML bare keys: names that need no quoting
 
@@ -86,9 +85,5 @@ def add_card(path: str | Path, card: ExpertCard, replace: bool = False) -> Path:
     if text and not text.endswith("\n"):
         text += "\n"
     text += ("\n" if text else "") + card_table(card)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    with os.fdopen(fd, "w", encoding="utf-8") as fh:
-        fh.write(text)
-    os.replace(tmp, path)
+    write_text_atomic(path, text)  # umask-following mode, so a service account can read the card
     return path

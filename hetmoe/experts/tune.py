@@ -21,6 +21,7 @@ import hashlib
 import json
 import logging
 import math
+import os
 import shutil
 import sys
 import tempfile
@@ -38,6 +39,7 @@ from transformers import TrainerCallback, set_seed
 
 from hetmoe.data.validate import check_dataset
 from hetmoe.errors import HetmoeError
+from hetmoe.files import dir_mode
 from hetmoe.experts.backends.st import load_model
 from hetmoe.experts.card import ExpertCard
 from hetmoe.experts.cardfile import BARE_NAME, add_card, card_table, check_can_add
@@ -224,6 +226,7 @@ def _train(card: ExpertCard, name: str, run_id: str, data: str | Path, model: An
         (staging / REPORT).write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
         if out.exists():
             shutil.rmtree(out)
+        os.chmod(staging, dir_mode())  # mkdtemp made it private; the tuned expert is an artifact others load
         staging.rename(out)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
