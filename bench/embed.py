@@ -36,7 +36,7 @@ import numpy as np
 import polars as pl
 
 from hetmoe.experts.card import default_router_expert
-from tables import print_table, publish  # bench/tables.py (a script's own folder is on sys.path)
+from _tables import print_table, publish  # bench/_tables.py (a script's own folder is on sys.path)
 
 BRANDS = "Makita DeWalt Bosch Ryobi Philips Xiaomi Samsung Anker Ikea Uniqlo Adidas Nike Eiger Polytron Miyako Cosmos".split()
 ADJECTIVES = "cordless compact heavy-duty waterproof stainless wireless portable slim premium original murah warna".split()

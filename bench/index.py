@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from hetmoe.experts.card import default_router_expert
-from tables import print_table, publish  # bench/tables.py (a script's own folder is on sys.path)
+from _tables import print_table, publish  # bench/_tables.py (a script's own folder is on sys.path)
 
 CENTRES, RANK = 2000, 48
 

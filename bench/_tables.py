@@ -1,4 +1,7 @@
-"""Shared output of the bench scripts: the result JSON written to bench/results and printed, then a short table."""
+"""Shared output of the bench scripts: the result JSON written to bench/results and printed, then a short table.
+
+The leading underscore keeps ``bench/run_all.py`` from running this module as a benchmark.
+"""
 from __future__ import annotations
 
 import json
