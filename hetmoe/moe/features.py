@@ -17,9 +17,9 @@ import polars as pl
 
 from hetmoe.errors import HetmoeError
 from hetmoe.moe.pairstats import group_stats, pair_cosines
-from hetmoe.vectors import l2_normalize
 from hetmoe.moe.reference import REF_TOP, market_top_cosines, reference_stats
 from hetmoe.moe.spec import PAIR_STATS
+from hetmoe.vectors import l2_normalize
 
 log = logging.getLogger(__name__)
 
@@ -47,7 +47,7 @@ class PairSet:
     split: np.ndarray  # (n,) str
     lex: np.ndarray | None = None  # (n, F) float32 lexical features of each pair (None: no lexical expert)
     lex_names: tuple[str, ...] = ()
-    # per expert the stored vectors as the store holds them (float16), so eval scores exactly what the Scorer scores
+    # per expert the vectors as the store holds them (float16 when lossless), so eval scores exactly what the Scorer scores
     q_stored: list[np.ndarray] = field(default_factory=list)  # (n_q, d_e)
     d_stored: list[np.ndarray] = field(default_factory=list)  # (n_i, d_e)
 
