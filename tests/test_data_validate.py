@@ -6,13 +6,13 @@ from pathlib import Path
 
 import polars as pl
 import pytest
+from bad_data import Tables
+from bad_data import write as _write
 from typer.testing import CliRunner
 
 from hetmoe.cli import app
 from hetmoe.data.validate import check_dataset, summary, validate
 from hetmoe.errors import HetmoeError
-
-Tables = dict[str, pl.DataFrame]
 
 
 def _tables() -> Tables:
@@ -29,13 +29,6 @@ def _tables() -> Tables:
         "split": ["train", "train", "valid", "valid", "train", "train", "test"],
     })
     return {"items": items, "queries": queries, "judgments": judgments}
-
-
-def _write(root: Path, tables: Tables) -> Path:
-    root.mkdir(parents=True, exist_ok=True)
-    for name, frame in tables.items():
-        frame.write_parquet(root / f"{name}.parquet")
-    return root
 
 
 def _broken(change: Callable[[Tables], None]) -> Callable[[Path], Path]:
