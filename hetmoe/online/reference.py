@@ -39,25 +39,9 @@ class ReferenceCosines:
         self._pools: dict[tuple[str, str], np.ndarray] = {}
         self._lock = threading.Lock()
 
-    def get(self, expert: str, text: str, market: str, query_vec: np.ndarray) -> np.ndarray:
-        """(top,) float32 best cosines of the query (raw vector ``query_vec``) among ``market``'s items."""
-        key = (expert, text, market)
-        row = self._cache.get(key)
-        if row is None:
-            unit = l2_normalize(np.asarray(query_vec, np.float32).reshape(1, -1))
-            if self.retriever is not None and expert in self.retriever.indexes:
-                rows = self.retriever.top_rows(expert, unit[0], self.top * OVERSAMPLE, market)
-                pool = l2_normalize(self.catalog.take(expert, rows))
-            else:
-                pool = self._pool(expert, market)
-            row = top_cosines(unit, pool, self.top)[0]
-            row.setflags(write=False)
-            self._cache.put(key, row)
-        return row
-
     def many(self, expert: str, keys: Sequence[tuple[str, str]], query_vecs: np.ndarray) -> np.ndarray:
-        """(n, top) rows of n queries ((text, market) keys, raw vectors): the uncached ones of a market are searched
-        in one matrix product (bulk scoring), with the same bits as one at a time (:func:`top_cosines`)."""
+        """(n, top) rows of n queries ((text, market) keys, raw vectors), cached; the uncached ones of a market are
+        searched in one matrix product (bulk scoring), with the same bits as one at a time (:func:`top_cosines`)."""
         out = np.empty((len(keys), self.top), np.float32)
         missing: dict[str, list[int]] = {}
         for i, (text, market) in enumerate(keys):
@@ -66,18 +50,24 @@ class ReferenceCosines:
                 missing.setdefault(market, []).append(i)
             else:
                 out[i] = row
+        indexed = self.retriever is not None and expert in self.retriever.indexes
         for market, rows in missing.items():
-            if self.retriever is not None and expert in self.retriever.indexes:
-                for i in rows:
-                    out[i] = self.get(expert, keys[i][0], market, query_vecs[i])
-                continue
             units = l2_normalize(np.asarray(query_vecs[rows], np.float32))
-            found = top_cosines(units, self._pool(expert, market), self.top)
+            if indexed:
+                found = np.stack([self._from_index(expert, unit, market) for unit in units])
+            else:
+                found = top_cosines(units, self._pool(expert, market), self.top)
+            found.setflags(write=False)
             for i, row in zip(rows, found):
-                row.setflags(write=False)
                 self._cache.put((expert, keys[i][0], market), row)
                 out[i] = row
         return out
+
+    def _from_index(self, expert: str, unit: np.ndarray, market: str) -> np.ndarray:
+        """One unit query's row from the index's OVERSAMPLE x top candidates, their cosines recomputed exactly."""
+        assert self.retriever is not None
+        rows = self.retriever.top_rows(expert, unit, self.top * OVERSAMPLE, market)
+        return top_cosines(unit[None], l2_normalize(self.catalog.take(expert, rows)), self.top)[0]
 
     def _pool(self, expert: str, market: str) -> np.ndarray:
         """The market's unit item vectors in float32 (all items when the catalog has no markets or none of this one)."""
