@@ -14,11 +14,11 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from hetmoe.vectors import l2_normalize
 from hetmoe.moe.reference import top_cosines
 from hetmoe.online.cache import LRUCache
 from hetmoe.online.catalog import ItemCatalog
 from hetmoe.online.retrieval import Retriever
+from hetmoe.vectors import l2_normalize
 
 logger = logging.getLogger(__name__)
 EXACT_WARN_ITEMS = 500_000  # beyond this an exact market scan per uncached query costs tens of ms: build an index
