@@ -134,3 +134,17 @@ def test_cli_fit_router_and_eval_errors(built: dict[str, Path], tmp_path: Path) 
     assert bad.exit_code != 0 and isinstance(bad.exception, HetmoeError)
     with pytest.raises(HetmoeError, match="k=3"):
         fit(built["data"], built["stores"], tmp_path / "m", EXPERTS, k=3)
+
+
+def test_fit_in_worker_processes_equals_fit_in_one(built: dict[str, Path], tmp_path: Path) -> None:
+    # The fixture fitted with one worker per core (fork); the same fit in this process alone must write the same bytes.
+    serial = fit(built["data"], built["stores"], tmp_path / "serial", EXPERTS, k=1, seed=0, router_expert="static",
+                 train_config=TrainConfig(max_epochs=4, patience=2), workers=1)
+    parallel = sorted(p.relative_to(built["model"]) for p in built["model"].rglob("*")
+                      if p.suffix in (".safetensors", ".txt"))
+    assert len(parallel) >= 10 and parallel == sorted(p.relative_to(serial) for p in serial.rglob("*")
+                                                      if p.suffix in (".safetensors", ".txt"))
+    for rel in parallel:
+        assert (serial / rel).read_bytes() == (built["model"] / rel).read_bytes(), rel
+    before = json.loads((built["model"] / "fit.json").read_text())["moe_selection"]
+    assert json.loads((serial / "fit.json").read_text())["moe_selection"] == before

@@ -23,13 +23,14 @@ def fit_head(
     variants: str = typer.Option("all", "--variants", help="Baselines to train besides moe: all, none, or a comma list (weighted,soft,concat-all,rule,single,lightgbm)."),
     eval_split: str = typer.Option(None, "--eval-split", help="Split kept out of training (default: test if present, else valid)."),
     router_expert: str = typer.Option(None, "--router-expert", help="Expert whose query vector feeds the router (default: the cards file's [defaults] router_expert)."),
+    workers: int = typer.Option(0, "--workers", min=0, help="Processes that train the variants side by side (0: one per core); the results do not depend on it."),
 ) -> None:
     """Train the router and concatenation head end to end (hard top-k MoE), plus the baselines eval compares."""
     from hetmoe.moe.fit import fit
 
     chosen: str | list[str] = variants if variants == "all" else [v for v in variants.split(",") if v and v != "none"]
     path = fit(data, store, out, _experts(experts), k=k, seed=seed, variants=chosen, eval_split=eval_split,
-               router_expert=router_expert, stack=stack)
+               router_expert=router_expert, stack=stack, workers=workers)
     typer.echo(f"model written to {path}")
 
 

@@ -22,7 +22,9 @@ from hetmoe.errors import HetmoeError
 from hetmoe.moe.artifacts import expert_identity, lexical_identity, write_json
 from hetmoe.moe.features import PairSet, carve_by_query, load_pairs
 from hetmoe.moe.infer import MoEModel
+from hetmoe.moe.jobs import run_jobs
 from hetmoe.moe.rule import fit_rule_table
+from hetmoe.moe.select import Candidate, best, candidate_jobs, held_out
 from hetmoe.moe.spec import ModelSpec
 from hetmoe.moe.stacked import StackHead
 from hetmoe.moe.train import TrainConfig, TrainResult, net_logits, train_net
@@ -108,11 +110,14 @@ def fit(
     train_config: TrainConfig | None = None,
     spec_overrides: dict[str, Any] | None = None,
     stack: bool = True,
+    workers: int = 0,
 ) -> Path:
     """Train ``moe`` and the requested baselines into ``out_dir``; returns ``out_dir``.
 
     ``moe`` is chosen on the early-stopping queries among learned and rule routing with 1..``k`` experts and, with
-    ``stack``, the net or its stacked head (:mod:`hetmoe.moe.select`); the baselines route with exactly ``k``."""
+    ``stack``, the net or its stacked head (:mod:`hetmoe.moe.select`); the baselines route with exactly ``k``.
+    The independent trainings run side by side in ``workers`` processes (0: one per core); the results do not depend
+    on it."""
     t0 = time.perf_counter()
     experts = resolve_experts(experts)
     if router_expert is None:
@@ -151,7 +156,6 @@ def fit(
             "router_input": f"market one-hot + L2-normalised '{router_expert}' query vector",
         },
     }
-    index: dict[str, str] = {}
     names = _requested(variants, experts)
     teacher: TrainResult | None = None
     teacher_logits: np.ndarray | None = None
@@ -166,28 +170,33 @@ def fit(
     moe_used = list(dict.fromkeys([*experts, router_expert]))
     moe_meta = {**common, "experts": {e: identity[e] for e in moe_used},
                 "distilled_from": TEACHER if teacher is not None else None}
-    selection = fit_moe(out, base, train, stop, cfg, teacher_logits, stack, moe_meta)
-    index.update({name: variant_dir(name) for name in selection["saved"]})
-    for name in names:
+
+    def baseline(name: str) -> None:
+        """Train variant ``name`` and save it (in a worker process when there are several)."""
         target = out / variant_dir(name)
         if name == LIGHTGBM:
             from hetmoe.moe.lgbm import train_lgbm
 
             model = train_lgbm(train, stop, seed=seed, threads=cfg.threads)
             model.save(target, {"variant": name, **common, "expert_identity": {e: identity[e] for e in experts}})
+            return
+        spec = variant_spec(name, base, rule_table)
+        used = spec.experts + ([router_expert] if spec.learned_router and router_expert not in spec.experts else [])
+        if teacher is not None and name == TEACHER:
+            result = teacher
         else:
-            spec = variant_spec(name, base, rule_table)
-            used = spec.experts + ([router_expert] if spec.learned_router and router_expert not in spec.experts else [])
-            if teacher is not None and name == TEACHER:
-                result = teacher
-            else:
-                result = train_net(spec, train.select_experts(spec.experts), stop.select_experts(spec.experts), cfg,
-                                   teacher=teacher_logits)
-            distilled = TEACHER if teacher is not None and name != TEACHER else None
-            meta = {"variant": name, **common, "experts": {e: identity[e] for e in used}, "metrics": result.metrics,
-                    "distilled_from": distilled}
-            MoEModel(spec, result.weights).save(target, meta)
-        index[name] = variant_dir(name)
+            result = train_net(spec, train.select_experts(spec.experts), stop.select_experts(spec.experts), cfg,
+                               teacher=teacher_logits)
+        distilled = TEACHER if teacher is not None and name != TEACHER else None
+        meta = {"variant": name, **common, "experts": {e: identity[e] for e in used}, "metrics": result.metrics,
+                "distilled_from": distilled}
+        MoEModel(spec, result.weights).save(target, meta)
+
+    # The MoE candidates and every baseline are independent once the teacher exists: one batch of jobs.
+    candidate = candidate_jobs(base, train, stop, cfg, teacher_logits, base.k)
+    done = run_jobs([*candidate, *((baseline, (name,)) for name in names)], workers)
+    selection = fit_moe(out, done[:len(candidate)], train, stop, cfg, teacher_logits, stack, moe_meta, workers)
+    index = {name: variant_dir(name) for name in [*selection["saved"], *names]}
     seconds = time.perf_counter() - t0
     write_json(out / "fit.json", {"variants": index, "experts": experts, "k": k, "router_expert": router_expert,
                                   "rule_table": rule_table, "moe_selection": selection, "seconds": round(seconds, 1),
@@ -196,13 +205,10 @@ def fit(
     return out
 
 
-def fit_moe(out: Path, base: ModelSpec, train: PairSet, stop: PairSet, cfg: TrainConfig, teacher: np.ndarray | None,
-            stack: bool, meta: dict[str, Any]) -> dict[str, Any]:
-    """Train the MoE candidates, save the winner as ``moe`` (and the other head as ``moe:net`` or ``moe:stacked``);
-    returns the selection record for fit.json."""
-    from hetmoe.moe.select import best, held_out, net_candidates
-
-    candidates = net_candidates(base, train, stop, cfg, teacher, base.k)
+def fit_moe(out: Path, candidates: list[Candidate], train: PairSet, stop: PairSet, cfg: TrainConfig,
+            teacher: np.ndarray | None, stack: bool, meta: dict[str, Any], workers: int = 1) -> dict[str, Any]:
+    """Pick the best of the trained MoE candidates, stack it, save the winner as ``moe`` (and the other head as
+    ``moe:net`` or ``moe:stacked``); returns the selection record for fit.json."""
     chosen = best(candidates)
     record: dict[str, Any] = {"chosen_on": "macro AUC on the early-stopping queries",
                               "candidates": [c.summary() for c in candidates], "router": chosen.name}
@@ -210,7 +216,7 @@ def fit_moe(out: Path, base: ModelSpec, train: PairSet, stop: PairSet, cfg: Trai
     if stack:
         from hetmoe.moe.stack import cross_fit_logits, train_stack
 
-        oof = cross_fit_logits(chosen.model.spec, train, stop, cfg, teacher)
+        oof = cross_fit_logits(chosen.model.spec, train, stop, cfg, teacher, workers)
         booster = train_stack(chosen.model, train, stop, oof, cfg.seed, cfg.threads)
         stacked = MoEModel(chosen.model.spec, chosen.model.weights, stack=StackHead(booster))
         heads["stacked"] = (stacked, booster, held_out(stacked, stop)[0])

@@ -16,6 +16,7 @@ import numpy as np
 
 from hetmoe.moe.features import PairSet
 from hetmoe.moe.infer import MoEModel
+from hetmoe.moe.jobs import Job
 from hetmoe.moe.ranking import auc_by_market, macro
 from hetmoe.moe.routers import router_kind, router_names
 from hetmoe.moe.spec import ModelSpec
@@ -48,20 +49,22 @@ def held_out(model: MoEModel, stop: PairSet) -> tuple[float, dict[str, float]]:
     return macro(by_market), by_market
 
 
-def net_candidates(base: ModelSpec, train: PairSet, stop: PairSet, cfg: TrainConfig, teacher: np.ndarray | None,
-                   k_max: int) -> list[Candidate]:
-    """Train the MoE net for every candidate router kind (learned top-k, each market's k best experts) and every k in
-    1..k_max."""
-    out = []
-    for k in range(1, min(k_max, base.n_experts) + 1):
-        for router in (name for name in router_names() if router_kind(name).candidate):
-            spec = router_kind(router).prepare(base, stop, k)
-            result = train_net(spec, train, stop, cfg, teacher=teacher)
-            model = MoEModel(spec, result.weights)
-            score, by_market = held_out(model, stop)
-            out.append(Candidate(f"{router}-k{k}", model, result, score, by_market))
-            log.info("MoE candidate %s: held-out macro AUC %.4f", out[-1].name, score)
-    return out
+def candidate_jobs(base: ModelSpec, train: PairSet, stop: PairSet, cfg: TrainConfig, teacher: np.ndarray | None,
+                   k_max: int) -> list[Job]:
+    """One job per candidate router kind (learned top-k, each market's k best experts) and k in 1..k_max; each
+    returns its :class:`Candidate` (run them with :func:`hetmoe.moe.jobs.run_jobs`)."""
+    return [(_train_candidate, (f"{router}-k{k}", router_kind(router).prepare(base, stop, k), train, stop, cfg, teacher))
+            for k in range(1, min(k_max, base.n_experts) + 1)
+            for router in router_names() if router_kind(router).candidate]
+
+
+def _train_candidate(name: str, spec: ModelSpec, train: PairSet, stop: PairSet, cfg: TrainConfig,
+                     teacher: np.ndarray | None) -> Candidate:
+    result = train_net(spec, train, stop, cfg, teacher=teacher)
+    model = MoEModel(spec, result.weights)
+    score, by_market = held_out(model, stop)
+    log.info("MoE candidate %s: held-out macro AUC %.4f", name, score)
+    return Candidate(name, model, result, score, by_market)
 
 
 def best(candidates: list[Candidate]) -> Candidate:

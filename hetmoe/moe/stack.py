@@ -21,6 +21,7 @@ import numpy as np
 
 from hetmoe.moe.features import PairSet, carve_by_query
 from hetmoe.moe.infer import MoEModel
+from hetmoe.moe.jobs import run_jobs
 from hetmoe.moe.spec import ModelSpec
 from hetmoe.moe.stacked import expert_columns, stack_matrix
 from hetmoe.moe.train import TrainConfig, market_weights, net_logits, train_net
@@ -44,10 +45,10 @@ def pairset_matrix(pairs: PairSet, dense: np.ndarray, net_logit: np.ndarray) -> 
 
 
 def cross_fit_logits(spec: ModelSpec, train: PairSet, stop: PairSet, cfg: TrainConfig,
-                     teacher: np.ndarray | None) -> np.ndarray:
-    """(n,) out-of-fold net logits on ``train``: fold f's pairs are scored by a net trained on the other folds."""
-    out = np.zeros(len(train), np.float32)
-    rest = np.ones(len(train), dtype=bool)
+                     teacher: np.ndarray | None, workers: int = 1) -> np.ndarray:
+    """(n,) out-of-fold net logits on ``train``: fold f's pairs are scored by a net trained on the other folds
+    (the folds train side by side in ``workers`` processes)."""
+    folds, rest = [], np.ones(len(train), dtype=bool)
     for fold in range(FOLDS):
         if fold < FOLDS - 1:
             part = train.subset(rest)
@@ -57,11 +58,21 @@ def cross_fit_logits(spec: ModelSpec, train: PairSet, stop: PairSet, cfg: TrainC
         else:
             held = rest.copy()
         rest &= ~held
-        fit_mask = ~held
-        result = train_net(spec, train.subset(fit_mask), stop, replace(cfg, seed=cfg.seed + fold + 1),
-                           teacher=None if teacher is None else teacher[fit_mask])
-        out[held] = net_logits(spec, result.weights, train.subset(held))
+        folds.append(held)
+    jobs = [(_fold_logits, (spec, train, stop, replace(cfg, seed=cfg.seed + fold + 1), teacher, held))
+            for fold, held in enumerate(folds)]
+    out = np.zeros(len(train), np.float32)
+    for held, logits in zip(folds, run_jobs(jobs, workers)):
+        out[held] = logits
     return out
+
+
+def _fold_logits(spec: ModelSpec, train: PairSet, stop: PairSet, cfg: TrainConfig, teacher: np.ndarray | None,
+                 held: np.ndarray) -> np.ndarray:
+    """The logits on the ``held`` pairs of a net trained on the others."""
+    fit_mask = ~held
+    result = train_net(spec, train.subset(fit_mask), stop, cfg, teacher=None if teacher is None else teacher[fit_mask])
+    return net_logits(spec, result.weights, train.subset(held))
 
 
 def train_stack(net: MoEModel, train: PairSet, stop: PairSet, oof_logits: np.ndarray, seed: int, threads: int) -> Any:

@@ -34,11 +34,12 @@ def run_pipeline(
     seed: int = 0,
     router_expert: str | None = None,
     lexical: str | None = "lexical",
+    workers: int = 0,
 ) -> dict:
     """Embed, index, fit and evaluate ``data_dir`` into ``out/{stores,model,report}``; returns the report dict.
 
     ``router_expert``: default the cards file's ``[defaults] router_expert``; ``lexical``: the lexical expert's card,
-    fitted on the catalog and fed to every head (None: embeddings only)."""
+    fitted on the catalog and fed to every head (None: embeddings only); ``workers``: training processes (0: one per core)."""
     from hetmoe.data.validate import check_dataset
     from hetmoe.diagnose.run import diagnose
     from hetmoe.experts.card import default_experts, default_router_expert, get_card
@@ -68,7 +69,7 @@ def run_pipeline(
     split = report_split(dataset)
     start = time.perf_counter()
     fit(data_dir, store, model, experts, k=k, seed=seed, eval_split=split, router_expert=router_expert,
-        spec_overrides={"lexical_store": lexical} if lexical else None)
+        spec_overrides={"lexical_store": lexical} if lexical else None, workers=workers)
     timings["fit"] = time.perf_counter() - start
     start = time.perf_counter()
     result = evaluate(model, data_dir, split, report, store_root=store)

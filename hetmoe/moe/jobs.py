@@ -1,0 +1,47 @@
+"""Independent training jobs of one ``fit`` spread over the machine's cores, with the same results as in sequence.
+
+Why processes: each net trains on one thread (its matrices are small, see ``TrainConfig.threads``), so a fit of a
+dozen variants used one core of many. Why fork: the children inherit the parent's pair arrays copy-on-write instead
+of receiving pickled copies, and only the small results (weights, metrics) travel back. Every job seeds itself
+(``train_net`` calls ``torch.manual_seed``), so a job gives the same weights in a child as in the parent.
+"""
+from __future__ import annotations
+
+import logging
+import multiprocessing
+from concurrent.futures import ProcessPoolExecutor
+from typing import Any, Callable, Sequence
+
+from hetmoe.vectors import available_cores
+
+log = logging.getLogger(__name__)
+Job = tuple[Callable[..., Any], tuple[Any, ...]]
+_PENDING: list[Job] = []  # read by the forked children; set only while a pool runs
+
+
+def resolve_workers(workers: int) -> int:
+    """``workers`` processes, 0 meaning one per available core."""
+    if workers < 0:
+        raise ValueError(f"workers must be >= 0 (0: one per core), not {workers}")
+    return workers or available_cores()
+
+
+def _run_pending(i: int) -> Any:
+    fn, args = _PENDING[i]
+    return fn(*args)
+
+
+def run_jobs(jobs: Sequence[Job], workers: int) -> list[Any]:
+    """Each ``fn(*args)`` of ``jobs``, results in order; in ``workers`` forked processes when more than one helps."""
+    n = min(resolve_workers(workers), len(jobs))
+    if n <= 1 or "fork" not in multiprocessing.get_all_start_methods():
+        return [fn(*args) for fn, args in jobs]
+    if _PENDING:
+        raise RuntimeError("run_jobs is not re-entrant: a job may not start jobs of its own")
+    _PENDING.extend(jobs)
+    log.info("running %d training jobs in %d processes", len(jobs), n)
+    try:
+        with ProcessPoolExecutor(n, mp_context=multiprocessing.get_context("fork")) as pool:
+            return list(pool.map(_run_pending, range(len(jobs))))
+    finally:
+        _PENDING.clear()
