@@ -11,6 +11,7 @@ from typer.testing import CliRunner
 from hetmoe.cli import app
 from hetmoe.data.dataset import load_dataset
 from hetmoe.data.demo import MARKETS, generate_demo
+from hetmoe.data.demo_vocab import ITEMS_PER_MARKET, QUERIES_PER_MARKET
 from hetmoe.data.demo_grammar import strip_diacritics
 from hetmoe.data.validate import validate
 from hetmoe.errors import HetmoeError
@@ -37,8 +38,8 @@ def test_default_demo_is_valid_and_sized(full: Path) -> None:
     assert validate(full) == []
     data = load_dataset(full)
     assert data.markets == sorted(MARKETS)
-    assert data.items.height == 3000 and data.queries.height == 2400
-    assert 48_000 <= data.judgments.height <= 61_000
+    assert data.items.height == 6 * ITEMS_PER_MARKET and data.queries.height == 6 * QUERIES_PER_MARKET
+    assert 18 * data.queries.height <= data.judgments.height <= 26 * data.queries.height
     langs = dict(data.queries.select("market", "lang").unique().iter_rows())
     assert langs == {"ID": "id", "TH": "th", "VN": "vi", "MY": "ms", "PH": "fil", "SG": "en"}
     assert data.items["item_id"].n_unique() == data.items.height

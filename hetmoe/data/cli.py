@@ -7,6 +7,8 @@ from typing import TYPE_CHECKING
 
 import typer
 
+from hetmoe.data.demo_vocab import ITEMS_PER_MARKET, QUERIES_PER_MARKET
+
 if TYPE_CHECKING:
     import polars as pl  # imported lazily at run time: `hetmoe --help` stays fast
 
@@ -45,8 +47,8 @@ def _report(root: Path, as_json: bool = False) -> None:
 @data_app.command("demo")
 def demo_cmd(
     out: Path = typer.Option(..., "--out", help="Folder to write items/queries/judgments Parquet into."),
-    items_per_market: int = typer.Option(500, help="Listings per market."),
-    queries_per_market: int = typer.Option(400, help="Queries per market (about 22 judged items each)."),
+    items_per_market: int = typer.Option(ITEMS_PER_MARKET, help="Listings per market."),
+    queries_per_market: int = typer.Option(QUERIES_PER_MARKET, help="Queries per market (about 22 judged items each)."),
     seed: int = typer.Option(0, help="Random seed; the same seed gives identical files."),
     market: list[str] = typer.Option(None, "--market", help="Only these markets (repeatable): ID TH VN MY PH SG."),
 ) -> None:

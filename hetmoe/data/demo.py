@@ -36,7 +36,7 @@ import polars as pl
 
 from hetmoe.data.dataset import write_dataset
 from hetmoe.data.demo_grammar import Product, description, query, title
-from hetmoe.data.demo_vocab import CATEGORIES, COLOURS, MARKET_LANG, SIZES
+from hetmoe.data.demo_vocab import CATEGORIES, COLOURS, ITEMS_PER_MARKET, MARKET_LANG, QUERIES_PER_MARKET, SIZES
 from hetmoe.errors import HetmoeError
 
 log = logging.getLogger(__name__)
@@ -140,7 +140,7 @@ def _market(market: str, n_items: int, n_queries: int, seed: int) -> tuple[list[
     return items, queries, judgments
 
 
-def generate_demo(out: Path, items_per_market: int = 500, queries_per_market: int = 400, seed: int = 0,
+def generate_demo(out: Path, items_per_market: int = ITEMS_PER_MARKET, queries_per_market: int = QUERIES_PER_MARKET, seed: int = 0,
                   markets: Sequence[str] = MARKETS) -> Path:
     """Write the demo dataset (items/queries/judgments Parquet) to ``out``; same arguments, same bytes."""
     if items_per_market < 30 or queries_per_market < 10:

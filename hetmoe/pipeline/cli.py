@@ -5,6 +5,7 @@ from pathlib import Path
 
 import typer
 
+from hetmoe.data.demo_vocab import ITEMS_PER_MARKET, QUERIES_PER_MARKET
 from hetmoe.pipeline.run import run_pipeline
 
 
@@ -29,8 +30,8 @@ def register(app: typer.Typer) -> None:
     @app.command("demo")
     def demo_cmd(
         out: Path = typer.Option(Path("stores/demo"), "--out", help="Writes OUT/data, OUT/stores, OUT/model, OUT/report."),
-        items_per_market: int = typer.Option(500, help="Demo catalog items per market."),
-        queries_per_market: int = typer.Option(400, help="Demo queries per market."),
+        items_per_market: int = typer.Option(ITEMS_PER_MARKET, help="Demo catalog items per market."),
+        queries_per_market: int = typer.Option(QUERIES_PER_MARKET, help="Demo queries per market."),
         seed: int = typer.Option(0, help="Seed for the demo data and training."),
         workers: int = typer.Option(0, "--workers", min=0, help="Processes that train the variants side by side (0: one per core); the results do not depend on it."),
     ) -> None:
