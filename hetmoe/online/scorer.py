@@ -214,27 +214,37 @@ class Scorer:
             check_query(r.query)
             check_market(r.market, self.markets)
             check_item_ids(r.item_ids)
-        routes = self._router.routes([r.query for r in requests], [r.market for r in requests], known)
-        qvecs = self.query_vectors([r.query for r in requests], [rt.routing.experts for rt in routes], known)
-        looked = [self.catalog.lookup(r.item_ids) for r in requests]
+        routes, looked, inputs = self._prepare(requests, known)
         counts = np.array([rows.shape[0] for rows, _, _ in looked])
-        rows = np.concatenate([rows for rows, _, _ in looked])
-        groups = np.repeat(np.arange(len(requests)), counts)
-        keys = [(r.query, r.market) for r in requests]
-        parts = np.split(self._head(routes, qvecs, rows, groups, keys), np.cumsum(counts)[:-1])
+        scores = self.model.score(**inputs) if counts.sum() else np.zeros(0, dtype=np.float64)
+        parts = np.split(scores, np.cumsum(counts)[:-1])
         out: list[ScoreResult] = []
         for i, (req, (found, known, unknown), part) in enumerate(zip(requests, looked, parts)):
             ids = req.item_ids if not unknown else [t for t, ok in zip(req.item_ids, known.tolist()) if ok]
             out.append(ScoreResult(ids, part, routes[i].routing, unknown, self._other_market(ids, found, req.market)))
         return out
 
-    def _head(self, routes: Sequence[RouteEntry], qvecs: Sequence[dict[str, np.ndarray]], rows: np.ndarray,
-              groups: np.ndarray, keys: Sequence[tuple[str, str]]) -> np.ndarray:
-        """One stage-two call over all pairs; experts nobody routed to are neither gathered nor encoded.
+    def head_inputs(self, requests: Sequence[ScoreRequest]) -> dict[str, Any]:
+        """The keyword arguments the head's ``score`` gets for these requests (unchecked): routed query vectors, item
+        vectors, routing, reference cosines, lexical features. For timing the head alone (bench/online.py)."""
+        return self._prepare(requests, None)[2]
+
+    def _prepare(self, requests: Sequence[ScoreRequest], known: Sequence[Mapping[str, np.ndarray]] | None
+                 ) -> tuple[list[RouteEntry], list[tuple[np.ndarray, np.ndarray, list[str]]], dict[str, Any]]:
+        """Route, encode and look up ``requests``: (routes, each request's catalog lookup, the head's arguments)."""
+        routes = self._router.routes([r.query for r in requests], [r.market for r in requests], known)
+        qvecs = self.query_vectors([r.query for r in requests], [rt.routing.experts for rt in routes], known)
+        looked = [self.catalog.lookup(r.item_ids) for r in requests]
+        rows = np.concatenate([rows for rows, _, _ in looked])
+        groups = np.repeat(np.arange(len(requests)), [rows.shape[0] for rows, _, _ in looked])
+        keys = [(r.query, r.market) for r in requests]
+        return routes, looked, self._head_inputs(routes, qvecs, rows, groups, keys)
+
+    def _head_inputs(self, routes: Sequence[RouteEntry], qvecs: Sequence[dict[str, np.ndarray]], rows: np.ndarray,
+                     groups: np.ndarray, keys: Sequence[tuple[str, str]]) -> dict[str, Any]:
+        """The stage-two call's arguments over all pairs; experts nobody routed to are neither gathered nor encoded.
 
         ``keys`` (query text, market) per query row name each row's reference cosines (a pair's statistics)."""
-        if rows.shape[0] == 0:
-            return np.zeros(0, dtype=np.float64)
         used = sorted({e for q in qvecs for e in q}, key=self.model.experts.index)
         query_vecs: dict[str, np.ndarray] = {}
         for expert in used:
@@ -255,8 +265,8 @@ class Scorer:
         if self.lexical is not None:
             lexical = self.lexical.features([text for text, _ in keys], self._lexical_rows[rows], groups)
         markets = np.array([market for _, market in keys], dtype=object)
-        return self.model.score(query_vecs, item_vecs, routing, groups=groups, reference=reference, lexical=lexical,
-                                markets=markets)
+        return {"query_vecs": query_vecs, "item_vecs": item_vecs, "routing": routing, "groups": groups,
+                "reference": reference, "lexical": lexical, "markets": markets}
 
     # ----- retrieval + rerank -----------------------------------------------------------------------------------
     def search(self, query: str, market: str, k: int = 10, candidates: int = 200) -> SearchResult:
@@ -274,7 +284,8 @@ class Scorer:
         rows, seen = self.retriever.candidates({e: qvecs[e] for e in route.routing.experts}, candidates, market, self._pool)
         if rows.shape[0] == 0:
             return SearchResult([], np.zeros(0), [], route.routing, 0)
-        scores = self._head([route], [qvecs], rows, np.zeros(rows.shape[0], np.int64), [(query, market)])
+        scores = self.model.score(**self._head_inputs([route], [qvecs], rows, np.zeros(rows.shape[0], np.int64),
+                                                      [(query, market)]))
         top = np.argsort(-scores, kind="stable")[:k]
         names = np.array(route.routing.experts, dtype=object)
         seen_by = [names[mask].tolist() for mask in seen[top]]
