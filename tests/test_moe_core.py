@@ -229,3 +229,19 @@ def test_a_query_alone_gets_the_same_reference_bits_as_in_a_block_and_its_best_i
     best = np.argmax(queries @ items.T, axis=1)
     cos = pair_cosines(queries, items[best])
     assert np.array_equal(reference_stats(cos, block)[:, 2], np.zeros(queries.shape[0], np.float32))
+
+
+def test_the_stacked_booster_scores_a_pair_alone_as_in_a_block_past_the_serial_threshold() -> None:
+    """Small calls (the Scorer's) predict on one thread, large ones (eval, bulk) on LightGBM's team: same scores."""
+    import lightgbm as lgb
+
+    from hetmoe.moe.stacked import SERIAL_PREDICT_PAIRS, predict_raw
+
+    rng = np.random.default_rng(3)
+    x = rng.normal(size=(SERIAL_PREDICT_PAIRS + 500, 12)).astype(np.float32)
+    y = (x[:, 0] + 0.5 * x[:, 1] * x[:, 2] + rng.normal(scale=0.5, size=x.shape[0]) > 0).astype(int)
+    booster = lgb.train({"objective": "binary", "verbosity": -1, "num_leaves": 15, "seed": 0},
+                        lgb.Dataset(x, y), num_boost_round=40)
+    block = predict_raw(booster, x)
+    alone = np.concatenate([predict_raw(booster, x[i : i + 100]) for i in range(0, x.shape[0], 100)])
+    assert np.array_equal(block, alone) and np.unique(block).size > 100
