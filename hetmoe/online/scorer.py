@@ -253,7 +253,7 @@ class Scorer:
         item_vecs = {expert: self.catalog.take(expert, rows) for expert in used}
         routing = (np.stack([r.idx for r in routes]), np.stack([r.gates for r in routes]))
         reference = None
-        if self._reference is not None:
+        if self._reference is not None and rows.shape[0]:  # no pairs (every id unknown): nothing to compare with
             top = self._reference.top
             reference = {}
             for expert in used:  # rows of queries not routed to the expert stay zero (never read)
@@ -262,7 +262,7 @@ class Scorer:
                 reference[expert][routed] = self._reference.many(expert, [keys[i] for i in routed],
                                                                  query_vecs[expert][routed])
         lexical = None
-        if self.lexical is not None:
+        if self.lexical is not None and rows.shape[0]:
             lexical = self.lexical.features([text for text, _ in keys], self._lexical_rows[rows], groups)
         markets = np.array([market for _, market in keys], dtype=object)
         return {"query_vecs": query_vecs, "item_vecs": item_vecs, "routing": routing, "groups": groups,
