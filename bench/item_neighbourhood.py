@@ -4,8 +4,9 @@ The heads see each expert's pair cosine against the *query's* 16 best cosines in
 reference statistics). The item side has the same problem the other way round (hubness: some items sit close to
 everything in an anisotropic space), and CSLS-style retrieval corrects it with the item's own neighbourhood: r_d, the
 mean of the item's 16 best cosines with the other items of its market. This script adds (cos - r_d, r_d) per expert to
-LightGBM over the stacked head's inputs (cos, z, gap per expert + the lexical features) and compares valid macro AUC,
-trained alike (early stopping on 15% of train's queries). Each r_d costs one pass over the market's items per item,
+LightGBM over every expert's pair statistics (cos, z, gap: what the stacked head reads for its routed experts, without
+the net's logit) and the lexical features, and compares valid macro AUC, trained alike (early stopping on 15% of
+train's queries). Each r_d costs one pass over the market's items per item,
 so it would be computed once in stage one, not per request.
 
 Usage: ``python bench/item_neighbourhood.py --data ../shared/data/shopee --stores S -e minilm,use,static,wordllama
