@@ -22,12 +22,20 @@ def scripts(names: list[str]) -> list[Path]:
     return [p for p in found if not names or p.stem in names]
 
 
+def needs_arguments(script: Path) -> bool:
+    """Scripts with a required option (real data and stores: quality, item_neighbourhood) are run by hand."""
+    return "required=True" in script.read_text(encoding="utf-8")
+
+
 def main(names: list[str]) -> int:
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     summary_path = RESULTS / "summary.json"
     summary: dict[str, dict] = json.loads(summary_path.read_text()) if summary_path.exists() else {}
     failed = []
     for script in scripts(names):
+        if needs_arguments(script):
+            log.info("== %s: skipped, it needs arguments (see its docstring)", script.name)
+            continue
         log.info("== %s", script.name)
         start = time.perf_counter()
         code = subprocess.call([sys.executable, str(script)], cwd=HERE.parent)
