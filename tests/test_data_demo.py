@@ -11,8 +11,8 @@ from typer.testing import CliRunner
 from hetmoe.cli import app
 from hetmoe.data.dataset import load_dataset
 from hetmoe.data.demo import MARKETS, generate_demo
-from hetmoe.data.demo_vocab import ITEMS_PER_MARKET, QUERIES_PER_MARKET
 from hetmoe.data.demo_grammar import strip_diacritics
+from hetmoe.data.demo_vocab import ITEMS_PER_MARKET, QUERIES_PER_MARKET
 from hetmoe.data.validate import validate
 from hetmoe.errors import HetmoeError
 

@@ -140,8 +140,8 @@ def _market(market: str, n_items: int, n_queries: int, seed: int) -> tuple[list[
     return items, queries, judgments
 
 
-def generate_demo(out: Path, items_per_market: int = ITEMS_PER_MARKET, queries_per_market: int = QUERIES_PER_MARKET, seed: int = 0,
-                  markets: Sequence[str] = MARKETS) -> Path:
+def generate_demo(out: Path, items_per_market: int = ITEMS_PER_MARKET, queries_per_market: int = QUERIES_PER_MARKET,
+                  seed: int = 0, markets: Sequence[str] = MARKETS) -> Path:
     """Write the demo dataset (items/queries/judgments Parquet) to ``out``; same arguments, same bytes."""
     if items_per_market < 30 or queries_per_market < 10:
         raise HetmoeError(f"demo size too small ({items_per_market} items, {queries_per_market} queries per market); use at least 30 items and 10 queries per market")
