@@ -6,8 +6,8 @@ everything in an anisotropic space), and CSLS-style retrieval corrects it with t
 mean of the item's 16 best cosines with the other items of its market. This script adds (cos - r_d, r_d) per expert to
 LightGBM over every expert's pair statistics (cos, z, gap: what the stacked head reads for its routed experts, without
 the net's logit) and the lexical features, and compares valid macro AUC, trained alike (early stopping on 15% of
-train's queries). Each r_d costs one pass over the market's items per item,
-so it would be computed once in stage one, not per request.
+train's queries). Each r_d costs one pass over the market's items per item, so it would be computed once in stage
+one, not per request.
 
 Usage: ``python bench/item_neighbourhood.py --data ../shared/data/shopee --stores S -e minilm,use,static,wordllama
 [--lexical lexical] [--seeds 0,1]`` (prints JSON and a table; ``--out`` writes the JSON).
@@ -23,8 +23,6 @@ import numpy as np
 
 TOP = 16  # as the query-side reference rows (hetmoe.moe.reference)
 BLOCK = 2048
-PARAMS = {"objective": "binary", "metric": "auc", "learning_rate": 0.03, "num_leaves": 31, "min_data_in_leaf": 40,
-          "feature_fraction": 0.8, "bagging_fraction": 0.8, "bagging_freq": 1, "lambda_l2": 1.0, "verbosity": -1}
 
 
 def item_neighbourhood(vectors: np.ndarray, rows: np.ndarray) -> np.ndarray:
@@ -53,6 +51,7 @@ def main() -> None:
 
     from hetmoe.data.validate import check_dataset
     from hetmoe.moe.features import carve_by_query, load_pairs
+    from hetmoe.moe.stack import EARLY_STOP_ROUNDS, MAX_ROUNDS, PARAMS  # the stacked head's own booster settings
     from hetmoe.store.zarr_store import EmbeddingStore
     from hetmoe.vectors import l2_normalize
 
@@ -62,12 +61,12 @@ def main() -> None:
                        lexical_store=args.lexical or "")
     item_market = dict(zip(dataset.items["item_id"].to_list(), dataset.items["market"].to_list()))
     judged_market = np.array([item_market[i] for i in pairs.item_ids], dtype=object)
+    market_ids = {m: [d for d, dm in item_market.items() if dm == m] for m in np.unique(judged_market)}
     began, extra = time.perf_counter(), []
     for i, expert in enumerate(experts):
         r_d = np.zeros(len(pairs.item_ids), np.float32)
         store = EmbeddingStore.open(args.stores / expert / "items.zarr")
-        for market in np.unique(judged_market):
-            ids = [d for d, m in item_market.items() if m == market]
+        for market, ids in market_ids.items():
             vectors = l2_normalize(store.get(ids).astype(np.float32))
             pos = {d: n for n, d in enumerate(ids)}
             judged = np.flatnonzero(judged_market == market)
@@ -84,9 +83,9 @@ def main() -> None:
     for name, columns in (("stacked inputs", base), ("+ item neighbourhood", base + extra)):
         x = np.column_stack(columns).astype(np.float32)
         for seed in (int(s) for s in args.seeds.split(",") if s):
-            booster = lgb.train({**PARAMS, "seed": seed}, lgb.Dataset(x[fit_rows], pairs.y[fit_rows]), 2000,
+            booster = lgb.train({**PARAMS, "seed": seed}, lgb.Dataset(x[fit_rows], pairs.y[fit_rows]), MAX_ROUNDS,
                                 valid_sets=[lgb.Dataset(x[stop_rows], pairs.y[stop_rows])],
-                                callbacks=[lgb.early_stopping(50, verbose=False)])
+                                callbacks=[lgb.early_stopping(EARLY_STOP_ROUNDS, verbose=False)])
             p = booster.predict(x[valid])
             by_market = {m: float(roc_auc_score(pairs.y[valid][markets == m], p[markets == m])) for m in np.unique(markets)}
             runs.append({"features": name, "seed": seed, "auc_by_market": by_market,
