@@ -5,6 +5,8 @@ from pathlib import Path
 
 import typer
 
+from hetmoe.moe.jobs import WORKERS_HELP
+
 
 def _experts(values: list[str] | None) -> list[str] | None:
     """Repeated ``-e`` options, each possibly comma-separated, as one list (None: the cards' default set)."""
@@ -23,7 +25,7 @@ def fit_head(
     variants: str = typer.Option("all", "--variants", help="Baselines to train besides moe: all, none, or a comma list (weighted,soft,concat-all,rule,single,lightgbm)."),
     eval_split: str = typer.Option(None, "--eval-split", help="Split kept out of training (default: test if present, else valid)."),
     router_expert: str = typer.Option(None, "--router-expert", help="Expert whose query vector feeds the router (default: the cards file's [defaults] router_expert)."),
-    workers: int = typer.Option(0, "--workers", min=0, help="Processes that train the variants side by side (0: one per core); the results do not depend on it."),
+    workers: int = typer.Option(0, "--workers", min=0, help=WORKERS_HELP),
 ) -> None:
     """Train the router and concatenation head end to end (hard top-k MoE), plus the baselines eval compares."""
     from hetmoe.moe.fit import fit

@@ -17,6 +17,7 @@ from hetmoe.vectors import available_cores
 log = logging.getLogger(__name__)
 Job = tuple[Callable[..., Any], tuple[Any, ...]]
 _PENDING: list[Job] = []  # read by the forked children; set only while a pool runs
+WORKERS_HELP = "Processes that train the variants side by side (0: one per core); the results do not depend on it."
 
 
 def resolve_workers(workers: int) -> int:

@@ -6,6 +6,7 @@ from pathlib import Path
 import typer
 
 from hetmoe.data.demo_vocab import ITEMS_PER_MARKET, QUERIES_PER_MARKET
+from hetmoe.moe.jobs import WORKERS_HELP
 from hetmoe.pipeline.run import run_pipeline
 
 
@@ -20,7 +21,7 @@ def register(app: typer.Typer) -> None:
         seed: int = typer.Option(0, help="Seed for training."),
         router_expert: str = typer.Option(None, "--router-expert", help="Cheap expert whose query vector feeds the router (default: the cards file's [defaults] router_expert)."),
         lexical: str = typer.Option("lexical", "--lexical", help="Lexical expert card fed to every head (BM25, char n-grams, token overlap); 'none' to leave it out."),
-        workers: int = typer.Option(0, "--workers", min=0, help="Processes that train the variants side by side (0: one per core); the results do not depend on it."),
+        workers: int = typer.Option(0, "--workers", min=0, help=WORKERS_HELP),
     ) -> None:
         """Run the whole pipeline on a dataset folder: embed, index, fit, evaluate (on test, else valid), diagnose."""
         result = run_pipeline(data, out, experts, cards, k, seed, router_expert, None if lexical == "none" else lexical,
@@ -33,7 +34,7 @@ def register(app: typer.Typer) -> None:
         items_per_market: int = typer.Option(ITEMS_PER_MARKET, help="Demo catalog items per market."),
         queries_per_market: int = typer.Option(QUERIES_PER_MARKET, help="Demo queries per market."),
         seed: int = typer.Option(0, help="Seed for the demo data and training."),
-        workers: int = typer.Option(0, "--workers", min=0, help="Processes that train the variants side by side (0: one per core); the results do not depend on it."),
+        workers: int = typer.Option(0, "--workers", min=0, help=WORKERS_HELP),
     ) -> None:
         """Generate the multilingual demo catalog and run the whole pipeline on it (a few minutes on 2 cores)."""
         from hetmoe.data.demo import generate_demo
