@@ -162,7 +162,7 @@ def test_top_cosines_is_the_sorted_best_of_brute_force_and_stays_in_market() -> 
     short = top_cosines(q, items[:2], 4)  # fewer items than top: the lowest cosine repeats
     np.testing.assert_allclose(short[:, 2:], short[:, 1:2].repeat(2, 1))
     i_market = np.array(["A"] * 10 + ["B"] * 20)
-    by_market = market_top_cosines(q, np.array(["A", "B", "A", "B", "C"]), items, i_market, 4)
+    by_market, _ = market_top_cosines(q, np.array(["A", "B", "A", "B", "C"]), items, i_market, 4)
     np.testing.assert_allclose(by_market[0], top_cosines(q[:1], items[:10], 4)[0], rtol=1e-6)
     np.testing.assert_allclose(by_market[1], top_cosines(q[1:2], items[10:], 4)[0], rtol=1e-6)
     np.testing.assert_allclose(by_market[4], top_cosines(q[4:], items, 4)[0], rtol=1e-6)  # unknown market: all items

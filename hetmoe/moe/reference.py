@@ -23,11 +23,17 @@ def top_cosines(queries: np.ndarray, items: np.ndarray, top: int = REF_TOP) -> n
 
     A catalog with fewer than ``top`` items repeats its lowest cosine, so every query has a full reference row.
     """
+    return top_matches(queries, items, top)[0]
+
+
+def top_matches(queries: np.ndarray, items: np.ndarray, top: int = REF_TOP) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`top_cosines` and the rows of ``items`` they belong to ((n_q, top) int64, -1 past a short catalog)."""
     n_q = queries.shape[0]
     out = np.empty((n_q, top), np.float32)
+    found = np.full((n_q, top), -1, np.int64)
     if items.shape[0] == 0:
         out.fill(0.0)
-        return out
+        return out, found
     keep = min(top, items.shape[0])
     for lo in range(0, n_q, QUERY_BLOCK):
         block = queries[lo : lo + QUERY_BLOCK]
@@ -40,25 +46,30 @@ def top_cosines(queries: np.ndarray, items: np.ndarray, top: int = REF_TOP) -> n
         # queries in it (training searches blocks, the Scorer one query), and a judged pair's cosine is computed
         # pair by pair too, so the query's best item gets a gap of exactly 0 on every path.
         exact = pair_cosines(np.repeat(block, keep, axis=0), items[rows.ravel()]).reshape(rows.shape)
-        best = -np.sort(-exact, axis=1)
+        order = np.lexsort((rows, -exact), axis=1)  # best first; equal cosines by row, the same on every path
+        best = np.take_along_axis(exact, order, axis=1)
         out[lo : lo + best.shape[0], :keep] = best
+        found[lo : lo + best.shape[0], :keep] = np.take_along_axis(rows, order, axis=1)
         if keep < top:
             out[lo : lo + best.shape[0], keep:] = best[:, -1:]
-    return out
+    return out, found
 
 
 def market_top_cosines(
     queries: np.ndarray, q_market: np.ndarray, items: np.ndarray, i_market: np.ndarray, top: int = REF_TOP
-) -> np.ndarray:
-    """:func:`top_cosines` with each query searched only among items of its own market (labels compared as str);
-    a query whose market has no items is searched over the whole catalog."""
+) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`top_matches` with each query searched only among items of its own market (labels compared as str),
+    rows indexing ``items``; a query whose market has no items is searched over the whole catalog."""
     q_market, i_market = np.asarray(q_market).astype(str), np.asarray(i_market).astype(str)
     out = np.empty((queries.shape[0], top), np.float32)
+    found = np.empty((queries.shape[0], top), np.int64)
     for market in np.unique(q_market):
         rows = np.flatnonzero(q_market == market)
-        pool = i_market == market
-        out[rows] = top_cosines(queries[rows], items[pool] if pool.any() else items, top)
-    return out
+        pool = np.flatnonzero(i_market == market)
+        pool = pool if pool.size else np.arange(items.shape[0])
+        out[rows], local = top_matches(queries[rows], items[pool], top)
+        found[rows] = np.where(local >= 0, pool[np.maximum(local, 0)], -1)
+    return out, found
 
 
 def reference_stats(cos: np.ndarray, reference: np.ndarray) -> np.ndarray:
