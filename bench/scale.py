@@ -136,9 +136,8 @@ def bench_score(work: Path, model: Path, per_query: int, block_pairs: int, repea
 
 
 def score_vs_eval(work: Path, model: Path) -> dict:
-    """``score`` on the model dataset's valid judgments against eval's own scores (score_net over load_pairs)."""
-    from hetmoe.moe.evaluate import score_net
-    from hetmoe.moe.features import load_pairs
+    """``score`` on the model dataset's valid judgments against eval's own scores (score_net over the pairs as eval loads them)."""
+    from hetmoe.moe.evaluate import model_pairs, score_net
     from hetmoe.moe.fit import load_data
     from hetmoe.moe.infer import MoEModel
     from hetmoe.scale.score import score_pairs
@@ -147,9 +146,7 @@ def score_vs_eval(work: Path, model: Path) -> dict:
 
     moe = MoEModel.load(model)
     data = Path(moe.config["dataset"])
-    spec = moe.spec  # the pairs exactly as eval loads them (reference statistics, lexical features)
-    judged = load_pairs(load_data(data), moe.store_root, moe.experts, ["valid"], spec.router_expert, markets=moe.markets,
-                        pair_stats=spec.pair_stats, ref_top=spec.ref_top, lexical_store=spec.lexical_store)
+    judged = model_pairs(moe, load_data(data), ["valid"])  # the pairs exactly as eval loads them
     with threadpool_limits(limits=1, user_api="blas"):  # the Scorer's BLAS setting: thread count moves the last bits
         reference, _ = score_net(moe, judged)
         # The same model on vectors read from the stores again here (eval uses the ones load_pairs kept)
@@ -159,7 +156,9 @@ def score_vs_eval(work: Path, model: Path) -> dict:
         items = {e: stores[e].items.get(judged.item_ids)[judged.di] for e in moe.experts}
         queries = {e: stores[e].queries.get(judged.query_ids) for e in moe.experts}
         ref = {e: judged.ref[judged.experts.index(e)] for e in moe.experts} if judged.ref else None
-        raw = moe.score(queries, items, routing, groups=judged.qi, reference=ref, lexical=judged.lex, markets=markets)
+        nbr = None if judged.nbr is None else {e: judged.nbr[:, judged.experts.index(e)] for e in moe.experts}
+        raw = moe.score(queries, items, routing, groups=judged.qi, reference=ref, lexical=judged.lex, markets=markets,
+                        neighbourhood=nbr)
     eval_scores = pl.DataFrame({"query_id": judged.query_ids[judged.qi].tolist(),
                                 "item_id": judged.item_ids[judged.di].tolist(), "eval": reference, "raw": raw})
     queries = pl.read_parquet(data / "queries.parquet", columns=["query_id", "market"])

@@ -10,8 +10,7 @@ import pytest
 
 from hetmoe.data.dataset import load_dataset, write_dataset
 from hetmoe.errors import HetmoeError
-from hetmoe.moe.evaluate import evaluate, score_net
-from hetmoe.moe.features import load_pairs
+from hetmoe.moe.evaluate import evaluate, model_pairs, score_net
 from hetmoe.moe.infer import MoEModel
 from hetmoe.moe.train import TrainConfig
 
@@ -44,8 +43,7 @@ def test_every_head_reads_the_lexical_features(built: dict[str, Path]) -> None:
     assert model.spec.lexical == FEATURE_NAMES and model.spec.lexical_store == "lexical"
     lgbm = json.loads((built["model"] / "variants" / "lightgbm" / "config.json").read_text())
     assert lgbm["lexical"] == FEATURE_NAMES
-    pairs = load_pairs(load_dataset(built["data"]), built["stores"], EXPERTS, ["test"], "static", markets=model.markets,
-                       lexical_store="lexical")
+    pairs = model_pairs(model, load_dataset(built["data"]), ["test"], built["stores"])
     assert pairs.lex is not None and pairs.lex.shape == (len(pairs), len(FEATURE_NAMES))
     scores, _ = score_net(model, pairs)
     blank = pairs.lex.copy()
@@ -147,8 +145,7 @@ def test_the_stacked_head_serves_exactly_the_scores_eval_reports(built: dict[str
     model = MoEModel.load(stacked_dir)
     assert model.stack is not None  # the stacked head
     data = load_dataset(built["data"])
-    pairs = load_pairs(data, built["stores"], EXPERTS, ["test"], "static", markets=model.markets,
-                       lexical_store="lexical")
+    pairs = model_pairs(model, data, ["test"], built["stores"])
     expected, _ = score_net(model, pairs)
     judged = pl.DataFrame({"query_id": pairs.query_ids[pairs.qi].tolist(), "item_id": pairs.item_ids[pairs.di].tolist()})
     judged.write_parquet(tmp_path / "pairs.parquet")

@@ -21,10 +21,13 @@ from typer.testing import CliRunner
 from hetmoe.data.dataset import Dataset, load_dataset
 from hetmoe.errors import HetmoeError
 from hetmoe.vectors import l2_normalize
-from hetmoe.moe.reference import top_cosines
+from hetmoe.moe.neighbourhood import neighbourhood_features
+from hetmoe.moe.pairstats import pair_cosines
+from hetmoe.moe.reference import top_matches
 from hetmoe.online.results import ScoreRequest
 from hetmoe.online.scorer import Scorer
 from hetmoe.online.service import Limits, create_app
+from hetmoe.store.neighbourhood import build_neighbours
 
 EXPERTS = ["wordllama", "e5"]
 ROUTER = "static"
@@ -47,7 +50,7 @@ def built(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict]:
         embed_dataset(root / "data", encoder.card, root / "stores", encoder=encoder, progress=False)
         build_index(root / "stores", name)
     fit(root / "data", root / "stores", root / "model", EXPERTS, k=1, variants=(), router_expert=ROUTER,
-        train_config=TrainConfig(max_epochs=2))
+        train_config=TrainConfig(max_epochs=2), routers=["hard"])  # these tests serve a learned router
     return root, encoders
 
 
@@ -89,10 +92,20 @@ def test_score_equals_stage_two_model_on_the_same_pairs(scorer: Scorer, built: t
     routed = scorer.model.routed_experts(routing)[0]
     qv = {e: encoders[e].encode([text], kind="query") for e in routed}
     iv = {e: open_expert(scorer.model.store_root, e).items.get(ids) for e in routed}
-    catalog = data.items.filter(pl.col("market") == market)["item_id"].to_list()
-    reference = {e: top_cosines(l2_normalize(qv[e]), l2_normalize(open_expert(scorer.model.store_root, e).items.get(catalog)))
-                 for e in routed}  # the query's best cosines over its market, computed here independently
-    expected = scorer.model.score(qv, iv, routing, reference=reference, markets=np.array([market], dtype=object))
+    catalog = np.array(data.items.filter(pl.col("market") == market)["item_id"].to_list())
+    reference, neighbourhood = {}, {}
+    for e in routed:  # the query's best cosines over its market and the items' neighbourhoods, computed here independently
+        units = l2_normalize(open_expert(scorer.model.store_root, e).items.get(catalog))
+        reference[e], best = top_matches(l2_normalize(qv[e]), units)
+        order = np.argsort(catalog)
+        table = build_neighbours(catalog[order], np.full(catalog.shape, market), units[order]).aligned(catalog)
+        q_units, d_units = np.repeat(l2_normalize(qv[e]), len(ids), axis=0), l2_normalize(iv[e])
+        at = np.array([int(np.flatnonzero(catalog == i)[0]) for i in ids])  # each judged item's row in `catalog`
+        neighbourhood[e] = neighbourhood_features(pair_cosines(q_units, d_units), q_units, d_units, at,
+                                                  np.repeat(best, len(ids), axis=0), table, units.__getitem__)
+    expected = scorer.model.score(qv, iv, routing, reference=reference, markets=np.array([market], dtype=object),
+                                  neighbourhood=neighbourhood)
+    assert scorer.model.spec.item_neighbourhood == (scorer.model.stack is not None)
     assert result.item_ids == ids and result.unknown_item_ids == []
     np.testing.assert_allclose(result.scores, expected, rtol=1e-5, atol=1e-6)
     assert list(result.routing.experts) == routed

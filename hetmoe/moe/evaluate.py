@@ -39,8 +39,22 @@ def score_net(model: Any, pairs: PairSet) -> tuple[np.ndarray, np.ndarray]:
         qvecs = {e: pairs.q[c] * pairs.q_raw_norm[c][:, None] for e, c in zip(model.experts, cols)}
         dvecs = {e: pairs.d[c][pairs.di] * pairs.d_raw_norm[c][pairs.di][:, None] for e, c in zip(model.experts, cols)}
     reference = {e: pairs.ref[c] for e, c in zip(model.experts, cols)} if pairs.ref else None
-    scores = model.score(qvecs, dvecs, routing, groups=pairs.qi, reference=reference, lexical=pairs.lex, markets=markets)
+    neighbourhood = {e: pairs.nbr[:, c] for e, c in zip(model.experts, cols)} if pairs.nbr is not None else None
+    scores = model.score(qvecs, dvecs, routing, groups=pairs.qi, reference=reference, lexical=pairs.lex, markets=markets,
+                         neighbourhood=neighbourhood)
     return scores, model.dense_gates(routing)
+
+
+def model_pairs(model: Any, dataset: Any, splits: list[str], store_root: str | Path | None = None,
+                neighbourhood: bool | None = None) -> PairSet:
+    """The judged pairs of ``splits`` as ``eval`` loads them for ``model`` (an MoEModel): its experts, markets,
+    pair statistics, lexical store and, when its head reads them (or ``neighbourhood`` says so), item
+    neighbourhoods; from its own stores unless ``store_root`` names others."""
+    spec = model.spec
+    wanted = spec.item_neighbourhood if neighbourhood is None else neighbourhood
+    return load_pairs(dataset, store_root or model.store_root, model.experts, splits, spec.router_expert,
+                      markets=model.markets, pair_stats=spec.pair_stats, ref_top=spec.ref_top,
+                      lexical_store=spec.lexical_store, neighbourhood=wanted)
 
 
 def variant_metrics(scores: np.ndarray, rank_scores: np.ndarray, pairs: PairSet) -> dict[str, Any]:
@@ -92,8 +106,7 @@ def evaluate(
     splits_seen = main.get("splits", {})
     if splits_seen.get("early_stopping") == f"split '{split}'" or split == "train":
         log.warning("split '%s' was used in training: its numbers are optimistic", split)
-    pairs = load_pairs(dataset, store_root, moe.experts, [split], moe.spec.router_expert, markets=moe.markets,
-                       pair_stats=moe.spec.pair_stats, ref_top=moe.spec.ref_top, lexical_store=moe.spec.lexical_store)
+    pairs = model_pairs(moe, dataset, [split], store_root, neighbourhood=_reads_neighbourhood(model_dir))
     variants: dict[str, Any] = {}
     scores_of: dict[str, np.ndarray] = {}
     for name, path in _variants(model_dir).items():
@@ -137,6 +150,12 @@ def evaluate(
         report["market_guard"] = market_guard(scores_of, pairs.y, pairs.qi, pairs.market_names)
     write_reports(report, Path(out_dir))
     return report
+
+
+def _reads_neighbourhood(model_dir: Path) -> bool:
+    """Whether any variant of the fit reads item-neighbourhood features (then the pairs carry them for all)."""
+    configs = [read_config(path) for path in _variants(model_dir).values()]
+    return any(c.get("spec", {}).get("item_neighbourhood") or c.get("item_neighbourhood") for c in configs)
 
 
 def _ordered(variants: dict[str, Any]) -> list[str]:

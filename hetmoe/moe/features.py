@@ -50,6 +50,7 @@ class PairSet:
     # per expert the vectors as the store holds them (float16 when lossless), so eval scores exactly what the Scorer scores
     q_stored: list[np.ndarray] = field(default_factory=list)  # (n_q, d_e)
     d_stored: list[np.ndarray] = field(default_factory=list)  # (n_i, d_e)
+    nbr: np.ndarray | None = None  # (n, N, 10) float32 item-neighbourhood features (:mod:`hetmoe.moe.neighbourhood`)
 
     def __len__(self) -> int:
         return int(self.qi.shape[0])
@@ -70,6 +71,7 @@ class PairSet:
             label=self.label[mask],
             split=self.split[mask],
             lex=None if self.lex is None else self.lex[mask],
+            nbr=None if self.nbr is None else self.nbr[mask],
         )
 
     def select_experts(self, names: list[str]) -> "PairSet":
@@ -86,6 +88,7 @@ class PairSet:
             d_stored=[self.d_stored[i] for i in idx] if self.d_stored else [],
             stats=self.stats[:, idx],
             ref=[self.ref[i] for i in idx] if self.ref else [],
+            nbr=None if self.nbr is None else self.nbr[:, idx],
         )
 
     @property
@@ -116,13 +119,19 @@ def load_pairs(
     pair_stats: str = "reference",
     ref_top: int = REF_TOP,
     lexical_store: str = "",
+    neighbourhood: bool = False,
 ) -> PairSet:
     """Pairs of ``splits`` with every expert's vectors; ``markets`` fixes the first market indices (a model's markets),
     markets it lacks follow in the dataset's order. ``pair_stats``: see the module docstring; ``lexical_store``: the
-    lexical expert's store name whose pair features fill ``lex`` ("" = none)."""
+    lexical expert's store name whose pair features fill ``lex`` ("" = none); ``neighbourhood``: fill ``nbr`` (item
+    neighbourhoods are built into the stores on first use)."""
     if pair_stats not in PAIR_STATS:
         raise HetmoeError(f"pair_stats must be one of {PAIR_STATS}, got {pair_stats!r}")
+    if neighbourhood and pair_stats != "reference":
+        raise HetmoeError("item-neighbourhood features need pair_stats='reference' (they use the query's catalog search)")
+    from hetmoe.moe.neighbourhood import neighbourhood_features
     from hetmoe.store.identity import check_dataset
+    from hetmoe.store.neighbourhood import item_neighbours
     from hetmoe.store.zarr_store import open_expert
 
     judg = dataset.judgments.filter(pl.col("split").is_in(splits))  # type: ignore[attr-defined]
@@ -142,11 +151,17 @@ def load_pairs(
     qm = dict(zip(qmarket["query_id"].to_list(), qmarket["market"].to_list()))
     q_market = np.array([mpos.get(qm[q], -1) for q in query_ids], dtype=np.int64)
 
-    q_list, d_list, qn_list, dn_list, stats, refs = [], [], [], [], [], []
+    q_list, d_list, qn_list, dn_list, stats, refs, nbrs = [], [], [], [], [], [], []
     qs_list: list[np.ndarray] = []
     ds_list: list[np.ndarray] = []
     rvec = None
     catalog = dataset.items.select("item_id", "market")  # type: ignore[attr-defined]
+    catalog_ids = np.asarray(catalog["item_id"].to_list(), dtype=object)
+    catalog_markets = catalog["market"].to_numpy()
+    item_catalog_rows = None
+    if neighbourhood:
+        catalog_pos = {d: i for i, d in enumerate(catalog_ids)}
+        item_catalog_rows = np.array([catalog_pos[d] for d in item_ids], dtype=np.int64)
     q_market_names = np.array([qm[q] for q in query_ids], dtype=object)
     for expert in dict.fromkeys([*experts, router_expert]):
         stores = open_expert(store_root, expert)
@@ -167,10 +182,16 @@ def load_pairs(
         if pair_stats == "listwise":
             stats.append(group_stats(cos, qi))
         else:
-            everything = l2_normalize(_vectors(stores.items, np.asarray(catalog["item_id"].to_list(), dtype=object), f"'{expert}' item"))
-            refs.append(market_top_cosines(q_list[-1], q_market_names, everything, catalog["market"].to_numpy(), ref_top))
+            everything = l2_normalize(_vectors(stores.items, catalog_ids, f"'{expert}' item"))
+            ref, top_rows = market_top_cosines(q_list[-1], q_market_names, everything, catalog_markets, ref_top)
+            refs.append(ref)
+            stats.append(reference_stats(cos, ref[qi]))
+            if item_catalog_rows is not None:
+                table = item_neighbours(store_root, expert, catalog_ids, catalog_markets, everything).aligned(catalog_ids)
+                units = everything[item_catalog_rows]
+                nbrs.append(neighbourhood_features(cos, q_list[-1][qi], units[di], item_catalog_rows[di], top_rows[qi],
+                                                   table, everything.__getitem__))
             del everything
-            stats.append(reference_stats(cos, refs[-1][qi]))
         log.debug("loaded %s: %d queries, %d items", expert, len(query_ids), len(item_ids))
     assert rvec is not None
     lex, lex_names = None, ()
@@ -201,6 +222,7 @@ def load_pairs(
         lex_names=lex_names,
         q_stored=qs_list,
         d_stored=ds_list,
+        nbr=np.stack(nbrs, axis=1) if nbrs else None,
     )
 
 

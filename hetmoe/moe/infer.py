@@ -210,9 +210,11 @@ class MoEModel:
         reference: dict[str, np.ndarray] | None = None,
         lexical: np.ndarray | None = None,
         markets: np.ndarray | None = None,
+        neighbourhood: dict[str, np.ndarray] | None = None,
     ) -> np.ndarray:
         """Logits (n,) of each pair (``score`` before the sigmoid); ``lexical`` (n, F) lexical features of the pairs
-        for models trained with them, ``markets`` (n_q,) each query row's market (read by stacked heads)."""
+        for models trained with them, ``markets`` (n_q,) each query row's market and ``neighbourhood`` each routed
+        expert's (n, 10) item-neighbourhood features (both read by stacked heads)."""
         s = self.spec
         dense = self.dense_gates(routing)
         n = next(iter(item_vecs.values())).shape[0] if item_vecs else 0
@@ -259,7 +261,8 @@ class MoEModel:
         net = _relu(acc + self._b1) @ self._out_w + self._out_b if s.hidden > 0 else acc[:, 0] + self._out_b
         if self.stack is None:
             return net
-        return self.stack.logits(self, net, query_vecs, item_vecs, routing, groups, reference, lexical, markets)
+        return self.stack.logits(self, net, query_vecs, item_vecs, routing, groups, reference, lexical, markets,
+                                 neighbourhood)
 
     @staticmethod
     def _groups(n_q: int, n: int, groups: np.ndarray | None) -> np.ndarray:

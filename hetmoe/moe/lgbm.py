@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +18,7 @@ import numpy as np
 from hetmoe.errors import HetmoeError
 from hetmoe.moe.artifacts import FORMAT, read_config, write_json
 from hetmoe.moe.features import PairSet
+from hetmoe.moe.neighbourhood import NEIGHBOURHOOD_FEATURES
 from hetmoe.moe.stacked import expert_columns
 
 log = logging.getLogger(__name__)
@@ -31,12 +32,12 @@ FEATURES_PER_EXPERT = ("cos", "dot", "z", "gap_or_rank")
 
 
 def lgbm_features(pairs: PairSet) -> np.ndarray:
-    """(n, 4 N + F + 1) float32 feature matrix: per expert 4 columns, the F lexical features (when the pairs carry
+    """(n, c N + F + 1) float32 feature matrix: per expert 4 columns (10 with item-neighbourhood features), the F lexical features (when the pairs carry
     them), and last the market index (categorical)."""
     cols = []
     for i in range(len(pairs.experts)):
         dot = pairs.stats[:, i, 0].astype(np.float64) * pairs.q_raw_norm[i][pairs.qi] * pairs.d_raw_norm[i][pairs.di]
-        cols += expert_columns(pairs.stats[:, i], dot)
+        cols += expert_columns(pairs.stats[:, i], dot, None if pairs.nbr is None else pairs.nbr[:, i])
     if pairs.lex is not None:
         cols += list(pairs.lex.T)
     cols.append(pairs.q_market[pairs.qi].astype(np.float64))
@@ -64,6 +65,11 @@ class LgbmModel:
             raise HetmoeError(f"LightGBM head expects experts {self.experts} and markets {self.markets} first")
         if list(pairs.lex_names) != list(self.config.get("lexical", [])):
             raise HetmoeError(f"LightGBM head expects lexical features {self.config.get('lexical', [])}, got {list(pairs.lex_names)}")
+        if self.config.get("item_neighbourhood", False):
+            if pairs.nbr is None:
+                raise HetmoeError("this LightGBM head reads item-neighbourhood features; load the pairs with neighbourhood=True")
+        else:
+            pairs = replace(pairs, nbr=None)
         x = lgbm_features(pairs)
         return self.binary.predict(x), self.rank.predict(x)
 
@@ -124,8 +130,10 @@ def train_lgbm(train: PairSet, stop: PairSet, seed: int = 0, threads: int = 0) -
     config = {
         "experts": list(train.experts),
         "markets": list(train.markets),
-        "features": {"per_expert": list(FEATURES_PER_EXPERT), "market": "categorical"},
+        "features": {"per_expert": list(FEATURES_PER_EXPERT) + (list(NEIGHBOURHOOD_FEATURES) if train.nbr is not None else []),
+                     "market": "categorical"},
         "lexical": list(train.lex_names),
+        "item_neighbourhood": train.nbr is not None,
         "label_levels": levels,
         "metrics": {"train_seconds": round(seconds, 2), "binary_trees": binary.best_iteration, "rank_trees": rank.best_iteration},
     }

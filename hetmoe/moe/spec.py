@@ -14,6 +14,11 @@ Pair statistics (``pair_stats``): ``reference`` (default; each cosine against th
 in its market's catalog, so a pair's score never depends on the other items of a request) or ``listwise`` (z-score
 and rank within the scored list, as judged lists are in training: scores then depend on their companions).
 
+Item neighbourhoods (``item_neighbourhood``): the stacked head also reads, per routed expert, the pair's
+item-neighbourhood features (:mod:`hetmoe.moe.neighbourhood`); the net does not. With ``stack_router`` it also reads
+the router expert's columns on every query, routed or not: the router computes that expert's query vector for every
+query anyway, so they add a catalog search per query but no encoder run (the net still reads routed experts only).
+
 Fusion (``fusion``): ``concat`` (routed experts' projected features side by side in fixed expert order, unrouted slots
 zero), ``weighted`` (their gate-weighted sum) or ``average`` (the gate-weighted average of the experts' projected
 query and item vectors, compared once: the embedding-level fusion the method argues against). ``hidden`` > 0 puts a one-hidden-layer MLP on top, 0 a linear layer.
@@ -56,6 +61,8 @@ class ModelSpec:
     lexical_store: str = ""  # name of the lexical expert's store ("" = none); its features feed every query
     lexical: list[str] = field(default_factory=list)  # the lexical feature names, in column order
     lexical_width: int = 16
+    item_neighbourhood: bool = False  # the stacked head reads each routed expert's item-neighbourhood features
+    stack_router: bool = False  # the stacked head reads the router expert's columns on every query
 
     def __post_init__(self) -> None:
         router_kind(self.router)  # raises ValueError naming the known kinds

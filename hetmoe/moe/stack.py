@@ -23,7 +23,7 @@ from hetmoe.moe.features import PairSet, carve_by_query
 from hetmoe.moe.infer import MoEModel
 from hetmoe.moe.jobs import run_jobs
 from hetmoe.moe.spec import ModelSpec
-from hetmoe.moe.stacked import expert_columns, stack_matrix
+from hetmoe.moe.stacked import BASE_COLUMNS, expert_columns, head_experts, stack_matrix
 from hetmoe.moe.train import TrainConfig, market_weights, net_logits, train_net
 
 log = logging.getLogger(__name__)
@@ -35,13 +35,14 @@ PARAMS = {"objective": "binary", "metric": "auc", "learning_rate": 0.03, "num_le
           "verbosity": -1, "force_col_wise": True}
 
 
-def pairset_matrix(pairs: PairSet, dense: np.ndarray, net_logit: np.ndarray) -> np.ndarray:
-    """:func:`stack_matrix` of a PairSet under per-query dense gates (n_q, N)."""
+def pairset_matrix(spec: ModelSpec, pairs: PairSet, dense: np.ndarray, net_logit: np.ndarray) -> np.ndarray:
+    """:func:`stack_matrix` of a PairSet under per-query dense gates (n_q, N), reading the experts ``spec``'s head reads."""
     cols = []
     for i in range(len(pairs.experts)):
         dot = pairs.stats[:, i, 0] * pairs.q_raw_norm[i][pairs.qi] * pairs.d_raw_norm[i][pairs.di]
-        cols.append(expert_columns(pairs.stats[:, i], dot))
-    return stack_matrix(cols, dense[pairs.qi] > 0, pairs.lex, net_logit, pairs.q_market[pairs.qi])
+        cols.append(expert_columns(pairs.stats[:, i], dot, None if pairs.nbr is None else pairs.nbr[:, i]))
+    width = BASE_COLUMNS + (0 if pairs.nbr is None else pairs.nbr.shape[2])
+    return stack_matrix(cols, head_experts(spec, dense)[pairs.qi], pairs.lex, net_logit, pairs.q_market[pairs.qi], width)
 
 
 def cross_fit_logits(spec: ModelSpec, train: PairSet, stop: PairSet, cfg: TrainConfig,
@@ -76,7 +77,8 @@ def _fold_logits(spec: ModelSpec, train: PairSet, stop: PairSet, cfg: TrainConfi
 
 
 def train_stack(net: MoEModel, train: PairSet, stop: PairSet, oof_logits: np.ndarray, seed: int, threads: int) -> Any:
-    """The binary booster over :func:`pairset_matrix`, market-balanced, early-stopped on ``stop`` (AUC)."""
+    """The binary booster over :func:`pairset_matrix`, market-balanced, early-stopped on ``stop`` (AUC); ``net``'s
+    spec says which experts' columns it reads."""
     import lightgbm as lgb
 
     from hetmoe.moe.evaluate import score_net
@@ -84,7 +86,8 @@ def train_stack(net: MoEModel, train: PairSet, stop: PairSet, oof_logits: np.nda
     dense_tr = net.dense_gates(net.route(np.asarray(train.markets, dtype=object)[train.q_market], train.rvec))
     stop_scores, dense_st = score_net(net, stop)
     stop_logit = np.log(stop_scores / np.clip(1.0 - stop_scores, 1e-12, None)).astype(np.float32)
-    x_tr, x_st = pairset_matrix(train, dense_tr, oof_logits), pairset_matrix(stop, dense_st, stop_logit)
+    x_tr = pairset_matrix(net.spec, train, dense_tr, oof_logits)
+    x_st = pairset_matrix(net.spec, stop, dense_st, stop_logit)
     cat = [x_tr.shape[1] - 1]
     d_tr = lgb.Dataset(x_tr, train.y, weight=market_weights(train), categorical_feature=cat, free_raw_data=False)
     d_st = lgb.Dataset(x_st, stop.y, weight=market_weights(stop), categorical_feature=cat, reference=d_tr)

@@ -17,15 +17,19 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from hetmoe.errors import HetmoeError
+from hetmoe.moe.neighbourhood import neighbourhood_features
+from hetmoe.moe.pairstats import pair_cosines
+from hetmoe.moe.stacked import reads_router_expert
 from hetmoe.online.cache import LRUCache
 from hetmoe.online.catalog import ItemCatalog
 from hetmoe.online.checks import SearchUnavailable, check_count, check_item_ids, check_market, check_query
 from hetmoe.online.encoding import QueryEncoders
-from hetmoe.online.loading import lexical_rows
+from hetmoe.online.loading import catalog_neighbours, lexical_rows
 from hetmoe.online.reference import REFERENCE_MODES, ReferenceCosines
 from hetmoe.online.results import Routing, ScoreRequest, ScoreResult, SearchResult
 from hetmoe.online.retrieval import Retriever
 from hetmoe.online.routing import QueryRouter, RouteEntry
+from hetmoe.vectors import l2_normalize
 
 if TYPE_CHECKING:
     from hetmoe.experts.base import Encoder
@@ -65,6 +69,11 @@ class Scorer:
             raise HetmoeError(f"the model reads the lexical expert '{model.spec.lexical_store}'; load it with Scorer.load")
         self.lexical = lexical  # the lexical expert (computed for the query only, online) and its row of each item
         self._lexical_rows = lexical_rows(lexical, catalog, model.spec.lexical_store) if lexical is not None else None
+        # each expert's item neighbourhoods (aligned to the catalog), for stacked heads that read them
+        self._neighbours = catalog_neighbours(model, catalog) if model.spec.item_neighbourhood else None
+        # a stacked head that reads the router expert on every query (its vector is computed for routing anyway)
+        reads_router = model.stack is not None and reads_router_expert(model.spec)
+        self._always = (model.spec.router_expert,) if reads_router else ()
         self._query_cache: LRUCache[tuple[str, str], np.ndarray] = LRUCache(cache_size)
         self._router = QueryRouter(model, self.query_vectors, cache_size)
         spec = model.spec
@@ -233,12 +242,17 @@ class Scorer:
                  ) -> tuple[list[RouteEntry], list[tuple[np.ndarray, np.ndarray, list[str]]], dict[str, Any]]:
         """Route, encode and look up ``requests``: (routes, each request's catalog lookup, the head's arguments)."""
         routes = self._router.routes([r.query for r in requests], [r.market for r in requests], known)
-        qvecs = self.query_vectors([r.query for r in requests], [rt.routing.experts for rt in routes], known)
+        qvecs = self.query_vectors([r.query for r in requests], [self._head_experts(rt) for rt in routes], known)
         looked = [self.catalog.lookup(r.item_ids) for r in requests]
         rows = np.concatenate([rows for rows, _, _ in looked])
         groups = np.repeat(np.arange(len(requests)), [rows.shape[0] for rows, _, _ in looked])
         keys = [(r.query, r.market) for r in requests]
         return routes, looked, self._head_inputs(routes, qvecs, rows, groups, keys)
+
+    def _head_experts(self, route: RouteEntry) -> tuple[str, ...]:
+        """The experts whose query vectors the head reads for this route: the routed ones, and the router expert
+        when the stacked head reads it on every query."""
+        return route.routing.experts + tuple(e for e in self._always if e not in route.routing.experts)
 
     def _head_inputs(self, routes: Sequence[RouteEntry], qvecs: Sequence[dict[str, np.ndarray]], rows: np.ndarray,
                      groups: np.ndarray, keys: Sequence[tuple[str, str]]) -> dict[str, Any]:
@@ -252,21 +266,34 @@ class Scorer:
             query_vecs[expert] = np.stack([q.get(expert, np.zeros(dim, np.float32)) for q in qvecs])
         item_vecs = {expert: self.catalog.take(expert, rows) for expert in used}
         routing = (np.stack([r.idx for r in routes]), np.stack([r.gates for r in routes]))
-        reference = None
+        reference, best_rows = None, {}
         if self._reference is not None and rows.shape[0]:  # no pairs (every id unknown): nothing to compare with
             top = self._reference.top
             reference = {}
             for expert in used:  # rows of queries not routed to the expert stay zero (never read)
                 routed = [i for i, q in enumerate(qvecs) if expert in q]
                 reference[expert] = np.zeros((len(keys), top), np.float32)
-                reference[expert][routed] = self._reference.many(expert, [keys[i] for i in routed],
-                                                                 query_vecs[expert][routed])
+                best_rows[expert] = np.full((len(keys), top), -1, np.int64)
+                reference[expert][routed], best_rows[expert][routed] = self._reference.many(
+                    expert, [keys[i] for i in routed], query_vecs[expert][routed])
+        neighbourhood = None
+        if self._neighbours is not None and rows.shape[0]:
+            neighbourhood = {e: self._neighbourhood(e, query_vecs[e], item_vecs[e], rows, groups, best_rows[e])
+                             for e in used}
         lexical = None
         if self.lexical is not None and rows.shape[0]:
             lexical = self.lexical.features([text for text, _ in keys], self._lexical_rows[rows], groups)
         markets = np.array([market for _, market in keys], dtype=object)
         return {"query_vecs": query_vecs, "item_vecs": item_vecs, "routing": routing, "groups": groups,
-                "reference": reference, "lexical": lexical, "markets": markets}
+                "reference": reference, "lexical": lexical, "markets": markets, "neighbourhood": neighbourhood}
+
+    def _neighbourhood(self, expert: str, query_vecs: np.ndarray, item_vecs: np.ndarray, rows: np.ndarray,
+                       groups: np.ndarray, best_rows: np.ndarray) -> np.ndarray:
+        """(n, 10) item-neighbourhood features of one expert's pairs, as training computed them."""
+        assert self._neighbours is not None
+        q_units, d_units = l2_normalize(query_vecs)[groups], l2_normalize(item_vecs)
+        return neighbourhood_features(pair_cosines(q_units, d_units), q_units, d_units, rows, best_rows[groups],
+                                      self._neighbours[expert], lambda at: l2_normalize(self.catalog.take(expert, at)))
 
     # ----- retrieval + rerank -----------------------------------------------------------------------------------
     def search(self, query: str, market: str, k: int = 10, candidates: int = 200) -> SearchResult:
@@ -280,7 +307,7 @@ class Scorer:
                 f"'hetmoe index --expert E --store {self.model.store_root}' for each of {', '.join(self.experts)} "
                 "and load again (scoring given item ids works without them)")
         route = self._router.routes([query], [market])[0]
-        qvecs = self.query_vectors([query], [route.routing.experts])[0]
+        qvecs = self.query_vectors([query], [self._head_experts(route)])[0]
         rows, seen = self.retriever.candidates({e: qvecs[e] for e in route.routing.experts}, candidates, market, self._pool)
         if rows.shape[0] == 0:
             return SearchResult([], np.zeros(0), [], route.routing, 0)
