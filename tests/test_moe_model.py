@@ -12,8 +12,7 @@ from typer.testing import CliRunner
 
 from hetmoe.cli import app
 from hetmoe.errors import HetmoeError
-from hetmoe.moe.evaluate import evaluate, score_net
-from hetmoe.moe.features import load_pairs
+from hetmoe.moe.evaluate import evaluate, model_pairs, score_net
 from hetmoe.moe.fit import fit, load_data
 from hetmoe.moe.infer import MoEModel
 from hetmoe.moe.train import TrainConfig
@@ -44,8 +43,14 @@ def test_fit_writes_main_model_and_every_variant(built: dict[str, Path]) -> None
                                       "single:wordllama", "lightgbm"}
     # k=1 of two experts: learned and rule routing were both tried, and the better held-out macro AUC won
     tried = {c["name"]: c["stop_auc_macro"] for c in selection["candidates"]}
-    assert set(tried) == {"hard-k1", "rule-k1"} and tried[selection["router"]] == max(tried.values())
+    assert set(tried) == {"hard-k1", "rule-k1"} and tried[selection["net_router"]] == max(tried.values())
     assert selection["heads"][selection["head"]] == max(selection["heads"].values())
+    # each router kind's best candidate got a stacked head, and the best of those is the stacked head
+    assert set(selection["stacked_by_router"]) == {"hard-k1", "rule-k1"}
+    assert selection["heads"]["stacked"] == max(selection["stacked_by_router"].values())
+    winner = selection["net_router"] if selection["head"] == "net" else max(
+        selection["stacked_by_router"], key=selection["stacked_by_router"].get)
+    assert selection["router"] == winner
     kind = json.loads((built["model"] / "config.json").read_text())["kind"]
     assert kind == ("stacked" if selection["head"] == "stacked" else "net")
     config = json.loads((built["model"] / "config.json").read_text())
@@ -65,7 +70,7 @@ def test_fit_writes_main_model_and_every_variant(built: dict[str, Path]) -> None
 def test_artifacts_round_trip_to_identical_scores(built: dict[str, Path], tmp_path: Path) -> None:
     dataset = load_data(built["data"])
     model = MoEModel.load(built["model"])
-    pairs = load_pairs(dataset, built["stores"], EXPERTS, ["test"], "static", markets=model.markets)
+    pairs = model_pairs(model, dataset, ["test"], built["stores"])
     before, _ = score_net(model, pairs)
     copy = tmp_path / "copy"
     shutil.copytree(built["model"], copy, ignore=shutil.ignore_patterns("variants", "report"))
@@ -97,7 +102,7 @@ def test_evaluate_report_matches_sklearn_and_has_stable_keys(built: dict[str, Pa
     # Recompute the MoE's pooled AUC independently with sklearn.
     dataset = load_data(built["data"])
     model = MoEModel.load(built["model"])
-    pairs = load_pairs(dataset, built["stores"], EXPERTS, ["test"], "static", markets=model.markets)
+    pairs = model_pairs(model, dataset, ["test"], built["stores"])
     scores, _ = score_net(model, pairs)
     assert report["variants"]["moe"]["auc"] == pytest.approx(roc_auc_score(pairs.y, scores), abs=1e-12)
     saved = json.loads((out / "report.json").read_text())
@@ -134,6 +139,9 @@ def test_cli_fit_router_and_eval_errors(built: dict[str, Path], tmp_path: Path) 
     assert bad.exit_code != 0 and isinstance(bad.exception, HetmoeError)
     with pytest.raises(HetmoeError, match="k=3"):
         fit(built["data"], built["stores"], tmp_path / "m", EXPERTS, k=3)
+    with pytest.raises(HetmoeError, match="unknown MoE router.*learned.*choose from hard, rule"):
+        fit(built["data"], built["stores"], tmp_path / "m", EXPERTS, k=1, routers=["learned"])
+    assert not (tmp_path / "m").exists()  # refused before any work
 
 
 def test_fit_in_worker_processes_equals_fit_in_one(built: dict[str, Path], tmp_path: Path) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import shutil
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -37,7 +38,7 @@ def built(tmp_path_factory: pytest.TempPathFactory) -> Path:
     for name in EXPERTS:
         embed_dataset(root / "data", get_card(name), root / "stores", progress=False)
     fit(root / "data", root / "stores", root / "model", EXPERTS, k=1, variants=(), router_expert=ROUTER,
-        train_config=TrainConfig(max_epochs=2))
+        train_config=TrainConfig(max_epochs=2), routers=["hard"])  # a learned router, read on every query
     return root
 
 
@@ -88,15 +89,17 @@ def test_judged_pairs_score_as_eval_scores_them(built: Path, pairs: tuple[Path, 
     from hetmoe.store.zarr_store import open_expert
 
     moe = MoEModel.load(built / "model")
-    judged = load_pairs(load_data(built / "data"), moe.store_root, moe.experts, ["valid"], moe.spec.router_expert, markets=moe.markets)
+    judged = load_pairs(load_data(built / "data"), moe.store_root, moe.experts, ["valid"], moe.spec.router_expert,
+                        markets=moe.markets, neighbourhood=moe.spec.item_neighbourhood)
     reference, _ = score_net(moe, judged)
     # The model on the stores' raw item vectors (eval passes them L2-normalised, which the model normalises again)
     markets = np.asarray(judged.markets, dtype=object)[judged.q_market]
     routing = moe.route(markets, judged.rvec)
     items = {e: open_expert(moe.store_root, e).items.get(judged.item_ids)[judged.di] for e in moe.experts}
     ref = {e: judged.ref[judged.experts.index(e)] for e in moe.experts}  # the query's best cosines in its market
+    nbr = None if judged.nbr is None else {e: judged.nbr[:, judged.experts.index(e)] for e in moe.experts}
     raw = moe.score({e: judged.q[judged.experts.index(e)] for e in moe.experts}, items, routing, groups=judged.qi,
-                    reference=ref, markets=markets)
+                    reference=ref, markets=markets, neighbourhood=nbr)
     eval_scores = pl.DataFrame({"query_id": judged.query_ids[judged.qi].tolist(), "item_id": judged.item_ids[judged.di].tolist(),
                                 "eval": reference, "raw": raw})
     scored, summary, _ = local
@@ -105,6 +108,40 @@ def test_judged_pairs_score_as_eval_scores_them(built: Path, pairs: tuple[Path, 
     assert float((both["score"] - both["eval"]).abs().max()) < 1e-6
     assert float((both["score"] - both["raw"]).abs().max()) < 1e-7  # the rest is eval's second normalisation
     assert set(both["experts"].unique().to_list()) <= set(EXPERTS)  # k=1: one routed expert per query
+
+
+def test_stacked_head_reading_neighbourhoods_and_the_router_serves_what_eval_scores(built: Path) -> None:
+    """The stacked head (whichever head won) reads item neighbourhoods and the router expert on every query; the
+    Scorer, given the stored query vectors, returns eval's scores pair for pair."""
+    from hetmoe.moe.artifacts import read_config
+    from hetmoe.moe.evaluate import score_net
+    from hetmoe.moe.features import load_pairs
+    from hetmoe.moe.fit import load_data
+    from hetmoe.moe.infer import MoEModel
+    from hetmoe.online.results import ScoreRequest
+    from hetmoe.online.scorer import Scorer
+
+    folder = built / "model" if read_config(built / "model")["kind"] == "stacked" else built / "model" / "variants" / "moe-stacked"
+    moe = MoEModel.load(folder)
+    assert moe.stack is not None and moe.spec.item_neighbourhood and moe.spec.stack_router
+    data = load_data(built / "data")
+    judged = load_pairs(data, moe.store_root, moe.experts, ["valid"], moe.spec.router_expert, markets=moe.markets,
+                        neighbourhood=True)
+    want, dense = score_net(moe, judged)
+    assert (dense > 0).sum(axis=1).max() == 1  # k=1: one routed expert, yet the router expert's columns are read
+    scorer = Scorer.load(folder, data_dir=built / "data", with_indexes=False)
+    texts = dict(zip(data.queries["query_id"].to_list(), data.queries["text"].to_list()))
+    markets = np.asarray(judged.markets, dtype=object)[judged.q_market]
+    requests, known, order = [], [], []
+    for q in range(judged.query_ids.shape[0]):
+        at = np.flatnonzero(judged.qi == q)
+        requests.append(ScoreRequest(texts[judged.query_ids[q]], judged.item_ids[judged.di[at]].tolist(), str(markets[q])))
+        known.append({e: judged.q_stored[c][q].astype(np.float32) for c, e in enumerate(judged.experts)})
+        order.append(at)
+    got = np.concatenate([r.scores for r in scorer.score_batch(requests, known)])
+    np.testing.assert_allclose(got, want[np.concatenate(order)], rtol=0, atol=1e-6)
+    without = MoEModel(replace(moe.spec, stack_router=False), moe.weights, stack=moe.stack)
+    assert not np.allclose(score_net(without, judged)[0], want)  # the router's columns do reach the booster
 
 
 def test_unknowns_get_null_scores_counted_in_one_line(pairs: tuple[Path, int], local: Local) -> None:

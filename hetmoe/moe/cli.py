@@ -26,13 +26,19 @@ def fit_head(
     eval_split: str = typer.Option(None, "--eval-split", help="Split kept out of training (default: test if present, else valid)."),
     router_expert: str = typer.Option(None, "--router-expert", help="Expert whose query vector feeds the router (default: the cards file's [defaults] router_expert)."),
     workers: int = typer.Option(0, "--workers", min=0, help=WORKERS_HELP),
+    lexical: str = typer.Option("", "--lexical", help="The lexical expert's store name (fitted by 'hetmoe embed -e lexical'); its features feed every head. Default: none."),
+    routers: str = typer.Option("", "--routers", help="Router kinds the MoE is chosen among on held-out queries, comma-separated (hard = learned top-k, rule = each market's k best experts). Default: all."),
+    router_features: bool = typer.Option(True, "--router-features/--no-router-features", help="Let the stacked head read the router expert's columns on every query when it is one of the experts (its query vector is computed for routing anyway: a catalog search per query, no extra encoder run)."),
+    item_neighbourhood: bool = typer.Option(True, "--item-neighbourhood/--no-item-neighbourhood", help="Let the stacked head and LightGBM read each expert's item neighbourhood (CSLS, shared neighbours, expansion); the tables are computed into the store once per catalog."),
 ) -> None:
     """Train the router and concatenation head end to end (hard top-k MoE), plus the baselines eval compares."""
     from hetmoe.moe.fit import fit
 
     chosen: str | list[str] = variants if variants == "all" else [v for v in variants.split(",") if v and v != "none"]
     path = fit(data, store, out, _experts(experts), k=k, seed=seed, variants=chosen, eval_split=eval_split,
-               router_expert=router_expert, stack=stack, workers=workers)
+               router_expert=router_expert, stack=stack, workers=workers,
+               spec_overrides={"lexical_store": lexical} if lexical else None, item_neighbourhood=item_neighbourhood,
+               router_features=router_features, routers=[r for r in routers.split(",") if r] or None)
     typer.echo(f"model written to {path}")
 
 

@@ -10,10 +10,11 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Sequence
 
 import numpy as np
 
+from hetmoe.errors import HetmoeError
 from hetmoe.moe.features import PairSet
 from hetmoe.moe.infer import MoEModel
 from hetmoe.moe.jobs import Job
@@ -49,13 +50,24 @@ def held_out(model: MoEModel, stop: PairSet) -> tuple[float, dict[str, float]]:
     return macro(by_market), by_market
 
 
+def candidate_routers(routers: Sequence[str] | None = None) -> list[str]:
+    """The router kinds the MoE is chosen among: ``routers`` (checked), or every candidate kind."""
+    known = [r for r in router_names() if router_kind(r).candidate]
+    if routers is None:
+        return known
+    unknown = [r for r in routers if r not in known]
+    if unknown or not routers:
+        raise HetmoeError(f"unknown MoE router(s) {', '.join(unknown) or '(none given)'}; choose from {', '.join(known)}")
+    return list(dict.fromkeys(routers))
+
+
 def candidate_jobs(base: ModelSpec, train: PairSet, stop: PairSet, cfg: TrainConfig, teacher: np.ndarray | None,
-                   k_max: int) -> list[Job]:
-    """One job per candidate router kind (learned top-k, each market's k best experts) and k in 1..k_max; each
-    returns its :class:`Candidate` (run them with :func:`hetmoe.moe.jobs.run_jobs`)."""
+                   k_max: int, routers: Sequence[str] | None = None) -> list[Job]:
+    """One job per candidate router kind (learned top-k, each market's k best experts; or ``routers``) and k in
+    1..k_max; each returns its :class:`Candidate` (run them with :func:`hetmoe.moe.jobs.run_jobs`)."""
     return [(_train_candidate, (f"{router}-k{k}", router_kind(router).prepare(base, stop, k), train, stop, cfg, teacher))
             for k in range(1, min(k_max, base.n_experts) + 1)
-            for router in router_names() if router_kind(router).candidate]
+            for router in candidate_routers(routers)]
 
 
 def _train_candidate(name: str, spec: ModelSpec, train: PairSet, stop: PairSet, cfg: TrainConfig,
@@ -65,6 +77,16 @@ def _train_candidate(name: str, spec: ModelSpec, train: PairSet, stop: PairSet, 
     score, by_market = held_out(model, stop)
     log.info("MoE candidate %s: held-out macro AUC %.4f", name, score)
     return Candidate(name, model, result, score, by_market)
+
+
+def stack_candidates(candidates: list[Candidate]) -> list[Candidate]:
+    """The best candidate of each router kind (held-out macro AUC; ties: the first), in the candidates' order."""
+    top: dict[str, Candidate] = {}
+    for c in candidates:
+        kind = c.model.spec.router
+        if kind not in top or np.nan_to_num(c.stop_auc_macro, nan=-1.0) > np.nan_to_num(top[kind].stop_auc_macro, nan=-1.0):
+            top[kind] = c
+    return [c for c in candidates if top.get(c.model.spec.router) is c]
 
 
 def best(candidates: list[Candidate]) -> Candidate:
