@@ -37,6 +37,17 @@ def test_table_is_each_items_best_cosines_in_its_own_market_without_itself() -> 
     assert (table.rows[ids.shape[0] - 5 : ids.shape[0] - 1, 3:] == -1).all()  # market B: 3 neighbours each, then -1
 
 
+def test_table_does_not_depend_on_how_many_items_each_matrix_product_takes(monkeypatch: pytest.MonkeyPatch) -> None:
+    import hetmoe.store.neighbourhood as module
+
+    ids, markets, units = _catalog()
+    whole = build_neighbours(ids, markets, units, top=6)
+    monkeypatch.setattr(module, "BLOCK_CELLS", 80)  # 2 items per product in market A
+    blocked = build_neighbours(ids, markets, units, top=6)
+    np.testing.assert_array_equal(whole.rows, blocked.rows)
+    np.testing.assert_array_equal(whole.cosines, blocked.cosines)  # recomputed pair by pair: the same bits
+
+
 def test_store_keeps_one_table_per_catalog_and_rebuilds_when_the_catalog_changes(tmp_path: Path) -> None:
     ids, markets, units = _catalog()
     shuffled = np.random.default_rng(1).permutation(ids.shape[0])

@@ -29,7 +29,7 @@ from hetmoe.store.layout import expert_dir
 log = logging.getLogger(__name__)
 NEIGHBOURS_DIR = "neighbours"
 NEIGHBOUR_TOP = 16  # neighbours kept per item: as many as the query-side reference row (hetmoe.moe.reference)
-ITEM_BLOCK = 2048  # items per matrix product: bounds the (block, market) cosine matrix
+BLOCK_CELLS = 1 << 25  # cosines per matrix product (block x market): ~128 MB, and twice that for argpartition's rows
 
 
 @dataclass(frozen=True)
@@ -84,9 +84,9 @@ def build_neighbours(ids: np.ndarray, markets: np.ndarray, units: np.ndarray, to
         keep = min(top, pool.size - 1)
         if keep < 1:
             continue  # an item alone in its market has no neighbourhood
-        vectors = units[pool]
-        for lo in range(0, pool.size, ITEM_BLOCK):
-            block = np.arange(lo, min(lo + ITEM_BLOCK, pool.size))
+        vectors, step = units[pool], max(1, BLOCK_CELLS // pool.size)
+        for lo in range(0, pool.size, step):
+            block = np.arange(lo, min(lo + step, pool.size))
             sims = vectors[block] @ vectors.T
             sims[np.arange(block.size), block] = -np.inf  # not itself
             best = np.argpartition(sims, sims.shape[1] - keep, axis=1)[:, -keep:]
