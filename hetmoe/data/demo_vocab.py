@@ -8,9 +8,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 # The default catalog size (read by the CLIs without importing the generator): `hetmoe demo` takes about 5 minutes on
-# 2 CPU cores, half of it the e5 engine encoding items at about 25 texts/s.
-ITEMS_PER_MARKET = 400
-QUERIES_PER_MARKET = 400
+# 2 CPU cores, 40% of it the e5 engine encoding at 21-30 texts/s (at 400 and 400 it took 6 min 5 s once the stacked
+# head read item neighbourhoods and was fitted for each router kind).
+ITEMS_PER_MARKET = 300
+QUERIES_PER_MARKET = 300
 
 LANGS = ("en", "id", "ms", "th", "vi", "fil")
 MARKET_LANG = {"ID": "id", "TH": "th", "VN": "vi", "MY": "ms", "PH": "fil", "SG": "en"}
