@@ -13,8 +13,11 @@ From the item's stored neighbourhood (:mod:`hetmoe.store.neighbourhood`) and the
 - ``query expansion``, ``wide query expansion``: the item's mean cosine with the query's EXPANSION and
   WIDE_EXPANSION best items (query expansion).
 
-On Shopee valid (LightGBM over minilm + e5 + lexical) the first six of these took macro AUC from 0.921 to 0.931, the
-four others (first, both ranks, wide expansion) to 0.935.
+What they add is measured by bench/item_neighbourhood.py (trees over every expert, and over one pair of experts, with
+and without them; bench/results/item_neighbourhood-*.json). While choosing them, on Shopee valid with LightGBM over
+minilm + e5 + lexical, the six first tried (item mean, cos - mean and - last, shared neighbours, both 3-neighbour
+expansions) took macro AUC from 0.921 to 0.931, and the four added after (best neighbour, both ranks, wide
+expansion) to 0.935.
 
 Every input is fixed by the query, the item and the catalog, so a pair scores the same alone or among others.
 Missing neighbours (an item outside the table, a tiny market) give NaN, which the trees route natively.
