@@ -47,7 +47,7 @@ def _mean_cosines(units: np.ndarray, rows: np.ndarray, unit_of: Callable[[np.nda
         flat = np.flatnonzero(valid.ravel())
         # each distinct row fetched once (a query's best rows repeat on every pair of its list); same values
         wanted, inverse = np.unique(rows.ravel()[flat], return_inverse=True)
-        sims.ravel()[flat] = pair_cosines(np.repeat(units, width, axis=0)[flat], unit_of(wanted)[inverse.ravel()])
+        sims.ravel()[flat] = pair_cosines(units[flat // width], unit_of(wanted)[inverse.ravel()])
     with np.errstate(invalid="ignore"):
         return np.where(valid.all(axis=1), sims.sum(axis=1) / width, np.nan).astype(np.float32)
 
