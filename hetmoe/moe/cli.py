@@ -30,6 +30,7 @@ def fit_head(
     routers: str = typer.Option("", "--routers", help="Router kinds the MoE is chosen among on held-out queries, comma-separated (hard = learned top-k, rule = each market's k best experts). Default: all."),
     router_features: bool = typer.Option(True, "--router-features/--no-router-features", help="Let the stacked head read the router expert's columns on every query when it is one of the experts (its query vector is computed for routing anyway: a catalog search per query, no extra encoder run)."),
     item_neighbourhood: bool = typer.Option(True, "--item-neighbourhood/--no-item-neighbourhood", help="Let the stacked head and LightGBM read each expert's item neighbourhood (CSLS, shared neighbours, expansion); the tables are computed into the store once per catalog."),
+    transfer: bool = typer.Option(True, "--transfer-head/--no-transfer-head", help="Give every net variant a head for markets it was not fitted on (a logistic regression over raw cosines and scale-free lexical similarities; trees learn one market's thresholds and carry badly to another)."),
 ) -> None:
     """Train the router and concatenation head end to end (hard top-k MoE), plus the baselines eval compares."""
     from hetmoe.moe.fit import fit
@@ -38,7 +39,8 @@ def fit_head(
     path = fit(data, store, out, _experts(experts), k=k, seed=seed, variants=chosen, eval_split=eval_split,
                router_expert=router_expert, stack=stack, workers=workers,
                spec_overrides={"lexical_store": lexical} if lexical else None, item_neighbourhood=item_neighbourhood,
-               router_features=router_features, routers=[r for r in routers.split(",") if r] or None)
+               router_features=router_features, routers=[r for r in routers.split(",") if r] or None,
+               transfer=transfer)
     typer.echo(f"model written to {path}")
 
 

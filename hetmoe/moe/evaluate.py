@@ -132,6 +132,8 @@ def evaluate(
         "pairs": len(pairs),
         "queries": int(np.unique(pairs.qi).size),
         "markets": sorted(set(pairs.market_names.tolist())),
+        "unseen_markets": sorted(set(pairs.market_names.tolist()) - set(moe.markets)),
+        "transfer_head": moe.transfer is not None,
         "trained_on": splits_seen,
         "router_expert": moe.router_expert,
         "k": moe.spec.k,

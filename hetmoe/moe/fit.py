@@ -14,7 +14,7 @@ import logging
 import time
 from dataclasses import replace
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 
@@ -29,6 +29,7 @@ from hetmoe.moe.select import Candidate, best, candidate_jobs, candidate_routers
 from hetmoe.moe.spec import ModelSpec
 from hetmoe.moe.stacked import StackHead
 from hetmoe.moe.train import TrainConfig, TrainResult, net_logits, train_net
+from hetmoe.moe.transfer import TransferHead, fit_transfer
 from hetmoe.moe.variants import LIGHTGBM, SINGLE, TEACHER, variant_names, variant_spec
 
 log = logging.getLogger(__name__)
@@ -116,6 +117,7 @@ def fit(
     item_neighbourhood: bool = True,
     router_features: bool = True,
     routers: Sequence[str] | None = None,
+    transfer: bool = True,
 ) -> Path:
     """Train ``moe`` and the requested baselines into ``out_dir``; returns ``out_dir``.
 
@@ -125,7 +127,8 @@ def fit(
     on it. ``item_neighbourhood``: the stacked head (and LightGBM) also read each expert's item-neighbourhood
     features (:mod:`hetmoe.moe.neighbourhood`; tables built into the stores on first use); ``router_features``: the
     stacked head reads the router expert's columns on every query (when it is one of ``experts``: its query vector
-    is computed for routing anyway); ``routers``: the router kinds the MoE is chosen among (default: all)."""
+    is computed for routing anyway); ``routers``: the router kinds the MoE is chosen among (default: all);
+    ``transfer``: every net variant gets a head for markets it never saw (:mod:`hetmoe.moe.transfer`)."""
     t0 = time.perf_counter()
     experts = resolve_experts(experts)
     if router_expert is None:
@@ -170,6 +173,10 @@ def fit(
         },
     }
     names = _requested(variants, experts)
+
+    def unseen_head(spec: ModelSpec) -> TransferHead | None:
+        return fit_transfer(train, spec.experts, spec.k_eff) if transfer else None
+
     teacher: TrainResult | None = None
     teacher_logits: np.ndarray | None = None
     if cfg.distill_weight > 0:
@@ -203,13 +210,13 @@ def fit(
         distilled = TEACHER if teacher is not None and name != TEACHER else None
         meta = {"variant": name, **common, "experts": {e: identity[e] for e in used}, "metrics": result.metrics,
                 "distilled_from": distilled}
-        MoEModel(spec, result.weights).save(target, meta)
+        MoEModel(spec, result.weights, transfer=unseen_head(spec)).save(target, meta)
 
     # The MoE candidates and every baseline are independent once the teacher exists: one batch of jobs.
     candidate = candidate_jobs(base, train, stop, cfg, teacher_logits, base.k, routers)
     done = run_jobs([*candidate, *((baseline, (name,)) for name in names)], workers)
     selection = fit_moe(out, done[:len(candidate)], train, stop, cfg, teacher_logits, stack, moe_meta, workers,
-                        stack_router=router_features and router_expert in experts)
+                        stack_router=router_features and router_expert in experts, transfer=unseen_head)
     index = {name: variant_dir(name) for name in [*selection["saved"], *names]}
     seconds = time.perf_counter() - t0
     write_json(out / "fit.json", {"variants": index, "experts": experts, "k": k, "router_expert": router_expert,
@@ -221,14 +228,16 @@ def fit(
 
 def fit_moe(out: Path, candidates: list[Candidate], train: PairSet, stop: PairSet, cfg: TrainConfig,
             teacher: np.ndarray | None, stack: bool, meta: dict[str, Any], workers: int = 1,
-            stack_router: bool = False) -> dict[str, Any]:
+            stack_router: bool = False,
+            transfer: Callable[[ModelSpec], TransferHead | None] = lambda spec: None) -> dict[str, Any]:
     """Pick the MoE's router and head on the held-out queries and save the winner as ``moe`` (the other head as
     ``moe:net`` or ``moe:stacked``); returns the selection record for fit.json.
 
     The net is the best candidate by its own held-out AUC. With ``stack``, the best candidate of each router kind
     gets a stacked head (its booster reading the learned router's expert on every query with ``stack_router``): the
     trees may prefer another route than the net (a fixed pair per market gives them the same columns on every query,
-    worth 0.25 pp on Shopee), so each kind's stack is judged on the same held-out queries and the best one kept."""
+    worth 0.25 pp on Shopee), so each kind's stack is judged on the same held-out queries and the best one kept.
+    ``transfer`` gives each saved head its head for unknown markets."""
     chosen = best(candidates)
     record: dict[str, Any] = {"chosen_on": "macro AUC on the early-stopping queries",
                               "candidates": [c.summary() for c in candidates], "net_router": chosen.name}
@@ -251,6 +260,7 @@ def fit_moe(out: Path, candidates: list[Candidate], train: PairSet, stop: PairSe
                    "saved": []})
     for head, (candidate, model, score) in heads.items():
         name = "moe" if head == winner else f"moe:{head}"
+        model.transfer = transfer(model.spec)
         model.save(out / variant_dir(name),
                    {"variant": name, **meta, "router": candidate.name,
                     "metrics": {**candidate.result.metrics, "stop_auc_macro_head": score}})

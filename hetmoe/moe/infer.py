@@ -18,6 +18,8 @@ if omitted, one query row means every pair belongs to it and n rows mean pair i 
 ``reference`` statistics, ``reference`` gives each routed expert's (n_q, ref_top) best cosines of the query in its
 market (:func:`hetmoe.moe.reference.market_top_cosines`), and a pair's score depends on nothing else in the call.
 A ``listwise`` model computes the z-score and rank within these groups instead, so its scores depend on the list.
+A model with a transfer head (:mod:`hetmoe.moe.transfer`) routes queries of markets outside ``model.markets`` to its
+experts and scores their pairs with it; ``score`` learns each query row's market from ``markets``.
 ``project_items(expert, vectors) -> (n, rank)`` is the map a document's raw vector goes through before interaction:
 L2-normalise, subtract the expert's mean training vector, re-normalise, multiply by the expert's projection.
 """
@@ -37,6 +39,7 @@ from hetmoe.moe.reference import reference_stats
 from hetmoe.moe.routers import every_expert, router_kind
 from hetmoe.moe.spec import ModelSpec
 from hetmoe.moe.stacked import StackHead
+from hetmoe.moe.transfer import TransferHead
 
 
 def _relu(x: np.ndarray) -> np.ndarray:
@@ -56,6 +59,7 @@ class MoEModel:
     config: dict[str, Any] = field(default_factory=dict)
     model_dir: Path | None = None
     stack: StackHead | None = None  # a stacked head: its booster's raw scores replace the net's logits
+    transfer: TransferHead | None = None  # scores (and routes) queries of markets outside spec.markets
 
     def __post_init__(self) -> None:
         w = {k: np.ascontiguousarray(v, dtype=np.float32) for k, v in self.weights.items()}
@@ -105,11 +109,14 @@ class MoEModel:
                               "version?); retrain with 'hetmoe fit-head'") from None
         if config["kind"] == "stacked":
             model.stack = StackHead.load(Path(model_dir))
+        if config.get("transfer"):
+            model.transfer = TransferHead.from_dict(config["transfer"])
         return model
 
     def save(self, out_dir: str | Path, meta: dict[str, Any]) -> Path:
         """Write the model as :meth:`load` reads it (``meta``: the config's other keys: variant, experts' identity)."""
-        return write_net(out_dir, self.spec.to_dict(), self.weights, meta,
+        transfer = {} if self.transfer is None else {"transfer": self.transfer.to_dict()}
+        return write_net(out_dir, self.spec.to_dict(), self.weights, {**meta, **transfer},
                          booster=None if self.stack is None else self.stack.booster)
 
     @property
@@ -140,13 +147,18 @@ class MoEModel:
 
     # ----- routing --------------------------------------------------------------------------------------------
     def route(self, market: str | Sequence[str] | np.ndarray, router_vec: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
-        """(expert_idx (n, m) int64, gates (n, m) float32) per query; unknown markets use the query vector alone."""
-        s = self.spec
+        """(expert_idx (n, m) int64, gates (n, m) float32) per query. Unknown markets go to the transfer head's
+        experts when the model has one; else a learned router reads the query vector alone, rule routing its
+        ``"*"`` row."""
         markets = np.atleast_1d(np.asarray(market, dtype=object))
+        if router_vec is not None and markets.shape[0] == 1 and np.atleast_2d(router_vec).shape[0] > 1:
+            markets = np.repeat(markets, np.atleast_2d(router_vec).shape[0])
+        return self._route_unseen(markets, self._route(markets, router_vec))
+
+    def _route(self, markets: np.ndarray, router_vec: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
+        s = self.spec
         if router_vec is not None:
             router_vec = np.atleast_2d(np.asarray(router_vec, dtype=np.float32))
-            if markets.shape[0] == 1 and router_vec.shape[0] > 1:
-                markets = np.repeat(markets, router_vec.shape[0])
         n = markets.shape[0]
         if s.n_experts == 1:
             return every_expert(n, 1)
@@ -157,6 +169,19 @@ class MoEModel:
             got = None if router_vec is None else router_vec.shape
             raise HetmoeError(f"router needs the '{s.router_expert}' query vector of shape ({n}, {s.router_dim}), got {got}")
         return kind.route(s, markets, self.router_probs(markets, router_vec))
+
+    def _route_unseen(self, markets: np.ndarray, routing: tuple[np.ndarray, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+        """``routing`` with each unknown market's row sent to the transfer head's experts (gate 1; the rest of the
+        row's width filled with other experts at gate 0)."""
+        unseen = self.market_index(markets, markets.shape[0]) < 0
+        if self.transfer is None or not unseen.any():
+            return routing
+        idx, gates = routing[0].copy(), routing[1].copy()
+        cols = [self.spec.experts.index(e) for e in self.transfer.experts]
+        row = (cols + [j for j in range(self.spec.n_experts) if j not in cols])[: idx.shape[1]]
+        idx[unseen] = row
+        gates[unseen] = [1.0 if j in cols else 0.0 for j in row]
+        return idx, gates
 
     def router_probs(self, markets: np.ndarray, router_vec: np.ndarray) -> np.ndarray:
         """Softmax over experts (n, N) for learned routers."""
@@ -213,8 +238,9 @@ class MoEModel:
         neighbourhood: dict[str, np.ndarray] | None = None,
     ) -> np.ndarray:
         """Logits (n,) of each pair (``score`` before the sigmoid); ``lexical`` (n, F) lexical features of the pairs
-        for models trained with them, ``markets`` (n_q,) each query row's market and ``neighbourhood`` each routed
-        expert's (n, 10) item-neighbourhood features (both read by stacked heads)."""
+        for models trained with them, ``markets`` (n_q,) each query row's market (read by stacked heads, and by the
+        transfer head for markets the model does not know) and ``neighbourhood`` each routed expert's (n, 10)
+        item-neighbourhood features (read by stacked heads)."""
         s = self.spec
         dense = self.dense_gates(routing)
         n = next(iter(item_vecs.values())).shape[0] if item_vecs else 0
@@ -259,10 +285,25 @@ class MoEModel:
             z = _relu(((np.asarray(lexical, np.float32) - self._lex_mean) / self._lex_std) @ self._lex_w_t + self._lex_b)
             acc += z @ self._lex_head_t if s.hidden > 0 else (z @ self._lex_head_t[:, :1])
         net = _relu(acc + self._b1) @ self._out_w + self._out_b if s.hidden > 0 else acc[:, 0] + self._out_b
-        if self.stack is None:
-            return net
-        return self.stack.logits(self, net, query_vecs, item_vecs, routing, groups, reference, lexical, markets,
-                                 neighbourhood)
+        if self.stack is not None:
+            net = self.stack.logits(self, net, query_vecs, item_vecs, routing, groups, reference, lexical, markets,
+                                    neighbourhood)
+        return self._logits_unseen(net, query_vecs, item_vecs, groups, lexical, markets, dense.shape[0])
+
+    def _logits_unseen(self, logits: np.ndarray, query_vecs: dict[str, np.ndarray], item_vecs: dict[str, np.ndarray],
+                       groups: np.ndarray, lexical: np.ndarray | None, markets: np.ndarray | None, n_q: int) -> np.ndarray:
+        """``logits`` with the pairs of unknown markets' queries scored by the transfer head instead."""
+        if self.transfer is None or markets is None:
+            return logits
+        rows = np.flatnonzero((self.market_index(markets, n_q) < 0)[groups])
+        if rows.size == 0:
+            return logits
+        g = groups[rows]
+        cos = [pair_cosines(l2_normalize(np.atleast_2d(query_vecs[e]))[g], l2_normalize(item_vecs[e][rows]))
+               for e in self.transfer.experts]
+        out = np.array(logits)  # the head's own dtype: known markets' logits stay bit for bit
+        out[rows] = self.transfer.logits(cos, None if lexical is None else np.asarray(lexical)[rows], self.spec.lexical)
+        return out
 
     @staticmethod
     def _groups(n_q: int, n: int, groups: np.ndarray | None) -> np.ndarray:
@@ -277,7 +318,8 @@ class MoEModel:
         """(n_q,) index of each query row's market in the model's markets (-1: unknown or not given)."""
         if markets is None:
             return np.full(n_q, -1, np.int64)
-        return np.array([self._market_index.get(str(m), -1) for m in np.atleast_1d(markets)], dtype=np.int64)
+        index = np.array([self._market_index.get(str(m), -1) for m in np.atleast_1d(markets)], dtype=np.int64)
+        return np.repeat(index, n_q) if index.shape[0] == 1 and n_q > 1 else index
 
     def _expert_parts(self, i: int, q: np.ndarray, d: np.ndarray, groups: np.ndarray, rows: np.ndarray,
                       ref: np.ndarray | None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

@@ -43,6 +43,11 @@ def markdown(report: dict[str, Any]) -> str:
         "| variant | AUC macro | AUC pooled | " + " | ".join(markets) + " | nDCG@10 | experts/query |",
         "|---|---|---|" + "---|" * len(markets) + "---|---|",
     ]
+    if report.get("unseen_markets"):
+        how = ("the net variants score them with their transfer heads (raw cosines and scale-free lexical "
+               "similarities, learned on the training markets), LightGBM with its trees" if report.get("transfer_head")
+               else "the model has no transfer head: every variant scores them as an unknown market")
+        lines[4:4] = [f"Markets the model was not fitted on: {', '.join(report['unseen_markets'])}; {how}.", ""]
     for name, v in variants.items():
         per = " | ".join(_fmt(v["auc_by_market"].get(m)) for m in markets)
         lines.append(

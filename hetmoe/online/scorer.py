@@ -65,6 +65,7 @@ class Scorer:
         self.model = model
         self.catalog = catalog
         self.retriever = retriever
+        self._markets = served_markets(model, catalog)
         if model.spec.lexical and lexical is None:
             raise HetmoeError(f"the model reads the lexical expert '{model.spec.lexical_store}'; load it with Scorer.load")
         self.lexical = lexical  # the lexical expert (computed for the query only, online) and its row of each item
@@ -118,7 +119,8 @@ class Scorer:
 
     @property
     def markets(self) -> list[str]:
-        return self.model.markets
+        """The markets requests may name: the model's, then (with a transfer head) the catalog's others."""
+        return self._markets
 
     @property
     def n_items(self) -> int:
@@ -336,3 +338,12 @@ class Scorer:
         self._router.clear()
         if self._reference is not None:
             self._reference.clear()
+
+
+def served_markets(model: MoEModel, catalog: ItemCatalog) -> list[str]:
+    """The model's markets and, when it has a head for markets it never saw (:mod:`hetmoe.moe.transfer`), the other
+    markets its catalog holds items of: a new market is served from the day its items are embedded."""
+    known = model.markets
+    if model.transfer is None or catalog.markets is None:
+        return known
+    return known + sorted(set(catalog.markets.tolist()) - set(known) - {""})
