@@ -19,11 +19,10 @@ import numpy as np
 
 from hetmoe.experts.card import default_experts, default_router_expert, get_card
 from hetmoe.moe.features import PairSet
-from hetmoe.moe.pairstats import pair_cosines
-from hetmoe.vectors import l2_normalize
 from hetmoe.moe.reference import REF_TOP, reference_stats, top_cosines
 from hetmoe.moe.spec import ModelSpec
 from hetmoe.moe.train import TrainConfig, net_logits, train_net
+from hetmoe.vectors import l2_normalize, pair_cosines
 
 EXPERTS = {name: int(get_card(name).dim or 0) for name in default_experts()}  # the cards' default set and dims
 ROUTER = default_router_expert()

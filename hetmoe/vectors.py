@@ -24,6 +24,11 @@ def l2_normalize(x: np.ndarray, dtype: type = np.float32, inplace: bool = False)
     return arr / norm
 
 
+def pair_cosines(q: np.ndarray, d: np.ndarray) -> np.ndarray:
+    """Row-wise cosine of two (n, dim) arrays of already L2-normalised vectors."""
+    return np.einsum("ij,ij->i", q, d, dtype=np.float32)
+
+
 class SortedIds:
     """A vectorised id -> row lookup: the ids sorted once, each query one ``np.searchsorted`` (no Python loop)."""
 

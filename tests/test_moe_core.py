@@ -10,10 +10,10 @@ import torch
 from hetmoe.errors import HetmoeError
 from hetmoe.moe.infer import MoEModel
 from hetmoe.moe.net import MoENet, switch_loss, top_k_gates
-from hetmoe.moe.pairstats import group_stats, pair_cosines
-from hetmoe.vectors import l2_normalize
+from hetmoe.moe.pairstats import group_stats
 from hetmoe.moe.reference import market_top_cosines, reference_stats, top_cosines
 from hetmoe.moe.spec import ModelSpec
+from hetmoe.vectors import l2_normalize, pair_cosines
 
 DIMS = [8, 12, 6, 5]
 

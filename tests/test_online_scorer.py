@@ -20,13 +20,12 @@ from typer.testing import CliRunner
 
 from hetmoe.data.dataset import Dataset, load_dataset
 from hetmoe.errors import HetmoeError
-from hetmoe.vectors import l2_normalize
 from hetmoe.moe.neighbourhood import neighbourhood_features
-from hetmoe.moe.pairstats import pair_cosines
 from hetmoe.moe.reference import top_matches
 from hetmoe.online.results import ScoreRequest
 from hetmoe.online.scorer import Scorer
 from hetmoe.online.service import Limits, create_app
+from hetmoe.vectors import l2_normalize, pair_cosines
 from hetmoe.store.neighbourhood import build_neighbours
 
 EXPERTS = ["wordllama", "e5"]

@@ -16,10 +16,10 @@ import numpy as np
 import polars as pl
 
 from hetmoe.errors import HetmoeError
-from hetmoe.moe.pairstats import group_stats, pair_cosines
+from hetmoe.moe.pairstats import group_stats
 from hetmoe.moe.reference import REF_TOP, market_top_cosines, reference_stats
 from hetmoe.moe.spec import PAIR_STATS
-from hetmoe.vectors import l2_normalize
+from hetmoe.vectors import l2_normalize, pair_cosines
 
 log = logging.getLogger(__name__)
 

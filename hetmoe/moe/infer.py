@@ -33,13 +33,13 @@ import numpy as np
 
 from hetmoe.errors import HetmoeError
 from hetmoe.moe.artifacts import WEIGHTS, check_identity, read_net_config, read_weights, write_net
-from hetmoe.moe.pairstats import group_stats, pair_cosines
-from hetmoe.vectors import l2_normalize
+from hetmoe.moe.pairstats import group_stats
 from hetmoe.moe.reference import reference_stats
 from hetmoe.moe.routers import every_expert, router_kind
 from hetmoe.moe.spec import ModelSpec
 from hetmoe.moe.stacked import StackHead
 from hetmoe.moe.transfer import TransferHead
+from hetmoe.vectors import l2_normalize, pair_cosines
 
 
 def _relu(x: np.ndarray) -> np.ndarray:

@@ -28,8 +28,8 @@ from collections.abc import Callable
 
 import numpy as np
 
-from hetmoe.moe.pairstats import pair_cosines
 from hetmoe.store.neighbourhood import ItemNeighbours
+from hetmoe.vectors import pair_cosines
 
 NEIGHBOURHOOD_FEATURES = ("cos_minus_item_mean", "item_mean", "cos_minus_item_last", "cos_minus_item_first",
                           "closer_neighbours", "rank_in_query", "shared_neighbours", "item_expansion",

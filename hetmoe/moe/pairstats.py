@@ -39,8 +39,3 @@ def group_stats(cos: np.ndarray, groups: np.ndarray) -> np.ndarray:
     out[:, 1] = z
     out[:, 2] = frac
     return out
-
-
-def pair_cosines(q: np.ndarray, d: np.ndarray) -> np.ndarray:
-    """Row-wise cosine of two (n, dim) arrays of already L2-normalised vectors."""
-    return np.einsum("ij,ij->i", q, d, dtype=np.float32)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from hetmoe.moe.pairstats import pair_cosines
+from hetmoe.vectors import pair_cosines
 
 REF_TOP = 16  # reference cosines per query: about one judged candidate list (Home Depot lists hold ~9, Shopee ~20)
 Z_CLIP = 10.0  # a near-constant reference (tiny spread) must not blow the z-score up

@@ -16,9 +16,8 @@ import numpy as np
 from hetmoe.errors import HetmoeError
 from hetmoe.moe.artifacts import STACK_FILE
 from hetmoe.moe.neighbourhood import NEIGHBOURHOOD_FEATURES
-from hetmoe.moe.pairstats import pair_cosines
 from hetmoe.moe.reference import reference_stats
-from hetmoe.vectors import l2_normalize
+from hetmoe.vectors import l2_normalize, pair_cosines
 
 # Below this many pairs the booster predicts on the calling thread: starting LightGBM's OpenMP team cost 1-8 ms per
 # call of 100 pairs (8 ms while other work held the cores) against 0.17 ms on one thread, with the same scores.

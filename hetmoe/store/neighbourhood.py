@@ -24,8 +24,8 @@ from pathlib import Path
 import numpy as np
 
 from hetmoe.files import publish
-from hetmoe.moe.pairstats import pair_cosines
 from hetmoe.store.layout import expert_dir
+from hetmoe.vectors import pair_cosines
 
 log = logging.getLogger(__name__)
 NEIGHBOURS_DIR = "neighbours"
