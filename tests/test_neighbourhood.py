@@ -92,6 +92,23 @@ def test_top_matches_rows_name_the_items_of_the_cosines_in_market() -> None:
     assert top_matches(units[:1], tied, 3)[1].tolist() == [[0, 1, 2]]
 
 
+def test_pair_features_of_several_queries_equal_each_query_alone() -> None:
+    """Pairs of interleaved queries (the training path: groups = query rows) get what each query's list gets alone."""
+    ids, markets, units = _catalog()
+    table = build_neighbours(ids, markets, units, top=6)
+    queries = l2_normalize(np.stack([units[0] + 0.3 * units[1], units[5] - 0.2 * units[3]]))
+    _, best = market_top_cosines(queries, np.array(["A", "A"]), units, markets, 6)
+    items, groups = np.array([0, 2, 7, 0, 3, 36]), np.array([0, 1, 0, 1, 1, 0])
+    cos = np.einsum("nd,nd->n", queries[groups], units[items])
+    together = neighbourhood_features(cos, queries, units[items], items, best, groups, table, units.__getitem__)
+    assert not np.allclose(together[0, 7:], together[3, 7:])  # the same item under two queries differs
+    for g in (0, 1):
+        at = groups == g
+        alone = neighbourhood_features(cos[at], queries[g : g + 1], units[items[at]], items[at], best[g : g + 1],
+                                       np.zeros(int(at.sum()), np.int64), table, units.__getitem__)
+        np.testing.assert_allclose(together[at], alone, rtol=0, atol=1e-6, equal_nan=True)
+
+
 def test_pair_features_against_direct_computation() -> None:
     ids, markets, units = _catalog()
     table = build_neighbours(ids, markets, units, top=6)
@@ -101,7 +118,7 @@ def test_pair_features_against_direct_computation() -> None:
     q_units = np.repeat(query[None], items.size, axis=0)
     cos = q_units @ units.T
     cos = cos[np.arange(items.size), items]
-    got = neighbourhood_features(cos, q_units, units[items], items, np.repeat(best, items.size, axis=0), table,
+    got = neighbourhood_features(cos, query[None], units[items], items, best, np.zeros(items.size, np.int64), table,
                                  units.__getitem__)
     assert got.shape == (items.size, len(NEIGHBOURHOOD_FEATURES))
     f = {name: got[:, i] for i, name in enumerate(NEIGHBOURHOOD_FEATURES)}
@@ -123,7 +140,7 @@ def test_pair_features_against_direct_computation() -> None:
     assert f["rank_in_query"][0] == 0 and f["rank_in_query"][2] == 6  # item 0 is the query's best; 36 is not in A
     assert np.isnan(got[3, [0, 1, 2, 3, 4, 6, 7]]).all()  # the lone item has no neighbourhood
     assert not np.isnan(got[3, 8])  # but the query's own best items still exist
-    wide = neighbourhood_features(cos[:1], q_units[:1], units[items[:1]], items[:1], np.repeat(
-        market_top_cosines(query[None], np.array(["A"]), units, markets, 16)[1], 1, axis=0), table, units.__getitem__)
+    wide = neighbourhood_features(cos[:1], query[None], units[items[:1]], items[:1], market_top_cosines(
+        query[None], np.array(["A"]), units, markets, 16)[1], np.zeros(1, np.int64), table, units.__getitem__)
     want = float((units[market_top_cosines(query[None], np.array(["A"]), units, markets, 16)[1][0, :WIDE_EXPANSION]] @ units[0]).mean())
     assert wide[0, -1] == pytest.approx(want, abs=1e-6)

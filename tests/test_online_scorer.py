@@ -100,8 +100,10 @@ def test_score_equals_stage_two_model_on_the_same_pairs(scorer: Scorer, built: t
         table = build_neighbours(catalog[order], np.full(catalog.shape, market), units[order]).aligned(catalog)
         q_units, d_units = np.repeat(l2_normalize(qv[e]), len(ids), axis=0), l2_normalize(iv[e])
         at = np.array([int(np.flatnonzero(catalog == i)[0]) for i in ids])  # each judged item's row in `catalog`
+        # every pair its own copy of the query (query rows 0..n-1), unlike the Scorer's one row for all
         neighbourhood[e] = neighbourhood_features(pair_cosines(q_units, d_units), q_units, d_units, at,
-                                                  np.repeat(best, len(ids), axis=0), table, units.__getitem__)
+                                                  np.repeat(best, len(ids), axis=0), np.arange(len(ids)), table,
+                                                  units.__getitem__)
     expected = scorer.model.score(qv, iv, routing, reference=reference, markets=np.array([market], dtype=object),
                                   neighbourhood=neighbourhood)
     assert scorer.model.spec.item_neighbourhood == (scorer.model.stack is not None)

@@ -188,8 +188,8 @@ def load_pairs(
             stats.append(reference_stats(cos, ref[qi]))
             if item_catalog_rows is not None:
                 table = item_neighbours(store_root, expert, catalog_ids, catalog_markets, everything).aligned(catalog_ids)
-                nbrs.append(neighbourhood_features(cos, q_list[-1][qi], d_list[-1][di], item_catalog_rows[di],
-                                                   top_rows[qi], table, everything.__getitem__))
+                nbrs.append(neighbourhood_features(cos, q_list[-1], d_list[-1][di], item_catalog_rows[di], top_rows,
+                                                   qi, table, everything.__getitem__))
             del everything
         log.debug("loaded %s: %d queries, %d items", expert, len(query_ids), len(item_ids))
     assert rvec is not None

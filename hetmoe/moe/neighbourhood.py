@@ -11,7 +11,7 @@ From the item's stored neighbourhood (:mod:`hetmoe.store.neighbourhood`) and the
 - ``shared``: the share of the item's neighbours among the query's best items (shared-neighbour similarity);
 - ``item expansion``: the query's mean cosine with the item's EXPANSION best neighbours (database-side augmentation);
 - ``query expansion``, ``wide query expansion``: the item's mean cosine with the query's EXPANSION and
-  WIDE_EXPANSION best items (query expansion).
+  WIDE_EXPANSION best items (query expansion), computed as its cosine with their mean vector.
 
 What they add is measured by bench/item_neighbourhood.py (trees over every expert, and over one pair of experts, with
 and without them; bench/results/item_neighbourhood-*.json). While choosing them, on Shopee valid with LightGBM over
@@ -38,43 +38,63 @@ EXPANSION = 3  # neighbours averaged by the expansion features
 WIDE_EXPANSION = 8
 
 
-def _mean_cosines(units: np.ndarray, rows: np.ndarray, unit_of: Callable[[np.ndarray], np.ndarray]) -> np.ndarray:
-    """(n,) mean cosine of each unit vector with the vectors at its ``rows`` (n, EXPANSION); NaN where a row is -1."""
+def _item_expansion(q_units: np.ndarray, groups: np.ndarray, rows: np.ndarray,
+                    unit_of: Callable[[np.ndarray], np.ndarray]) -> np.ndarray:
+    """(n,) mean cosine of each pair's query with the catalog vectors at its ``rows`` (n, width); NaN where a row is
+    -1. Each distinct (query, row) cosine is computed once: the items of one query's list share neighbours."""
     n, width = rows.shape
-    valid = rows >= 0
-    sims = np.zeros((n, width), np.float32)
+    out = np.full(n, np.nan, np.float32)
+    valid = (rows >= 0).all(axis=1)
+    if not valid.any():
+        return out
+    flat = rows[valid].ravel().astype(np.int64)
+    span = int(flat.max()) + 1
+    combos, inverse = np.unique(np.repeat(groups[valid].astype(np.int64), width) * span + flat, return_inverse=True)
+    wanted, at = np.unique(combos % span, return_inverse=True)
+    sims = pair_cosines(q_units[combos // span], unit_of(wanted)[at.ravel()])
+    out[valid] = sims[inverse.ravel()].reshape(-1, width).sum(axis=1) / width
+    return out
+
+
+def _query_expansion(d_units: np.ndarray, groups: np.ndarray, top: np.ndarray,
+                     unit_of: Callable[[np.ndarray], np.ndarray]) -> np.ndarray:
+    """(n,) mean cosine of each pair's item with its query's best catalog vectors ``top`` (n_q, width): the item
+    against the mean of those unit vectors, one per query (not a gather per pair); NaN where a row is -1."""
+    n_q, width = top.shape
+    valid = (top >= 0).all(axis=1)
+    centre = np.zeros((n_q, d_units.shape[1]), np.float32)
     if valid.any():
-        flat = np.flatnonzero(valid.ravel())
-        # each distinct row fetched once (a query's best rows repeat on every pair of its list); same values
-        wanted, inverse = np.unique(rows.ravel()[flat], return_inverse=True)
-        sims.ravel()[flat] = pair_cosines(units[flat // width], unit_of(wanted)[inverse.ravel()])
-    with np.errstate(invalid="ignore"):
-        return np.where(valid.all(axis=1), sims.sum(axis=1) / width, np.nan).astype(np.float32)
+        wanted, at = np.unique(top[valid].ravel(), return_inverse=True)
+        centre[valid] = unit_of(wanted)[at.ravel()].reshape(-1, width, d_units.shape[1]).sum(axis=1) / width
+    return np.where(valid[groups], pair_cosines(d_units, centre[groups]), np.nan).astype(np.float32)
 
 
 def neighbourhood_features(cos: np.ndarray, q_units: np.ndarray, d_units: np.ndarray, item_rows: np.ndarray,
-                           query_top: np.ndarray, table: ItemNeighbours,
+                           query_top: np.ndarray, groups: np.ndarray, table: ItemNeighbours,
                            unit_of: Callable[[np.ndarray], np.ndarray]) -> np.ndarray:
     """(n, 10) float32 :data:`NEIGHBOURHOOD_FEATURES` of n pairs.
 
-    ``cos`` (n,) pair cosines; ``q_units`` / ``d_units`` (n, dim) the pairs' unit vectors; ``item_rows`` (n,) each
-    item's row in ``table`` (aligned to the caller's catalog); ``query_top`` (n, top) the pair's query's best catalog
-    rows (-1 padded); ``unit_of(rows)`` the unit vectors of catalog rows."""
+    ``cos`` (n,) pair cosines; ``q_units`` (n_q, dim) the queries' unit vectors and ``query_top`` (n_q, top) their
+    best catalog rows (-1 padded); ``groups`` (n,) each pair's query row; ``d_units`` (n, dim) the pairs' item unit
+    vectors and ``item_rows`` (n,) their rows in ``table`` (aligned to the caller's catalog); ``unit_of(rows)`` the
+    unit vectors of catalog rows."""
     cos = np.asarray(cos, np.float32)
     n = cos.shape[0]
     out = np.full((n, len(NEIGHBOURHOOD_FEATURES)), np.nan, np.float32)
     if n == 0:
         return out
+    groups = np.asarray(groups, np.int64)
     mean, last, neighbours = table.mean[item_rows], table.last[item_rows], table.rows[item_rows]
     cosines, known = table.cosines[item_rows], ~np.isnan(mean)
     out[:, 0], out[:, 1], out[:, 2], out[:, 3] = cos - mean, mean, cos - last, cos - cosines[:, 0]
     out[:, 4] = np.where(known, (cosines > cos[:, None]).sum(axis=1), np.nan)  # NaN cosines compare False
-    at = query_top == np.asarray(item_rows)[:, None]
+    pair_top = query_top[groups]
+    at = pair_top == np.asarray(item_rows)[:, None]
     out[:, 5] = np.where(at.any(axis=1), at.argmax(axis=1), query_top.shape[1])
     width = max(neighbours.shape[1], 1)
-    hits = (neighbours[:, :, None] == query_top[:, None, :]) & (neighbours[:, :, None] >= 0)
+    hits = (neighbours[:, :, None] == pair_top[:, None, :]) & (neighbours[:, :, None] >= 0)
     out[:, 6] = np.where(known, hits.any(axis=2).sum(axis=1) / width, np.nan)
-    out[:, 7] = _mean_cosines(q_units, neighbours[:, :EXPANSION], unit_of)
-    out[:, 8] = _mean_cosines(d_units, query_top[:, :EXPANSION], unit_of)
-    out[:, 9] = _mean_cosines(d_units, query_top[:, :WIDE_EXPANSION], unit_of)
+    out[:, 7] = _item_expansion(q_units, groups, neighbours[:, :EXPANSION], unit_of)
+    out[:, 8] = _query_expansion(d_units, groups, query_top[:, :EXPANSION], unit_of)
+    out[:, 9] = _query_expansion(d_units, groups, query_top[:, :WIDE_EXPANSION], unit_of)
     return out

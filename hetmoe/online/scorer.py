@@ -292,8 +292,8 @@ class Scorer:
                        groups: np.ndarray, best_rows: np.ndarray) -> np.ndarray:
         """(n, 10) item-neighbourhood features of one expert's pairs, as training computed them."""
         assert self._neighbours is not None
-        q_units, d_units = l2_normalize(query_vecs)[groups], l2_normalize(item_vecs)
-        return neighbourhood_features(pair_cosines(q_units, d_units), q_units, d_units, rows, best_rows[groups],
+        q_units, d_units = l2_normalize(query_vecs), l2_normalize(item_vecs)
+        return neighbourhood_features(pair_cosines(q_units[groups], d_units), q_units, d_units, rows, best_rows, groups,
                                       self._neighbours[expert], lambda at: l2_normalize(self.catalog.take(expert, at)))
 
     # ----- retrieval + rerank -----------------------------------------------------------------------------------
