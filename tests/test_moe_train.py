@@ -5,9 +5,9 @@ import numpy as np
 from hetmoe.moe.features import PairSet
 from hetmoe.moe.ranking import auc
 from hetmoe.moe.pairstats import group_stats
-from hetmoe.vectors import l2_normalize, pair_cosines
 from hetmoe.moe.spec import ModelSpec
 from hetmoe.moe.train import TrainConfig, net_logits, train_net
+from hetmoe.vectors import l2_normalize, pair_cosines
 
 DIMS = [8, 6]
 

@@ -25,8 +25,8 @@ from hetmoe.moe.reference import top_matches
 from hetmoe.online.results import ScoreRequest
 from hetmoe.online.scorer import Scorer
 from hetmoe.online.service import Limits, create_app
-from hetmoe.vectors import l2_normalize, pair_cosines
 from hetmoe.store.neighbourhood import build_neighbours
+from hetmoe.vectors import l2_normalize, pair_cosines
 
 EXPERTS = ["wordllama", "e5"]
 ROUTER = "static"

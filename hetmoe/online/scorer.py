@@ -23,12 +23,12 @@ from hetmoe.online.cache import LRUCache
 from hetmoe.online.catalog import ItemCatalog
 from hetmoe.online.checks import SearchUnavailable, check_count, check_item_ids, check_market, check_query
 from hetmoe.online.encoding import QueryEncoders
-from hetmoe.vectors import l2_normalize, pair_cosines
 from hetmoe.online.loading import catalog_neighbours, lexical_rows
 from hetmoe.online.reference import REFERENCE_MODES, ReferenceCosines
 from hetmoe.online.results import Routing, ScoreRequest, ScoreResult, SearchResult
 from hetmoe.online.retrieval import Retriever
 from hetmoe.online.routing import QueryRouter, RouteEntry
+from hetmoe.vectors import l2_normalize, pair_cosines
 
 if TYPE_CHECKING:
     from hetmoe.experts.base import Encoder
