@@ -6,7 +6,8 @@ transfer head fits) and scored on every market's valid pairs: the off-diagonal c
 
 - ``trees, every feature``: LightGBM over each expert's cos, z, gap and item-neighbourhood features + every lexical one;
 - ``transfer head``: :func:`hetmoe.moe.transfer.fit_transfer` itself (its k best experts' raw cosines + TRANSFER_LEXICAL);
-- ``linear, cosines only`` / ``+ bounded lexical`` / ``+ item neighbourhoods``: the same regression over other sets;
+- ``linear, cosines only`` / ``+ bounded lexical`` / ``+ every lexical feature`` / ``+ item neighbourhoods``: the same
+  regression over other sets;
 - ``zero-shot <feature>``: one raw feature as the score (no training: the same in every source's column).
 
 Usage: ``python bench/transfer.py --data ../shared/data/multimarket --stores S -e minilm,use,static,wordllama
@@ -54,6 +55,7 @@ def main() -> None:
         "linear, cosines only": cos,
         "linear, cosines + TRANSFER_LEXICAL": cos + [lexcols[f] for f in TRANSFER_LEXICAL],
         "linear, cosines + bounded lexical": cos + [lexcols[f] for f in BOUNDED if f in lexcols],
+        "linear, cosines + every lexical feature": cos + list(lexcols.values()),
         "linear, cosines + TRANSFER_LEXICAL + item neighbourhoods": cos + [lexcols[f] for f in TRANSFER_LEXICAL] + nbr,
     }
     trees = np.column_stack([pairs.stats[:, i, j] for i in range(len(experts)) for j in range(3)] + nbr + [pairs.lex])
