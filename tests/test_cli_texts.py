@@ -58,3 +58,13 @@ def test_embed_help_documents_the_lock() -> None:
 
 def test_import_csv_help_documents_encoding() -> None:
     assert "--encoding" in _help("data", "import-csv") and "latin-1" in _help("data", "import-csv")
+
+
+def test_report_names_the_router_input_rule_routing_reads_none() -> None:
+    moe = {"routing_share": {"e5": 1.0}, "routing_share_by_market": {"SG": {"e5": 1.0}}}
+    assert "the learned router also needs the `static` query vector" in markdown(_report(1, 2))
+    rule = {**_report(1, 2), "router_expert": None}
+    rule["variants"] = {"moe": {**moe, "auc": 0.9, "auc_macro": 0.9, "auc_by_market": {"SG": 0.9}, "ndcg10": 0.8,
+                                "experts_per_query": 1.0}}
+    text = markdown(rule)
+    assert "router input: the market's row of the rule table" in text and "`None`" not in text

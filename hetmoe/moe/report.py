@@ -82,11 +82,13 @@ def markdown(report: dict[str, Any]) -> str:
     if report.get("market_guard"):
         lines += guard_markdown(report["market_guard"])
     moe = variants.get("moe")
+    router = report.get("router_expert")  # None: rule routing, a table per market that reads no query vector
     if moe:
         experts = list(moe["routing_share"])
+        source = f"`{router}` query vector + market" if router else "the market's row of the rule table"
         lines += [
             "",
-            f"## MoE routing: share of queries sent to each expert (router input: `{report.get('router_expert')}` query vector + market)",
+            f"## MoE routing: share of queries sent to each expert (router input: {source})",
             "",
             "| market | " + " | ".join(experts) + " |",
             "|---|" + "---|" * len(experts),
@@ -96,8 +98,8 @@ def markdown(report: dict[str, Any]) -> str:
         lines.append("| all | " + " | ".join(f"{moe['routing_share'][e]:.2f}" for e in experts) + " |")
     lines += [
         "",
-        "Online query-encoding cost = experts/query (the query is encoded only by its routed experts; learned routers "
-        f"also need the `{report.get('router_expert')}` query vector, the cheapest expert).",
+        "Online query-encoding cost = experts/query (the query is encoded only by its routed experts"
+        + (f"; the learned router also needs the `{router}` query vector, the cheapest expert)." if router else ")."),
         "",
     ]
     return "\n".join(lines)
