@@ -38,6 +38,12 @@ EXPANSION = 3  # neighbours averaged by the expansion features
 WIDE_EXPANSION = 8
 
 
+def _units(rows: np.ndarray, unit_of: Callable[[np.ndarray], np.ndarray]) -> np.ndarray:
+    """(len(rows), dim) unit vectors of the catalog ``rows`` (1-d), each distinct row fetched once."""
+    wanted, at = np.unique(rows, return_inverse=True)
+    return unit_of(wanted)[at.ravel()]
+
+
 def _item_expansion(q_units: np.ndarray, groups: np.ndarray, rows: np.ndarray,
                     unit_of: Callable[[np.ndarray], np.ndarray]) -> np.ndarray:
     """(n,) mean cosine of each pair's query with the catalog vectors at its ``rows`` (n, width); NaN where a row is
@@ -50,8 +56,7 @@ def _item_expansion(q_units: np.ndarray, groups: np.ndarray, rows: np.ndarray,
     flat = rows[valid].ravel().astype(np.int64)
     span = int(flat.max()) + 1
     combos, inverse = np.unique(np.repeat(groups[valid].astype(np.int64), width) * span + flat, return_inverse=True)
-    wanted, at = np.unique(combos % span, return_inverse=True)
-    sims = pair_cosines(q_units[combos // span], unit_of(wanted)[at.ravel()])
+    sims = pair_cosines(q_units[combos // span], _units(combos % span, unit_of))
     out[valid] = sims[inverse.ravel()].reshape(-1, width).sum(axis=1) / width
     return out
 
@@ -64,8 +69,7 @@ def _query_expansion(d_units: np.ndarray, groups: np.ndarray, top: np.ndarray,
     valid = (top >= 0).all(axis=1)
     centre = np.zeros((n_q, d_units.shape[1]), np.float32)
     if valid.any():
-        wanted, at = np.unique(top[valid].ravel(), return_inverse=True)
-        centre[valid] = unit_of(wanted)[at.ravel()].reshape(-1, width, d_units.shape[1]).sum(axis=1) / width
+        centre[valid] = _units(top[valid].ravel(), unit_of).reshape(-1, width, d_units.shape[1]).sum(axis=1) / width
     return np.where(valid[groups], pair_cosines(d_units, centre[groups]), np.nan).astype(np.float32)
 
 
