@@ -151,14 +151,14 @@ class MoEModel:
         experts when the model has one; else a learned router reads the query vector alone, rule routing its
         ``"*"`` row."""
         markets = np.atleast_1d(np.asarray(market, dtype=object))
-        if router_vec is not None and markets.shape[0] == 1 and np.atleast_2d(router_vec).shape[0] > 1:
-            markets = np.repeat(markets, np.atleast_2d(router_vec).shape[0])
+        if router_vec is not None:
+            router_vec = np.atleast_2d(np.asarray(router_vec, dtype=np.float32))
+            if markets.shape[0] == 1 and router_vec.shape[0] > 1:
+                markets = np.repeat(markets, router_vec.shape[0])
         return self._route_unseen(markets, self._route(markets, router_vec))
 
     def _route(self, markets: np.ndarray, router_vec: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
         s = self.spec
-        if router_vec is not None:
-            router_vec = np.atleast_2d(np.asarray(router_vec, dtype=np.float32))
         n = markets.shape[0]
         if s.n_experts == 1:
             return every_expert(n, 1)

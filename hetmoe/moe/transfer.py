@@ -20,8 +20,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from hetmoe.moe.features import PairSet
-from hetmoe.moe.ranking import macro
-from hetmoe.moe.rule import expert_market_auc
+from hetmoe.moe.rule import fit_rule_table
 
 TRANSFER_LEXICAL = ("tfidf_char_cos", "bm25_title_norm", "word_cosine", "query_coverage")
 L2 = 1.0  # ridge on the standardised coefficients (the training pairs' weights sum to their count)
@@ -67,16 +66,10 @@ def _standardise(x: np.ndarray, mean: np.ndarray, std: np.ndarray) -> np.ndarray
     return (x - mean) / std
 
 
-def transfer_experts(pairs: PairSet, experts: Sequence[str], k: int) -> list[str]:
-    """The ``k`` of ``experts`` whose raw cosine ranks best by macro AUC over ``pairs``' markets (expert order kept)."""
-    scores = expert_market_auc(pairs.select_experts(list(experts)))
-    ranked = sorted(experts, key=lambda e: -np.nan_to_num(macro(scores[e]), nan=0.5))[:k]
-    return [e for e in experts if e in ranked]
-
-
 def fit_transfer(pairs: PairSet, experts: Sequence[str], k: int) -> TransferHead:
-    """Fit the head on ``pairs`` (each market weighted equally) over the best ``k`` of ``experts``."""
-    chosen = transfer_experts(pairs, experts, k)
+    """Fit the head on ``pairs`` (each market weighted equally) over the best ``k`` of ``experts``: the rule
+    table's row for unknown markets (best raw-cosine macro AUC over the training markets)."""
+    chosen = fit_rule_table(pairs.select_experts(list(experts)), k)["*"]
     lexical = [f for f in TRANSFER_LEXICAL if f in pairs.lex_names]
     head = TransferHead(chosen, lexical, np.zeros(0), np.ones(0), np.zeros(0), 0.0)
     x = head.matrix([pairs.stats[:, pairs.experts.index(e), 0] for e in chosen], pairs.lex, pairs.lex_names)
