@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from hetmoe.experts.card import default_router_expert
+from hetmoe.moe.train import MARKET_POWER
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
@@ -44,12 +45,14 @@ def summarise(report: dict[str, Any]) -> dict[str, Any]:
 def run_seed(args: argparse.Namespace, seed: int, experts: list[str]) -> dict[str, Any]:
     from hetmoe.moe.evaluate import evaluate
     from hetmoe.moe.fit import fit
+    from hetmoe.moe.train import TrainConfig
 
     out = args.work / f"seed{seed}"
     began = time.perf_counter()
     overrides = {**({"lexical_store": args.lexical} if args.lexical else {}), "pair_stats": args.pair_stats}
     fit(args.data, args.stores, out / "model", experts, k=args.k, seed=seed, eval_split=args.split,
-        router_expert=args.router_expert, spec_overrides=overrides, stack=not args.no_stack)
+        router_expert=args.router_expert, spec_overrides=overrides, stack=not args.no_stack,
+        train_config=TrainConfig(market_power=args.market_power))
     fit_seconds = time.perf_counter() - began
     selection = json.loads((out / "model" / "fit.json").read_text())["moe_selection"]
     report = evaluate(out / "model", args.data, args.split, out / "report", store_root=args.stores)
@@ -93,6 +96,7 @@ def main() -> None:
     parser.add_argument("--seeds", default="0,1,2")
     parser.add_argument("--no-stack", action="store_true")
     parser.add_argument("--pair-stats", default="reference", choices=["reference", "listwise"])
+    parser.add_argument("--market-power", type=float, default=MARKET_POWER, help="Market weighting (see hetmoe.moe.train).")
     parser.add_argument("--eval-data", type=Path, default=None, help="Also report on this dataset (held-out market).")
     parser.add_argument("--work", type=Path, default=Path("stores/quality"), help="Models and reports go here.")
     parser.add_argument("--out", type=Path, default=RESULTS / "quality.json")
@@ -101,6 +105,7 @@ def main() -> None:
     experts = [e for e in args.experts.split(",") if e]
     rows = [run_seed(args, int(s), experts) for s in args.seeds.split(",") if s]
     out = {"name": "quality", "data": str(args.data), "experts": experts, "lexical": args.lexical, "k": args.k,
+           "market_power": args.market_power,
            "eval_data": str(args.eval_data) if args.eval_data else None, "runs": rows}
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(out, indent=1))

@@ -213,8 +213,25 @@ def test_the_router_prior_sends_a_market_to_its_best_experts() -> None:
     assert table[0, 0] == 0.0 and table[0, 1] == pytest.approx(-10.0)
     assert table[1, 1] == 0.0 and table[1, 0] < -5.0
     np.testing.assert_allclose(table[2], table[3])  # a market without pairs gets the unknown-market row
-    w = market_weights(pairs)  # type: ignore[arg-type]
-    assert w[:4].sum() == pytest.approx(w[4:].sum()) and w.mean() == pytest.approx(1.0)
+    equal = market_weights(pairs, power=0.0)  # type: ignore[arg-type]
+    assert equal[:4].sum() == pytest.approx(equal[4:].sum()) and equal.mean() == pytest.approx(1.0)
+    np.testing.assert_allclose(market_weights(pairs, power=1.0), np.ones(8))  # type: ignore[arg-type]
+
+
+def test_market_weights_give_a_market_a_share_that_grows_as_the_power_of_its_pairs() -> None:
+    """The default sits between equal markets and equal pairs: a 100x bigger market weighs 10x more, not 100x or 1x."""
+    from hetmoe.moe.train import market_weights
+
+    class Pairs:
+        market_names = np.array(["big"] * 400 + ["small"] * 4, dtype=object)
+
+        def __len__(self) -> int:
+            return 404
+
+    w = market_weights(Pairs())  # type: ignore[arg-type]  # the default weighting
+    assert w[:400].sum() / w[400:].sum() == pytest.approx(10.0)
+    assert w.mean() == pytest.approx(1.0)
+    assert w[400] / w[0] == pytest.approx(10.0)  # each small-market pair still counts 10x a big-market one
 
 
 def test_a_query_alone_gets_the_same_reference_bits_as_in_a_block_and_its_best_item_a_zero_gap() -> None:

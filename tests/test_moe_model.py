@@ -13,7 +13,8 @@ from typer.testing import CliRunner
 from hetmoe.cli import app
 from hetmoe.errors import HetmoeError
 from hetmoe.moe.evaluate import evaluate, model_pairs, score_net
-from hetmoe.moe.fit import fit, load_data
+from hetmoe.moe.fit import fit, load_data, training_pairs
+from hetmoe.moe.rule import fit_rule_table
 from hetmoe.moe.infer import MoEModel
 from hetmoe.moe.train import TrainConfig
 
@@ -135,6 +136,9 @@ def test_cli_fit_router_and_eval_errors(built: dict[str, Path], tmp_path: Path) 
     assert result.exit_code == 0, result.output
     table = json.loads(out.read_text())["table"]
     assert set(table) == {"ID", "TH", "SG", "*"} and all(len(v) == 1 for v in table.values())
+    # the table is read off the training pairs (not the few early-stopping ones): the one fit-head's rule routing got
+    train, _, _ = training_pairs(load_data(built["data"]), built["stores"], EXPERTS, EXPERTS[0], None, 0)
+    assert table == fit_rule_table(train, 1) == json.loads((built["model"] / "fit.json").read_text())["rule_table"]
     bad = runner.invoke(app, ["eval", "--model", str(tmp_path / "nope"), "--data", str(built["data"])])
     assert bad.exit_code != 0 and isinstance(bad.exception, HetmoeError)
     with pytest.raises(HetmoeError, match="k=3"):

@@ -1,6 +1,7 @@
 """Stores are checked against the dataset they are used with: per-row text hashes, a renamed folder, old stores."""
 from __future__ import annotations
 
+import json
 import shutil
 from pathlib import Path
 
@@ -77,8 +78,10 @@ def test_eval_on_another_dataset_exits_2_with_one_line(built: Path, tmp_path: Pa
     runner = CliRunner()
     model = tmp_path / "model"
     fit = runner.invoke(app, ["fit-head", "--data", str(built / "data"), "--store", str(built / "stores"), "--out", str(model),
-                              "-e", EXPERT, "--k", "1", "--variants", "none", "--router-expert", EXPERT, "--eval-split", "test"])
+                              "-e", EXPERT, "--k", "1", "--variants", "none", "--router-expert", EXPERT, "--eval-split", "test",
+                              "--market-power", "1"])
     assert fit.exit_code == 0, fit.output
+    assert json.loads((model / "fit.json").read_text())["train_config"]["market_power"] == 1.0  # the option reaches training
     other = generate_demo(tmp_path / "d2", items_per_market=30, queries_per_market=10, seed=3, markets=["TH", "ID"])
     result = runner.invoke(app, ["eval", "--model", str(model), "--data", str(other), "--split", "test"])
     assert result.exit_code != 0 and isinstance(result.exception, HetmoeError)

@@ -6,6 +6,7 @@ from pathlib import Path
 import typer
 
 from hetmoe.moe.jobs import WORKERS_HELP
+from hetmoe.moe.train import MARKET_POWER
 
 
 def _experts(values: list[str] | None) -> list[str] | None:
@@ -31,16 +32,18 @@ def fit_head(
     router_features: bool = typer.Option(True, "--router-features/--no-router-features", help="Let the stacked head read the router expert's columns on every query when it is one of the experts (its query vector is computed for routing anyway: a catalog search per query, no extra encoder run)."),
     item_neighbourhood: bool = typer.Option(True, "--item-neighbourhood/--no-item-neighbourhood", help="Let the stacked head and LightGBM read each expert's item neighbourhood (CSLS, shared neighbours, expansion); the tables are computed into the store once per catalog."),
     transfer: bool = typer.Option(True, "--transfer-head/--no-transfer-head", help="Give every net variant a head for markets it was not fitted on (a logistic regression over raw cosines and scale-free lexical similarities; trees learn one market's thresholds and carry badly to another)."),
+    market_power: float = typer.Option(MARKET_POWER, "--market-power", min=0.0, max=1.0, help="How markets weigh in the nets' and stacked head's loss: a market's share grows as (its judged pairs) ** this. 0 = every market the same (a small market's pairs then count many times over), 1 = every pair the same (a small market rides along)."),
 ) -> None:
     """Train the router and concatenation head end to end (hard top-k MoE), plus the baselines eval compares."""
     from hetmoe.moe.fit import fit
+    from hetmoe.moe.train import TrainConfig
 
     chosen: str | list[str] = variants if variants == "all" else [v for v in variants.split(",") if v and v != "none"]
     path = fit(data, store, out, _experts(experts), k=k, seed=seed, variants=chosen, eval_split=eval_split,
                router_expert=router_expert, stack=stack, workers=workers,
                spec_overrides={"lexical_store": lexical} if lexical else None, item_neighbourhood=item_neighbourhood,
                router_features=router_features, routers=[r for r in routers.split(",") if r] or None,
-               transfer=transfer)
+               transfer=transfer, train_config=TrainConfig(market_power=market_power))
     typer.echo(f"model written to {path}")
 
 
@@ -52,7 +55,7 @@ def fit_router(
     k: int = typer.Option(2, "--k", help="Experts per market."),
     eval_split: str = typer.Option(None, "--eval-split", help="Split kept out (default: test if present, else valid)."),
 ) -> None:
-    """Fit the rule router alone: each market -> the k experts whose raw cosine ranks best there (held-out judgments)."""
+    """Fit the rule router alone: each market -> the k experts whose raw cosine ranks best there (training judgments)."""
     import json
 
     from hetmoe.moe.fit import fit_router as run

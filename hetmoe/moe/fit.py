@@ -155,7 +155,7 @@ def fit(
         experts=experts, dims=train.dims, markets=list(train.markets), k=k, router_expert=router_expert,
         router_dim=int(train.rvec.shape[1]), **overrides,
     )
-    rule_table = fit_rule_table(stop, k)
+    rule_table = fit_rule_table(train, k)
     common = {
         "lexical_identity": lexical_identity(store_root, lexical_store) if lexical_store else None,
         "dataset": str(Path(data_dir).resolve()),
@@ -250,7 +250,7 @@ def fit_moe(out: Path, candidates: list[Candidate], train: PairSet, stop: PairSe
             spec = replace(candidate.model.spec, item_neighbourhood=train.nbr is not None,
                            stack_router=stack_router and candidate.model.spec.learned_router)
             oof = cross_fit_logits(candidate.model.spec, train, stop, cfg, teacher, workers)
-            booster = train_stack(MoEModel(spec, candidate.model.weights), train, stop, oof, cfg.seed, cfg.threads)
+            booster = train_stack(MoEModel(spec, candidate.model.weights), train, stop, oof, cfg)
             stacked = MoEModel(spec, candidate.model.weights, stack=StackHead(booster))
             stacks[candidate.name] = (candidate, stacked, held_out(stacked, stop)[0])
         record["stacked_by_router"] = {name: v[2] for name, v in stacks.items()}
@@ -272,11 +272,12 @@ def fit_moe(out: Path, candidates: list[Candidate], train: PairSet, stop: PairSe
 
 def fit_router(data_dir: str | Path, store_root: str | Path, out_path: str | Path, experts: list[str] | None = None,
                *, k: int = 2, seed: int = 0, eval_split: str | None = None) -> dict[str, list[str]]:
-    """The rule router alone (market -> k best experts on held-out judgments), written as JSON to ``out_path``."""
+    """The rule router alone (market -> k best experts on the training judgments: the table ``fit-head``'s rule
+    routing gets with the same seed), written as JSON to ``out_path``."""
     experts = resolve_experts(experts)
     dataset = load_data(data_dir)
-    _, stop, plan = training_pairs(dataset, Path(store_root).resolve(), experts, experts[0], eval_split, seed)
-    table = fit_rule_table(stop, k)
-    write_json(Path(out_path), {"router": "rule", "k": k, "experts": experts, "table": table, "chosen_on": plan["early_stopping"]})
+    train, _, plan = training_pairs(dataset, Path(store_root).resolve(), experts, experts[0], eval_split, seed)
+    table = fit_rule_table(train, k)
+    write_json(Path(out_path), {"router": "rule", "k": k, "experts": experts, "table": table, "chosen_on": plan["fit"]})
     return table
 

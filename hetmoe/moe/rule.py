@@ -1,7 +1,13 @@
-"""The rule router: each market goes to the k experts whose raw cosine ranks best there on held-out judgments.
+"""The rule router: each market goes to the k experts whose raw cosine ranks best there on the training judgments.
 
 Why raw cosine: the rule router is the ablation without a learned router; picking experts by their own zero-shot
 ranking quality needs no training, so ``hetmoe fit-router`` is cheap and independent of any head.
+
+Why the training judgments, not the early-stopping ones: a 261-query market keeps ~39 queries for early stopping, and
+on those a weak expert can rank above a strong one by chance (on Home Depot queries split off as a small market, one
+seed's early-stopping slice put USE ahead of MiniLM, 0.66 vs 0.64, where the valid queries give 0.60 vs 0.72, and the
+MoE fell 4 pp below MiniLM alone there). The training pairs hold ~6x more queries, and the early-stopping pairs that
+choose between rule and learned routing then judge a table they did not pick.
 """
 from __future__ import annotations
 

@@ -2,9 +2,9 @@
 
 Why choose instead of fixing top-2 learned routing: on real data the learned router lost a small market that rule
 routing kept, and the best k differs between catalogs. Every candidate is trained alike (same teacher, seed and
-market-balanced loss) and judged by macro AUC on the held-out queries (each market counts equally), never on the
-split the report uses. The stacked head (:mod:`hetmoe.moe.stack`) is built on the chosen net and kept when it is
-ahead on the same queries.
+market-weighted loss, :func:`hetmoe.moe.train.market_weights`) and judged by macro AUC on the held-out queries (each
+market counts equally), never on the split the report uses. The stacked head (:mod:`hetmoe.moe.stack`) is built on
+the chosen net and kept when it is ahead on the same queries.
 """
 from __future__ import annotations
 
@@ -65,7 +65,7 @@ def candidate_jobs(base: ModelSpec, train: PairSet, stop: PairSet, cfg: TrainCon
                    k_max: int, routers: Sequence[str] | None = None) -> list[Job]:
     """One job per candidate router kind (learned top-k, each market's k best experts; or ``routers``) and k in
     1..k_max; each returns its :class:`Candidate` (run them with :func:`hetmoe.moe.jobs.run_jobs`)."""
-    return [(_train_candidate, (f"{router}-k{k}", router_kind(router).prepare(base, stop, k), train, stop, cfg, teacher))
+    return [(_train_candidate, (f"{router}-k{k}", router_kind(router).prepare(base, train, k), train, stop, cfg, teacher))
             for k in range(1, min(k_max, base.n_experts) + 1)
             for router in candidate_routers(routers)]
 

@@ -76,9 +76,10 @@ def _fold_logits(spec: ModelSpec, train: PairSet, stop: PairSet, cfg: TrainConfi
     return net_logits(spec, result.weights, train.subset(held))
 
 
-def train_stack(net: MoEModel, train: PairSet, stop: PairSet, oof_logits: np.ndarray, seed: int, threads: int) -> Any:
-    """The binary booster over :func:`pairset_matrix`, market-balanced, early-stopped on ``stop`` (AUC); ``net``'s
-    spec says which experts' columns it reads."""
+def train_stack(net: MoEModel, train: PairSet, stop: PairSet, oof_logits: np.ndarray, cfg: TrainConfig) -> Any:
+    """The binary booster over :func:`pairset_matrix`, its pairs weighted by market as the nets' (``cfg.market_power``,
+    on both the training and the early-stopping pairs), early-stopped on ``stop`` (AUC); ``net``'s spec says which
+    experts' columns it reads."""
     import lightgbm as lgb
 
     from hetmoe.moe.evaluate import score_net
@@ -89,9 +90,9 @@ def train_stack(net: MoEModel, train: PairSet, stop: PairSet, oof_logits: np.nda
     x_tr = pairset_matrix(net.spec, train, dense_tr, oof_logits)
     x_st = pairset_matrix(net.spec, stop, dense_st, stop_logit)
     cat = [x_tr.shape[1] - 1]
-    d_tr = lgb.Dataset(x_tr, train.y, weight=market_weights(train), categorical_feature=cat, free_raw_data=False)
-    d_st = lgb.Dataset(x_st, stop.y, weight=market_weights(stop), categorical_feature=cat, reference=d_tr)
-    params = {**PARAMS, "seed": seed, "num_threads": threads}
+    d_tr = lgb.Dataset(x_tr, train.y, weight=market_weights(train, cfg.market_power), categorical_feature=cat, free_raw_data=False)
+    d_st = lgb.Dataset(x_st, stop.y, weight=market_weights(stop, cfg.market_power), categorical_feature=cat, reference=d_tr)
+    params = {**PARAMS, "seed": cfg.seed, "num_threads": cfg.threads}
     booster = lgb.train(params, d_tr, MAX_ROUNDS, valid_sets=[d_st],
                         callbacks=[lgb.early_stopping(EARLY_STOP_ROUNDS, verbose=False)])
     log.info("stacked head: %d trees over %d features", booster.best_iteration, x_tr.shape[1])

@@ -42,9 +42,9 @@ class RouterKind:
     top_k: ClassVar[bool] = False
     candidate: ClassVar[bool] = False  # the MoE's selection trains this kind at every k (:mod:`hetmoe.moe.select`)
 
-    def prepare(self, spec: RoutedSpec, stop: Any, k: int) -> RoutedSpec:
-        """The candidate spec at ``k`` routed by this kind; kinds that fit something on the held-out ``stop`` pairs
-        (a rule table) do it here."""
+    def prepare(self, spec: RoutedSpec, train: Any, k: int) -> RoutedSpec:
+        """The candidate spec at ``k`` routed by this kind; kinds that fit something besides the net on the ``train``
+        pairs (a rule table) do it here, so the early-stopping pairs that choose among candidates judge it fairly."""
         return replace(spec, k=k, router=self.name, rule_table={})
 
     def train_gates(self, probs: Any, top_gates: Any) -> Any:

@@ -1,5 +1,5 @@
-"""``rule``: a fixed table market -> k experts (best on validation, :mod:`hetmoe.moe.rule`), gate 1; ``"*"`` is the
-fallback for unknown markets."""
+"""``rule``: a fixed table market -> k experts (best by raw-cosine AUC on the training pairs, :mod:`hetmoe.moe.rule`),
+gate 1; ``"*"`` is the fallback for unknown markets."""
 from __future__ import annotations
 
 from dataclasses import replace
@@ -16,10 +16,10 @@ class Rule(RouterKind):
     top_k = True
     candidate = True
 
-    def prepare(self, spec: RoutedSpec, stop: Any, k: int) -> RoutedSpec:
+    def prepare(self, spec: RoutedSpec, train: Any, k: int) -> RoutedSpec:
         from hetmoe.moe.rule import fit_rule_table
 
-        return replace(spec, k=k, router=self.name, rule_table=fit_rule_table(stop, k))
+        return replace(spec, k=k, router=self.name, rule_table=fit_rule_table(train, k))
 
     def fixed_gates(self, spec: RoutedSpec, market_names: np.ndarray) -> np.ndarray | None:
         table = spec.rule_table
