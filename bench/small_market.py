@@ -29,21 +29,10 @@ import polars as pl
 from _tables import print_table, publish
 from quality import run_seed
 
+from hetmoe.data.dataset import load_dataset, write_dataset
 from hetmoe.experts.card import default_router_expert
 
 SMALL_VALID = 150  # valid queries of the split-off market: enough for its AUC to mean something (CI ~ +-0.03)
-
-
-def _read(data: Path) -> tuple[pl.DataFrame, pl.DataFrame, pl.DataFrame]:
-    items, queries, judgments = (pl.read_parquet(data / f"{part}.parquet") for part in ("items", "queries", "judgments"))
-    return items, queries, judgments
-
-
-def _write(out: Path, items: pl.DataFrame, queries: pl.DataFrame, judgments: pl.DataFrame) -> Path:
-    out.mkdir(parents=True, exist_ok=True)
-    for name, frame in (("items", items), ("queries", queries), ("judgments", judgments)):
-        frame.write_parquet(out / f"{name}.parquet")
-    return out
 
 
 def _market_queries(queries: pl.DataFrame, judgments: pl.DataFrame, market: str, split: str) -> np.ndarray:
@@ -63,7 +52,8 @@ def _relabel(frame: pl.DataFrame, key: str, ids: list[str], market: str) -> pl.D
 
 def split_market(data: Path, out: Path, market: str, small: int, seed: int) -> Path:
     """``market`` cut into itself and ``<market>_small`` (``small`` train + SMALL_VALID valid queries, own items)."""
-    items, queries, judgments = _read(data)
+    source = load_dataset(data)
+    items, queries, judgments = source.items, source.queries, source.judgments
     rng = np.random.default_rng(seed)
     chosen = [rng.choice(_market_queries(queries, judgments, market, s), n, replace=False)
               for s, n in (("train", small), ("valid", SMALL_VALID))]
@@ -73,16 +63,16 @@ def split_market(data: Path, out: Path, market: str, small: int, seed: int) -> P
     queries, items = _relabel(queries, "query_id", sorted(moved), name), _relabel(items, "item_id", moved_items, name)
     pairs = judgments.join(queries.select("query_id", pl.col("market").alias("qm")), on="query_id")
     pairs = pairs.join(items.select("item_id", pl.col("market").alias("im")), on="item_id")
-    return _write(out, items, queries, pairs.filter(pl.col("qm") == pl.col("im")).drop("qm", "im"))
+    return write_dataset(out, items, queries, pairs.filter(pl.col("qm") == pl.col("im")).drop("qm", "im"))
 
 
 def shrink_market(data: Path, out: Path, market: str, small: int, seed: int) -> Path:
     """``market`` with only ``small`` of its train queries (its valid queries all kept)."""
-    items, queries, judgments = _read(data)
-    train = _market_queries(queries, judgments, market, "train")
-    dropped = set(train.tolist()) - set(np.random.default_rng(seed).choice(train, small, replace=False).tolist())
-    return _write(out, items, queries.filter(~pl.col("query_id").is_in(sorted(dropped))),
-                  judgments.filter(~pl.col("query_id").is_in(sorted(dropped))))
+    source = load_dataset(data)
+    train = _market_queries(source.queries, source.judgments, market, "train")
+    kept = np.random.default_rng(seed).choice(train, small, replace=False)
+    dropped = ~pl.col("query_id").is_in(sorted(set(train.tolist()) - set(kept.tolist())))
+    return write_dataset(out, source.items, source.queries.filter(dropped), source.judgments.filter(dropped))
 
 
 def row(scenario: str, power: float, run: dict[str, Any]) -> dict[str, Any]:

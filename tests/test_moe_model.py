@@ -14,8 +14,8 @@ from hetmoe.cli import app
 from hetmoe.errors import HetmoeError
 from hetmoe.moe.evaluate import evaluate, model_pairs, score_net
 from hetmoe.moe.fit import fit, load_data, training_pairs
-from hetmoe.moe.rule import fit_rule_table
 from hetmoe.moe.infer import MoEModel
+from hetmoe.moe.rule import fit_rule_table
 from hetmoe.moe.train import TrainConfig
 
 EXPERTS = ["static", "wordllama"]
