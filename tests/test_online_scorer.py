@@ -130,8 +130,13 @@ def test_unknown_ids_are_listed_not_raised(scorer: Scorer, data: Dataset) -> Non
     assert mixed.unknown_item_ids == ["nope-1", "nope-2"]
     assert mixed.item_ids == ids
     np.testing.assert_allclose(mixed.scores, plain.scores)
-    none = scorer.score(text, ["nope"], market)
+    fresh = f"{text} nobody sent this {time.monotonic_ns()}"
+    before = dict(scorer.encode_calls)
+    none = scorer.score(fresh, ["nope"], market)
     assert none.item_ids == [] and none.scores.shape == (0,) and none.unknown_item_ids == ["nope"]
+    assert none.routing.experts  # still routed (the router reads its own expert's vector) ...
+    grew = {e for e, n in scorer.encode_calls.items() if n > before.get(e, 0)}
+    assert grew <= {ROUTER}  # ... but no head expert encodes a query with nothing to score
 
 
 def test_route_returns_k_experts_with_gates(scorer: Scorer, data: Dataset) -> None:

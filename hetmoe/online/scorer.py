@@ -226,7 +226,7 @@ class Scorer:
             check_item_ids(r.item_ids)
         routes, looked, inputs = self._prepare(requests, known)
         counts = np.array([rows.shape[0] for rows, _, _ in looked])
-        scores = self.model.score(**inputs) if counts.sum() else np.zeros(0, dtype=np.float64)
+        scores = self.model.score(**inputs) if inputs is not None else np.zeros(0, dtype=np.float64)
         parts = np.split(scores, np.cumsum(counts)[:-1])
         out: list[ScoreResult] = []
         for i, (req, (found, known, unknown), part) in enumerate(zip(requests, looked, parts)):
@@ -234,18 +234,24 @@ class Scorer:
             out.append(ScoreResult(ids, part, routes[i].routing, unknown, self._other_market(ids, found, req.market)))
         return out
 
-    def head_inputs(self, requests: Sequence[ScoreRequest]) -> dict[str, Any]:
+    def head_inputs(self, requests: Sequence[ScoreRequest]) -> dict[str, Any] | None:
         """The keyword arguments the head's ``score`` gets for these requests (unchecked): routed query vectors, item
-        vectors, routing, reference cosines, lexical features. For timing the head alone (bench/online.py)."""
+        vectors, routing, reference cosines, lexical features; None when no id is in the catalog. For timing the head
+        alone (bench/online.py)."""
         return self._prepare(requests, None)[2]
 
     def _prepare(self, requests: Sequence[ScoreRequest], known: Sequence[Mapping[str, np.ndarray]] | None
-                 ) -> tuple[list[RouteEntry], list[tuple[np.ndarray, np.ndarray, list[str]]], dict[str, Any]]:
-        """Route, encode and look up ``requests``: (routes, each request's catalog lookup, the head's arguments)."""
+                 ) -> tuple[list[RouteEntry], list[tuple[np.ndarray, np.ndarray, list[str]]], dict[str, Any] | None]:
+        """Route, look up and encode ``requests``: (routes, each request's catalog lookup, the head's arguments).
+
+        Without one known id there is nothing to score: no query is encoded and the head's arguments are None (the
+        one place empty requests are handled; ``_head_inputs`` always gets pairs)."""
         routes = self._router.routes([r.query for r in requests], [r.market for r in requests], known)
-        qvecs = self.query_vectors([r.query for r in requests], [self._head_experts(rt) for rt in routes], known)
         looked = [self.catalog.lookup(r.item_ids) for r in requests]
         rows = np.concatenate([rows for rows, _, _ in looked])
+        if rows.shape[0] == 0:
+            return routes, looked, None
+        qvecs = self.query_vectors([r.query for r in requests], [self._head_experts(rt) for rt in routes], known)
         groups = np.repeat(np.arange(len(requests)), [rows.shape[0] for rows, _, _ in looked])
         keys = [(r.query, r.market) for r in requests]
         return routes, looked, self._head_inputs(routes, qvecs, rows, groups, keys)
@@ -268,7 +274,7 @@ class Scorer:
         item_vecs = {expert: self.catalog.take(expert, rows) for expert in used}
         routing = (np.stack([r.idx for r in routes]), np.stack([r.gates for r in routes]))
         reference, best_rows = None, {}
-        if self._reference is not None and rows.shape[0]:  # no pairs (every id unknown): nothing to compare with
+        if self._reference is not None:
             top = self._reference.top
             reference = {}
             for expert in used:  # rows of queries not routed to the expert stay zero (never read)
@@ -278,11 +284,11 @@ class Scorer:
                 reference[expert][routed], best_rows[expert][routed] = self._reference.many(
                     expert, [keys[i] for i in routed], query_vecs[expert][routed])
         neighbourhood = None
-        if self._neighbours is not None and rows.shape[0]:
+        if self._neighbours is not None:
             neighbourhood = {e: self._neighbourhood(e, query_vecs[e], item_vecs[e], rows, groups, best_rows[e])
                              for e in used}
         lexical = None
-        if self.lexical is not None and rows.shape[0]:
+        if self.lexical is not None:
             lexical = self.lexical.features([text for text, _ in keys], self._lexical_rows[rows], groups)
         markets = np.array([market for _, market in keys], dtype=object)
         return {"query_vecs": query_vecs, "item_vecs": item_vecs, "routing": routing, "groups": groups,
