@@ -262,3 +262,21 @@ def test_the_stacked_booster_scores_a_pair_alone_as_in_a_block_past_the_serial_t
     block = predict_raw(booster, x)
     alone = np.concatenate([predict_raw(booster, x[i : i + 100]) for i in range(0, x.shape[0], 100)])
     assert np.array_equal(block, alone) and np.unique(block).size > 100
+
+
+def _pid(_: int) -> int:
+    import os
+
+    return os.getpid()
+
+
+def test_jobs_fork_only_when_each_runs_on_one_thread() -> None:
+    import os
+
+    from hetmoe.moe.jobs import run_jobs
+
+    jobs = [(_pid, (i,)) for i in range(4)]
+    forked = run_jobs(jobs, 2, threads=1)
+    assert len(forked) == 4 and os.getpid() not in forked  # in child processes
+    for threads in (0, 2):  # a multi-thread job never runs in a forked child (libgomp is not fork-safe)
+        assert run_jobs(jobs, 2, threads=threads) == [os.getpid()] * 4

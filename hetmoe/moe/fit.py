@@ -123,8 +123,8 @@ def fit(
 
     ``moe`` is chosen on the early-stopping queries among learned and rule routing with 1..``k`` experts and, with
     ``stack``, the net or its stacked head (:mod:`hetmoe.moe.select`); the baselines route with exactly ``k``.
-    The independent trainings run side by side in ``workers`` processes (0: one per core); the results do not depend
-    on it. ``item_neighbourhood``: the stacked head (and LightGBM) also read each expert's item-neighbourhood
+    The independent trainings run side by side in ``workers`` processes (0: one per core) when each runs on one
+    thread (``train_config.threads``, the default 1); the results do not depend on it. ``item_neighbourhood``: the stacked head (and LightGBM) also read each expert's item-neighbourhood
     features (:mod:`hetmoe.moe.neighbourhood`; tables built into the stores on first use); ``router_features``: the
     stacked head reads the router expert's columns on every query (when it is one of ``experts``: its query vector
     is computed for routing anyway); ``routers``: the router kinds the MoE is chosen among (default: all);
@@ -214,7 +214,7 @@ def fit(
 
     # The MoE candidates and every baseline are independent once the teacher exists: one batch of jobs.
     candidate = candidate_jobs(base, train, stop, cfg, teacher_logits, base.k, routers)
-    done = run_jobs([*candidate, *((baseline, (name,)) for name in names)], workers)
+    done = run_jobs([*candidate, *((baseline, (name,)) for name in names)], workers, cfg.threads)
     selection = fit_moe(out, done[:len(candidate)], train, stop, cfg, teacher_logits, stack, moe_meta, workers,
                         stack_router=router_features and router_expert in experts, transfer=unseen_head)
     index = {name: variant_dir(name) for name in [*selection["saved"], *names]}

@@ -3,7 +3,9 @@
 Why processes: each net trains on one thread (its matrices are small, see ``TrainConfig.threads``), so a fit of a
 dozen variants used one core of many. Why fork: the children inherit the parent's pair arrays copy-on-write instead
 of receiving pickled copies, and only the small results (weights, metrics) travel back. Every job seeds itself
-(``train_net`` calls ``torch.manual_seed``), so a job gives the same weights in a child as in the parent.
+(``train_net`` calls ``torch.manual_seed``), so a job gives the same weights in a child as in the parent. Why only
+for one-thread jobs: a forked child inherits the parent's OpenMP state (torch and LightGBM use libgomp, which is not
+fork-safe), so a child that starts a thread team after the parent ran one can hang; one thread never starts a team.
 """
 from __future__ import annotations
 
@@ -32,9 +34,14 @@ def _run_pending(i: int) -> Any:
     return fn(*args)
 
 
-def run_jobs(jobs: Sequence[Job], workers: int) -> list[Any]:
-    """Each ``fn(*args)`` of ``jobs``, results in order; in ``workers`` forked processes when more than one helps."""
+def run_jobs(jobs: Sequence[Job], workers: int, threads: int = 1) -> list[Any]:
+    """Each ``fn(*args)`` of ``jobs``, results in order; in ``workers`` forked processes when more than one helps
+    and each job runs on ``threads`` = 1 (else in this process, one after the other: see the module docstring)."""
     n = min(resolve_workers(workers), len(jobs))
+    if n > 1 and threads != 1:
+        log.warning("training %d jobs one after the other: each uses %s threads (threads=1 lets them run in %d "
+                    "processes side by side)", len(jobs), threads or "all", n)
+        n = 1
     if n <= 1 or "fork" not in multiprocessing.get_all_start_methods():
         return [fn(*args) for fn, args in jobs]
     if _PENDING:

@@ -63,7 +63,7 @@ def cross_fit_logits(spec: ModelSpec, train: PairSet, stop: PairSet, cfg: TrainC
     jobs = [(_fold_logits, (spec, train, stop, replace(cfg, seed=cfg.seed + fold + 1), teacher, held))
             for fold, held in enumerate(folds)]
     out = np.zeros(len(train), np.float32)
-    for held, logits in zip(folds, run_jobs(jobs, workers)):
+    for held, logits in zip(folds, run_jobs(jobs, workers, cfg.threads)):
         out[held] = logits
     return out
 
