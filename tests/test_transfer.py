@@ -72,10 +72,14 @@ def test_only_the_unknown_market_is_routed_and_scored_by_it(built: dict[str, Pat
     direct = 1.0 / (1.0 + np.exp(-moe.transfer.logits(cos, pairs.lex[at], pairs.lex_names).astype(np.float64)))
     np.testing.assert_allclose(with_head[at], direct, rtol=0, atol=1e-6)
     assert auc(with_head[at], pairs.y[at]) > 0.6  # learned on ID and TH, it ranks VN's judged pairs
+    # Its queries never reach the net or the stacked head: they need no reference cosines or neighbourhoods.
+    alone = replace(pairs.subset(at), ref=[], nbr=None)
+    np.testing.assert_array_equal(score_net(moe, alone)[0], with_head[at])
 
 
 def test_the_scorer_serves_a_catalog_market_the_model_never_saw(built: dict[str, Path]) -> None:
     from hetmoe.online.checks import RequestError
+    from hetmoe.online.results import ScoreRequest
     from hetmoe.online.scorer import Scorer
 
     moe = MoEModel.load(built["model"])
@@ -91,6 +95,14 @@ def test_the_scorer_serves_a_catalog_market_the_model_never_saw(built: dict[str,
         got = scorer.score(text, pairs.item_ids[pairs.di[at]].tolist(), NEW)
         assert got.routing.experts == tuple(moe.transfer.experts)
         np.testing.assert_allclose(got.scores, want[at], rtol=0, atol=1e-5)
+        # Beside a known market's query in one batch: each scored by its own head, as alone.
+        k = int(np.flatnonzero(np.asarray(pairs.markets, dtype=object)[pairs.q_market] != NEW)[0])
+        at_k = np.flatnonzero(pairs.qi == k)
+        text_k = dict(zip(data.queries["query_id"].to_list(), data.queries["text"].to_list()))[pairs.query_ids[k]]
+        both = scorer.score_batch([ScoreRequest(text, got.item_ids, NEW), ScoreRequest(
+            text_k, pairs.item_ids[pairs.di[at_k]].tolist(), pairs.markets[pairs.q_market[k]])])
+        np.testing.assert_allclose(both[0].scores, want[at], rtol=0, atol=1e-5)
+        np.testing.assert_allclose(both[1].scores, want[at_k], rtol=0, atol=1e-5)
         with pytest.raises(RequestError, match="unknown market 'ZZ'"):
             scorer.score(text, pairs.item_ids[pairs.di[at]].tolist(), "ZZ")
     finally:

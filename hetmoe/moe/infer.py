@@ -240,11 +240,38 @@ class MoEModel:
         """Logits (n,) of each pair (``score`` before the sigmoid); ``lexical`` (n, F) lexical features of the pairs
         for models trained with them, ``markets`` (n_q,) each query row's market (read by stacked heads, and by the
         transfer head for markets the model does not know) and ``neighbourhood`` each routed expert's (n, 10)
-        item-neighbourhood features (read by stacked heads)."""
+        item-neighbourhood features (read by stacked heads). Query rows the transfer head scores never reach the
+        net or the stacked head: their reference rows and neighbourhood features are not read."""
+        n_q = routing[0].shape[0]
+        n = next(iter(item_vecs.values())).shape[0] if item_vecs else 0
+        groups = self._groups(n_q, n, groups)
+        head = self.head_rows(markets, n_q)
+        if head.all():
+            return self._head_logits(query_vecs, item_vecs, routing, groups, reference, lexical, markets, neighbourhood)
+        pair_head = head[groups]
+        out = np.zeros(n, np.float64)  # float32 head logits widen exactly
+        if pair_head.any():
+            out[pair_head] = self._head_logits(**_take_queries(
+                head, groups, query_vecs=query_vecs, item_vecs=item_vecs, routing=routing, reference=reference,
+                lexical=lexical, markets=markets, neighbourhood=neighbourhood))
+        out[~pair_head] = self._transfer_logits(query_vecs, item_vecs, groups, lexical, np.flatnonzero(~pair_head))
+        return out
+
+    def head_rows(self, markets: np.ndarray | Sequence[str] | None, n_q: int) -> np.ndarray:
+        """(n_q,) bool: the query rows the net (and stacked head) scores; the others are unknown markets' queries,
+        which a model with a transfer head scores with that head."""
+        if self.transfer is None or markets is None:
+            return np.ones(n_q, bool)
+        return self.market_index(np.asarray(markets, dtype=object), n_q) >= 0
+
+    def _head_logits(self, query_vecs: dict[str, np.ndarray], item_vecs: dict[str, np.ndarray],
+                     routing: tuple[np.ndarray, np.ndarray], groups: np.ndarray, reference: dict[str, np.ndarray] | None,
+                     lexical: np.ndarray | None, markets: np.ndarray | None,
+                     neighbourhood: dict[str, np.ndarray] | None) -> np.ndarray:
+        """The net's logits (through the stacked head when the model has one) of pairs of known markets."""
         s = self.spec
         dense = self.dense_gates(routing)
-        n = next(iter(item_vecs.values())).shape[0] if item_vecs else 0
-        groups = self._groups(dense.shape[0], n, groups)
+        n = groups.shape[0]
         gate = dense[groups]  # (n, N)
         fan = s.hidden if s.hidden > 0 else 1
         acc = np.zeros((n, fan), np.float32)
@@ -288,22 +315,16 @@ class MoEModel:
         if self.stack is not None:
             net = self.stack.logits(self, net, query_vecs, item_vecs, routing, groups, reference, lexical, markets,
                                     neighbourhood)
-        return self._logits_unseen(net, query_vecs, item_vecs, groups, lexical, markets, dense.shape[0])
+        return net
 
-    def _logits_unseen(self, logits: np.ndarray, query_vecs: dict[str, np.ndarray], item_vecs: dict[str, np.ndarray],
-                       groups: np.ndarray, lexical: np.ndarray | None, markets: np.ndarray | None, n_q: int) -> np.ndarray:
-        """``logits`` with the pairs of unknown markets' queries scored by the transfer head instead."""
-        if self.transfer is None or markets is None:
-            return logits
-        rows = np.flatnonzero((self.market_index(markets, n_q) < 0)[groups])
-        if rows.size == 0:
-            return logits
+    def _transfer_logits(self, query_vecs: dict[str, np.ndarray], item_vecs: dict[str, np.ndarray],
+                         groups: np.ndarray, lexical: np.ndarray | None, rows: np.ndarray) -> np.ndarray:
+        """The transfer head's logits of pairs ``rows`` (unknown markets' queries)."""
+        assert self.transfer is not None
         g = groups[rows]
         cos = [pair_cosines(l2_normalize(np.atleast_2d(query_vecs[e]))[g], l2_normalize(item_vecs[e][rows]))
                for e in self.transfer.experts]
-        out = np.array(logits)  # the head's own dtype: known markets' logits stay bit for bit
-        out[rows] = self.transfer.logits(cos, None if lexical is None else np.asarray(lexical)[rows], self.spec.lexical)
-        return out
+        return self.transfer.logits(cos, None if lexical is None else np.asarray(lexical)[rows], self.spec.lexical)
 
     @staticmethod
     def _groups(n_q: int, n: int, groups: np.ndarray | None) -> np.ndarray:
@@ -336,3 +357,29 @@ class MoEModel:
         """(n, width) pair features through interaction layer i, as ``MoENet`` computes them."""
         x = np.concatenate([u * v, np.abs(u - v), stats], axis=1)
         return _relu(x @ self._inter_t[i] + self._inter_b[i])
+
+
+def _take_queries(keep: np.ndarray, groups: np.ndarray, **inputs: Any) -> dict[str, Any]:
+    """``logits``' arguments (per query row or per pair) cut to the query rows ``keep`` (bool, n_q) and their pairs,
+    ``groups`` renumbered."""
+    pairs = keep[groups]
+
+    def per_query(v: Any) -> np.ndarray:
+        return np.atleast_2d(np.asarray(v))[keep]
+
+    def per_pair(v: Any) -> np.ndarray:
+        return np.asarray(v)[pairs]
+
+    def each(values: dict[str, Any] | None, take: Any) -> dict[str, np.ndarray] | None:
+        return None if values is None else {e: take(v) for e, v in values.items()}
+
+    markets = inputs["markets"]
+    if markets is not None:
+        markets = np.atleast_1d(np.asarray(markets, dtype=object))
+        markets = (np.repeat(markets, keep.shape[0]) if markets.shape[0] == 1 else markets)[keep]
+    idx, gates = inputs["routing"]
+    return {"query_vecs": each(inputs["query_vecs"], per_query), "item_vecs": each(inputs["item_vecs"], per_pair),
+            "routing": (idx[keep], gates[keep]), "groups": (np.cumsum(keep) - 1)[groups[pairs]],
+            "reference": each(inputs["reference"], per_query), "markets": markets,
+            "lexical": None if inputs["lexical"] is None else per_pair(inputs["lexical"]),
+            "neighbourhood": each(inputs["neighbourhood"], per_pair)}

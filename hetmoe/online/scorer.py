@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from hetmoe.errors import HetmoeError
-from hetmoe.moe.neighbourhood import neighbourhood_features
+from hetmoe.moe.neighbourhood import NEIGHBOURHOOD_FEATURES, neighbourhood_features
 from hetmoe.moe.stacked import reads_router_expert
 from hetmoe.online.cache import LRUCache
 from hetmoe.online.catalog import ItemCatalog
@@ -265,8 +265,12 @@ class Scorer:
                      groups: np.ndarray, keys: Sequence[tuple[str, str]]) -> dict[str, Any]:
         """The stage-two call's arguments over all pairs; experts nobody routed to are neither gathered nor encoded.
 
-        ``keys`` (query text, market) per query row name each row's reference cosines (a pair's statistics)."""
+        ``keys`` (query text, market) per query row name each row's reference cosines (a pair's statistics). Queries
+        of markets the model never saw go to its transfer head, which reads neither those nor the neighbourhoods:
+        their rows are left zero."""
         used = sorted({e for q in qvecs for e in q}, key=self.model.experts.index)
+        markets = np.array([market for _, market in keys], dtype=object)
+        head = self.model.head_rows(markets, len(keys))
         query_vecs: dict[str, np.ndarray] = {}
         for expert in used:
             dim = self.catalog.vectors[expert].shape[1]
@@ -278,19 +282,22 @@ class Scorer:
             top = self._reference.top
             reference = {}
             for expert in used:  # rows of queries not routed to the expert stay zero (never read)
-                routed = [i for i, q in enumerate(qvecs) if expert in q]
+                routed = [i for i, q in enumerate(qvecs) if expert in q and head[i]]
                 reference[expert] = np.zeros((len(keys), top), np.float32)
                 best_rows[expert] = np.full((len(keys), top), -1, np.int64)
                 reference[expert][routed], best_rows[expert][routed] = self._reference.many(
                     expert, [keys[i] for i in routed], query_vecs[expert][routed])
         neighbourhood = None
         if self._neighbours is not None:
-            neighbourhood = {e: self._neighbourhood(e, query_vecs[e], item_vecs[e], rows, groups, best_rows[e])
-                             for e in used}
+            at = slice(None) if head.all() else head[groups]
+            neighbourhood = {}
+            for e in used:
+                neighbourhood[e] = np.zeros((rows.shape[0], len(NEIGHBOURHOOD_FEATURES)), np.float32)
+                neighbourhood[e][at] = self._neighbourhood(e, query_vecs[e], item_vecs[e][at], rows[at], groups[at],
+                                                           best_rows[e])
         lexical = None
         if self.lexical is not None:
             lexical = self.lexical.features([text for text, _ in keys], self._lexical_rows[rows], groups)
-        markets = np.array([market for _, market in keys], dtype=object)
         return {"query_vecs": query_vecs, "item_vecs": item_vecs, "routing": routing, "groups": groups,
                 "reference": reference, "lexical": lexical, "markets": markets, "neighbourhood": neighbourhood}
 
