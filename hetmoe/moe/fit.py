@@ -124,11 +124,11 @@ def fit(
     ``moe`` is chosen on the early-stopping queries among learned and rule routing with 1..``k`` experts and, with
     ``stack``, the net or its stacked head (:mod:`hetmoe.moe.select`); the baselines route with exactly ``k``.
     The independent trainings run side by side in ``workers`` processes (0: one per core) when each runs on one
-    thread (``train_config.threads``, the default 1); the results do not depend on it. ``item_neighbourhood``: the stacked head (and LightGBM) also read each expert's item-neighbourhood
-    features (:mod:`hetmoe.moe.neighbourhood`; tables built into the stores on first use); ``router_features``: the
-    stacked head reads the router expert's columns on every query (when it is one of ``experts``: its query vector
-    is computed for routing anyway); ``routers``: the router kinds the MoE is chosen among (default: all);
-    ``transfer``: every net variant gets a head for markets it never saw (:mod:`hetmoe.moe.transfer`)."""
+    thread (``train_config.threads``, the default 1); the results do not depend on it. ``item_neighbourhood``: the
+    stacked head (and LightGBM) also read each expert's item-neighbourhood features (:mod:`hetmoe.moe.neighbourhood`;
+    tables built into the stores on first use); ``router_features``: the stacked head reads the router expert's
+    columns on every query (when it is one of ``experts``: its query vector is computed for routing anyway);
+    ``routers``: the router kinds the MoE is chosen among (default: all); ``transfer``: every net variant gets a head for markets it never saw (:mod:`hetmoe.moe.transfer`)."""
     t0 = time.perf_counter()
     experts = resolve_experts(experts)
     if router_expert is None:
