@@ -128,7 +128,8 @@ def fit(
     stacked head (and LightGBM) also read each expert's item-neighbourhood features (:mod:`hetmoe.moe.neighbourhood`;
     tables built into the stores on first use); ``router_features``: the stacked head reads the router expert's
     columns on every query (when it is one of ``experts``: its query vector is computed for routing anyway);
-    ``routers``: the router kinds the MoE is chosen among (default: all); ``transfer``: every net variant gets a head for markets it never saw (:mod:`hetmoe.moe.transfer`)."""
+    ``routers``: the router kinds the MoE is chosen among (default: all); ``transfer``: every net variant gets a head
+    for markets it never saw (:mod:`hetmoe.moe.transfer`)."""
     t0 = time.perf_counter()
     experts = resolve_experts(experts)
     if router_expert is None:
