@@ -198,10 +198,13 @@ def main(argv: list[str] | None = None) -> int:
     scorer = Scorer.load(args.model, data_dir=args.data, with_indexes=None)  # score needs no index
     scorer.warm()
     served = workload(scorer, args.data or Path(scorer.model.config["dataset"]), args.queries, args.items, args.seed)
-    work = [w for w in served if w[1] in scorer.model.markets]
+    work, unseen = [], []
+    for w in served:
+        (work if w[1] in scorer.model.markets else unseen).append(w)
+    if not work:
+        raise SystemExit(f"{args.data}: no query of the model's markets ({', '.join(scorer.model.markets)}) to time")
     result: dict[str, Any] = {"benchmark": "online", "model": str(args.model), "experts": scorer.experts, "k": scorer.model.k,
                               "items_per_score": args.items, "queries": len(work), "cpu_count": os.cpu_count()}
-    unseen = [w for w in served if w[1] not in scorer.model.markets]
     if unseen:
         result["unseen_market"] = {"markets": sorted({w[1] for w in unseen}), "queries": len(unseen),
                                    **score_latency(scorer, unseen, args.repeats)}

@@ -88,7 +88,8 @@ def test_the_scorer_serves_a_catalog_market_the_model_never_saw(built: dict[str,
     want, _ = score_net(moe, pairs)
     q = int(np.flatnonzero(np.asarray(pairs.markets, dtype=object)[pairs.q_market] == NEW)[0])
     at = np.flatnonzero(pairs.qi == q)
-    text = dict(zip(data.queries["query_id"].to_list(), data.queries["text"].to_list()))[pairs.query_ids[q]]
+    texts = dict(zip(data.queries["query_id"].to_list(), data.queries["text"].to_list()))
+    text = texts[pairs.query_ids[q]]
     scorer = Scorer.load(built["model"], data_dir=built["full"], with_indexes=False)
     try:
         assert scorer.markets == [*moe.markets, NEW]
@@ -98,9 +99,8 @@ def test_the_scorer_serves_a_catalog_market_the_model_never_saw(built: dict[str,
         # Beside a known market's query in one batch: each scored by its own head, as alone.
         k = int(np.flatnonzero(np.asarray(pairs.markets, dtype=object)[pairs.q_market] != NEW)[0])
         at_k = np.flatnonzero(pairs.qi == k)
-        text_k = dict(zip(data.queries["query_id"].to_list(), data.queries["text"].to_list()))[pairs.query_ids[k]]
         both = scorer.score_batch([ScoreRequest(text, got.item_ids, NEW), ScoreRequest(
-            text_k, pairs.item_ids[pairs.di[at_k]].tolist(), pairs.markets[pairs.q_market[k]])])
+            texts[pairs.query_ids[k]], pairs.item_ids[pairs.di[at_k]].tolist(), pairs.markets[pairs.q_market[k]])])
         np.testing.assert_allclose(both[0].scores, want[at], rtol=0, atol=1e-5)
         np.testing.assert_allclose(both[1].scores, want[at_k], rtol=0, atol=1e-5)
         with pytest.raises(RequestError, match="unknown market 'ZZ'"):
