@@ -132,3 +132,19 @@ def test_the_report_names_the_markets_the_model_never_saw(built: dict[str, Path]
     assert f"Markets the model was not fitted on: {NEW}; the net variants score them with their transfer heads" in markdown(report)
     assert set(report["variants"]["moe"]["auc_by_market"]) == {"ID", "TH", NEW}
     assert "has no transfer head" in markdown({**report, "transfer_head": False})
+
+
+def test_only_the_markets_fitted_on_get_the_optimistic_split_warning(built: dict[str, Path], tmp_path: Path,
+                                                                     caplog: pytest.LogCaptureFixture) -> None:
+    """The train split of a market the model never saw is a clean held-out slice: eval must not call it optimistic."""
+    from hetmoe.moe.evaluate import evaluate
+
+    data = load_dataset(built["full"])
+    new_queries = data.queries.filter(pl.col("market") == NEW)
+    unseen = write_dataset(tmp_path / "unseen", data.items.filter(pl.col("market") == NEW), new_queries,
+                           data.judgments.filter(pl.col("query_id").is_in(new_queries["query_id"].to_list())))
+    with caplog.at_level("WARNING", logger="hetmoe.moe.evaluate"):
+        report = evaluate(built["model"], unseen, "train", tmp_path / "unseen-report")
+        assert report["unseen_markets"] == [NEW] and "optimistic" not in caplog.text
+        evaluate(built["model"], built["full"], "train", tmp_path / "full-report")
+    assert "split 'train' of ID, TH was used in training" in caplog.text
