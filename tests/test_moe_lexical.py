@@ -77,6 +77,29 @@ def test_the_scorer_computes_the_lexical_features_online(built: dict[str, Path])
     scorer.close()
 
 
+def test_a_repeated_query_reuses_its_lexical_side_and_scores_the_same(built: dict[str, Path]) -> None:
+    from hetmoe.lexical.store import open_lexical
+    from hetmoe.online.results import ScoreRequest
+    from hetmoe.online.scorer import Scorer
+
+    scorer = Scorer.load(built["model"], with_indexes=False)
+    data = load_dataset(built["data"])
+    qid, text, market = data.queries.head(1).select("query_id", "text", "market").row(0)
+    ids = data.judgments.filter(pl.col("query_id") == qid)["item_id"].to_list()
+    first = scorer.score(text, ids, market)
+    misses = scorer._lexical_queries.misses
+    again = scorer.score(text, ids[::-1], market)  # other items, same query: its lexical side comes from the cache
+    assert scorer._lexical_queries.hits >= 1 and scorer._lexical_queries.misses == misses
+    np.testing.assert_array_equal(again.scores[::-1], first.scores)
+    lexical = open_lexical(built["stores"], "lexical")
+    inputs = scorer.head_inputs([ScoreRequest(text, ids, market)])
+    np.testing.assert_array_equal(inputs["lexical"], lexical.features([text], lexical.rows(ids), np.zeros(len(ids), np.int64)))
+    scorer.clear_caches()
+    assert len(scorer._lexical_queries) == 0
+    np.testing.assert_array_equal(scorer.score(text, ids, market).scores, first.scores)
+    scorer.close()
+
+
 def test_a_lexical_store_of_other_texts_is_refused(built: dict[str, Path], tmp_path: Path) -> None:
     data = load_dataset(built["data"])
     items = data.items.with_columns(pl.when(pl.int_range(pl.len()) == 0).then(pl.lit("another title")).otherwise(pl.col("title")).alias("title"))

@@ -119,9 +119,17 @@ class LexicalModel:
             remap = np.empty(int(used.max()) + 1, dtype=np.int64)
             remap[used] = [position[queries[g]] for g in used.tolist()]
             mapped = remap[groups]
-        batch = QueryBatch.prepare(self.catalog, self._tokenizer, self._grams, texts)
+        return self.prepared_features(self.prepare_queries(texts), rows, mapped)
+
+    def prepare_queries(self, texts: Sequence[str]) -> QueryBatch:
+        """The query side of ``texts`` (tokens, term and n-gram sets, counts): depends on the texts and the catalog
+        only, so a caller that sees a query again may keep it (the Scorer caches one per query text)."""
+        return QueryBatch.prepare(self.catalog, self._tokenizer, self._grams, texts)
+
+    def prepared_features(self, batch: QueryBatch, rows: np.ndarray, groups: np.ndarray) -> np.ndarray:
+        """(n_pairs, F) float32 for pairs (batch query groups[j], item row rows[j]); indices are not checked here."""
         parts = [
-            pair_features(self.catalog, batch, rows[s : s + CHUNK_PAIRS], mapped[s : s + CHUNK_PAIRS])
+            pair_features(self.catalog, batch, rows[s : s + CHUNK_PAIRS], groups[s : s + CHUNK_PAIRS])
             for s in range(0, rows.size, CHUNK_PAIRS)
         ]
         return parts[0] if len(parts) == 1 else np.concatenate(parts)
