@@ -13,35 +13,26 @@ from __future__ import annotations
 import argparse
 import json
 import time
-from pathlib import Path
 
 import numpy as np
+from _pairs import add_pair_arguments, load_bench_pairs  # bench/_pairs.py (a script's own folder is on sys.path)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--data", type=Path, required=True)
-    parser.add_argument("--stores", type=Path, required=True)
-    parser.add_argument("-e", "--experts", required=True)
-    parser.add_argument("--lexical", default="lexical")
+    add_pair_arguments(parser)
     parser.add_argument("--pair", default="", help="two experts to compare on their own too (a top-2 route)")
-    parser.add_argument("--router-expert", default="static")
     parser.add_argument("--seeds", default="0,1")
-    parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args()
     import lightgbm as lgb
     from sklearn.metrics import roc_auc_score
 
-    from hetmoe.data.validate import check_dataset
-    from hetmoe.moe.features import carve_by_query, load_pairs
+    from hetmoe.moe.features import carve_by_query
     from hetmoe.moe.neighbourhood import NEIGHBOURHOOD_FEATURES
     from hetmoe.moe.stack import EARLY_STOP_ROUNDS, MAX_ROUNDS, PARAMS
 
-    experts = [e for e in args.experts.split(",") if e]
-    dataset = check_dataset(args.data)
     began = time.perf_counter()
-    pairs = load_pairs(dataset, args.stores, experts, ["train", "valid"], args.router_expert,
-                       lexical_store=args.lexical or "", neighbourhood=True)
+    experts, pairs = load_bench_pairs(args)
     seconds = time.perf_counter() - began
     train = np.flatnonzero(pairs.split == "train")
     fit_mask, stop_mask = carve_by_query(pairs.subset(pairs.split == "train"), 0.15, 0)

@@ -17,10 +17,10 @@ from __future__ import annotations
 
 import argparse
 import json
-from pathlib import Path
 from typing import Any
 
 import numpy as np
+from _pairs import add_pair_arguments, load_bench_pairs  # bench/_pairs.py (a script's own folder is on sys.path)
 
 # Lexical features in [0, 1], the "bounded" set the transfer head's four were picked from.
 BOUNDED = ("bm25_title_norm", "bm25_text_norm", "tfidf_char_cos", "char_coverage", "word_cosine", "jaccard",
@@ -29,22 +29,13 @@ BOUNDED = ("bm25_title_norm", "bm25_text_norm", "tfidf_char_cos", "char_coverage
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--data", type=Path, required=True)
-    parser.add_argument("--stores", type=Path, required=True)
-    parser.add_argument("-e", "--experts", required=True)
-    parser.add_argument("--lexical", default="lexical")
-    parser.add_argument("--router-expert", default="static")
+    add_pair_arguments(parser)
     parser.add_argument("--k", type=int, default=2, help="experts the transfer head reads")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args()
-    from hetmoe.data.validate import check_dataset
-    from hetmoe.moe.features import load_pairs
     from hetmoe.moe.transfer import TRANSFER_LEXICAL
 
-    experts = [e for e in args.experts.split(",") if e]
-    pairs = load_pairs(check_dataset(args.data), args.stores, experts, ["train", "valid"], args.router_expert,
-                       lexical_store=args.lexical, neighbourhood=True)
+    experts, pairs = load_bench_pairs(args)
     if len(pairs.markets) < 2:
         raise SystemExit(f"{args.data}: one market ({pairs.markets[0]}); transfer needs two or more")
     lex = list(pairs.lex_names)
