@@ -60,14 +60,19 @@ def test_every_head_reads_the_lexical_features(built: dict[str, Path]) -> None:
     assert {"moe", "lightgbm", "rule"} <= set(report["variants"])
 
 
+def _first_query(data_dir: Path) -> tuple[str, list[str], str]:
+    """(text, judged item ids, market) of the dataset's first query."""
+    data = load_dataset(data_dir)
+    qid, text, market = data.queries.head(1).select("query_id", "text", "market").row(0)
+    return text, data.judgments.filter(pl.col("query_id") == qid)["item_id"].to_list(), market
+
+
 def test_the_scorer_computes_the_lexical_features_online(built: dict[str, Path]) -> None:
     from hetmoe.lexical.store import open_lexical
     from hetmoe.online.scorer import Scorer
 
     scorer = Scorer.load(built["model"], with_indexes=False)
-    data = load_dataset(built["data"])
-    qid, text, market = data.queries.head(1).select("query_id", "text", "market").row(0)
-    ids = data.judgments.filter(pl.col("query_id") == qid)["item_id"].to_list()
+    text, ids, market = _first_query(built["data"])
     got = scorer.score(text, ids, market)
     lexical = open_lexical(built["stores"], "lexical")
     direct = lexical.features([text], lexical.rows(ids), np.zeros(len(ids), np.int64))
@@ -83,9 +88,7 @@ def test_a_repeated_query_reuses_its_lexical_side_and_scores_the_same(built: dic
     from hetmoe.online.scorer import Scorer
 
     scorer = Scorer.load(built["model"], with_indexes=False)
-    data = load_dataset(built["data"])
-    qid, text, market = data.queries.head(1).select("query_id", "text", "market").row(0)
-    ids = data.judgments.filter(pl.col("query_id") == qid)["item_id"].to_list()
+    text, ids, market = _first_query(built["data"])
     first = scorer.score(text, ids, market)
     misses = scorer._lexical_queries.misses
     again = scorer.score(text, ids[::-1], market)  # other items, same query: its lexical side comes from the cache
