@@ -5,7 +5,8 @@ booster settings, early stopping on 15% of its train queries; linear: :func:`het
 transfer head fits) and scored on every market's valid pairs: the off-diagonal cells are the transfer. Rows:
 
 - ``trees, every feature``: LightGBM over each expert's cos, z, gap and item-neighbourhood features + every lexical one;
-- ``transfer head``: :func:`hetmoe.moe.transfer.fit_transfer` itself (its k best experts' raw cosines + TRANSFER_LEXICAL);
+- ``transfer head``: :func:`hetmoe.moe.transfer.fit_transfer` itself (its k best experts' raw cosines + TRANSFER_LEXICAL;
+  ``transfer_experts`` in the JSON names them per source market);
 - ``linear, cosines only`` / ``+ bounded lexical`` / ``+ every lexical feature`` / ``+ item neighbourhoods``: the same
   regression over other sets;
 - ``zero-shot <feature>``: one raw feature as the score (no training: the same in every source's column).
@@ -51,18 +52,20 @@ def main() -> None:
     }
     trees = np.column_stack([pairs.stats[:, i, j] for i in range(len(experts)) for j in range(3)] + nbr + [pairs.lex])
     rows: dict[str, dict[str, float]] = {}
+    chosen: dict[str, list[str]] = {}
     for source in pairs.markets:
         fit_at = (pairs.market_names == source) & (pairs.split == "train")
         rows.setdefault("trees, every feature", {}).update(
             _cells(source, pairs, _trees(trees, pairs, fit_at, args.seed)))
-        rows.setdefault("transfer head", {}).update(_cells(source, pairs, _transfer_head(pairs, fit_at, experts, args.k)))
+        scores, chosen[source] = _transfer_head(pairs, fit_at, experts, args.k)
+        rows.setdefault("transfer head", {}).update(_cells(source, pairs, scores))
         for name, cols in sets.items():
             rows.setdefault(name, {}).update(_cells(source, pairs, _linear(np.column_stack(cols), pairs, fit_at)))
     for name, col in [*((f"zero-shot cos {e}", c) for e, c in zip(experts, cos)),
                       *((f"zero-shot {f}", lexcols[f]) for f in TRANSFER_LEXICAL)]:
         rows[name] = {cell: v for source in pairs.markets for cell, v in _cells(source, pairs, np.nan_to_num(col)).items()}
     result = {"name": "transfer", "data": str(args.data), "experts": experts, "k": args.k, "seed": args.seed,
-              "valid_auc": rows}
+              "transfer_experts": chosen, "valid_auc": rows}
     print(json.dumps(result))
     cells = list(next(iter(rows.values())))
     print("\n| head | " + " | ".join(cells) + " |\n|---|" + "---|" * len(cells))
@@ -92,11 +95,13 @@ def _linear(x: np.ndarray, pairs: Any, fit_at: np.ndarray) -> np.ndarray:
     return (x - mean) / std @ beta[:-1] + beta[-1]
 
 
-def _transfer_head(pairs: Any, fit_at: np.ndarray, experts: list[str], k: int) -> np.ndarray:
+def _transfer_head(pairs: Any, fit_at: np.ndarray, experts: list[str], k: int) -> tuple[np.ndarray, list[str]]:
+    """(scores of every pair, the experts the head chose on the source market)."""
     from hetmoe.moe.transfer import fit_transfer
 
     head = fit_transfer(pairs.subset(fit_at), experts, k)
-    return head.logits([pairs.stats[:, experts.index(e), 0] for e in head.experts], pairs.lex, pairs.lex_names)
+    cosines = [pairs.stats[:, experts.index(e), 0] for e in head.experts]
+    return head.logits(cosines, pairs.lex, pairs.lex_names), list(head.experts)
 
 
 def _trees(x: np.ndarray, pairs: Any, fit_at: np.ndarray, seed: int) -> np.ndarray:
