@@ -105,7 +105,8 @@ def evaluate(
     moe = MoEModel.load(model_dir, store_root=store_root)
     splits_seen = main.get("splits", {})
     pairs = model_pairs(moe, dataset, [split], store_root, neighbourhood=_reads_neighbourhood(model_dir))
-    trained = sorted(set(pairs.market_names.tolist()) & set(moe.markets))  # an unseen market's train split is clean
+    evaluated = set(pairs.market_names.tolist())
+    trained = sorted(evaluated & set(moe.markets))  # an unseen market's train split is clean
     if trained and (splits_seen.get("early_stopping") == f"split '{split}'" or split == "train"):
         log.warning("split '%s' of %s was used in training: its numbers are optimistic", split, ", ".join(trained))
     variants: dict[str, Any] = {}
@@ -132,8 +133,8 @@ def evaluate(
         "model": str(model_dir.resolve()),
         "pairs": len(pairs),
         "queries": int(np.unique(pairs.qi).size),
-        "markets": sorted(set(pairs.market_names.tolist())),
-        "unseen_markets": sorted(set(pairs.market_names.tolist()) - set(moe.markets)),
+        "markets": sorted(evaluated),
+        "unseen_markets": sorted(evaluated - set(moe.markets)),
         "transfer_head": moe.transfer is not None,
         "trained_on": splits_seen,
         "router_expert": moe.router_expert,
