@@ -1,4 +1,4 @@
-"""What the item-neighbourhood features (:mod:`hetmoe.moe.neighbourhood`) add, measured with trees over every expert.
+"""What the item-neighbourhood features (:mod:`hetmoe.pairs.blocks.neighbourhood`) add, measured with trees over every expert.
 
 LightGBM (the stacked head's booster settings, early stopping on 15% of train's queries) over every expert's pair
 statistics (cos, z, gap) and the lexical features, without and with the six item-neighbourhood features per expert,
@@ -28,7 +28,7 @@ def main() -> None:
     from sklearn.metrics import roc_auc_score
 
     from hetmoe.moe.features import carve_by_query
-    from hetmoe.moe.neighbourhood import NEIGHBOURHOOD_FEATURES
+    from hetmoe.pairs.blocks.neighbourhood import NEIGHBOURHOOD_FEATURES
     from hetmoe.moe.stack import EARLY_STOP_ROUNDS, MAX_ROUNDS, PARAMS
 
     began = time.perf_counter()

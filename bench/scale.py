@@ -34,7 +34,6 @@ import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
 import polars as pl
 from embed import write_catalog
 
@@ -141,34 +140,20 @@ def score_vs_eval(work: Path, model: Path) -> dict:
     from hetmoe.moe.fit import load_data
     from hetmoe.moe.infer import MoEModel
     from hetmoe.scale.score import score_pairs
-    from hetmoe.store.zarr_store import open_expert
-    from threadpoolctl import threadpool_limits
 
     moe = MoEModel.load(model)
     data = Path(moe.config["dataset"])
     judged = model_pairs(moe, load_data(data), ["valid"])  # the pairs exactly as eval loads them
-    with threadpool_limits(limits=1, user_api="blas"):  # the Scorer's BLAS setting: thread count moves the last bits
-        reference, _ = score_net(moe, judged)
-        # The same model on vectors read from the stores again here (eval uses the ones load_pairs kept)
-        markets = np.asarray(judged.markets, dtype=object)[judged.q_market]
-        routing = moe.route(markets, judged.rvec)
-        stores = {e: open_expert(moe.store_root, e) for e in moe.experts}
-        items = {e: stores[e].items.get(judged.item_ids)[judged.di] for e in moe.experts}
-        queries = {e: stores[e].queries.get(judged.query_ids) for e in moe.experts}
-        ref = {e: judged.ref[judged.experts.index(e)] for e in moe.experts} if judged.ref else None
-        nbr = None if judged.nbr is None else {e: judged.nbr[:, judged.experts.index(e)] for e in moe.experts}
-        raw = moe.score(queries, items, routing, groups=judged.qi, reference=ref, lexical=judged.lex, markets=markets,
-                        neighbourhood=nbr)
+    reference, _ = score_net(moe, judged)
     eval_scores = pl.DataFrame({"query_id": judged.query_ids[judged.qi].tolist(),
-                                "item_id": judged.item_ids[judged.di].tolist(), "eval": reference, "raw": raw})
+                                "item_id": judged.item_ids[judged.di].tolist(), "eval": reference})
     queries = pl.read_parquet(data / "queries.parquet", columns=["query_id", "market"])
     valid = pl.read_parquet(data / "judgments.parquet").filter(pl.col("split") == "valid").join(queries, on="query_id")
     valid.select("query_id", "market", "item_id").write_parquet(work / "valid.parquet")
     summary = score_pairs(model, work / "valid.parquet", work / "valid-scores.parquet", progress=False)
     both = pl.read_parquet(work / "valid-scores.parquet").join(eval_scores, on=["query_id", "item_id"])
     return {"pairs": summary["pairs"], "matched": both.height, "pairs_per_s": summary["pairs_per_s"],
-            "seconds": summary["seconds"], "max_abs_diff": float((both["score"] - both["eval"]).abs().max()),
-            "max_abs_diff_raw_vectors": float((both["score"] - both["raw"]).abs().max())}
+            "seconds": summary["seconds"], "max_abs_diff": float((both["score"] - both["eval"]).abs().max())}
 
 
 def ratios(rows: list[dict], key: str) -> dict[str, dict[str, float]]:

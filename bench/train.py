@@ -19,10 +19,9 @@ import numpy as np
 
 from hetmoe.experts.card import default_experts, default_router_expert, get_card
 from hetmoe.moe.features import PairSet
-from hetmoe.moe.reference import REF_TOP, reference_stats, top_cosines
 from hetmoe.moe.spec import ModelSpec
 from hetmoe.moe.train import TrainConfig, net_logits, train_net
-from hetmoe.vectors import l2_normalize, pair_cosines
+from hetmoe.vectors import l2_normalize
 
 EXPERTS = {name: int(get_card(name).dim or 0) for name in default_experts()}  # the cards' default set and dims
 ROUTER = default_router_expert()
@@ -42,22 +41,14 @@ def synthetic_pairs(n_pairs: int, seed: int) -> PairSet:
     rel = np.einsum("ij,ij->i", zq[qi], zi[di]) / np.sqrt(LATENT)
     y = (rel + 0.5 * rng.normal(size=n_pairs) > 1.0).astype(np.float32)
     quality = rng.uniform(0.3, 1.5, size=(len(EXPERTS), len(MARKETS)))  # expert x market signal strength
-    q_list, d_list, stats = [], [], []
+    q_list, d_list = [], []
     for e, dim in enumerate(EXPERTS.values()):
         mix = rng.normal(size=(LATENT, dim)) / np.sqrt(LATENT)
         noise_q = rng.normal(size=(n_q, dim)) / quality[e, q_market][:, None]
-        q = l2_normalize(zq @ mix + noise_q)
-        d = l2_normalize(zi @ mix + rng.normal(size=(n_i, dim)))
-        q_list.append(q)
-        d_list.append(d)
-        stats.append(reference_stats(pair_cosines(q[qi], d[di]), top_cosines(q, d, REF_TOP)[qi]))
-    return PairSet(
-        experts=list(EXPERTS), markets=MARKETS, query_ids=np.array([f"q{i}" for i in range(n_q)], dtype=object),
-        item_ids=np.array([f"i{i}" for i in range(n_i)], dtype=object), q=q_list, d=d_list,
-        d_raw_norm=[np.ones(n_i, np.float32)] * len(EXPERTS), q_raw_norm=[np.ones(n_q, np.float32)] * len(EXPERTS),
-        rvec=q_list[list(EXPERTS).index(ROUTER)], q_market=q_market, qi=qi, di=di, stats=np.stack(stats, axis=1), ref=[], y=y,
-        label=y.astype(np.float64), split=np.full(n_pairs, "train", dtype=object),
-    )
+        q_list.append(l2_normalize(zq @ mix + noise_q))
+        d_list.append(l2_normalize(zi @ mix + rng.normal(size=(n_i, dim))))
+    return PairSet.from_arrays(list(EXPERTS), q_list, d_list, qi, di, y, MARKETS, q_market,
+                               q_list[list(EXPERTS).index(ROUTER)])
 
 
 def main() -> None:

@@ -8,13 +8,13 @@ import stat
 from collections.abc import Iterator
 from pathlib import Path
 
-import numpy as np
 import pytest
 from store_data import make_catalog
 
 from hetmoe.experts.card import get_card
 from hetmoe.files import current_umask, dir_mode, file_mode
-from hetmoe.moe.artifacts import write_net
+from hetmoe.moe.infer import MoEModel
+from hetmoe.moe.net import MoENet
 from hetmoe.moe.spec import ModelSpec
 from hetmoe.store.embed import embed_dataset
 from hetmoe.store.index import build_index
@@ -53,7 +53,7 @@ def test_store_index_and_weights_follow_the_umask(umask_022: int, tmp_path: Path
     embed_dataset(data, get_card("static"), tmp_path / "stores", progress=False)
     build_index(tmp_path / "stores", "static")
     spec = ModelSpec(experts=["static"], dims=[64], markets=["us"], router="none", k=1)
-    write_net(tmp_path / "model", spec.to_dict(), {"w": np.zeros((2, 3), np.float32)}, {"variant": "moe"})
+    MoEModel(spec, MoENet(spec).numpy_weights()).save(tmp_path / "model", {"variant": "moe"})
     modes = {**_modes(tmp_path / "stores"), **{f"model/{k}": v for k, v in _modes(tmp_path / "model").items()}}
     for name in (
         "static/manifest.json",

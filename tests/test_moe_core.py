@@ -13,6 +13,8 @@ from hetmoe.moe.net import MoENet, switch_loss, top_k_gates
 from hetmoe.moe.pairstats import group_stats
 from hetmoe.moe.reference import market_top_cosines, reference_stats, top_cosines
 from hetmoe.moe.spec import ModelSpec
+from hetmoe.pairs.arrays import in_memory_features
+from hetmoe.pairs.features import PairFeatures
 from hetmoe.vectors import l2_normalize, pair_cosines
 
 DIMS = [8, 12, 6, 5]
@@ -26,18 +28,22 @@ def _spec(**over: object) -> ModelSpec:
 
 
 def _inputs(spec: ModelSpec, n_q: int = 3, per_q: int = 6, seed: int = 0) -> dict[str, object]:
+    """Queries of markets X, Y and an unknown Z, their items, and 40 more catalog items per query market: the pairs'
+    features (``feats``) from the one feature path, and the same statistics as the torch net reads them."""
     rng = np.random.default_rng(seed)
     q = [l2_normalize(rng.normal(size=(n_q, d))) for d in spec.dims]
-    d = [l2_normalize(rng.normal(size=(n_q * per_q, dim))) for dim in spec.dims]
+    catalog = [l2_normalize(rng.normal(size=(n_q * (per_q + 40), d))).astype(np.float16).astype(np.float32)
+               for d in spec.dims]  # items as a store holds them (float16)
     groups = np.repeat(np.arange(n_q), per_q)
-    catalogs = [l2_normalize(rng.normal(size=(40, dim))) for dim in spec.dims]
-    ref = [top_cosines(qq, cat, spec.ref_top) for qq, cat in zip(q, catalogs)]
-    if spec.pair_stats == "reference":
-        stats = np.stack([reference_stats(pair_cosines(qq[groups], dd), r[groups]) for qq, dd, r in zip(q, d, ref)], axis=1)
-    else:
-        stats = np.stack([group_stats(pair_cosines(qq[groups], dd), groups) for qq, dd in zip(q, d)], axis=1)
-    return {"q": q, "d": d, "groups": groups, "stats": stats, "rvec": l2_normalize(rng.normal(size=(n_q, spec.router_dim))),
-            "market": np.array([0, 1, -1][:n_q] + [0] * max(0, n_q - 3)), "ref": dict(zip(spec.experts, ref))}
+    markets = (["X", "Y", "Z"] * n_q)[:n_q]
+    item_markets = [markets[i] for i in groups] + [markets[i % n_q] for i in range(n_q * 40)]
+    feats = in_memory_features(dict(zip(spec.experts, q)), dict(zip(spec.experts, catalog)), groups,
+                               np.arange(groups.shape[0]), markets, item_markets=item_markets,
+                               pair_stats=spec.pair_stats, ref_top=spec.ref_top)
+    stats = np.stack([feats.block("stats", e)[:, [0, 2, 3]] for e in spec.experts], axis=1)
+    return {"q": q, "d": [c[: groups.shape[0]] for c in catalog], "groups": groups, "stats": stats, "feats": feats,
+            "rvec": l2_normalize(rng.normal(size=(n_q, spec.router_dim))),
+            "market": np.array([0, 1, -1][:n_q] + [0] * max(0, n_q - 3)), "markets": np.array(markets, dtype=object)}
 
 
 def _torch_logits(net: MoENet, x: dict[str, object]) -> torch.Tensor:
@@ -105,12 +111,21 @@ def test_numpy_inference_equals_torch(router: str, fusion: str, hidden: int, pai
     with torch.no_grad():
         expected = _torch_logits(net, x)[0].numpy()
     model = MoEModel(spec, net.numpy_weights())
-    markets = np.array(["X", "Y", "Z"], dtype=object)  # Z: unknown market, routed by the query vector alone
-    routing = model.route(markets, x["rvec"])
-    got = model.logits({e: x["q"][i] for i, e in enumerate(spec.experts)},
-                       {e: x["d"][i] for i, e in enumerate(spec.experts)}, routing, groups=x["groups"],
-                       reference=x["ref"] if pair_stats == "reference" else None)
+    routing = model.route(x["markets"], x["rvec"])  # Z: unknown market, routed by the query vector alone
+    got = model.logits(x["feats"], routing)
     np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-5)
+
+
+def _routed_only(x: dict[str, object], routing: tuple[np.ndarray, np.ndarray], model: MoEModel,
+                 items: np.ndarray | None = None) -> object:
+    """The features of ``x`` with each query row carrying only its routed experts' vectors (as the Scorer encodes),
+    optionally over the pairs ``items`` alone."""
+    feats = x["feats"]
+    routed = model.dense_gates(routing) > 0
+    has = {e: routed[:, i] for i, e in enumerate(model.experts)}
+    batch = replace(feats.batch, has=has) if items is None else replace(feats.batch, has=has, qi=feats.batch.qi[items],
+                                                                          di=feats.batch.di[items])
+    return PairFeatures(batch, feats.context, feats.blocks)
 
 
 def test_score_needs_only_routed_experts() -> None:
@@ -118,11 +133,10 @@ def test_score_needs_only_routed_experts() -> None:
     torch.manual_seed(0)
     model = MoEModel(spec, MoENet(spec).numpy_weights())
     x = _inputs(spec, n_q=1)
-    routing = model.route("X", x["rvec"])
+    routing = model.route(x["markets"], x["rvec"])
     needed = model.routed_experts(routing)[0]
     assert len(needed) == 2
-    scores = model.score({e: x["q"][spec.experts.index(e)] for e in needed},
-                         {e: x["d"][spec.experts.index(e)] for e in needed}, routing, reference=x["ref"])
+    scores = model.score(_routed_only(x, routing, model), routing)
     assert scores.shape == (6,) and np.all((scores > 0) & (scores < 1))
     assert model.project_items("a", x["d"][0]).shape == (6, spec.rank)
 
@@ -132,26 +146,27 @@ def test_reference_scores_do_not_depend_on_the_other_items() -> None:
     torch.manual_seed(0)
     model = MoEModel(spec, MoENet(spec).numpy_weights())
     x = _inputs(spec, n_q=1, per_q=12)
-    routing = model.route("X", x["rvec"])
-    q = {e: x["q"][i] for i, e in enumerate(spec.experts)}
-    together = model.score(q, {e: x["d"][i] for i, e in enumerate(spec.experts)}, routing, reference=x["ref"])
-    alone = [model.score(q, {e: x["d"][i][j : j + 1] for i, e in enumerate(spec.experts)}, routing, reference=x["ref"])[0]
-             for j in range(12)]
-    np.testing.assert_allclose(alone, together, rtol=1e-6)
+    routing = model.route(x["markets"], x["rvec"])
+    together = model.score(_routed_only(x, routing, model), routing)
+    alone = [model.score(_routed_only(x, routing, model, np.array([j])), routing)[0] for j in range(12)]
+    assert np.array_equal(alone, together)  # bit for bit: a pair's score does not depend on its companions
     listwise = replace(spec, pair_stats="listwise")
     lw = MoEModel(listwise, MoENet(listwise).numpy_weights())
-    lw_together = lw.score(q, {e: x["d"][i] for i, e in enumerate(spec.experts)}, routing)
-    lw_alone = lw.score(q, {e: x["d"][i][:1] for i, e in enumerate(spec.experts)}, routing)[0]
+    y = _inputs(listwise, n_q=1, per_q=12)
+    lw_together = lw.score(y["feats"], routing)
+    lw_alone = lw.score(_routed_only(y, routing, lw, np.array([0])), routing)[0]
     assert abs(lw_alone - lw_together[0]) > 1e-6  # the listwise option does depend on its companions, as documented
 
 
-def test_reference_model_refuses_scoring_without_reference_cosines() -> None:
+def test_a_model_refuses_to_score_a_routed_expert_without_its_query_vectors() -> None:
     spec = _spec(router="none")
     model = MoEModel(spec, MoENet(spec).numpy_weights())
     x = _inputs(spec, n_q=1)
-    with pytest.raises(HetmoeError, match="reference cosines"):
-        model.score({e: x["q"][i] for i, e in enumerate(spec.experts)}, {e: x["d"][i] for i, e in enumerate(spec.experts)},
-                    model.route("X", x["rvec"]))
+    routing = model.route(x["markets"], x["rvec"])
+    feats = x["feats"]
+    missing = PairFeatures(feats.batch.select_experts(["a", "b"]), feats.context, feats.blocks)
+    with pytest.raises(HetmoeError, match="expert 'c' is routed but its query vectors"):
+        model.score(missing, routing)
 
 
 def test_top_cosines_is_the_sorted_best_of_brute_force_and_stays_in_market() -> None:
@@ -252,7 +267,7 @@ def test_the_stacked_booster_scores_a_pair_alone_as_in_a_block_past_the_serial_t
     """Small calls (the Scorer's) predict on one thread, large ones (eval, bulk) on LightGBM's team: same scores."""
     import lightgbm as lgb
 
-    from hetmoe.moe.stacked import SERIAL_PREDICT_PAIRS, predict_raw
+    from hetmoe.moe.heads.trees import SERIAL_PREDICT_PAIRS, predict_raw
 
     rng = np.random.default_rng(3)
     x = rng.normal(size=(SERIAL_PREDICT_PAIRS + 500, 12)).astype(np.float32)

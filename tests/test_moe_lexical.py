@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -12,6 +13,7 @@ from hetmoe.data.dataset import load_dataset, write_dataset
 from hetmoe.errors import HetmoeError
 from hetmoe.moe.evaluate import evaluate, model_pairs, score_net
 from hetmoe.moe.infer import MoEModel
+from hetmoe.pairs.features import PairFeatures
 from hetmoe.moe.train import TrainConfig
 
 EXPERTS = ["static", "wordllama"]
@@ -50,12 +52,12 @@ def test_every_head_reads_the_lexical_features(built: dict[str, Path]) -> None:
     scores, _ = score_net(model, pairs)
     blank = pairs.lex.copy()
     blank[:] = pairs.lex.mean(0)  # the same pairs without lexical information score differently
-    moved, _ = score_net(model, type(pairs)(**{**pairs.__dict__, "lex": blank}))
+    moved, _ = score_net(model, replace(pairs, features=pairs.features.with_block("lexical", None, blank)))
     assert np.abs(scores - moved).max() > 1e-4
-    with pytest.raises(HetmoeError, match="lexical features"):
-        model.score({e: pairs.q[i] for i, e in enumerate(EXPERTS)}, {e: pairs.d[i][pairs.di] for i, e in enumerate(EXPERTS)},
-                    model.route(np.asarray(pairs.markets, dtype=object)[pairs.q_market], pairs.rvec), groups=pairs.qi,
-                    reference={e: pairs.ref[i] for i, e in enumerate(EXPERTS)})
+    bare = PairFeatures(pairs.features.batch, pairs.features.context,
+                        {k: v for k, v in pairs.features.blocks.items() if k != "lexical"})
+    with pytest.raises(HetmoeError, match="feature block 'lexical' is not part of"):
+        model.score(bare, model.route(np.asarray(pairs.markets, dtype=object)[pairs.q_market], pairs.rvec))
     report = evaluate(built["model"], built["data"], "test", built["model"] / "report")
     assert {"moe", "lightgbm", "rule"} <= set(report["variants"])
 
@@ -90,15 +92,15 @@ def test_a_repeated_query_reuses_its_lexical_side_and_scores_the_same(built: dic
     scorer = Scorer.load(built["model"], with_indexes=False)
     text, ids, market = _first_query(built["data"])
     first = scorer.score(text, ids, market)
-    misses = scorer._lexical_queries.misses
+    misses = scorer.context.lexical_cache.misses
     again = scorer.score(text, ids[::-1], market)  # other items, same query: its lexical side comes from the cache
-    assert scorer._lexical_queries.hits >= 1 and scorer._lexical_queries.misses == misses
+    assert scorer.context.lexical_cache.hits >= 1 and scorer.context.lexical_cache.misses == misses
     np.testing.assert_array_equal(again.scores[::-1], first.scores)
     lexical = open_lexical(built["stores"], "lexical")
     inputs = scorer.head_inputs([ScoreRequest(text, ids, market)])
-    np.testing.assert_array_equal(inputs["lexical"], lexical.features([text], lexical.rows(ids), np.zeros(len(ids), np.int64)))
+    np.testing.assert_array_equal(inputs[0].block("lexical"), lexical.features([text], lexical.rows(ids), np.zeros(len(ids), np.int64)))
     scorer.clear_caches()
-    assert len(scorer._lexical_queries) == 0
+    assert len(scorer.context.lexical_cache) == 0
     np.testing.assert_array_equal(scorer.score(text, ids, market).scores, first.scores)
     scorer.close()
 

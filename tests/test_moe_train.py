@@ -2,12 +2,12 @@
 from __future__ import annotations
 
 import numpy as np
+
 from hetmoe.moe.features import PairSet
 from hetmoe.moe.ranking import auc
-from hetmoe.moe.pairstats import group_stats
 from hetmoe.moe.spec import ModelSpec
 from hetmoe.moe.train import TrainConfig, net_logits, train_net
-from hetmoe.vectors import l2_normalize, pair_cosines
+from hetmoe.vectors import l2_normalize
 
 DIMS = [8, 6]
 
@@ -19,14 +19,8 @@ def _pairs(n_q: int = 60, per_q: int = 10, seed: int = 0) -> PairSet:
     y = (rng.random(qi.size) < 0.4).astype(np.float32)
     q = [l2_normalize(rng.normal(size=(n_q, d))) for d in DIMS]
     d = [l2_normalize(np.where(y[:, None] > 0, qq[qi], 0.0) + rng.normal(size=(qi.size, qq.shape[1]))) for qq in q]
-    stats = np.stack([group_stats(pair_cosines(qq[qi], dd), qi) for qq, dd in zip(q, d)], axis=1)
-    return PairSet(
-        experts=["a", "b"], markets=["X", "Y"], query_ids=np.array([f"q{i}" for i in range(n_q)], dtype=object),
-        item_ids=np.array([f"i{i}" for i in range(qi.size)], dtype=object), q=q, d=d,
-        d_raw_norm=[np.ones(qi.size, np.float32)] * 2, q_raw_norm=[np.ones(n_q, np.float32)] * 2, rvec=q[1],
-        q_market=np.arange(n_q) % 2, qi=qi, di=np.arange(qi.size), stats=stats, ref=[], y=y, label=y.astype(np.float64),
-        split=np.full(qi.size, "train", dtype=object),
-    )
+    return PairSet.from_arrays(["a", "b"], q, d, qi, np.arange(qi.size), y, ["X", "Y"], np.arange(n_q) % 2, q[1],
+                               pair_stats="listwise")
 
 
 def _spec(**over: object) -> ModelSpec:

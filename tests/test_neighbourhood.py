@@ -6,7 +6,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from hetmoe.moe.neighbourhood import EXPANSION, NEIGHBOURHOOD_FEATURES, WIDE_EXPANSION, neighbourhood_features
+from hetmoe.pairs.blocks.neighbourhood import EXPANSION, NEIGHBOURHOOD_FEATURES, WIDE_EXPANSION, neighbourhood_features
 from hetmoe.moe.reference import market_top_cosines, top_matches
 from hetmoe.store.neighbourhood import NEIGHBOURS_DIR, build_neighbours, item_neighbours
 from hetmoe.vectors import l2_normalize

@@ -20,13 +20,10 @@ from typer.testing import CliRunner
 
 from hetmoe.data.dataset import Dataset, load_dataset
 from hetmoe.errors import HetmoeError
-from hetmoe.moe.neighbourhood import neighbourhood_features
-from hetmoe.moe.reference import top_matches
 from hetmoe.online.results import ScoreRequest
 from hetmoe.online.scorer import Scorer
 from hetmoe.online.service import Limits, create_app
-from hetmoe.store.neighbourhood import build_neighbours
-from hetmoe.vectors import l2_normalize, pair_cosines
+from hetmoe.pairs.arrays import in_memory_features
 
 EXPERTS = ["wordllama", "e5"]
 ROUTER = "static"
@@ -90,22 +87,13 @@ def test_score_equals_stage_two_model_on_the_same_pairs(scorer: Scorer, built: t
     routing = scorer.model.route(market, router_vec)
     routed = scorer.model.routed_experts(routing)[0]
     qv = {e: encoders[e].encode([text], kind="query") for e in routed}
-    iv = {e: open_expert(scorer.model.store_root, e).items.get(ids) for e in routed}
     catalog = np.array(data.items.filter(pl.col("market") == market)["item_id"].to_list())
-    reference, neighbourhood = {}, {}
-    for e in routed:  # the query's best cosines over its market and the items' neighbourhoods, computed here independently
-        units = l2_normalize(open_expert(scorer.model.store_root, e).items.get(catalog))
-        reference[e], best = top_matches(l2_normalize(qv[e]), units)
-        order = np.argsort(catalog)
-        table = build_neighbours(catalog[order], np.full(catalog.shape, market), units[order]).aligned(catalog)
-        q_units, d_units = np.repeat(l2_normalize(qv[e]), len(ids), axis=0), l2_normalize(iv[e])
-        at = np.array([int(np.flatnonzero(catalog == i)[0]) for i in ids])  # each judged item's row in `catalog`
-        # every pair its own copy of the query (query rows 0..n-1), unlike the Scorer's one row for all
-        neighbourhood[e] = neighbourhood_features(pair_cosines(q_units, d_units), q_units, d_units, at,
-                                                  np.repeat(best, len(ids), axis=0), np.arange(len(ids)), table,
-                                                  units.__getitem__)
-    expected = scorer.model.score(qv, iv, routing, reference=reference, markets=np.array([market], dtype=object),
-                                  neighbourhood=neighbourhood)
+    at = np.array([int(np.flatnonzero(catalog == i)[0]) for i in ids])  # each judged item's row in `catalog`
+    # the query's best cosines over its market and the items' neighbourhoods, over vectors read here independently
+    vectors = {e: open_expert(scorer.model.store_root, e).items.get(catalog) for e in routed}
+    feats = in_memory_features(qv, vectors, np.zeros(len(ids), np.int64), at, [market],
+                               item_markets=[market] * len(catalog), neighbourhood=scorer.model.spec.item_neighbourhood)
+    expected = scorer.model.score(feats, routing)
     assert scorer.model.spec.item_neighbourhood == (scorer.model.stack is not None)
     assert result.item_ids == ids and result.unknown_item_ids == []
     np.testing.assert_allclose(result.scores, expected, rtol=1e-5, atol=1e-6)
@@ -377,18 +365,3 @@ def test_serving_without_indexes_scores_and_answers_search_with_503(built: tuple
     assert "hetmoe index --expert E" in reply.json()["error"]
     with_all = Scorer.load(root / "model", encoders=encoders, with_indexes=None)
     assert with_all.retriever is not None  # present indexes are loaded
-
-
-def test_reference_rows_come_from_the_market_by_default_and_the_index_on_request(built: tuple[Path, dict],
-                                                                                 data: Dataset) -> None:
-    root, encoders = built
-    text, market, ids = _judged(data, 1)[0]
-    exact = Scorer.load(root / "model", encoders=encoders)
-    indexed = Scorer.load(root / "model", encoders=encoders, reference="index")
-    assert exact._reference.retriever is None and indexed._reference.retriever is not None
-    # below 50k items the index is exact (flat), so both give the same scores here
-    np.testing.assert_allclose(indexed.score(text, ids, market).scores, exact.score(text, ids, market).scores, rtol=1e-6)
-    with pytest.raises(HetmoeError, match="reference='faiss': choose one of exact, index"):
-        Scorer.load(root / "model", encoders=encoders, reference="faiss")
-    exact.close()
-    indexed.close()

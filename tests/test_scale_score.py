@@ -86,27 +86,17 @@ def test_judged_pairs_score_as_eval_scores_them(built: Path, pairs: tuple[Path, 
     from hetmoe.moe.features import load_pairs
     from hetmoe.moe.fit import load_data
     from hetmoe.moe.infer import MoEModel
-    from hetmoe.store.zarr_store import open_expert
 
     moe = MoEModel.load(built / "model")
     judged = load_pairs(load_data(built / "data"), moe.store_root, moe.experts, ["valid"], moe.spec.router_expert,
                         markets=moe.markets, neighbourhood=moe.spec.item_neighbourhood)
     reference, _ = score_net(moe, judged)
-    # The model on the stores' raw item vectors (eval passes them L2-normalised, which the model normalises again)
-    markets = np.asarray(judged.markets, dtype=object)[judged.q_market]
-    routing = moe.route(markets, judged.rvec)
-    items = {e: open_expert(moe.store_root, e).items.get(judged.item_ids)[judged.di] for e in moe.experts}
-    ref = {e: judged.ref[judged.experts.index(e)] for e in moe.experts}  # the query's best cosines in its market
-    nbr = None if judged.nbr is None else {e: judged.nbr[:, judged.experts.index(e)] for e in moe.experts}
-    raw = moe.score({e: judged.q[judged.experts.index(e)] for e in moe.experts}, items, routing, groups=judged.qi,
-                    reference=ref, markets=markets, neighbourhood=nbr)
-    eval_scores = pl.DataFrame({"query_id": judged.query_ids[judged.qi].tolist(), "item_id": judged.item_ids[judged.di].tolist(),
-                                "eval": reference, "raw": raw})
+    eval_scores = pl.DataFrame({"query_id": judged.query_ids[judged.qi].tolist(),
+                                "item_id": judged.item_ids[judged.di].tolist(), "eval": reference})
     scored, summary, _ = local
     both = scored.join(eval_scores, on=["query_id", "item_id"])
     assert both.height == pairs[1] and summary["blocks"] > 2 and summary["stored_query_vectors"]
-    assert float((both["score"] - both["eval"]).abs().max()) < 1e-6
-    assert float((both["score"] - both["raw"]).abs().max()) < 1e-7  # the rest is eval's second normalisation
+    assert (both["score"] == both["eval"]).all()  # bit for bit: bulk scoring and eval build features one way
     assert set(both["experts"].unique().to_list()) <= set(EXPERTS)  # k=1: one routed expert per query
 
 
@@ -136,10 +126,10 @@ def test_stacked_head_reading_neighbourhoods_and_the_router_serves_what_eval_sco
     for q in range(judged.query_ids.shape[0]):
         at = np.flatnonzero(judged.qi == q)
         requests.append(ScoreRequest(texts[judged.query_ids[q]], judged.item_ids[judged.di[at]].tolist(), str(markets[q])))
-        known.append({e: judged.q_stored[c][q].astype(np.float32) for c, e in enumerate(judged.experts)})
+        known.append({e: judged.features.batch.query_vecs[e][q] for e in judged.experts})
         order.append(at)
     got = np.concatenate([r.scores for r in scorer.score_batch(requests, known)])
-    np.testing.assert_allclose(got, want[np.concatenate(order)], rtol=0, atol=1e-6)
+    np.testing.assert_array_equal(got, want[np.concatenate(order)])
     without = MoEModel(replace(moe.spec, stack_router=False), moe.weights, stack=moe.stack)
     assert not np.allclose(score_net(without, judged)[0], want)  # the router's columns do reach the booster
 

@@ -13,6 +13,7 @@ import pytest
 from hetmoe.data.dataset import load_dataset, write_dataset
 from hetmoe.moe.evaluate import model_pairs, score_net
 from hetmoe.moe.infer import MoEModel
+from hetmoe.pairs.features import PairFeatures
 from hetmoe.moe.ranking import auc
 from hetmoe.moe.train import TrainConfig
 from hetmoe.moe.transfer import TRANSFER_LEXICAL, _logistic
@@ -73,8 +74,9 @@ def test_only_the_unknown_market_is_routed_and_scored_by_it(built: dict[str, Pat
     np.testing.assert_allclose(with_head[at], direct, rtol=0, atol=1e-6)
     assert auc(with_head[at], pairs.y[at]) > 0.6  # learned on ID and TH, it ranks VN's judged pairs
     # Its queries never reach the net or the stacked head: they need no reference cosines or neighbourhoods.
-    alone = replace(pairs.subset(at), ref=[], nbr=None)
-    np.testing.assert_array_equal(score_net(moe, alone)[0], with_head[at])
+    fresh = PairFeatures(pairs.features.batch.subset(at), pairs.features.context, pairs.features.blocks)
+    np.testing.assert_array_equal(score_net(moe, replace(pairs.subset(at), features=fresh))[0], with_head[at])
+    assert not {c for c in fresh.computed() if c.startswith(("reference:", "neighbourhood:", "stats:"))}
 
 
 def test_the_scorer_serves_a_catalog_market_the_model_never_saw(built: dict[str, Path]) -> None:

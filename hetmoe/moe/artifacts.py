@@ -1,4 +1,5 @@
-"""Model artifacts: ``config.json`` + ``weights.safetensors`` (or LightGBM text files), and the store identity check.
+"""Model artifacts: ``config.json`` beside each head's own files (:mod:`hetmoe.moe.heads`), and the store identity
+check.
 
 Why the check: a head is only valid for the vector spaces it was trained on. ``config.json`` records, per expert, the
 card (and its hash) and the fingerprints of the item and query stores; loading compares them with the stores on disk
@@ -8,19 +9,20 @@ from __future__ import annotations
 
 import json
 import logging
-import os
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from hetmoe.errors import HetmoeError
-from hetmoe.files import publish, write_json_atomic
+from hetmoe.files import write_json_atomic
 
 log = logging.getLogger(__name__)
-FORMAT = "hetmoe-moe/3"  # /2: per-expert centring vectors in the weights; /3: reference pair statistics
+# /2: per-expert centring vectors in the weights; /3: reference pair statistics; /4: each head saves its own files
+# and config.json lists them under "heads"
+FORMAT = "hetmoe-moe/4"
 CONFIG, WEIGHTS = "config.json", "weights.safetensors"
-STACK_FILE = "stack.txt"  # a stacked head's booster (LightGBM text format), beside the weights
 
 
 def expert_identity(store_root: str | Path, expert: str, opened: Any = None) -> dict[str, Any]:
@@ -106,22 +108,13 @@ def read_config(model_dir: str | Path) -> dict[str, Any]:
     return config
 
 
-def write_net(out_dir: str | Path, spec: dict[str, Any], weights: dict[str, np.ndarray], meta: dict[str, Any],
-              booster: Any = None) -> Path:
-    """Write weights (safetensors; a stacked head's booster beside them) then config (atomically, last: its presence
-    marks a complete artifact)."""
-    from safetensors.numpy import save_file
-
+def write_model(out_dir: str | Path, kind: str, meta: dict[str, Any], heads: Sequence[Any]) -> Path:
+    """Write each head's files, then config.json (atomically, last: its presence marks a complete artifact) with
+    every head's entry under ``heads``."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    tmp = out / (WEIGHTS + ".tmp")
-    save_file({k: np.ascontiguousarray(v, dtype=np.float32) for k, v in weights.items()}, str(tmp))
-    publish(tmp, out / WEIGHTS)  # safetensors creates it 0600
-    if booster is not None:
-        booster.save_model(str(out / (STACK_FILE + ".tmp")))
-        os.replace(out / (STACK_FILE + ".tmp"), out / STACK_FILE)
-    kind = "net" if booster is None else "stacked"
-    write_json(out / CONFIG, {"format": FORMAT, "kind": kind, "spec": spec, **meta})
+    entries = {head.kind: head.save(out) for head in heads}
+    write_json(out / CONFIG, {"format": FORMAT, "kind": kind, **meta, "heads": entries})
     log.info("saved %s model to %s", meta.get("variant", "?"), out)
     return out
 

@@ -26,22 +26,11 @@ log = logging.getLogger(__name__)
 
 
 def score_net(model: Any, pairs: PairSet) -> tuple[np.ndarray, np.ndarray]:
-    """(pair scores, dense (n_queries, N) gates) of a net variant over ``pairs`` (its experts are a subset of theirs)."""
-    cols = [pairs.experts.index(e) for e in model.experts]
+    """(pair scores, dense (n_queries, N) gates) of a net variant over ``pairs`` (its experts are a subset of theirs):
+    the pairs' feature blocks, as the Scorer computes them, through the model's heads."""
     markets = np.asarray(pairs.markets, dtype=object)[pairs.q_market]
     routing = model.route(markets, pairs.rvec if model.router_expert else None)
-    # The stored vectors, as the Scorer passes them: heads that read dot products (the stacked head's trees) must see
-    # the raw norms they were trained on, and trees turn the last bits of a renormalised vector into other leaves.
-    if pairs.q_stored:
-        qvecs = {e: pairs.q_stored[c].astype(np.float32) for e, c in zip(model.experts, cols)}
-        dvecs = {e: pairs.d_stored[c][pairs.di].astype(np.float32) for e, c in zip(model.experts, cols)}
-    else:  # pairs built by hand (tests, benches): unit vectors scaled back to their stored norms
-        qvecs = {e: pairs.q[c] * pairs.q_raw_norm[c][:, None] for e, c in zip(model.experts, cols)}
-        dvecs = {e: pairs.d[c][pairs.di] * pairs.d_raw_norm[c][pairs.di][:, None] for e, c in zip(model.experts, cols)}
-    reference = {e: pairs.ref[c] for e, c in zip(model.experts, cols)} if pairs.ref else None
-    neighbourhood = {e: pairs.nbr[:, c] for e, c in zip(model.experts, cols)} if pairs.nbr is not None else None
-    scores = model.score(qvecs, dvecs, routing, groups=pairs.qi, reference=reference, lexical=pairs.lex, markets=markets,
-                         neighbourhood=neighbourhood)
+    scores = model.score(pairs.features.select_experts(model.experts), routing)
     return scores, model.dense_gates(routing)
 
 

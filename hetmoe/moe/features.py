@@ -1,112 +1,122 @@
-"""Gather judged pairs and their experts' vectors from the stores, once, as float32 arrays.
+"""Judged pairs for training and evaluation: a :class:`~hetmoe.pairs.batch.PairBatch` of the judged (query, item)
+pairs, their features from the one feature path (:mod:`hetmoe.pairs`), and their labels.
 
-Why one gather: training, the baselines and evaluation all read the same vectors; loading each expert's rows for the
-judged queries and items once (L2-normalised) and indexing them per pair keeps memory at (queries + items) x dims
-instead of pairs x dims. Per-expert pair statistics are computed here with the same code the inference path uses:
-by default against each query's reference cosines over its market's catalog (:mod:`hetmoe.moe.reference`, request
-independent), or with ``pair_stats="listwise"`` within the query's judged list (:mod:`hetmoe.moe.pairstats`).
+Why one gather: training, the baselines and evaluation all read the same vectors; each expert's rows for the judged
+queries and items are loaded once and indexed per pair, so memory stays at (queries + items) x dims, and every
+feature is computed by the blocks the Scorer uses, over the same catalog context.
 """
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
+from functools import cached_property
 from pathlib import Path
 
 import numpy as np
 import polars as pl
 
 from hetmoe.errors import HetmoeError
-from hetmoe.moe.pairstats import group_stats
-from hetmoe.moe.reference import REF_TOP, market_top_cosines, reference_stats
+from hetmoe.moe.reference import REF_TOP
 from hetmoe.moe.spec import PAIR_STATS
-from hetmoe.vectors import l2_normalize, pair_cosines
+from hetmoe.pairs.features import PairFeatures
 
 log = logging.getLogger(__name__)
+NET_STATS = [0, 2, 3]  # the net's statistics of the stats block: cos, z, gap
 
 
 @dataclass(frozen=True)
 class PairSet:
-    """Judged pairs (n) over shared query (n_q) and item (n_i) vector matrices, one per expert in ``experts`` order."""
+    """Judged pairs with their features (``features``: batch, blocks) and labels, for ``experts`` in order."""
 
+    features: PairFeatures
     experts: list[str]
-    markets: list[str]
+    markets: list[str]  # the model's markets first, then the dataset's others
     query_ids: np.ndarray  # (n_q,) str
     item_ids: np.ndarray  # (n_i,) str
-    q: list[np.ndarray]  # per expert (n_q, d_e) float32, normalised
-    d: list[np.ndarray]  # per expert (n_i, d_e) float32, normalised
-    d_raw_norm: list[np.ndarray]  # per expert (n_i,) raw item vector norms (for dot-product features)
-    q_raw_norm: list[np.ndarray]  # per expert (n_q,) raw query vector norms
     rvec: np.ndarray  # (n_q, d_r) router expert's normalised query vectors
     q_market: np.ndarray  # (n_q,) int index into markets
-    qi: np.ndarray  # (n,) query row of each pair
-    di: np.ndarray  # (n,) item row of each pair
-    stats: np.ndarray  # (n, N, 3) float32
-    ref: list[np.ndarray]  # per expert (n_q, top) reference cosines ("reference" statistics), else empty
     y: np.ndarray  # (n,) float32 0/1 relevant
     label: np.ndarray  # (n,) float64 graded label
     split: np.ndarray  # (n,) str
-    lex: np.ndarray | None = None  # (n, F) float32 lexical features of each pair (None: no lexical expert)
     lex_names: tuple[str, ...] = ()
-    # per expert the vectors as the store holds them (float16 when lossless), so eval scores exactly what the Scorer scores
-    q_stored: list[np.ndarray] = field(default_factory=list)  # (n_q, d_e)
-    d_stored: list[np.ndarray] = field(default_factory=list)  # (n_i, d_e)
-    nbr: np.ndarray | None = None  # (n, N, 10) float32 item-neighbourhood features (:mod:`hetmoe.moe.neighbourhood`)
 
     def __len__(self) -> int:
-        return int(self.qi.shape[0])
+        return len(self.features)
+
+    @property
+    def qi(self) -> np.ndarray:
+        return self.features.batch.qi
+
+    @property
+    def di(self) -> np.ndarray:
+        return self.features.batch.di
+
+    @property
+    def q(self) -> list[np.ndarray]:
+        """Per expert (n_q, d) unit query vectors."""
+        return [self.features.q_units(e) for e in self.experts]
+
+    @property
+    def d(self) -> list[np.ndarray]:
+        """Per expert (n_i, d) unit item vectors."""
+        return [self.features.d_units(e) for e in self.experts]
+
+    @cached_property
+    def stats(self) -> np.ndarray:
+        """(n, N, 3) float32 the net's statistics (cos, z, gap) of each expert."""
+        return np.stack([self.features.block("stats", e)[:, NET_STATS] for e in self.experts], axis=1)
+
+    @cached_property
+    def lex(self) -> np.ndarray | None:
+        """(n, F) float32 lexical features (None: no lexical expert)."""
+        return self.features.block("lexical") if "lexical" in self.features.blocks else None
+
+    @cached_property
+    def nbr(self) -> np.ndarray | None:
+        """(n, N, 10) float32 item-neighbourhood features of each expert (None: not loaded)."""
+        if not self.neighbourhood:
+            return None
+        return np.stack([self.features.block("neighbourhood", e) for e in self.experts], axis=1)
+
+    @property
+    def neighbourhood(self) -> bool:
+        return "neighbourhood" in self.features.blocks
 
     @property
     def market_names(self) -> np.ndarray:
         """(n,) market of each pair."""
         return np.asarray(self.markets, dtype=object)[self.q_market[self.qi]]
 
-    def subset(self, mask: np.ndarray) -> "PairSet":
-        """The pairs where ``mask`` holds; vector matrices are shared, not copied."""
-        return replace(
-            self,
-            qi=self.qi[mask],
-            di=self.di[mask],
-            stats=self.stats[mask],
-            y=self.y[mask],
-            label=self.label[mask],
-            split=self.split[mask],
-            lex=None if self.lex is None else self.lex[mask],
-            nbr=None if self.nbr is None else self.nbr[mask],
-        )
+    def subset(self, mask: np.ndarray) -> PairSet:
+        """The pairs where ``mask`` holds; row vectors are shared, not copied."""
+        return replace(self, features=self.features.subset(mask), y=self.y[mask], label=self.label[mask],
+                       split=self.split[mask])
 
-    def select_experts(self, names: list[str]) -> "PairSet":
+    def select_experts(self, names: list[str]) -> PairSet:
         """The same pairs seen by a subset of experts, in the given order."""
-        idx = [self.experts.index(e) for e in names]
-        return replace(
-            self,
-            experts=list(names),
-            q=[self.q[i] for i in idx],
-            d=[self.d[i] for i in idx],
-            d_raw_norm=[self.d_raw_norm[i] for i in idx],
-            q_raw_norm=[self.q_raw_norm[i] for i in idx],
-            q_stored=[self.q_stored[i] for i in idx] if self.q_stored else [],
-            d_stored=[self.d_stored[i] for i in idx] if self.d_stored else [],
-            stats=self.stats[:, idx],
-            ref=[self.ref[i] for i in idx] if self.ref else [],
-            nbr=None if self.nbr is None else self.nbr[:, idx],
-        )
+        return replace(self, features=self.features.select_experts(names), experts=list(names))
 
     @property
     def dims(self) -> list[int]:
         return [int(m.shape[1]) for m in self.q]
 
+    @classmethod
+    def from_arrays(cls, experts: list[str], q: list[np.ndarray], d: list[np.ndarray], qi: np.ndarray, di: np.ndarray,
+                    y: np.ndarray, markets: list[str], q_market: np.ndarray, router: np.ndarray,
+                    pair_stats: str = "reference", label: np.ndarray | None = None) -> PairSet:
+        """Judged pairs over vectors held in memory (tests, synthetic benchmarks): per expert the (n_q, d) query and
+        (n_i, d) item vectors; the catalog is the items (:func:`hetmoe.pairs.arrays.in_memory_features`)."""
+        from hetmoe.pairs.arrays import in_memory_features
+        from hetmoe.vectors import l2_normalize
 
-def _compact(raw: np.ndarray) -> np.ndarray:
-    """The stored vectors in float16 when that is lossless (the default store dtype), else as they are."""
-    half = raw.astype(np.float16)
-    return half if np.array_equal(half.astype(np.float32), raw) else raw
-
-
-def _vectors(store: object, ids: np.ndarray, what: str) -> np.ndarray:
-    try:
-        return store.get(ids)  # type: ignore[attr-defined]
-    except KeyError as err:
-        raise HetmoeError(f"{what} store lacks ids the dataset judges ({err}); re-run 'hetmoe embed' for this dataset") from None
+        names = [markets[m] for m in np.asarray(q_market).tolist()]
+        feats = in_memory_features(dict(zip(experts, q)), dict(zip(experts, d)), qi, di, names, pair_stats=pair_stats)
+        for expert in experts:
+            feats.block("stats", expert)
+        return cls(feats, list(experts), list(markets), np.array([f"q{i}" for i in range(len(names))], dtype=object),
+                   np.array([f"i{i}" for i in range(d[0].shape[0])], dtype=object), l2_normalize(router),
+                   np.asarray(q_market, np.int64), np.asarray(y, np.float32),
+                   np.asarray(y if label is None else label, np.float64), np.full(len(qi), "train", dtype=object))
 
 
 def load_pairs(
@@ -121,24 +131,23 @@ def load_pairs(
     lexical_store: str = "",
     neighbourhood: bool = False,
 ) -> PairSet:
-    """Pairs of ``splits`` with every expert's vectors; ``markets`` fixes the first market indices (a model's markets),
-    markets it lacks follow in the dataset's order. ``pair_stats``: see the module docstring; ``lexical_store``: the
-    lexical expert's store name whose pair features fill ``lex`` ("" = none); ``neighbourhood``: fill ``nbr`` (item
-    neighbourhoods are built into the stores on first use)."""
+    """Pairs of ``splits`` with every expert's features; ``markets`` fixes the first market indices (a model's
+    markets), markets it lacks follow in the dataset's order. ``pair_stats``: see :mod:`hetmoe.pairs.blocks.stats`;
+    ``lexical_store``: the lexical expert's store name whose features fill ``lex`` ("" = none); ``neighbourhood``:
+    the item-neighbourhood block too (its tables are built into the stores on first use)."""
+    from hetmoe.pairs.batch import PairBatch
+    from hetmoe.pairs.blocks import make_block
+    from hetmoe.pairs.catalog import judged_context
+    from hetmoe.vectors import l2_normalize
+
     if pair_stats not in PAIR_STATS:
         raise HetmoeError(f"pair_stats must be one of {PAIR_STATS}, got {pair_stats!r}")
     if neighbourhood and pair_stats != "reference":
         raise HetmoeError("item-neighbourhood features need pair_stats='reference' (they use the query's catalog search)")
-    from hetmoe.moe.neighbourhood import neighbourhood_features
-    from hetmoe.store.identity import check_dataset
-    from hetmoe.store.neighbourhood import item_neighbours
-    from hetmoe.store.zarr_store import open_expert
-
     judg = dataset.judgments.filter(pl.col("split").is_in(splits))  # type: ignore[attr-defined]
     if judg.height == 0:
         raise HetmoeError(f"{dataset.root}: no judgments in split(s) {', '.join(splits)}")  # type: ignore[attr-defined]
-    qmarket = dataset.queries.select("query_id", "market")  # type: ignore[attr-defined]
-    judg = judg.join(qmarket, on="query_id", how="left")
+    queries = dataset.queries.select("query_id", "text", "market")  # type: ignore[attr-defined]
     query_ids = np.asarray(judg["query_id"].unique(maintain_order=True).to_list(), dtype=object)
     item_ids = np.asarray(judg["item_id"].unique(maintain_order=True).to_list(), dtype=object)
     qpos = {q: i for i, q in enumerate(query_ids)}
@@ -148,80 +157,39 @@ def load_pairs(
     known = list(markets) if markets is not None else []
     markets = known + [m for m in dataset.markets if m not in known]  # type: ignore[attr-defined]
     mpos = {m: j for j, m in enumerate(markets)}
-    qm = dict(zip(qmarket["query_id"].to_list(), qmarket["market"].to_list()))
-    q_market = np.array([mpos.get(qm[q], -1) for q in query_ids], dtype=np.int64)
+    by_id = dict(zip(queries["query_id"].to_list(), zip(queries["text"].to_list(), queries["market"].to_list())))
+    texts = [by_id[q][0] for q in query_ids.tolist()]
+    q_markets = np.array([by_id[q][1] for q in query_ids.tolist()], dtype=object).astype(str)
 
-    q_list, d_list, qn_list, dn_list, stats, refs, nbrs = [], [], [], [], [], [], []
-    qs_list: list[np.ndarray] = []
-    ds_list: list[np.ndarray] = []
-    rvec = None
-    catalog = dataset.items.select("item_id", "market")  # type: ignore[attr-defined]
-    catalog_ids = np.asarray(catalog["item_id"].to_list(), dtype=object)
-    catalog_markets = catalog["market"].to_numpy()
-    item_catalog_rows = None
+    context, query_vecs = judged_context(dataset, store_root, [*experts, router_expert], query_ids, ref_top,
+                                         lexical_store)
+    rows, missing = context.catalog.rows(item_ids)
+    if missing.size:
+        raise HetmoeError(f"item store lacks ids the dataset judges (e.g. {item_ids[missing[0]]}); re-run 'hetmoe embed' "
+                          "for this dataset")
+    batch = PairBatch(texts, q_markets, {e: query_vecs[e] for e in experts}, rows, qi, di)
+    blocks = {"stats": make_block("stats", {"pair_stats": pair_stats})}
     if neighbourhood:
-        catalog_pos = {d: i for i, d in enumerate(catalog_ids)}
-        item_catalog_rows = np.array([catalog_pos[d] for d in item_ids], dtype=np.int64)
-    q_market_names = np.array([qm[q] for q in query_ids], dtype=object)
-    for expert in dict.fromkeys([*experts, router_expert]):
-        stores = open_expert(store_root, expert)
-        check_dataset(stores, dataset, expert, store_root)
-        qraw = _vectors(stores.queries, query_ids, f"'{expert}' query")
-        if expert == router_expert:
-            rvec = l2_normalize(qraw)
-        if expert not in experts:
-            continue
-        draw = _vectors(stores.items, item_ids, f"'{expert}' item")
-        q_list.append(l2_normalize(qraw))
-        d_list.append(l2_normalize(draw))
-        qs_list.append(_compact(qraw))
-        ds_list.append(_compact(draw))
-        qn_list.append(np.linalg.norm(qraw, axis=1).astype(np.float32))
-        dn_list.append(np.linalg.norm(draw, axis=1).astype(np.float32))
-        cos = pair_cosines(q_list[-1][qi], d_list[-1][di])
-        if pair_stats == "listwise":
-            stats.append(group_stats(cos, qi))
-        else:
-            everything = l2_normalize(_vectors(stores.items, catalog_ids, f"'{expert}' item"))
-            ref, top_rows = market_top_cosines(q_list[-1], q_market_names, everything, catalog_markets, ref_top)
-            refs.append(ref)
-            stats.append(reference_stats(cos, ref[qi]))
-            if item_catalog_rows is not None:
-                table = item_neighbours(store_root, expert, catalog_ids, catalog_markets, everything).aligned(catalog_ids)
-                nbrs.append(neighbourhood_features(cos, q_list[-1], d_list[-1][di], item_catalog_rows[di], top_rows,
-                                                   qi, table, everything.__getitem__))
-            del everything
-        log.debug("loaded %s: %d queries, %d items", expert, len(query_ids), len(item_ids))
-    assert rvec is not None
-    lex, lex_names = None, ()
+        blocks["neighbourhood"] = make_block("neighbourhood")
     if lexical_store:
-        from hetmoe.moe.lexical_pairs import lexical_features, open_checked
-
-        lexical = open_checked(store_root, lexical_store, dataset)
-        lex, lex_names = lexical_features(lexical, dataset, query_ids, item_ids, qi, di), tuple(lexical.feature_names)
+        blocks["lexical"] = make_block("lexical", {"store": lexical_store})
+    features = PairFeatures(batch, context, blocks)
+    for name, block in blocks.items():  # computed once here, before any fork: every job reads the same arrays
+        for expert in experts if block.per_expert else [None]:
+            features.block(name, expert)
+    log.debug("loaded %d pairs over %d queries and %d items", qi.shape[0], len(query_ids), len(item_ids))
     return PairSet(
+        features=features,
         experts=list(experts),
         markets=markets,
         query_ids=query_ids,
         item_ids=item_ids,
-        q=q_list,
-        d=d_list,
-        q_raw_norm=qn_list,
-        d_raw_norm=dn_list,
-        rvec=rvec,
-        q_market=q_market,
-        qi=qi,
-        di=di,
-        stats=np.stack(stats, axis=1),
-        ref=refs,
+        rvec=l2_normalize(query_vecs[router_expert]),
+        q_market=np.array([mpos.get(m, -1) for m in q_markets], dtype=np.int64),
         y=judg["relevant"].to_numpy().astype(np.float32),
         label=judg["label"].to_numpy().astype(np.float64),
         split=np.asarray(judg["split"].to_list(), dtype=object),
-        lex=lex,
-        lex_names=lex_names,
-        q_stored=qs_list,
-        d_stored=ds_list,
-        nbr=np.stack(nbrs, axis=1) if nbrs else None,
+        lex_names=tuple(blocks["lexical"].columns) if lexical_store else (),
     )
 
 

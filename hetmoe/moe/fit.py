@@ -21,16 +21,16 @@ import numpy as np
 from hetmoe.errors import HetmoeError
 from hetmoe.moe.artifacts import expert_identity, lexical_identity, write_json
 from hetmoe.moe.features import PairSet, carve_by_query, load_pairs
+from hetmoe.moe.heads.stacked import StackedHead
 from hetmoe.moe.infer import MoEModel
 from hetmoe.moe.jobs import run_jobs
-from hetmoe.moe.neighbourhood import NEIGHBOURHOOD_FEATURES
 from hetmoe.moe.rule import fit_rule_table
 from hetmoe.moe.select import Candidate, best, candidate_jobs, candidate_routers, held_out, stack_candidates
 from hetmoe.moe.spec import ModelSpec
-from hetmoe.moe.stacked import StackHead
 from hetmoe.moe.train import TrainConfig, TrainResult, net_logits, train_net
 from hetmoe.moe.transfer import TransferHead, fit_transfer
 from hetmoe.moe.variants import LIGHTGBM, SINGLE, TEACHER, variant_names, variant_spec
+from hetmoe.pairs.blocks.neighbourhood import NEIGHBOURHOOD_FEATURES
 
 log = logging.getLogger(__name__)
 CARVE_FRACTION = 0.15
@@ -125,7 +125,7 @@ def fit(
     ``stack``, the net or its stacked head (:mod:`hetmoe.moe.select`); the baselines route with exactly ``k``.
     The independent trainings run side by side in ``workers`` processes (0: one per core) when each runs on one
     thread (``train_config.threads``, the default 1); the results do not depend on it. ``item_neighbourhood``: the
-    stacked head (and LightGBM) also read each expert's item-neighbourhood features (:mod:`hetmoe.moe.neighbourhood`;
+    stacked head (and LightGBM) also read each expert's item-neighbourhood features (:mod:`hetmoe.pairs.blocks.neighbourhood`;
     tables built into the stores on first use); ``router_features``: the stacked head reads the router expert's
     columns on every query (when it is one of ``experts``: its query vector is computed for routing anyway);
     ``routers``: the router kinds the MoE is chosen among (default: all); ``transfer``: every net variant gets a head
@@ -248,11 +248,11 @@ def fit_moe(out: Path, candidates: list[Candidate], train: PairSet, stop: PairSe
 
         stacks = {}
         for candidate in stack_candidates(candidates):
-            spec = replace(candidate.model.spec, item_neighbourhood=train.nbr is not None,
+            spec = replace(candidate.model.spec, item_neighbourhood=train.neighbourhood,
                            stack_router=stack_router and candidate.model.spec.learned_router)
             oof = cross_fit_logits(candidate.model.spec, train, stop, cfg, teacher, workers)
             booster = train_stack(MoEModel(spec, candidate.model.weights), train, stop, oof, cfg)
-            stacked = MoEModel(spec, candidate.model.weights, stack=StackHead(booster))
+            stacked = MoEModel(spec, candidate.model.weights, stack=StackedHead(booster))
             stacks[candidate.name] = (candidate, stacked, held_out(stacked, stop)[0])
         record["stacked_by_router"] = {name: v[2] for name, v in stacks.items()}
         heads["stacked"] = max(stacks.values(), key=lambda v: np.nan_to_num(v[2], nan=-1.0))

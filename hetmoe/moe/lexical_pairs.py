@@ -39,14 +39,3 @@ def open_checked(store_root: str | Path, name: str, dataset: Any) -> Any:
         raise HetmoeError(f"{folder} was fitted on other texts for {int(differ.sum())} of the dataset's items; {fix}")
     return model
 
-
-def lexical_features(model: Any, dataset: Any, query_ids: np.ndarray, item_ids: np.ndarray, qi: np.ndarray,
-                     di: np.ndarray) -> np.ndarray:
-    """(n, F) float32 features of the pairs (query_ids[qi], item_ids[di]) from the query texts and item rows."""
-    texts = dict(zip(dataset.queries["query_id"].to_list(), dataset.queries["text"].to_list()))
-    queries = [texts[q] for q in query_ids.tolist()]
-    try:
-        rows = model.rows(item_ids.tolist())
-    except KeyError as err:
-        raise HetmoeError(f"lexical store: {err.args[0]}") from None
-    return model.features(queries, rows[di], qi)

@@ -1,15 +1,15 @@
 """The LightGBM head: gradient-boosted trees over every expert's pair features, the strong non-neural baseline.
 
-Per expert: cosine, raw dot product and the two further pair statistics of :mod:`hetmoe.moe.features` (against the
-query's reference cosines: z-score and gap to the best; listwise: z-score and rank in the list); plus the market as a
-categorical feature. Two boosters: ``binary`` (scores used for AUC) and ``lambdarank``
+It reads every expert's statistics block (cosine, raw dot product, z-score and gap against the query's reference row;
+listwise: z-score and rank in the list), its item-neighbourhood block when fitted with one, the lexical block, and the
+market as a categorical feature: the tree heads' one input (:mod:`hetmoe.moe.heads.trees`). Two boosters: ``binary`` (scores used for AUC) and ``lambdarank``
 (scores used for nDCG@10, gains = the dataset's grades). Both early-stop on the held-out split.
 """
 from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -18,8 +18,8 @@ import numpy as np
 from hetmoe.errors import HetmoeError
 from hetmoe.moe.artifacts import FORMAT, read_config, write_json
 from hetmoe.moe.features import PairSet
-from hetmoe.moe.neighbourhood import NEIGHBOURHOOD_FEATURES
-from hetmoe.moe.stacked import expert_columns
+from hetmoe.moe.heads.trees import tree_matrix
+from hetmoe.pairs.blocks.neighbourhood import NEIGHBOURHOOD_FEATURES
 
 log = logging.getLogger(__name__)
 # Boosting rounds are chosen, not tuned: early stopping decides the tree count (28 binary trees on the small demo), so
@@ -31,17 +31,11 @@ STOP_ROUNDS = 50
 FEATURES_PER_EXPERT = ("cos", "dot", "z", "gap_or_rank")
 
 
-def lgbm_features(pairs: PairSet) -> np.ndarray:
-    """(n, c N + F + 1) float32 feature matrix: per expert 4 columns (10 with item-neighbourhood features), the F lexical features (when the pairs carry
-    them), and last the market index (categorical)."""
-    cols = []
-    for i in range(len(pairs.experts)):
-        dot = pairs.stats[:, i, 0].astype(np.float64) * pairs.q_raw_norm[i][pairs.qi] * pairs.d_raw_norm[i][pairs.di]
-        cols += expert_columns(pairs.stats[:, i], dot, None if pairs.nbr is None else pairs.nbr[:, i])
-    if pairs.lex is not None:
-        cols += list(pairs.lex.T)
-    cols.append(pairs.q_market[pairs.qi].astype(np.float64))
-    return np.column_stack(cols).astype(np.float32)
+def lgbm_features(pairs: PairSet, neighbourhood: bool | None = None) -> np.ndarray:
+    """(n, c N + F + 1) float32: every expert's tree columns, the lexical block and the market index (categorical)."""
+    nbr = pairs.neighbourhood if neighbourhood is None else neighbourhood
+    return tree_matrix(pairs.features, pairs.experts, None, nbr, pairs.lex is not None, [],
+                       pairs.q_market[pairs.qi].astype(np.float64))
 
 
 def _grades(labels: np.ndarray, levels: list[float]) -> np.ndarray:
@@ -65,12 +59,10 @@ class LgbmModel:
             raise HetmoeError(f"LightGBM head expects experts {self.experts} and markets {self.markets} first")
         if list(pairs.lex_names) != list(self.config.get("lexical", [])):
             raise HetmoeError(f"LightGBM head expects lexical features {self.config.get('lexical', [])}, got {list(pairs.lex_names)}")
-        if self.config.get("item_neighbourhood", False):
-            if pairs.nbr is None:
-                raise HetmoeError("this LightGBM head reads item-neighbourhood features; load the pairs with neighbourhood=True")
-        else:
-            pairs = replace(pairs, nbr=None)
-        x = lgbm_features(pairs)
+        nbr = bool(self.config.get("item_neighbourhood", False))
+        if nbr and not pairs.neighbourhood:
+            raise HetmoeError("this LightGBM head reads item-neighbourhood features; load the pairs with neighbourhood=True")
+        x = lgbm_features(pairs, nbr)
         return self.binary.predict(x), self.rank.predict(x)
 
     def save(self, out_dir: str | Path, meta: dict[str, Any]) -> Path:
@@ -130,10 +122,10 @@ def train_lgbm(train: PairSet, stop: PairSet, seed: int = 0, threads: int = 0) -
     config = {
         "experts": list(train.experts),
         "markets": list(train.markets),
-        "features": {"per_expert": list(FEATURES_PER_EXPERT) + (list(NEIGHBOURHOOD_FEATURES) if train.nbr is not None else []),
+        "features": {"per_expert": list(FEATURES_PER_EXPERT) + (list(NEIGHBOURHOOD_FEATURES) if train.neighbourhood else []),
                      "market": "categorical"},
         "lexical": list(train.lex_names),
-        "item_neighbourhood": train.nbr is not None,
+        "item_neighbourhood": train.neighbourhood,
         "label_levels": levels,
         "metrics": {"train_seconds": round(seconds, 2), "binary_trees": binary.best_iteration, "rank_trees": rank.best_iteration},
     }

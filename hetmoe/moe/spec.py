@@ -15,7 +15,7 @@ in its market's catalog, so a pair's score never depends on the other items of a
 and rank within the scored list, as judged lists are in training: scores then depend on their companions).
 
 Item neighbourhoods (``item_neighbourhood``): the stacked head also reads, per routed expert, the pair's
-item-neighbourhood features (:mod:`hetmoe.moe.neighbourhood`); the net does not. With ``stack_router`` it also reads
+item-neighbourhood features (:mod:`hetmoe.pairs.blocks.neighbourhood`); the net does not. With ``stack_router`` it also reads
 the router expert's columns on every query, routed or not: the router computes that expert's query vector for every
 query anyway, so they add a catalog search per query but no encoder run (the net still reads routed experts only).
 

@@ -8,7 +8,7 @@ the routed experts' projected vectors (its logit) with the raw statistics and le
 training pairs comes from nets trained on the other folds of the queries (cross-fitting), so the trees never learn
 to trust a logit that has seen its own labels.
 
-This module trains the booster; :mod:`hetmoe.moe.stacked` holds the serving side (the features both build and the
+This module trains the booster; :mod:`hetmoe.moe.heads.stacked` holds the serving side (the input both build and the
 head a :class:`hetmoe.moe.infer.MoEModel` carries), so the Scorer, ``eval`` and bulk scoring serve it unchanged.
 """
 from __future__ import annotations
@@ -23,7 +23,7 @@ from hetmoe.moe.features import PairSet, carve_by_query
 from hetmoe.moe.infer import MoEModel
 from hetmoe.moe.jobs import run_jobs
 from hetmoe.moe.spec import ModelSpec
-from hetmoe.moe.stacked import BASE_COLUMNS, expert_columns, head_experts, stack_matrix
+from hetmoe.moe.heads.stacked import StackedHead
 from hetmoe.moe.train import TrainConfig, market_weights, net_logits, train_net
 
 log = logging.getLogger(__name__)
@@ -36,13 +36,8 @@ PARAMS = {"objective": "binary", "metric": "auc", "learning_rate": 0.03, "num_le
 
 
 def pairset_matrix(spec: ModelSpec, pairs: PairSet, dense: np.ndarray, net_logit: np.ndarray) -> np.ndarray:
-    """:func:`stack_matrix` of a PairSet under per-query dense gates (n_q, N), reading the experts ``spec``'s head reads."""
-    cols = []
-    for i in range(len(pairs.experts)):
-        dot = pairs.stats[:, i, 0] * pairs.q_raw_norm[i][pairs.qi] * pairs.d_raw_norm[i][pairs.di]
-        cols.append(expert_columns(pairs.stats[:, i], dot, None if pairs.nbr is None else pairs.nbr[:, i]))
-    width = BASE_COLUMNS + (0 if pairs.nbr is None else pairs.nbr.shape[2])
-    return stack_matrix(cols, head_experts(spec, dense)[pairs.qi], pairs.lex, net_logit, pairs.q_market[pairs.qi], width)
+    """The stacked head's input over a PairSet under per-query dense gates (n_q, N), as it is served."""
+    return StackedHead(None).matrix(spec, pairs.features, dense, net_logit, pairs.q_market[pairs.qi])
 
 
 def cross_fit_logits(spec: ModelSpec, train: PairSet, stop: PairSet, cfg: TrainConfig,

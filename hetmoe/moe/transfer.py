@@ -1,4 +1,5 @@
-"""The head for markets a model never saw: a logistic regression over similarities whose scale no catalog sets.
+"""Fitting the head for markets a model never saw (:class:`~hetmoe.moe.heads.transfer.TransferHead`): a logistic
+regression over similarities whose scale no catalog sets.
 
 Why: the stacked head's trees and the net learn a market's thresholds (Shopee's "same product group" cosines are not
 Home Depot's graded relevance). Fit on Shopee and scored on Home Depot they fell to 0.59-0.65 macro AUC, below
@@ -14,56 +15,17 @@ head; known markets never read it.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Sequence
 
 import numpy as np
 
 from hetmoe.moe.features import PairSet
+from hetmoe.moe.heads.transfer import TransferHead, _standardise
 from hetmoe.moe.rule import fit_rule_table
 
 TRANSFER_LEXICAL = ("tfidf_char_cos", "bm25_title_norm", "word_cosine", "query_coverage")
 L2 = 1.0  # ridge on the standardised coefficients (the training pairs' weights sum to their count)
 MAX_STEPS = 50
-
-
-@dataclass
-class TransferHead:
-    """Logistic regression over ``experts``' raw cosines then the ``lexical`` features, standardised by mean/std."""
-
-    experts: list[str]
-    lexical: list[str]
-    mean: np.ndarray
-    std: np.ndarray
-    coef: np.ndarray
-    bias: float
-
-    def logits(self, cosines: Sequence[np.ndarray], lexical: np.ndarray | None, lexical_names: Sequence[str]) -> np.ndarray:
-        """(n,) logits from each of ``experts``' pair cosines (in order) and the model's (n, F) lexical features
-        named ``lexical_names`` (the head reads its own columns of them)."""
-        return _standardise(self.matrix(cosines, lexical, lexical_names), self.mean, self.std) @ self.coef + self.bias
-
-    def matrix(self, cosines: Sequence[np.ndarray], lexical: np.ndarray | None, lexical_names: Sequence[str]) -> np.ndarray:
-        if len(cosines) != len(self.experts):
-            raise ValueError(f"transfer head reads {len(self.experts)} experts' cosines, got {len(cosines)}")
-        cols = [np.asarray(c, np.float64) for c in cosines]
-        if self.lexical:
-            names = list(lexical_names)
-            cols += [np.asarray(lexical)[:, names.index(f)].astype(np.float64) for f in self.lexical]
-        return np.nan_to_num(np.column_stack(cols))
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"experts": self.experts, "lexical": self.lexical, "mean": self.mean.tolist(), "std": self.std.tolist(),
-                "coef": self.coef.tolist(), "bias": self.bias}
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "TransferHead":
-        return cls(list(data["experts"]), list(data["lexical"]), np.asarray(data["mean"]), np.asarray(data["std"]),
-                   np.asarray(data["coef"]), float(data["bias"]))
-
-
-def _standardise(x: np.ndarray, mean: np.ndarray, std: np.ndarray) -> np.ndarray:
-    return (x - mean) / std
 
 
 def fit_transfer(pairs: PairSet, experts: Sequence[str], k: int) -> TransferHead:

@@ -56,9 +56,6 @@ def register(app: typer.Typer) -> None:
         api_key: str = typer.Option(None, "--api-key", envvar="HETMOE_API_KEY", show_envvar=True,
                                     help="Require this key in the X-API-Key header (all endpoints but /healthz)."),
         warm: bool = typer.Option(False, "--warm/--lazy", help="Load every expert's encoder before serving (default: on first use)."),
-        reference: str = typer.Option("exact", "--reference", help="Where a query's reference cosines come from: "
-                                      "'exact' (its market's items, as in training: scores equal eval's) or 'index' "
-                                      "(the FAISS index: faster on big catalogs, approximate)."),
     ) -> None:
         """Serve POST /score, POST /search, GET /healthz and GET /metrics for MODEL (schemas: README, "Serving").
 
@@ -68,8 +65,7 @@ def register(app: typer.Typer) -> None:
         import uvicorn
 
         from hetmoe.online.encoding import available_cores
-        from hetmoe.online.reference import REFERENCE_MODES
-        from hetmoe.online.service import API_KEY_ENV, CORES_ENV, MODEL_ENV, REFERENCE_ENV, WARM_ENV, create_app
+        from hetmoe.online.service import API_KEY_ENV, CORES_ENV, MODEL_ENV, WARM_ENV, create_app
 
         if not is_loopback(host) and not api_key:
             raise HetmoeError(
@@ -78,14 +74,12 @@ def register(app: typer.Typer) -> None:
         if not (model / "config.json").is_file():
             raise HetmoeError(f"{model}: no fitted model here (config.json missing); fit one with 'hetmoe fit-head' "
                               "or 'hetmoe demo'")
-        if reference not in REFERENCE_MODES:
-            raise HetmoeError(f"--reference {reference!r}: choose one of {', '.join(REFERENCE_MODES)}")
         check_port(host, port)  # before the model loads, which takes a while
         logger.info("serving %s on http://%s:%d with %d worker(s)%s", model, host, port, workers, ", API key required" if api_key else "")
         if workers == 1:
             from hetmoe.online.scorer import Scorer
 
-            scorer = Scorer.load(model, with_indexes=None, reference=reference)
+            scorer = Scorer.load(model, with_indexes=None)
             if warm:
                 scorer.warm()
             app = create_app(scorer, api_key=api_key)
@@ -98,7 +92,6 @@ def register(app: typer.Typer) -> None:
         if api_key:
             os.environ[API_KEY_ENV] = api_key
         os.environ[WARM_ENV] = "1" if warm else ""
-        os.environ[REFERENCE_ENV] = reference
         os.environ[CORES_ENV] = str(max(1, available_cores() // workers))  # workers share the machine's cores
         uvicorn.run("hetmoe.online.service:app_from_env", factory=True, host=host, port=port, workers=workers,
                     log_level="warning", access_log=False, timeout_worker_healthcheck=WORKER_HEALTHCHECK_S)

@@ -7,7 +7,6 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
 
 from hetmoe.errors import HetmoeError
 from hetmoe.online.catalog import ItemCatalog
@@ -43,34 +42,6 @@ def load_parts(model_dir: str | Path, store_root: str | Path | None, data_dir: s
         lexical = open_lexical(root, model.spec.lexical_store)
     logger.info("loaded %s: %d experts, %d items, %d markets", model_dir, len(model.experts), len(catalog), len(model.markets))
     return model, catalog, retriever, lexical
-
-
-def catalog_neighbours(model: MoEModel, catalog: ItemCatalog) -> dict[str, Any]:
-    """Each model expert's item-neighbourhood table over the catalog's items that have a market (the same items
-    training saw), aligned to the catalog; read from the store, or built there first (once per catalog)."""
-    from hetmoe.store.neighbourhood import item_neighbours
-    from hetmoe.vectors import l2_normalize
-
-    if catalog.markets is None or model.store_root is None:
-        raise HetmoeError("the model reads item neighbourhoods, which are per market and kept in its store: load it "
-                          "with Scorer.load(model_dir, data_dir=the dataset)")
-    known = np.flatnonzero(catalog.markets != "")
-    tables = {}
-    for expert in model.experts:
-        units = l2_normalize(catalog.take(expert, known))
-        table = item_neighbours(model.store_root, expert, catalog.ids[known], catalog.markets[known], units)
-        tables[expert] = table.aligned(catalog.ids)
-    return tables
-
-
-def lexical_rows(lexical: Any, catalog: ItemCatalog, name: str) -> np.ndarray:
-    """Each catalog item's row in the lexical expert; items appended to the stores after its fit are refused here,
-    at load, in one line (the lexical expert is fitted on the whole catalog and has no append)."""
-    try:
-        return lexical.rows(catalog.ids.tolist())
-    except KeyError as err:
-        raise HetmoeError(f"lexical expert '{name}': {err.args[0]} (items appended after it was fitted?); refit it "
-                          f"with 'hetmoe embed --expert {name} --data D --overwrite' and the model with it") from err
 
 
 def _indexes_present(store_root: str | Path, experts: Sequence[str]) -> bool:

@@ -17,23 +17,22 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from hetmoe.errors import HetmoeError
-from hetmoe.moe.neighbourhood import NEIGHBOURHOOD_FEATURES, neighbourhood_features
-from hetmoe.moe.stacked import reads_router_expert
+from hetmoe.moe.heads.stacked import reads_router_expert
 from hetmoe.online.cache import LRUCache
 from hetmoe.online.catalog import ItemCatalog
 from hetmoe.online.checks import SearchUnavailable, check_count, check_item_ids, check_market, check_query
 from hetmoe.online.encoding import QueryEncoders
-from hetmoe.online.loading import catalog_neighbours, lexical_rows
-from hetmoe.online.reference import REFERENCE_MODES, ReferenceCosines
 from hetmoe.online.results import Routing, ScoreRequest, ScoreResult, SearchResult
 from hetmoe.online.retrieval import Retriever
 from hetmoe.online.routing import QueryRouter, RouteEntry
-from hetmoe.vectors import l2_normalize, pair_cosines
+from hetmoe.pairs.batch import PairBatch
+from hetmoe.pairs.context import FeatureContext
+from hetmoe.pairs.features import PairFeatures
 
 if TYPE_CHECKING:
     from hetmoe.experts.base import Encoder
-    from hetmoe.lexical.query import QueryBatch
     from hetmoe.moe.infer import MoEModel
+
 
 logger = logging.getLogger(__name__)
 
@@ -45,8 +44,7 @@ class Scorer:
 
     def __init__(self, model: MoEModel, catalog: ItemCatalog, retriever: Retriever | None = None,
                  cache_size: int = DEFAULT_CACHE_SIZE, encoders: Mapping[str, Encoder] | None = None,
-                 blas_threads: int | None = 1, encode_cores: int | None = None, lexical: Any = None,
-                 reference: str = "exact") -> None:
+                 blas_threads: int | None = 1, encode_cores: int | None = None, lexical: Any = None) -> None:
         """Thread settings, both measured on 2 shared cores:
 
         - ``blas_threads``: numpy's OpenBLAS threads, set process-wide (None keeps the library default). The head
@@ -68,21 +66,19 @@ class Scorer:
         self._markets = served_markets(model, catalog)
         if model.spec.lexical and lexical is None:
             raise HetmoeError(f"the model reads the lexical expert '{model.spec.lexical_store}'; load it with Scorer.load")
-        self.lexical = lexical  # the lexical expert (computed for the query only, online) and its row of each item
-        self._lexical_rows = lexical_rows(lexical, catalog, model.spec.lexical_store) if lexical is not None else None
-        self._lexical_queries: LRUCache[str, QueryBatch] = LRUCache(cache_size)  # a query's lexical side (~0.3 ms to make)
-        # each expert's item neighbourhoods (aligned to the catalog), for stacked heads that read them
-        self._neighbours = catalog_neighbours(model, catalog) if model.spec.item_neighbourhood else None
+        self.lexical = lexical  # the lexical expert (computed for the query only, online)
+        # what the feature blocks read from the catalog, with the query-side caches (reference rows, lexical side)
+        self.context = FeatureContext(catalog, model.store_root, model.spec.ref_top, lexical, model.spec.lexical_store,
+                                      cache_size)
+        self._blocks = model.blocks()
+        if "neighbourhood" in self._blocks:  # built or read now, not on the first request
+            for expert in model.experts:
+                self.context.neighbours(expert)
         # a stacked head that reads the router expert on every query (its vector is computed for routing anyway)
         reads_router = model.stack is not None and reads_router_expert(model.spec)
         self._always = (model.spec.router_expert,) if reads_router else ()
         self._query_cache: LRUCache[tuple[str, str], np.ndarray] = LRUCache(cache_size)
         self._router = QueryRouter(model, self.query_vectors, cache_size)
-        spec = model.spec
-        if reference not in REFERENCE_MODES:
-            raise HetmoeError(f"reference={reference!r}: choose one of {', '.join(REFERENCE_MODES)}")
-        searcher = retriever if reference == "index" else None  # "exact": the same rows as training, not the index
-        self._reference = ReferenceCosines(catalog, searcher, spec.ref_top, cache_size) if spec.pair_stats == "reference" else None
         self._encoders = QueryEncoders(self._build_encoder, self._encodable(), encode_cores)
         for expert, encoder in (encoders or {}).items():
             self._check_encoder(expert, encoder)
@@ -97,7 +93,7 @@ class Scorer:
     def load(cls, model_dir: str | Path, *, store_root: str | Path | None = None, data_dir: str | Path | None = None,
              cache_size: int = DEFAULT_CACHE_SIZE, with_indexes: bool | None = True,
              encoders: Mapping[str, Encoder] | None = None, blas_threads: int | None = 1,
-             encode_cores: int | None = None, reference: str = "exact") -> Scorer:
+             encode_cores: int | None = None) -> Scorer:
         """Load router + head (checking the stores' fingerprints against the model's config), every expert's item
         vectors (float16) and their FAISS indexes: required with ``with_indexes=True``, skipped with False, and with
         None loaded when every expert has one (else :meth:`search` raises :class:`SearchUnavailable` while
@@ -106,12 +102,12 @@ class Scorer:
         Item markets (so that search keeps to the query's market) come from ``data_dir``'s items.parquet, by default
         the dataset the model was fitted on; without it search ranks the whole catalog. ``encoders`` hands over
         already-built encoders (checked against the model's cards) instead of building them again; thread
-        settings as in the constructor; ``reference``: see :data:`hetmoe.online.reference.REFERENCE_MODES`.
+        settings as in the constructor.
         """
         from hetmoe.online.loading import load_parts
 
         model, catalog, retriever, lexical = load_parts(model_dir, store_root, data_dir, with_indexes)
-        return cls(model, catalog, retriever, cache_size, encoders, blas_threads, encode_cores, lexical, reference)
+        return cls(model, catalog, retriever, cache_size, encoders, blas_threads, encode_cores, lexical)
 
     # ----- identity ---------------------------------------------------------------------------------------------
     @property
@@ -228,7 +224,7 @@ class Scorer:
             check_item_ids(r.item_ids)
         routes, looked, inputs = self._prepare(requests, known)
         counts = np.array([rows.shape[0] for rows, _, _ in looked])
-        scores = self.model.score(**inputs) if inputs is not None else np.zeros(0, dtype=np.float64)
+        scores = self.model.score(*inputs) if inputs is not None else np.zeros(0, dtype=np.float64)
         parts = np.split(scores, np.cumsum(counts)[:-1])
         out: list[ScoreResult] = []
         for i, (req, (found, known, unknown), part) in enumerate(zip(requests, looked, parts)):
@@ -236,18 +232,18 @@ class Scorer:
             out.append(ScoreResult(ids, part, routes[i].routing, unknown, self._other_market(ids, found, req.market)))
         return out
 
-    def head_inputs(self, requests: Sequence[ScoreRequest]) -> dict[str, Any] | None:
-        """The keyword arguments the head's ``score`` gets for these requests (unchecked): routed query vectors, item
-        vectors, routing, reference cosines, lexical features; None when no id is in the catalog. For timing the head
-        alone (bench/online.py)."""
+    def head_inputs(self, requests: Sequence[ScoreRequest]) -> tuple[PairFeatures, tuple[np.ndarray, np.ndarray]] | None:
+        """The head's arguments for these requests (unchecked): their features and routing; None when no id is in
+        the catalog. For timing the head alone (bench/online.py)."""
         return self._prepare(requests, None)[2]
 
     def _prepare(self, requests: Sequence[ScoreRequest], known: Sequence[Mapping[str, np.ndarray]] | None
-                 ) -> tuple[list[RouteEntry], list[tuple[np.ndarray, np.ndarray, list[str]]], dict[str, Any] | None]:
+                 ) -> tuple[list[RouteEntry], list[tuple[np.ndarray, np.ndarray, list[str]]],
+                            tuple[PairFeatures, tuple[np.ndarray, np.ndarray]] | None]:
         """Route, look up and encode ``requests``: (routes, each request's catalog lookup, the head's arguments).
 
         Without one known id there is nothing to score: no query is encoded and the head's arguments are None (the
-        one place empty requests are handled; ``_head_inputs`` always gets pairs)."""
+        one place empty requests are handled; ``_features`` always gets pairs)."""
         routes = self._router.routes([r.query for r in requests], [r.market for r in requests], known)
         looked = [self.catalog.lookup(r.item_ids) for r in requests]
         rows = np.concatenate([rows for rows, _, _ in looked])
@@ -256,72 +252,26 @@ class Scorer:
         qvecs = self.query_vectors([r.query for r in requests], [self._head_experts(rt) for rt in routes], known)
         groups = np.repeat(np.arange(len(requests)), [rows.shape[0] for rows, _, _ in looked])
         keys = [(r.query, r.market) for r in requests]
-        return routes, looked, self._head_inputs(routes, qvecs, rows, groups, keys)
+        return routes, looked, self._features(routes, qvecs, rows, groups, keys)
 
     def _head_experts(self, route: RouteEntry) -> tuple[str, ...]:
         """The experts whose query vectors the head reads for this route: the routed ones, and the router expert
         when the stacked head reads it on every query."""
         return route.routing.experts + tuple(e for e in self._always if e not in route.routing.experts)
 
-    def _head_inputs(self, routes: Sequence[RouteEntry], qvecs: Sequence[dict[str, np.ndarray]], rows: np.ndarray,
-                     groups: np.ndarray, keys: Sequence[tuple[str, str]]) -> dict[str, Any]:
-        """The stage-two call's arguments over all pairs; experts nobody routed to are neither gathered nor encoded.
-
-        ``keys`` (query text, market) per query row name each row's reference cosines (a pair's statistics). Queries
-        of markets the model never saw go to its transfer head, which reads neither those nor the neighbourhoods:
-        their rows are left zero."""
+    def _features(self, routes: Sequence[RouteEntry], qvecs: Sequence[dict[str, np.ndarray]], rows: np.ndarray,
+                  groups: np.ndarray, keys: Sequence[tuple[str, str]]) -> tuple[PairFeatures, tuple[np.ndarray, np.ndarray]]:
+        """The pairs as a batch over the catalog (one item row per pair) with the model's feature blocks, and the
+        routing; a query row carries only the experts it was encoded with (``keys``: its text and market)."""
         used = sorted({e for q in qvecs for e in q}, key=self.model.experts.index)
-        markets = np.array([market for _, market in keys], dtype=object)
-        head = self.model.head_rows(markets, len(keys))
-        query_vecs: dict[str, np.ndarray] = {}
+        query_vecs, has = {}, {}
         for expert in used:
-            dim = self.catalog.vectors[expert].shape[1]
-            query_vecs[expert] = np.stack([q.get(expert, np.zeros(dim, np.float32)) for q in qvecs])
-        item_vecs = {expert: self.catalog.take(expert, rows) for expert in used}
+            zero = np.zeros(self.catalog.vectors[expert].shape[1], np.float32)
+            query_vecs[expert] = np.stack([q.get(expert, zero) for q in qvecs]).astype(np.float32, copy=False)
+            has[expert] = np.array([expert in q for q in qvecs])
+        batch = PairBatch.one_item_per_pair([t for t, _ in keys], [m for _, m in keys], query_vecs, rows, groups, has)
         routing = (np.stack([r.idx for r in routes]), np.stack([r.gates for r in routes]))
-        reference, best_rows = None, {}
-        if self._reference is not None:
-            top = self._reference.top
-            reference = {}
-            for expert in used:  # rows of queries not routed to the expert stay zero (never read)
-                routed = [i for i, q in enumerate(qvecs) if expert in q and head[i]]
-                reference[expert] = np.zeros((len(keys), top), np.float32)
-                best_rows[expert] = np.full((len(keys), top), -1, np.int64)
-                reference[expert][routed], best_rows[expert][routed] = self._reference.many(
-                    expert, [keys[i] for i in routed], query_vecs[expert][routed])
-        neighbourhood = None
-        if self._neighbours is not None:
-            at = slice(None) if head.all() else head[groups]
-            neighbourhood = {}
-            for e in used:
-                neighbourhood[e] = np.zeros((rows.shape[0], len(NEIGHBOURHOOD_FEATURES)), np.float32)
-                neighbourhood[e][at] = self._neighbourhood(e, query_vecs[e], item_vecs[e][at], rows[at], groups[at],
-                                                           best_rows[e])
-        lexical = None
-        if self.lexical is not None:
-            lexical = self._lexical_features([text for text, _ in keys], self._lexical_rows[rows], groups)
-        return {"query_vecs": query_vecs, "item_vecs": item_vecs, "routing": routing, "groups": groups,
-                "reference": reference, "lexical": lexical, "markets": markets, "neighbourhood": neighbourhood}
-
-    def _lexical_features(self, texts: list[str], rows: np.ndarray, groups: np.ndarray) -> np.ndarray:
-        """The lexical expert's pair features; a call with one query text (``score``, ``search``) reuses that text's
-        cached query side, as its vectors are. Several texts are prepared together (a batch, not a repeat)."""
-        assert self.lexical is not None
-        if len(set(texts)) != 1:
-            return self.lexical.features(texts, rows, groups)
-        batch = self._lexical_queries.get(texts[0])
-        if batch is None:
-            batch = self.lexical.prepare_queries(texts[:1])
-            self._lexical_queries.put(texts[0], batch)
-        return self.lexical.prepared_features(batch, rows, np.zeros_like(groups))
-
-    def _neighbourhood(self, expert: str, query_vecs: np.ndarray, item_vecs: np.ndarray, rows: np.ndarray,
-                       groups: np.ndarray, best_rows: np.ndarray) -> np.ndarray:
-        """(n, 10) item-neighbourhood features of one expert's pairs, as training computed them."""
-        assert self._neighbours is not None
-        q_units, d_units = l2_normalize(query_vecs), l2_normalize(item_vecs)
-        return neighbourhood_features(pair_cosines(q_units[groups], d_units), q_units, d_units, rows, best_rows, groups,
-                                      self._neighbours[expert], lambda at: l2_normalize(self.catalog.take(expert, at)))
+        return PairFeatures(batch, self.context, self._blocks), routing
 
     # ----- retrieval + rerank -----------------------------------------------------------------------------------
     def search(self, query: str, market: str, k: int = 10, candidates: int = 200) -> SearchResult:
@@ -339,8 +289,8 @@ class Scorer:
         rows, seen = self.retriever.candidates({e: qvecs[e] for e in route.routing.experts}, candidates, market, self._pool)
         if rows.shape[0] == 0:
             return SearchResult([], np.zeros(0), [], route.routing, 0)
-        scores = self.model.score(**self._head_inputs([route], [qvecs], rows, np.zeros(rows.shape[0], np.int64),
-                                                      [(query, market)]))
+        scores = self.model.score(*self._features([route], [qvecs], rows, np.zeros(rows.shape[0], np.int64),
+                                                  [(query, market)]))
         top = np.argsort(-scores, kind="stable")[:k]
         names = np.array(route.routing.experts, dtype=object)
         seen_by = [names[mask].tolist() for mask in seen[top]]
@@ -362,10 +312,8 @@ class Scorer:
         """Forget cached query vectors, routing decisions, reference rows and lexical query sides (benchmarks of the
         uncached path; hot model swaps)."""
         self._query_cache.clear()
-        self._lexical_queries.clear()
         self._router.clear()
-        if self._reference is not None:
-            self._reference.clear()
+        self.context.clear_caches()
 
 
 def served_markets(model: MoEModel, catalog: ItemCatalog) -> list[str]:

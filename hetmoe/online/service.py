@@ -32,7 +32,6 @@ MODEL_ENV = "HETMOE_MODEL"
 API_KEY_ENV = "HETMOE_API_KEY"
 WARM_ENV = "HETMOE_WARM"
 CORES_ENV = "HETMOE_ENCODE_CORES"  # the cores one worker process may give a query (set by --workers N)
-REFERENCE_ENV = "HETMOE_REFERENCE"  # --reference of `hetmoe serve`, for each worker process
 ENDPOINTS = frozenset({"/score", "/search", "/healthz", "/metrics"})
 
 
@@ -195,8 +194,7 @@ def app_from_env() -> FastAPI:
     model = os.environ.get(MODEL_ENV)
     if not model:
         raise HetmoeError(f"${MODEL_ENV} is not set; start the service with 'hetmoe serve --model DIR'")
-    scorer = Scorer.load(model, with_indexes=None, encode_cores=int(os.environ.get(CORES_ENV) or 0) or None,
-                         reference=os.environ.get(REFERENCE_ENV) or "exact")
+    scorer = Scorer.load(model, with_indexes=None, encode_cores=int(os.environ.get(CORES_ENV) or 0) or None)
     if os.environ.get(WARM_ENV):
         scorer.warm()
     return create_app(scorer, api_key=os.environ.get(API_KEY_ENV) or None)

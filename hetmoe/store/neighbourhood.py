@@ -4,7 +4,7 @@ Why: the pair statistics compare a cosine with the *query's* best cosines in its
 problem the other way round (hubness: in an anisotropic space some items sit close to everything, and items of one
 product group sit close to each other). CSLS-style retrieval corrects it with the item's neighbourhood, and product
 matching leans on shared neighbours and neighbourhood expansion. On Shopee valid the features built from this table
-(:mod:`hetmoe.moe.neighbourhood`) lifted LightGBM over five experts + lexical from 0.925 to 0.937-0.938 macro AUC
+(:mod:`hetmoe.pairs.blocks.neighbourhood`) lifted LightGBM over five experts + lexical from 0.925 to 0.937-0.938 macro AUC
 (bench/results/quality-shopee-e5.json; bench/item_neighbourhood.py measures them alone).
 
 Each item costs one pass over its market, so the table is computed once per (expert, catalog) and kept beside the

@@ -1,4 +1,4 @@
-"""Per-pair item-neighbourhood features of one expert, read by the stacked head and LightGBM (not by the net).
+"""Item-neighbourhood features of one expert, read by the stacked head and LightGBM (not by the net).
 
 From the item's stored neighbourhood (:mod:`hetmoe.store.neighbourhood`) and the query's own best items in its market
 (the rows of its reference search), per pair:
@@ -20,16 +20,23 @@ expansions) took macro AUC from 0.921 to 0.931, and the four added after (best n
 expansion) to 0.935.
 
 Every input is fixed by the query, the item and the catalog, so a pair scores the same alone or among others.
-Missing neighbours (an item outside the table, a tiny market) give NaN, which the trees route natively.
+Missing neighbours (an item outside the table, a tiny market) give NaN, which the trees route natively. Costs: per
+catalog the neighbour table (:mod:`hetmoe.store.neighbourhood`); per query its reference row (shared with the
+expert statistics) and two expansion centres; per pair a few gathers and EXPANSION dot products.
 """
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 import numpy as np
 
+from hetmoe.pairs.blocks.base import FeatureBlock, per_expert_rows, register
 from hetmoe.store.neighbourhood import ItemNeighbours
 from hetmoe.vectors import pair_cosines
+
+if TYPE_CHECKING:
+    from hetmoe.pairs.features import PairFeatures
 
 NEIGHBOURHOOD_FEATURES = ("cos_minus_item_mean", "item_mean", "cos_minus_item_last", "cos_minus_item_first",
                           "closer_neighbours", "rank_in_query", "shared_neighbours", "item_expansion",
@@ -102,3 +109,22 @@ def neighbourhood_features(cos: np.ndarray, q_units: np.ndarray, d_units: np.nda
     out[:, 8] = _query_expansion(d_units, groups, query_top[:, :EXPANSION], unit_of)
     out[:, 9] = _query_expansion(d_units, groups, query_top[:, :WIDE_EXPANSION], unit_of)
     return out
+
+
+@register
+class ItemNeighbourhood(FeatureBlock):
+    name = "neighbourhood"
+    per_expert = True
+    needs = ("vectors", "reference", "neighbours")
+    columns = NEIGHBOURHOOD_FEATURES
+
+    def compute(self, feats: PairFeatures, expert: str | None) -> np.ndarray:
+        assert expert is not None
+        out, at = per_expert_rows(feats, expert, len(self.columns))
+        if not at.any():
+            return out
+        ctx, qi, di = feats.context, feats.batch.qi[at], feats.batch.di[at]
+        out[at] = neighbourhood_features(feats.cosines(expert)[at], feats.q_units(expert), feats.d_units(expert)[di],
+                                         feats.batch.item_rows[di], feats.reference(expert)[1], qi,
+                                         ctx.neighbours(expert), lambda rows: ctx.unit_items(expert, rows))
+        return out

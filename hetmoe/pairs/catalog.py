@@ -1,0 +1,48 @@
+"""The feature context of a judged dataset (training, ``eval``): its items' vectors from the experts' stores, checked
+against the dataset row by row, and its queries' stored vectors.
+
+Why the dataset's own items: a multi-market store may serve one market's slice, and a query's reference row and an
+item's neighbourhood are taken within its market, so the slice's catalog gives the same rows as the whole store's.
+"""
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from hetmoe.errors import HetmoeError
+from hetmoe.online.catalog import ItemCatalog
+from hetmoe.pairs.context import FeatureContext
+
+
+def _vectors(store: Any, ids: np.ndarray, what: str) -> np.ndarray:
+    try:
+        return store.get(ids)
+    except KeyError as err:
+        raise HetmoeError(f"{what} store lacks ids the dataset judges ({err}); re-run 'hetmoe embed' for this dataset") from None
+
+
+def judged_context(dataset: Any, store_root: str | Path, experts: Sequence[str], query_ids: np.ndarray, ref_top: int,
+                   lexical_store: str = "") -> tuple[FeatureContext, dict[str, np.ndarray]]:
+    """(the context over the dataset's items, each expert's raw (n_q, d) float32 vectors of ``query_ids``)."""
+    from hetmoe.store.identity import check_dataset
+    from hetmoe.store.zarr_store import open_expert
+
+    items = dataset.items.select("item_id", "market")
+    ids = np.asarray(items["item_id"].to_list(), dtype=object)
+    vectors, queries = {}, {}
+    for expert in dict.fromkeys(experts):
+        stores = open_expert(store_root, expert)
+        check_dataset(stores, dataset, expert, store_root)
+        queries[expert] = _vectors(stores.queries, query_ids, f"'{expert}' query")
+        vectors[expert] = _vectors(stores.items, ids, f"'{expert}' item")
+    catalog = ItemCatalog(ids, vectors)
+    catalog.set_markets(catalog.ids, items["market"].cast(str).to_numpy())
+    lexical = None
+    if lexical_store:
+        from hetmoe.moe.lexical_pairs import open_checked
+
+        lexical = open_checked(store_root, lexical_store, dataset)
+    return FeatureContext(catalog, store_root, ref_top, lexical, lexical_store), queries
