@@ -221,7 +221,8 @@ def _extend(encoder: Encoder, path: Path, rows: PartInput, hashes: np.ndarray, s
             first, stop = span[chunk]
             began = time.perf_counter()
             encoded = encode_unique(encoder, rows.texts.slice(first - start_row, stop - first), KIND[rows.part], dim)
-            arrays["vectors"][first:stop] = to_float16(*encoded)
+            arrays["vectors"][first:stop] = to_float16(*encoded, rows.ids.slice(first - start_row, stop - first),
+                                                       f"expert '{manifest['expert']}'")
             before = spec["tail"] if first > chunk * size else {}  # the old rows' share of a partial chunk's record
             write_json_atomic(marker_path(path, chunk), {
                 "rows": [chunk * size, stop], "texts": int(before.get("texts", 0)) + int(encoded[0].shape[0]),
