@@ -72,8 +72,9 @@ class LexicalModel:
         save_catalog(self.catalog, Path(folder), self.feature_names)
 
     @classmethod
-    def load(cls, folder: Path) -> LexicalModel:
-        catalog, names = load_catalog(Path(folder))
+    def load(cls, folder: Path, rebuild: str | None = None) -> LexicalModel:
+        """The saved model; ``rebuild``: the command a damaged-file error names (default: a generic refit)."""
+        catalog, names = load_catalog(Path(folder), *([rebuild] if rebuild else []))
         return cls(catalog, names)
 
     def rows(self, item_ids: Sequence[str]) -> np.ndarray:

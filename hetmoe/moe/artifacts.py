@@ -16,11 +16,13 @@ import numpy as np
 
 from hetmoe.errors import HetmoeError
 from hetmoe.files import publish, write_json_atomic
+from hetmoe.integrity import DIGESTS, verify_digests, write_digests
 
 log = logging.getLogger(__name__)
 FORMAT = "hetmoe-moe/3"  # /2: per-expert centring vectors in the weights; /3: reference pair statistics
 CONFIG, WEIGHTS = "config.json", "weights.safetensors"
 STACK_FILE = "stack.txt"  # a stacked head's booster (LightGBM text format), beside the weights
+BOOSTER_END = ("\nend of trees\n", "\nend of parameters\n")  # lines every complete LightGBM model text holds
 
 
 def expert_identity(store_root: str | Path, expert: str, opened: Any = None) -> dict[str, Any]:
@@ -90,26 +92,65 @@ def write_json(path: Path, data: dict[str, Any]) -> None:
     write_json_atomic(path, data, indent=2, sort_keys=False)
 
 
+def refit_command(model_dir: str | Path) -> str:
+    """The command that writes ``model_dir`` again (a variant's folder is written by the fit of its parent model),
+    with the dataset and stores its config names when it can be read."""
+    model_dir = Path(model_dir)
+    out = model_dir.parent.parent if model_dir.parent.name == "variants" else model_dir
+    try:
+        config = json.loads((model_dir / CONFIG).read_text(encoding="utf-8"))
+        data, store = config.get("dataset") or "DIR", config.get("store_root") or "STORE"
+    except (OSError, ValueError, AttributeError):
+        data, store = "DIR", "STORE"
+    return f"'hetmoe fit-head --data {data} --store {store} --out {out}'"
+
+
+def verify_model_files(model_dir: str | Path, files: list[str], required: bool) -> None:
+    """Check ``files`` of a model folder against its digests before anything reads them (``required``: the config
+    says the folder has digests, so a missing record is an incomplete write, not an older model)."""
+    verify_digests(model_dir, files, refit_command(model_dir), required=required)
+
+
 def read_config(model_dir: str | Path) -> dict[str, Any]:
+    """The model's config, its bytes checked against the folder's digests first (when it has them)."""
     model_dir = Path(model_dir)
     path = model_dir / CONFIG
     if not path.is_file():
         raise HetmoeError(f"{model_dir}: no {CONFIG}; train a model with 'hetmoe fit-head --data DIR --store S --out {model_dir}'")
+    recorded = (model_dir / DIGESTS).is_file()
+    if recorded:
+        verify_model_files(model_dir, [CONFIG], required=True)
     try:
         config = json.loads(path.read_text(encoding="utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError) as err:
         raise HetmoeError(f"{path}: not valid JSON ({type(err).__name__}); the model is damaged, fit it again with "
-                          "'hetmoe fit-head'") from err
+                          f"{refit_command(model_dir)}") from err
     if not isinstance(config, dict) or config.get("format") != FORMAT:
         found = config.get("format") if isinstance(config, dict) else None
         raise HetmoeError(f"{path}: format {found!r} is not {FORMAT!r}; retrain the model with this hetmoe")
+    if not recorded:  # refused when the config says the folder was written with digests; else a warning, once
+        verify_model_files(model_dir, [CONFIG], required=bool(config.get("digests")))
     return config
+
+
+def save_booster(booster: Any, path: Path) -> None:
+    """A LightGBM booster as model text, atomically (tmp + rename)."""
+    tmp = path.with_name(path.name + ".tmp")
+    booster.save_model(str(tmp))
+    os.replace(tmp, path)
+
+
+def seal_model(out: Path, config: dict[str, Any], files: list[str]) -> None:
+    """Write ``config.json`` (atomically: its presence marks a complete artifact), then the digests of ``files`` and
+    the config. The config says digests exist, so a kill between the two reads as an incomplete folder."""
+    write_json(out / CONFIG, {**config, "digests": DIGESTS})
+    write_digests(out, [*files, CONFIG])
 
 
 def write_net(out_dir: str | Path, spec: dict[str, Any], weights: dict[str, np.ndarray], meta: dict[str, Any],
               booster: Any = None) -> Path:
-    """Write weights (safetensors; a stacked head's booster beside them) then config (atomically, last: its presence
-    marks a complete artifact)."""
+    """Write weights (safetensors; a stacked head's booster beside them), then config and digests
+    (:func:`seal_model`)."""
     from safetensors.numpy import save_file
 
     out = Path(out_dir)
@@ -118,10 +159,9 @@ def write_net(out_dir: str | Path, spec: dict[str, Any], weights: dict[str, np.n
     save_file({k: np.ascontiguousarray(v, dtype=np.float32) for k, v in weights.items()}, str(tmp))
     publish(tmp, out / WEIGHTS)  # safetensors creates it 0600
     if booster is not None:
-        booster.save_model(str(out / (STACK_FILE + ".tmp")))
-        os.replace(out / (STACK_FILE + ".tmp"), out / STACK_FILE)
+        save_booster(booster, out / STACK_FILE)
     kind = "net" if booster is None else "stacked"
-    write_json(out / CONFIG, {"format": FORMAT, "kind": kind, "spec": spec, **meta})
+    seal_model(out, {"format": FORMAT, "kind": kind, "spec": spec, **meta}, [WEIGHTS] + ([STACK_FILE] if booster else []))
     log.info("saved %s model to %s", meta.get("variant", "?"), out)
     return out
 
@@ -131,12 +171,56 @@ def read_net_config(model_dir: str | Path, store_root: str | Path | None = None)
     config = read_config(model_dir)
     if config.get("kind") not in ("net", "stacked"):
         raise HetmoeError(f"{model_dir} holds a {config.get('kind')} model; load it with hetmoe.moe.lgbm.LgbmModel.load")
+    spec, trained = config.get("spec", {}), config.get("experts", {})
+    for expert, dim in zip(spec.get("experts", []), spec.get("dims", [])):
+        if trained.get(expert, {}).get("dim", dim) != dim:
+            raise HetmoeError(f"{Path(model_dir) / CONFIG}: spec gives '{expert}' {dim}-d vectors, but it was trained on "
+                              f"{trained[expert]['dim']}-d ones (spec.experts reordered or edited?); rebuild the model "
+                              f"with {refit_command(model_dir)}")
     if store_root is not None:
         config["store_root"] = str(store_root)
     return config
 
 
-def read_weights(model_dir: str | Path) -> dict[str, np.ndarray]:
+def read_weights(model_dir: str | Path, config: dict[str, Any] | None = None) -> dict[str, np.ndarray]:
+    """The weights, checked: bytes against the folder's digests, then every value finite (NaN weights score NaN).
+    ``config``: the folder's, when the caller has read it already."""
+    from safetensors import SafetensorError
     from safetensors.numpy import load_file
 
-    return load_file(str(Path(model_dir) / WEIGHTS))
+    model_dir = Path(model_dir)
+    config = read_config(model_dir) if config is None else config
+    verify_model_files(model_dir, [WEIGHTS], required=bool(config.get("digests")))
+    path = model_dir / WEIGHTS
+    if not path.is_file():
+        raise HetmoeError(f"{path}: missing; rebuild the model with {refit_command(model_dir)}")
+    try:
+        weights = load_file(str(path))
+    except (SafetensorError, OSError, ValueError) as err:
+        raise HetmoeError(f"{path}: damaged ({type(err).__name__}: {str(err)[:120]}); rebuild the model with "
+                          f"{refit_command(model_dir)}") from err
+    bad = [name for name, array in weights.items() if not np.isfinite(array).all()]
+    if bad:
+        raise HetmoeError(f"{path}: weight(s) {', '.join(bad[:3])} hold NaN or inf; rebuild the model with "
+                          f"{refit_command(model_dir)}")
+    return weights
+
+
+def load_booster(model_dir: str | Path, name: str, config: dict[str, Any]) -> Any:
+    """A LightGBM booster from ``model_dir/name``, checked before LightGBM parses it (a truncated model text aborts
+    the whole process inside LightGBM): against the digests, else for its closing lines."""
+    import lightgbm as lgb
+
+    model_dir = Path(model_dir)
+    path = model_dir / name
+    verify_model_files(model_dir, [name], required=bool(config.get("digests")))
+    if not path.is_file():
+        raise HetmoeError(f"{path}: missing; rebuild the model with {refit_command(model_dir)}")
+    text = path.read_text(encoding="utf-8", errors="replace")
+    if not all(line in text for line in BOOSTER_END):
+        raise HetmoeError(f"{path}: damaged (truncated LightGBM model text); rebuild the model with "
+                          f"{refit_command(model_dir)}")
+    try:
+        return lgb.Booster(model_str=text)
+    except lgb.basic.LightGBMError as err:
+        raise HetmoeError(f"{path}: damaged ({str(err)[:120]}); rebuild the model with {refit_command(model_dir)}") from err

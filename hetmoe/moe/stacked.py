@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 
 from hetmoe.errors import HetmoeError
-from hetmoe.moe.artifacts import STACK_FILE
+from hetmoe.moe.artifacts import STACK_FILE, load_booster, read_config
 from hetmoe.moe.neighbourhood import NEIGHBOURHOOD_FEATURES
 from hetmoe.moe.reference import reference_stats
 from hetmoe.vectors import l2_normalize, pair_cosines
@@ -85,12 +85,8 @@ class StackHead:
 
     @classmethod
     def load(cls, model_dir: Path) -> StackHead:
-        import lightgbm as lgb
-
-        path = Path(model_dir) / STACK_FILE
-        if not path.is_file():
-            raise HetmoeError(f"{model_dir}: stacked model without {STACK_FILE}; retrain it with 'hetmoe fit-head'")
-        return cls(lgb.Booster(model_file=str(path)))
+        """The booster of a stacked model folder, checked before LightGBM reads it (:func:`load_booster`)."""
+        return cls(load_booster(model_dir, STACK_FILE, read_config(model_dir)))
 
     def logits(self, model: Any, net_logit: np.ndarray, query_vecs: dict[str, np.ndarray],
                item_vecs: dict[str, np.ndarray], routing: tuple[np.ndarray, np.ndarray], groups: np.ndarray | None,

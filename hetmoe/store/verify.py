@@ -82,8 +82,10 @@ def read_rows(folder: Path, array: Any, stop: int, rebuild: str) -> np.ndarray:
     try:
         return np.asarray(array[:stop])
     except Exception as err:  # zarr raises ValueError (checksum, reshape) or RuntimeError (Zstd) for a damaged chunk
-        raise HetmoeError(f"{_damaged_chunk(folder, array, stop)}: damaged chunk ({type(err).__name__}: "
-                          f"{str(err).splitlines()[0][:120]}); rebuild the store with {rebuild}") from err
+        text = str(err).splitlines()[0] if str(err) else ""
+        reason = "its crc32c checksum does not match" if "checksum" in text else f"{type(err).__name__}: {text[:120]}"
+        raise HetmoeError(f"{_damaged_chunk(folder, array, stop)}: damaged chunk ({reason}); rebuild the store with "
+                          f"{rebuild}") from err
 
 
 def _damaged_chunk(folder: Path, array: Any, stop: int) -> Path:
