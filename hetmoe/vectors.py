@@ -10,6 +10,8 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from hetmoe.errors import HetmoeError
+
 EPS = 1e-12  # floor on a norm: a zero row stays zero instead of becoming NaN
 CHECK_ROWS = 65536  # rows per block in :func:`bad_rows` (bounds its temporary copy on large stores)
 NAMED = 5  # ids an error about bad vectors names
@@ -77,3 +79,12 @@ def describe_bad_rows(matrix: np.ndarray, rows: np.ndarray, names: Sequence[str]
     label = (lambda i: str(names[i])) if names is not None else (lambda i: f"row {i}")
     named = ", ".join(label(i) for i in rows[:NAMED].tolist()) + (" ..." if rows.size > NAMED else "")
     return f"{' and '.join(kinds)} vectors{' (NaN or inf)' if rows.size - zero else ''} ({named})"
+
+
+def check_scores(scores: np.ndarray, what: str) -> np.ndarray:
+    """A head's scores, refused when one is NaN or inf: a damaged model must not look like a scored pair."""
+    finite = np.isfinite(scores)
+    if not finite.all():
+        raise HetmoeError(f"the model's head returned {int((~finite).sum())} non-finite score(s) of {scores.size} for "
+                          f"{what}; its files or the stores it reads are damaged: rebuild them")
+    return scores
