@@ -25,7 +25,7 @@ from typing import Any
 
 import polars as pl
 
-from hetmoe.files import write_json_atomic
+from hetmoe.files import disk_errors, write_json_atomic
 from hetmoe.errors import HetmoeError
 from hetmoe.integrity import file_sha256
 from hetmoe.scale.pairs import BLOCK, ROW
@@ -134,7 +134,8 @@ def write_part(parts: Path, block: int, frame: pl.DataFrame, stats: dict[str, An
     fd, tmp = tempfile.mkstemp(dir=parts, prefix=f".part-{block:05d}.", suffix=".tmp")
     os.close(fd)
     try:
-        frame.write_parquet(tmp)
+        with disk_errors(part_file(parts, block)):
+            frame.write_parquet(tmp)
         digest = file_sha256(tmp)
         os.replace(tmp, part_file(parts, block))
     except BaseException:
@@ -153,20 +154,21 @@ def gather(parts: Path, blocks: list[int], out: Path) -> dict[str, Any]:
     os.close(fd)
     writer = None
     try:
-        try:
-            for block in blocks:
-                table = pq.read_table(part_file(parts, block))
-                writer = writer or pq.ParquetWriter(tmp, table.schema)
-                writer.write_table(table)
-                stats = json.loads(stats_file(parts, block).read_text(encoding="utf-8"))
-                for key, value in stats.items():
-                    if key == "unknown_market_names":
-                        totals[key] = sorted(set(totals[key]) | set(value))
-                    elif isinstance(value, (int, float)):
-                        totals[key] = totals.get(key, 0) + value
-        finally:
-            if writer is not None:
-                writer.close()
+        with disk_errors(out):
+            try:
+                for block in blocks:
+                    table = pq.read_table(part_file(parts, block))
+                    writer = writer or pq.ParquetWriter(tmp, table.schema)
+                    writer.write_table(table)
+                    stats = json.loads(stats_file(parts, block).read_text(encoding="utf-8"))
+                    for key, value in stats.items():
+                        if key == "unknown_market_names":
+                            totals[key] = sorted(set(totals[key]) | set(value))
+                        elif isinstance(value, (int, float)) and key != "block":
+                            totals[key] = totals.get(key, 0) + value
+            finally:
+                if writer is not None:
+                    writer.close()
         os.replace(tmp, out)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

@@ -32,7 +32,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import polars as pl
 
-from hetmoe.files import write_json_atomic
+from hetmoe.files import disk_errors, write_json_atomic
 from hetmoe.errors import HetmoeError
 from hetmoe.store.embed import embed_dataset, encode_unique, to_float16
 from hetmoe.store.manifest import IDENTITY_KEYS, KIND, PartInput, read_inputs, store_versions
@@ -65,7 +65,7 @@ def append_dataset(data_dir: str | Path, card: ExpertCard, store_root: str | Pat
         log.info("%s: no store yet, so --append embeds the whole dataset", folder)
         return {**embed_dataset(data_dir, card, store_root, chunk_size=chunk_size, encoder=encoder, progress=progress,
                                 wait=wait), "appended": {}}
-    with embed_lock(folder, (0, 1), wait=wait):  # the lock of an unsharded embed: the two never run together
+    with embed_lock(folder, (0, 1), wait=wait), disk_errors(folder):  # the lock of an unsharded embed: never both
         return _append_locked(Path(data_dir), card, folder, chunk_size, encoder, progress)
 
 

@@ -20,7 +20,7 @@ import numpy as np
 import polars as pl
 
 from hetmoe.errors import HetmoeError
-from hetmoe.files import dir_mode, write_json_atomic
+from hetmoe.files import dir_mode, disk_errors, write_json_atomic
 from hetmoe.store.lock import embed_lock
 from hetmoe.store.identity import TEXT_HASH, text_hashes
 from hetmoe.store.verify import id_codecs, vector_codecs
@@ -265,5 +265,5 @@ def embed_dataset(
     """
     held = shard or (0, 1)
     parse_shard(f"{held[0]}/{held[1]}")
-    with embed_lock(expert_dir(store_root, card.name), held, wait=wait):
+    with embed_lock(expert_dir(store_root, card.name), held, wait=wait), disk_errors(expert_dir(store_root, card.name)):
         return _embed_locked(data_dir, card, store_root, shard, overwrite, chunk_size, encoder, progress)
