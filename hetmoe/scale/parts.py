@@ -20,6 +20,7 @@ import logging
 import os
 import shutil
 import tempfile
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -73,11 +74,10 @@ def block_identity(block: pl.DataFrame) -> dict[str, Any]:
     return {"block": int(block[BLOCK][0]), "rows": hashlib.sha256(rows.tobytes()).hexdigest()}
 
 
-def open_parts(parts: Path, identity: dict[str, Any], overwrite: bool,
-               blocks: dict[int, pl.DataFrame] | None = None) -> set[int]:
-    """The blocks already done in ``parts``; parts of another run are refused (or deleted with ``overwrite``). With
-    ``blocks`` (the planned blocks by index), a part whose record does not match its block, or whose file is damaged
-    or missing, is deleted so that its block is scored again."""
+def open_parts(parts: Path, identity: dict[str, Any], overwrite: bool, blocks: Mapping[int, pl.DataFrame]) -> set[int]:
+    """The blocks already done in ``parts``; parts of another run are refused (or deleted with ``overwrite``). A part
+    whose record does not match its planned block (``blocks``, by index), or whose file is damaged or missing, is
+    deleted so that its block is scored again."""
     manifest = parts / MANIFEST
     if manifest.is_file():
         try:
@@ -97,8 +97,6 @@ def open_parts(parts: Path, identity: dict[str, Any], overwrite: bool,
     if not manifest.is_file():
         write_json_atomic(manifest, identity)
     done = {int(p.name[5:10]) for p in parts.glob("part-*.json")}
-    if blocks is None:
-        return done
     for block in sorted(done):
         reason = _mismatch(parts, block, blocks.get(block))
         if reason:
