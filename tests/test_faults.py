@@ -8,6 +8,7 @@ import errno
 import json
 import logging
 import os
+import re
 import shutil
 import tracemalloc
 from collections.abc import Callable
@@ -21,8 +22,7 @@ from bad_data import tables, write
 from bad_inputs import run_cli, snapshot
 
 from hetmoe.errors import HetmoeError
-from hetmoe.experts.base import Encoder
-from hetmoe.experts.base import MAX_TEXT_CHARS
+from hetmoe.experts.base import MAX_TEXT_CHARS, Encoder
 from hetmoe.online.checks import RequestError
 from hetmoe.online.results import ScoreRequest
 from hetmoe.online.scorer import Scorer
@@ -96,12 +96,15 @@ def test_eval_refuses_a_damaged_artifact(fault: Fault, built: Path, tmp_path: Pa
     _refused(cli, _eval(built, ws), ws, fault.fragment)
 
 
-@pytest.mark.parametrize("fault", [STORE_FAULTS[0], STORE_FAULTS[6], MODEL_FAULTS[1]], ids=lambda f: f.name)
+LOADED = ("vectors chunk deleted", "60 rows zeroed", "weights truncated", "lexical arrays.npz truncated")
+
+
+@pytest.mark.parametrize("fault", [f for f in STORE_FAULTS + MODEL_FAULTS if f.name in LOADED], ids=lambda f: f.name)
 def test_scorer_load_refuses_a_damaged_artifact(fault: Fault, built: Path, tmp_path: Path) -> None:
     """The Python API and ``serve`` load through ``Scorer.load``: the same one line, as a HetmoeError."""
     ws = _workspace(built, tmp_path)
     fault.damage(ws)
-    with pytest.raises(HetmoeError, match=fault.fragment.replace("(", r"\(").replace(")", r"\)")) as err:
+    with pytest.raises(HetmoeError, match=re.escape(fault.fragment)) as err:
         Scorer.load(ws / "model", store_root=ws / "stores", with_indexes=False)
     assert "\n" not in str(err.value)
 
@@ -123,12 +126,14 @@ def test_older_artifacts_load_unverified_with_one_warning(built: Path, tmp_path:
         del config["digests"]
         (folder / "config.json").write_text(json.dumps(config, indent=2))
     with caplog.at_level(logging.WARNING, logger="hetmoe.integrity"):
-        old, _ = (Scorer.load(ws / "model", store_root=ws / "stores", with_indexes=False,
-                              encoders={e: scorer.encoder(e) for e in EXPERTS}) for _ in range(2))
-    warned = [r.getMessage().split(": read unverified")[0] for r in caplog.records if "read unverified" in r.getMessage()]
+        loaded = [Scorer.load(ws / "model", store_root=ws / "stores", with_indexes=False,
+                              encoders={e: scorer.encoder(e) for e in EXPERTS}) for _ in range(2)]
+    warned = [r.getMessage().split(": read unverified")[0] for r in caplog.records if r.name == "hetmoe.integrity"]
     assert sorted(warned) == sorted(map(str, old_folders))
-    items = old.catalog.ids[:5].tolist()
-    np.testing.assert_array_equal(old.score("kettle", items, "TH").scores, scorer.score("kettle", items, "TH").scores)
+    items = loaded[0].catalog.ids[:5].tolist()
+    np.testing.assert_array_equal(loaded[0].score("kettle", items, "TH").scores, scorer.score("kettle", items, "TH").scores)
+    for old in loaded:
+        old.close()
 
 
 def test_a_store_without_checksums_loads_with_one_warning(built: Path, tmp_path: Path, static: Encoder,
@@ -223,8 +228,8 @@ def test_resume_redoes_a_part_that_is_not_its_block(swap: str, built: Path, scor
         summary = score_pairs(built / "model", scored[0], out, block_pairs=BLOCK, progress=False)
     assert summary["blocks_resumed"] == summary["blocks"] - 2 and summary["scored"] == scored[1].height
     assert pl.read_parquet(out).equals(scored[1])
-    redone = sorted(r.getMessage().rsplit("scoring block ", 1)[1] for r in caplog.records)
-    assert redone == ["1 again", "2 again"]
+    redone = sorted(r.getMessage().rsplit("; ", 1)[1] for r in caplog.records if r.name == "hetmoe.scale.parts")
+    assert redone == ["scoring block 1 again", "scoring block 2 again"]
 
 
 def _nan_head(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -351,8 +356,9 @@ def test_embed_on_a_full_disk_fails_in_one_line_and_resumes(built: Path, tmp_pat
         with pytest.raises(HetmoeError, match=r"s/static: no space left on device; free some space, then run the same"):
             embed()
     assert not _leftovers(tmp_path) and len(list((tmp_path / "s" / "static" / "items.zarr.done").iterdir())) == 2
-    assert embed()["parts"]["items"]["rows_encoded"] == 90 - 2 * 16
+    summary = embed()
     resumed = EmbeddingStore.open(tmp_path / "s" / "static" / "items.zarr").load()
+    assert summary["parts"]["items"]["rows_encoded"] == len(resumed) - 2 * 16  # the two chunks written are kept
     np.testing.assert_array_equal(resumed, EmbeddingStore.open(built / "stores" / "static" / "items.zarr").load())
 
 
