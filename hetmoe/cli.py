@@ -11,6 +11,7 @@ from importlib import import_module
 import typer
 
 from hetmoe.errors import HetmoeError
+from hetmoe.files import disk_full_error, is_disk_full
 from hetmoe.logs import setup_logging
 
 app = typer.Typer(
@@ -43,13 +44,20 @@ for _module in COMMAND_MODULES:
 
 
 def main() -> None:
-    """Entry point: user errors become one line on stderr and exit code 2; bugs keep their traceback."""
+    """Entry point: user errors (and a full disk) become one line on stderr and exit code 2; bugs keep their
+    traceback."""
     try:
         app()
     except HetmoeError as err:
         logging.getLogger("hetmoe").debug("user error", exc_info=True)
         print(f"error: {err}", file=sys.stderr)
         sys.exit(err.exit_code)
+    except Exception as err:
+        if not is_disk_full(err):
+            raise
+        logging.getLogger("hetmoe").debug("disk full", exc_info=True)
+        print(f"error: {disk_full_error(err, getattr(err, 'filename', None) or 'a file')}", file=sys.stderr)
+        sys.exit(HetmoeError.exit_code)
     except KeyboardInterrupt:
         print("interrupted: completed work is kept; run the same command again to resume", file=sys.stderr)
         sys.exit(130)

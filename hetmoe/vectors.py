@@ -10,7 +10,11 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from hetmoe.errors import HetmoeError
+
 EPS = 1e-12  # floor on a norm: a zero row stays zero instead of becoming NaN
+CHECK_ROWS = 65536  # rows per block in :func:`bad_rows` (bounds its temporary copy on large stores)
+NAMED = 5  # ids an error about bad vectors names
 
 
 def l2_normalize(x: np.ndarray, dtype: type = np.float32, inplace: bool = False) -> np.ndarray:
@@ -54,3 +58,33 @@ class SortedIds:
 def available_cores() -> int:
     """CPU cores this process may run on (its affinity mask where the OS has one, else every core)."""
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
+def bad_rows(matrix: np.ndarray) -> np.ndarray:
+    """Indices of the rows that are all zero or hold NaN / inf: one pass of ``abs().max()`` per block of rows (a row's
+    max is NaN when it holds one, inf when it holds one, 0 when the row is zero)."""
+    found = []
+    for start in range(0, matrix.shape[0], CHECK_ROWS):
+        peak = np.abs(matrix[start : start + CHECK_ROWS]).max(axis=1) if matrix.shape[1] else np.zeros(0)
+        found.append(np.flatnonzero(~(np.isfinite(peak) & (peak > 0))) + start)
+    return np.concatenate(found) if found else np.zeros(0, dtype=np.int64)
+
+
+def describe_bad_rows(matrix: np.ndarray, rows: np.ndarray, names: Sequence[str] | np.ndarray | None = None) -> str:
+    """``"2 all-zero and 1 non-finite vectors (NaN or inf) (a, b, c)"``: what :func:`bad_rows` found, naming a few
+    rows by ``names`` (default: their row numbers)."""
+    peak = np.abs(matrix[rows]).max(axis=1) if rows.size else np.zeros(0)
+    zero = int((peak == 0).sum())
+    kinds = ([f"{zero} all-zero"] if zero else []) + ([f"{rows.size - zero} non-finite"] if rows.size - zero else [])
+    label = (lambda i: str(names[i])) if names is not None else (lambda i: f"row {i}")
+    named = ", ".join(label(i) for i in rows[:NAMED].tolist()) + (" ..." if rows.size > NAMED else "")
+    return f"{' and '.join(kinds)} vectors{' (NaN or inf)' if rows.size - zero else ''} ({named})"
+
+
+def check_scores(scores: np.ndarray, what: str) -> np.ndarray:
+    """A head's scores, refused when one is NaN or inf: a damaged model must not look like a scored pair."""
+    finite = np.isfinite(scores)
+    if not finite.all():
+        raise HetmoeError(f"the model's head returned {int((~finite).sum())} non-finite score(s) of {scores.size} for "
+                          f"{what}; its files or the stores it reads are damaged: rebuild them")
+    return scores

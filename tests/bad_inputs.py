@@ -9,11 +9,32 @@ from __future__ import annotations
 
 import shutil
 import socket
+import sys
 from collections.abc import Callable
 from pathlib import Path
 
+import pytest
 from bad_data import BAD_CARDS, BROKEN_DATASETS, GOOD_CARD, Case, broken_dataset, file_maker, good, tables, where, write
 from bad_files import IMPORT_CASES
+
+from hetmoe.cli import main
+
+
+def snapshot(ws: Path) -> dict[str, tuple[int, int]]:
+    """Every path with (size, mtime) for files; folders only by name (a transient lock file touches their mtime)."""
+    return {
+        str(p.relative_to(ws)): (p.stat().st_size, p.stat().st_mtime_ns) if p.is_file() else (0, 0)
+        for p in ws.rglob("*")
+    }
+
+
+def run_cli(args: list[str], capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> tuple[int, list[str]]:
+    """The real entry point (``hetmoe = hetmoe.cli:main``), in process: exit code and the non-empty stderr lines."""
+    monkeypatch.setattr(sys, "argv", ["hetmoe", *args])
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as exited:
+        main()
+    return int(exited.value.code or 0), [line for line in capsys.readouterr().err.splitlines() if line.strip()]
 
 
 def _embed(data: Callable[[Path], Path], *extra: str, expert: str = "static") -> Callable[[Path], list[str]]:

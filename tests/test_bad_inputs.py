@@ -12,10 +12,9 @@ from pathlib import Path
 import bad_inputs
 import pytest
 from bad_data import good, tables, write
-from bad_inputs import CASES, Case, store_cases
+from bad_inputs import CASES, Case, run_cli, snapshot, store_cases
 from fastapi.testclient import TestClient
 
-from hetmoe.cli import main
 from hetmoe.errors import HetmoeError
 from hetmoe.online.checks import RequestError, SearchUnavailable
 from hetmoe.online.results import ScoreRequest
@@ -23,23 +22,6 @@ from hetmoe.online.scorer import Scorer
 from hetmoe.online.service import Limits, create_app
 
 STORE_CASES = [c.name for c in store_cases(Path("unused"))]
-
-
-def _snapshot(ws: Path) -> dict[str, tuple[int, int]]:
-    """Every path with (size, mtime) for files; folders only by name (a transient lock file touches their mtime)."""
-    return {
-        str(p.relative_to(ws)): (p.stat().st_size, p.stat().st_mtime_ns) if p.is_file() else (0, 0)
-        for p in ws.rglob("*")
-    }
-
-
-def _cli(args: list[str], capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> tuple[int, list[str]]:
-    """The real entry point (``hetmoe = hetmoe.cli:main``), in process: exit code and the non-empty stderr lines."""
-    monkeypatch.setattr(sys, "argv", ["hetmoe", *args])
-    capsys.readouterr()
-    with pytest.raises(SystemExit) as exited:
-        main()
-    return int(exited.value.code or 0), [line for line in capsys.readouterr().err.splitlines() if line.strip()]
 
 
 @pytest.fixture(autouse=True)
@@ -52,15 +34,15 @@ def _close_listeners() -> Iterator[None]:
 def _refused(case: Case, ws: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
     ws.mkdir(exist_ok=True)
     args = case.prepare(ws)
-    before = _snapshot(ws)
-    code, lines = _cli(args, capsys, monkeypatch)
+    before = snapshot(ws)
+    code, lines = run_cli(args, capsys, monkeypatch)
     assert code == 2, (case.name, lines)
     if args[:2] == ["data", "validate"]:  # documented: one line per problem, then the count
         assert all(line.startswith("error: ") for line in lines) and "problem(s) in" in lines[-1], lines
     else:
         assert len(lines) == 1 and lines[0].startswith("error: "), (case.name, lines)
     assert case.fragment in lines[0], (case.name, lines[0])
-    assert _snapshot(ws) == before, f"{case.name}: the refused command wrote or changed files"
+    assert snapshot(ws) == before, f"{case.name}: the refused command wrote or changed files"
 
 
 @pytest.mark.parametrize("case", CASES, ids=[c.name for c in CASES])
@@ -107,7 +89,7 @@ def test_a_broken_unrelated_card_does_not_break_embed(
         "--cards",
         str(cards),
     ]
-    code, lines = _cli(args, capsys, monkeypatch)
+    code, lines = run_cli(args, capsys, monkeypatch)
     assert code == 0 and not any(line.startswith("error:") for line in lines), lines
     assert (tmp_path / "s" / "static" / "manifest.json").is_file()
 

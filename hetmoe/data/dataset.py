@@ -13,6 +13,7 @@ from pathlib import Path
 import polars as pl
 
 from hetmoe.errors import HetmoeError
+from hetmoe.files import disk_errors
 
 STRING, FLOAT, INT = "string", "float", "int"
 SCHEMA: dict[str, dict[str, str]] = {
@@ -115,9 +116,18 @@ def write_dataset(root: str | Path, items: pl.DataFrame, queries: pl.DataFrame, 
     """Write the three tables with canonical dtypes, so generators and importers all produce the same contract."""
     root = Path(root)
     root.mkdir(parents=True, exist_ok=True)
-    for table, frame in (("items", items), ("queries", queries), ("judgments", judgments)):
-        frame = _coerce(frame, table, root / f"{table}.parquet")
-        tmp = root / f".{table}.parquet.tmp"
-        frame.write_parquet(tmp)
-        tmp.replace(root / f"{table}.parquet")  # atomic: a crash never leaves half a table behind
+    tables = {table: _coerce(frame, table, root / f"{table}.parquet")
+              for table, frame in (("items", items), ("queries", queries), ("judgments", judgments))}
+    written: list[Path] = []
+    try:
+        with disk_errors(root):
+            for table, frame in tables.items():
+                written.append(root / f".{table}.parquet.tmp")
+                frame.write_parquet(written[-1])
+    except BaseException:
+        for tmp in written:
+            tmp.unlink(missing_ok=True)
+        raise
+    for tmp in written:  # only once all three are written: a crash or a full disk never leaves half a dataset behind
+        tmp.replace(root / tmp.name[1:].removesuffix(".tmp"))
     return root

@@ -154,8 +154,25 @@ def _check_classes(path: str, judgments: pl.DataFrame, queries: pl.DataFrame, pr
                                         lacking[:SAMPLE], hint=fix))
 
 
+def warn_oversized(frame: pl.DataFrame, table: str, path: str) -> None:
+    """Warn about texts longer than the experts read (:data:`hetmoe.experts.base.MAX_TEXT_CHARS`): they are cut
+    there, so their end never reaches a vector; usually a description or a whole page pasted into a title."""
+    from hetmoe.experts.base import MAX_TEXT_CHARS
+
+    for column in ("title", "text") if table == "items" else ("text",):
+        if column not in frame.columns:
+            continue
+        long = frame.filter(pl.col(column).str.len_chars() > MAX_TEXT_CHARS)
+        if long.height:
+            top = long.sort(pl.col(column).str.len_chars(), descending=True).row(0, named=True)
+            log.warning("%s: column '%s': %d text(s) longer than %d characters (longest: %s, %d characters); the experts "
+                        "read only their first %d characters", path, column, long.height, MAX_TEXT_CHARS,
+                        top[ID_COLUMN[table]], len(top[column]), MAX_TEXT_CHARS)
+
+
 def inspect_dataset(root: str | Path) -> tuple[list[Problem], Dataset | None]:
-    """All problems, plus the dataset when its three tables could be read with the right columns."""
+    """All problems, plus the dataset when its three tables could be read with the right columns (texts too long
+    for the experts are a warning, not a problem)."""
     root = Path(root)
     if not root.is_dir():
         return [Problem(str(root), "", "no such dataset folder", hint=f"create one with 'hetmoe data demo --out {root}'")], None
@@ -164,6 +181,7 @@ def inspect_dataset(root: str | Path) -> tuple[list[Problem], Dataset | None]:
     for table in ("items", "queries"):
         if frames[table] is not None:
             _check_table(frames[table], table, str(root / f"{table}.parquet"), problems)
+            warn_oversized(frames[table], table, str(root / f"{table}.parquet"))
     if frames["judgments"] is not None:
         _check_table(frames["judgments"], "judgments", str(root / "judgments.parquet"), problems)
         _check_judgments(root, frames["items"], frames["queries"], frames["judgments"], problems)

@@ -1,7 +1,7 @@
 """The one protocol every backend implements: texts in, a float32 (n, dim) matrix out.
 
-The public :meth:`Encoder.encode` owns the contract (empty input, dtype, contiguity, shape, normalisation) so each
-backend only wraps its library's batch call and adds no per-text Python work.
+The public :meth:`Encoder.encode` owns the contract (empty input, text length, dtype, contiguity, shape,
+normalisation) so each backend only wraps its library's batch call and adds no per-text Python work.
 """
 from __future__ import annotations
 
@@ -17,6 +17,12 @@ from hetmoe.experts.card import ExpertCard, Kind
 from hetmoe.vectors import available_cores, l2_normalize
 
 KINDS: tuple[str, ...] = get_args(Kind)
+# Texts are cut to this many characters before any backend tokenizes them, so memory never grows with a text's length:
+# WordLlama pads a batch to its longest text and reads every token (a 2-million-character title asked for ~50 GiB).
+# Windowed models read at most 512 tokens, and a token of product text covers ~4 characters (fewer in Thai or CJK),
+# so they never see past ~2,000; 8,192 leaves a wide margin, so what they read is unchanged. ``hetmoe data validate``
+# warns about longer texts.
+MAX_TEXT_CHARS = 8192
 # Optional card fields a backend may or may not act on; setting one a backend ignores is an error, not a no-op.
 OPTIONAL_FIELDS: tuple[str, ...] = (
     "revision", "pooling", "max_length",
@@ -63,7 +69,8 @@ class Encoder(ABC):
         """Embed a non-empty list with the backend's own batch call; (len(texts), dim) floats."""
 
     def encode(self, texts: Sequence[str], kind: Kind, threads: int | None = None) -> np.ndarray:
-        """Embed ``texts`` as queries or documents: float32, C-contiguous, shape (n, dim); n = 0 is fine.
+        """Embed ``texts`` as queries or documents: float32, C-contiguous, shape (n, dim); n = 0 is fine. Each text
+        is cut to its first :data:`MAX_TEXT_CHARS` characters.
 
         ``threads`` overrides the card's CPU thread count for this call only (see :meth:`call_threads`).
         """
@@ -72,6 +79,8 @@ class Encoder(ABC):
         batch = list(texts)
         if not batch:
             return np.zeros((0, self.dim), dtype=np.float32)
+        if max(map(len, batch)) > MAX_TEXT_CHARS:
+            batch = [text[:MAX_TEXT_CHARS] for text in batch]
         self._call.threads = threads
         try:
             out = np.ascontiguousarray(self._encode(batch, kind), dtype=np.float32)

@@ -17,7 +17,7 @@ from hetmoe.lexical.catalog import LexicalCatalog, fit_catalog
 from hetmoe.lexical.config import LexicalConfig
 from hetmoe.lexical.ngrams import WordGrams
 from hetmoe.lexical.features import FEATURE_NAMES, pair_features
-from hetmoe.lexical.persist import load_catalog, save_catalog
+from hetmoe.lexical.persist import REFIT, load_catalog, save_catalog
 from hetmoe.lexical.query import QueryBatch
 from hetmoe.lexical.tokenize import Tokenizer
 
@@ -72,8 +72,9 @@ class LexicalModel:
         save_catalog(self.catalog, Path(folder), self.feature_names)
 
     @classmethod
-    def load(cls, folder: Path) -> LexicalModel:
-        catalog, names = load_catalog(Path(folder))
+    def load(cls, folder: Path, rebuild: str | None = None) -> LexicalModel:
+        """The saved model; ``rebuild``: the command a damaged-file error names (default: a generic refit)."""
+        catalog, names = load_catalog(Path(folder), rebuild or REFIT)
         return cls(catalog, names)
 
     def rows(self, item_ids: Sequence[str]) -> np.ndarray:

@@ -1,7 +1,8 @@
 """A fitted catalog on disk: config.json, vocab.json, items.parquet (ids, compact titles) and arrays.npz.
 
 Written into a temporary folder next to the target and renamed into place, so a reader sees the old model, the new
-one, or nothing, never half; nothing is pickled.
+one, or nothing, never half; nothing is pickled. ``digests.json`` (:mod:`hetmoe.integrity`) records every file's
+sha256, checked before any is read; a model saved before it loads with a warning that it is unverified.
 """
 
 from __future__ import annotations
@@ -16,12 +17,14 @@ import numpy as np
 import polars as pl
 
 from hetmoe.errors import HetmoeError
+from hetmoe.integrity import DIGESTS, verify_digests, write_digests
 from hetmoe.lexical.bm25 import Bm25Field
 from hetmoe.lexical.catalog import LexicalCatalog
 from hetmoe.lexical.config import FORMAT_VERSION, LexicalConfig
 from hetmoe.lexical.terms import Vocabulary
 
 FILES = ("config.json", "vocab.json", "items.parquet", "arrays.npz")
+REFIT = "'hetmoe embed --expert lexical --data DIR --store STORE --overwrite'"  # when the caller names no better one
 FIELD_ARRAYS = ("indptr", "indices", "weights", "idf")
 ITEM_ARRAYS = (
     "item_base",
@@ -49,6 +52,7 @@ def save_catalog(catalog: LexicalCatalog, folder: Path, feature_names: list[str]
             "n_items": int(catalog.item_ids.size),
             "n_terms": len(catalog.vocab),
             "has_text": catalog.text is not None,
+            "digests": DIGESTS,
         }
         (tmp / "config.json").write_text(json.dumps(meta, indent=1, sort_keys=True), encoding="utf-8")
         catalog.vocab.save(tmp / "vocab.json")
@@ -61,6 +65,7 @@ def save_catalog(catalog: LexicalCatalog, folder: Path, feature_names: list[str]
             arrays |= {f"text_{k}": getattr(catalog.text, k) for k in FIELD_ARRAYS}
         arrays |= {k: getattr(catalog, k) for k in ITEM_ARRAYS}
         np.savez(tmp / "arrays.npz", **arrays)
+        write_digests(tmp, FILES)
         old = None
         if folder.exists():
             old = Path(tempfile.mkdtemp(dir=folder.parent, prefix=f".{folder.name}.old."))
@@ -72,20 +77,31 @@ def save_catalog(catalog: LexicalCatalog, folder: Path, feature_names: list[str]
         shutil.rmtree(tmp, ignore_errors=True)
 
 
-def load_catalog(folder: Path) -> tuple[LexicalCatalog, list[str]]:
-    """The catalog and the feature names it was saved with; a missing or foreign folder is one clear error."""
+def load_catalog(folder: Path, rebuild: str = REFIT) -> tuple[LexicalCatalog, list[str]]:
+    """The catalog and the feature names it was saved with; a missing, foreign or damaged folder is one line naming
+    the file and ``rebuild`` (the command that fits it again)."""
     folder = Path(folder)
     missing = [name for name in FILES if not (folder / name).is_file()]
     if missing:
-        raise HetmoeError(f"{folder}: not a saved lexical model (missing {', '.join(missing)}); fit and save it again")
-    meta = json.loads((folder / "config.json").read_text(encoding="utf-8"))
-    if meta.get("format") != FORMAT_VERSION:
-        raise HetmoeError(
-            f"{folder}: lexical model format {meta.get('format')}, this hetmoe reads {FORMAT_VERSION}; fit it again"
-        )
-    with np.load(folder / "arrays.npz", allow_pickle=False) as npz:
-        arrays = {k: npz[k] for k in npz.files}
-    items = pl.read_parquet(folder / "items.parquet")
+        raise HetmoeError(f"{folder}: not a saved lexical model (missing {', '.join(missing)}); rebuild it with {rebuild}")
+    recorded = verify_digests(folder, FILES, rebuild) if (folder / DIGESTS).is_file() else False
+    try:
+        meta = json.loads((folder / "config.json").read_text(encoding="utf-8"))
+        if not recorded:  # refused when the model was saved with digests; else a warning, once
+            verify_digests(folder, FILES, rebuild, required=bool(meta.get("digests")))
+        if meta.get("format") != FORMAT_VERSION:
+            raise HetmoeError(
+                f"{folder}: lexical model format {meta.get('format')}, this hetmoe reads {FORMAT_VERSION}; rebuild it "
+                f"with {rebuild}"
+            )
+        with np.load(folder / "arrays.npz", allow_pickle=False) as npz:
+            arrays = {k: npz[k] for k in npz.files}
+        items = pl.read_parquet(folder / "items.parquet")
+    except HetmoeError:
+        raise
+    except Exception as err:  # an unverified model's damage: BadZipFile, JSON, Parquet, ... errors
+        raise HetmoeError(f"{folder}: damaged lexical model ({type(err).__name__}: {str(err)[:120]}); rebuild it with "
+                          f"{rebuild}") from err
 
     def field(prefix: str) -> Bm25Field | None:
         if f"{prefix}_indptr" not in arrays:

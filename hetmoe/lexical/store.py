@@ -64,8 +64,8 @@ def _versions() -> dict[str, str]:
     return found
 
 
-def _fix(name: str, store_root: Path, overwrite: bool = False) -> str:
-    return f"'hetmoe embed --expert {name} --data D --store {store_root}{' --overwrite' if overwrite else ''}'"
+def _fix(name: str, store_root: Path, overwrite: bool = False, data: str | None = None) -> str:
+    return f"'hetmoe embed --expert {name} --data {data or 'D'} --store {store_root}{' --overwrite' if overwrite else ''}'"
 
 
 def _mismatch(old: dict[str, Any], new: dict[str, Any]) -> str | None:
@@ -203,12 +203,7 @@ def open_lexical(
             f"{folder}: fitted on other items (fingerprint {str(found)[:12]}, expected {expected_fingerprint[:12]}); "
             f"rebuild it with {_fix(name, store_root, True)}"
         )
-    try:
-        return LexicalModel.load(folder / MODEL_DIR)
-    except HetmoeError as err:
-        raise HetmoeError(
-            f"{folder}: lexical model damaged ({err}); rebuild it with {_fix(name, store_root, True)}"
-        ) from err
+    return LexicalModel.load(folder / MODEL_DIR, _fix(name, store_root, True, manifest.get("data")))
 
 
 def dataset_fingerprint(data_dir: str | Path) -> str:

@@ -1,5 +1,5 @@
-"""Model artifacts: ``config.json`` beside each head's own files (:mod:`hetmoe.moe.heads`), and the store identity
-check.
+"""Model artifacts: ``config.json`` beside each head's own files (:mod:`hetmoe.moe.heads`), their digests, and the
+store identity check.
 
 Why the check: a head is only valid for the vector spaces it was trained on. ``config.json`` records, per expert, the
 card (and its hash) and the fingerprints of the item and query stores; loading compares them with the stores on disk
@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -17,12 +18,14 @@ import numpy as np
 
 from hetmoe.errors import HetmoeError
 from hetmoe.files import write_json_atomic
+from hetmoe.integrity import DIGESTS, verify_digests, write_digests
 
 log = logging.getLogger(__name__)
 # /2: per-expert centring vectors in the weights; /3: reference pair statistics; /4: each head saves its own files
 # and config.json lists them under "heads"
 FORMAT = "hetmoe-moe/4"
 CONFIG, WEIGHTS = "config.json", "weights.safetensors"
+BOOSTER_END = ("\nend of trees\n", "\nend of parameters\n")  # lines every complete LightGBM model text holds
 
 
 def expert_identity(store_root: str | Path, expert: str, opened: Any = None) -> dict[str, Any]:
@@ -92,29 +95,68 @@ def write_json(path: Path, data: dict[str, Any]) -> None:
     write_json_atomic(path, data, indent=2, sort_keys=False)
 
 
+def refit_command(model_dir: str | Path) -> str:
+    """The command that writes ``model_dir`` again (a variant's folder is written by the fit of its parent model),
+    with the dataset and stores its config names when it can be read."""
+    model_dir = Path(model_dir)
+    out = model_dir.parent.parent if model_dir.parent.name == "variants" else model_dir
+    try:
+        config = json.loads((model_dir / CONFIG).read_text(encoding="utf-8"))
+        data, store = config.get("dataset") or "DIR", config.get("store_root") or "STORE"
+    except (OSError, ValueError, AttributeError):
+        data, store = "DIR", "STORE"
+    return f"'hetmoe fit-head --data {data} --store {store} --out {out}'"
+
+
+def verify_model_files(model_dir: str | Path, files: list[str], required: bool) -> None:
+    """Check ``files`` of a model folder against its digests before anything reads them (``required``: the config
+    says the folder has digests, so a missing record is an incomplete write, not an older model)."""
+    verify_digests(model_dir, files, refit_command(model_dir), required=required)
+
+
 def read_config(model_dir: str | Path) -> dict[str, Any]:
+    """The model's config, its bytes checked against the folder's digests first (when it has them)."""
     model_dir = Path(model_dir)
     path = model_dir / CONFIG
     if not path.is_file():
         raise HetmoeError(f"{model_dir}: no {CONFIG}; train a model with 'hetmoe fit-head --data DIR --store S --out {model_dir}'")
+    recorded = (model_dir / DIGESTS).is_file()
+    if recorded:
+        verify_model_files(model_dir, [CONFIG], required=True)
     try:
         config = json.loads(path.read_text(encoding="utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError) as err:
         raise HetmoeError(f"{path}: not valid JSON ({type(err).__name__}); the model is damaged, fit it again with "
-                          "'hetmoe fit-head'") from err
+                          f"{refit_command(model_dir)}") from err
     if not isinstance(config, dict) or config.get("format") != FORMAT:
         found = config.get("format") if isinstance(config, dict) else None
         raise HetmoeError(f"{path}: format {found!r} is not {FORMAT!r}; retrain the model with this hetmoe")
+    if not recorded:  # refused when the config says the folder was written with digests; else a warning, once
+        verify_model_files(model_dir, [CONFIG], required=bool(config.get("digests")))
     return config
 
 
+def save_booster(booster: Any, path: Path) -> None:
+    """A LightGBM booster as model text, atomically (tmp + rename)."""
+    tmp = path.with_name(path.name + ".tmp")
+    booster.save_model(str(tmp))
+    os.replace(tmp, path)
+
+
+def seal_model(out: Path, config: dict[str, Any], files: list[str]) -> None:
+    """Write ``config.json`` (atomically: its presence marks a complete artifact), then the digests of ``files`` and
+    the config. The config says digests exist, so a kill between the two reads as an incomplete folder."""
+    write_json(out / CONFIG, {**config, "digests": DIGESTS})
+    write_digests(out, [*files, CONFIG])
+
+
 def write_model(out_dir: str | Path, kind: str, meta: dict[str, Any], heads: Sequence[Any]) -> Path:
-    """Write each head's files, then config.json (atomically, last: its presence marks a complete artifact) with
-    every head's entry under ``heads``."""
+    """Write each head's files, then config.json with every head's entry under ``heads``, then the digests
+    (:func:`seal_model`)."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     entries = {head.kind: head.save(out) for head in heads}
-    write_json(out / CONFIG, {"format": FORMAT, "kind": kind, **meta, "heads": entries})
+    seal_model(out, {"format": FORMAT, "kind": kind, **meta, "heads": entries}, [f for h in heads for f in h.files])
     log.info("saved %s model to %s", meta.get("variant", "?"), out)
     return out
 
@@ -124,12 +166,56 @@ def read_net_config(model_dir: str | Path, store_root: str | Path | None = None)
     config = read_config(model_dir)
     if config.get("kind") not in ("net", "stacked"):
         raise HetmoeError(f"{model_dir} holds a {config.get('kind')} model; load it with hetmoe.moe.lgbm.LgbmModel.load")
+    spec, trained = config.get("spec", {}), config.get("experts", {})
+    for expert, dim in zip(spec.get("experts", []), spec.get("dims", [])):
+        if trained.get(expert, {}).get("dim", dim) != dim:
+            raise HetmoeError(f"{Path(model_dir) / CONFIG}: spec gives '{expert}' {dim}-d vectors, but it was trained on "
+                              f"{trained[expert]['dim']}-d ones (spec.experts reordered or edited?); rebuild the model "
+                              f"with {refit_command(model_dir)}")
     if store_root is not None:
         config["store_root"] = str(store_root)
     return config
 
 
-def read_weights(model_dir: str | Path) -> dict[str, np.ndarray]:
+def read_weights(model_dir: str | Path, config: dict[str, Any] | None = None) -> dict[str, np.ndarray]:
+    """The weights, checked: bytes against the folder's digests, then every value finite (NaN weights score NaN).
+    ``config``: the folder's, when the caller has read it already."""
+    from safetensors import SafetensorError
     from safetensors.numpy import load_file
 
-    return load_file(str(Path(model_dir) / WEIGHTS))
+    model_dir = Path(model_dir)
+    config = read_config(model_dir) if config is None else config
+    verify_model_files(model_dir, [WEIGHTS], required=bool(config.get("digests")))
+    path = model_dir / WEIGHTS
+    if not path.is_file():
+        raise HetmoeError(f"{path}: missing; rebuild the model with {refit_command(model_dir)}")
+    try:
+        weights = load_file(str(path))
+    except (SafetensorError, OSError, ValueError) as err:
+        raise HetmoeError(f"{path}: damaged ({type(err).__name__}: {str(err)[:120]}); rebuild the model with "
+                          f"{refit_command(model_dir)}") from err
+    bad = [name for name, array in weights.items() if not np.isfinite(array).all()]
+    if bad:
+        raise HetmoeError(f"{path}: weight(s) {', '.join(bad[:3])} hold NaN or inf; rebuild the model with "
+                          f"{refit_command(model_dir)}")
+    return weights
+
+
+def load_booster(model_dir: str | Path, name: str, config: dict[str, Any]) -> Any:
+    """A LightGBM booster from ``model_dir/name``, checked before LightGBM parses it (a truncated model text aborts
+    the whole process inside LightGBM): against the digests, else for its closing lines."""
+    import lightgbm as lgb
+
+    model_dir = Path(model_dir)
+    path = model_dir / name
+    verify_model_files(model_dir, [name], required=bool(config.get("digests")))
+    if not path.is_file():
+        raise HetmoeError(f"{path}: missing; rebuild the model with {refit_command(model_dir)}")
+    text = path.read_text(encoding="utf-8", errors="replace")
+    if not all(line in text for line in BOOSTER_END):
+        raise HetmoeError(f"{path}: damaged (truncated LightGBM model text); rebuild the model with "
+                          f"{refit_command(model_dir)}")
+    try:
+        return lgb.Booster(model_str=text)
+    except lgb.basic.LightGBMError as err:
+        raise HetmoeError(f"{path}: damaged ({str(err)[:120]}); rebuild the model with {refit_command(model_dir)}") from err

@@ -21,6 +21,7 @@ from hetmoe.moe.features import PairSet, load_pairs
 from hetmoe.moe.guard import market_guard
 from hetmoe.moe.ranking import auc, auc_by_market, bootstrap_delta, macro, ndcg_at_k
 from hetmoe.moe.variants import REPORT_ORDER
+from hetmoe.vectors import check_scores
 
 log = logging.getLogger(__name__)
 
@@ -114,6 +115,7 @@ def evaluate(
             result = variant_metrics(scores, scores, pairs)
             result.update(routing_summary(dense, model.experts, moe.experts, pairs))
             scores_of[name] = scores
+        check_scores(scores_of[name], f"variant {name} on split '{split}'")
         variants[name] = result
         log.info("%-18s AUC %.4f  macro %.4f  nDCG@10 %.4f", name, result["auc"], result["auc_macro"], result["ndcg10"])
     report: dict[str, Any] = {

@@ -71,7 +71,7 @@ class MoEModel:
         if check_stores and config.get("store_root"):
             check_identity(config, config["store_root"], Path(model_dir))
         spec = ModelSpec.from_dict(config["spec"])
-        heads = {kind: head_class(kind).load(Path(model_dir), entry, spec) for kind, entry in config["heads"].items()}
+        heads = {kind: head_class(kind).load(Path(model_dir), config, spec) for kind in config["heads"]}
         net = heads["net"]
         assert isinstance(net, NetHead)
         return cls(spec, net.weights, config, Path(model_dir), heads.get("stacked"), heads.get("transfer"))  # type: ignore[arg-type]

@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from hetmoe.errors import HetmoeError
-from hetmoe.moe.artifacts import FORMAT, read_config, write_json
+from hetmoe.moe.artifacts import FORMAT, load_booster, read_config, save_booster, seal_model
 from hetmoe.moe.features import PairSet
 from hetmoe.moe.heads.trees import tree_matrix
 from hetmoe.pairs.blocks.neighbourhood import NEIGHBOURHOOD_FEATURES
@@ -29,6 +29,7 @@ log = logging.getLogger(__name__)
 MAX_ROUNDS = 1000
 STOP_ROUNDS = 50
 FEATURES_PER_EXPERT = ("cos", "dot", "z", "gap_or_rank")
+BOOSTERS = ("binary.txt", "lambdarank.txt")  # the binary and lambdarank boosters' files, in that order
 
 
 def lgbm_features(pairs: PairSet, neighbourhood: bool | None = None) -> np.ndarray:
@@ -66,23 +67,22 @@ class LgbmModel:
         return self.binary.predict(x), self.rank.predict(x)
 
     def save(self, out_dir: str | Path, meta: dict[str, Any]) -> Path:
+        """Both boosters, then config and digests (:func:`hetmoe.moe.artifacts.seal_model`)."""
         out = Path(out_dir)
         out.mkdir(parents=True, exist_ok=True)
-        self.binary.save_model(str(out / "binary.txt"))
-        self.rank.save_model(str(out / "lambdarank.txt"))
-        write_json(out / "config.json", {"format": FORMAT, "kind": "lightgbm", **meta, **self.config})
+        for name, booster in zip(BOOSTERS, (self.binary, self.rank)):
+            save_booster(booster, out / name)
+        seal_model(out, {"format": FORMAT, "kind": "lightgbm", **meta, **self.config}, list(BOOSTERS))
         return out
 
     @classmethod
     def load(cls, model_dir: str | Path) -> "LgbmModel":
-        import lightgbm as lgb
-
+        """Both boosters, each checked before LightGBM reads it (:func:`hetmoe.moe.artifacts.load_booster`)."""
         model_dir = Path(model_dir)
         config = read_config(model_dir)
         if config.get("kind") != "lightgbm":
             raise HetmoeError(f"{model_dir} holds a {config.get('kind')} model, not a LightGBM head")
-        binary = lgb.Booster(model_file=str(model_dir / "binary.txt"))
-        rank = lgb.Booster(model_file=str(model_dir / "lambdarank.txt"))
+        binary, rank = (load_booster(model_dir, name, config) for name in BOOSTERS)
         return cls(binary, rank, list(config["experts"]), list(config["markets"]), config)
 
 

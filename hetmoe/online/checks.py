@@ -11,7 +11,12 @@ from __future__ import annotations
 
 from collections.abc import Collection, Sequence
 
+import numpy as np
+
 from hetmoe.errors import HetmoeError
+from hetmoe.vectors import bad_rows, describe_bad_rows
+
+SHOWN_CHARS = 40  # characters of a query text an error shows
 
 
 class RequestError(HetmoeError):
@@ -73,3 +78,15 @@ def check_count(field: str, value: object) -> int:
     if not isinstance(value, int) or isinstance(value, bool) or value < 1:
         raise RequestError(field, f"must be an integer >= 1, got {value!r}")
     return value
+
+
+def check_encoded(expert: str, texts: Sequence[str], vectors: np.ndarray) -> np.ndarray:
+    """An encoder's query vectors, refused when one is all zero or not finite (nothing of the text reached the model,
+    or the model failed): a head would score it as confidently as a real one."""
+    bad = bad_rows(vectors)
+    if bad.size:
+        shown = [repr(t if len(t) <= SHOWN_CHARS else t[:SHOWN_CHARS] + "...") for t in texts]
+        raise RequestError("query", f"expert '{expert}' encodes it to {describe_bad_rows(vectors, bad, shown)}; "
+                                    "rephrase the query with words the expert knows")
+    return vectors
+

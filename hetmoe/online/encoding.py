@@ -34,6 +34,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 import numpy as np
 
 from hetmoe.experts.base import Encoder
+from hetmoe.online.checks import check_encoded
 from hetmoe.vectors import available_cores
 
 logger = logging.getLogger(__name__)
@@ -185,7 +186,7 @@ class QueryEncoders:
         """Encode; a call whose thread count was a choice (not forced by load or by an even split) is timed."""
         self.calls[expert] += 1
         start = time.perf_counter()
-        out = encoder.encode(texts, kind="query", threads=threads)
+        out = check_encoded(expert, texts, encoder.encode(texts, kind="query", threads=threads))
         if chosen:
             self.chooser.record(expert, threads, (time.perf_counter() - start) * 1000 / len(texts))
         return out

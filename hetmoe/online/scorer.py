@@ -28,6 +28,7 @@ from hetmoe.online.routing import QueryRouter, RouteEntry
 from hetmoe.pairs.batch import PairBatch
 from hetmoe.pairs.context import FeatureContext
 from hetmoe.pairs.features import PairFeatures
+from hetmoe.vectors import check_scores
 
 if TYPE_CHECKING:
     from hetmoe.experts.base import Encoder
@@ -224,7 +225,7 @@ class Scorer:
             check_item_ids(r.item_ids)
         routes, looked, inputs = self._prepare(requests, known)
         counts = np.array([rows.shape[0] for rows, _, _ in looked])
-        scores = self.model.score(*inputs) if inputs is not None else np.zeros(0, dtype=np.float64)
+        scores = check_scores(self.model.score(*inputs), "these requests") if inputs is not None else np.zeros(0)
         parts = np.split(scores, np.cumsum(counts)[:-1])
         out: list[ScoreResult] = []
         for i, (req, (found, known, unknown), part) in enumerate(zip(requests, looked, parts)):
@@ -289,8 +290,8 @@ class Scorer:
         rows, seen = self.retriever.candidates({e: qvecs[e] for e in route.routing.experts}, candidates, market, self._pool)
         if rows.shape[0] == 0:
             return SearchResult([], np.zeros(0), [], route.routing, 0)
-        scores = self.model.score(*self._features([route], [qvecs], rows, np.zeros(rows.shape[0], np.int64),
-                                                  [(query, market)]))
+        inputs = self._features([route], [qvecs], rows, np.zeros(rows.shape[0], np.int64), [(query, market)])
+        scores = check_scores(self.model.score(*inputs), "this search")
         top = np.argsort(-scores, kind="stable")[:k]
         names = np.array(route.routing.experts, dtype=object)
         seen_by = [names[mask].tolist() for mask in seen[top]]

@@ -57,11 +57,11 @@ class EmbedWorker:
         path, began, cpu = self.folder / f"{part}.zarr", time.time(), time.process_time()
         if marker_path(path, chunk).exists():
             return {"part": [part], "chunk": [chunk], "rows": [0], "texts": [0], "began": [began], "ended": [began], "cpu": [0.0]}
-        texts = pl.from_arrow(unit["texts"].combine_chunks().flatten())
+        texts, ids = (pl.from_arrow(unit[name].combine_chunks().flatten()) for name in ("texts", "ids"))
         clock = time.perf_counter()
         encoded = encode_unique(self.encoder, texts, KIND[part], self.dim)
         rows = (start, start + len(texts))
-        _write_chunk(self._array(part), path, chunk, rows, encoded, time.perf_counter() - clock, (0, 1))
+        _write_chunk(self._array(part), path, chunk, rows, encoded, ids, time.perf_counter() - clock, (0, 1))
         self.written += 1
         if self.die_after and self.written >= self.die_after:
             os._exit(3)
@@ -78,7 +78,8 @@ def _dim_of(card: dict[str, Any]) -> int:
 
 
 def _units(inputs: list[PartInput], folder: Path, manifest: dict[str, Any]) -> list[pa.Table]:
-    """One Arrow table per missing chunk: its part, index, first row and texts."""
+    """One Arrow table per missing chunk: its part, index, first row, texts and ids (an error about a vector names
+    its id)."""
     import pyarrow as pa
 
     size, units = int(manifest["chunk_size"]), []
@@ -86,9 +87,10 @@ def _units(inputs: list[PartInput], folder: Path, manifest: dict[str, Any]) -> l
         done = completed_chunks(folder / f"{part.part}.zarr")
         for chunk in range(int(manifest["parts"][part.part]["n_chunks"])):
             if chunk not in done:
-                texts = part.texts.slice(chunk * size, size).to_arrow()
-                listed = pa.ListArray.from_arrays(pa.array([0, len(texts)], pa.int32()), texts)
-                units.append(pa.table({"part": [part.part], "chunk": [chunk], "start": [chunk * size], "texts": listed}))
+                texts, ids = (column.slice(chunk * size, size).to_arrow() for column in (part.texts, part.ids))
+                listed = {name: pa.ListArray.from_arrays(pa.array([0, len(texts)], pa.int32()), values)
+                          for name, values in (("texts", texts), ("ids", ids))}
+                units.append(pa.table({"part": [part.part], "chunk": [chunk], "start": [chunk * size], **listed}))
     return units
 
 

@@ -20,7 +20,7 @@ import polars as pl
 from hetmoe.errors import HetmoeError
 from hetmoe.online.results import ScoreRequest
 from hetmoe.scale.pairs import HELPERS, ITEM, KEY, MKT, QUERY_ID, STORED, TEXT, fingerprint, plan_blocks, read_pairs, resolve
-from hetmoe.scale.parts import gather, model_fingerprint, open_parts, parts_dir, stats_file, write_part
+from hetmoe.scale.parts import block_identity, check_out, gather, model_fingerprint, open_parts, parts_dir, stats_file, write_part
 from hetmoe.scale.session import PoolSpec, map_units, pool_size, ray_session
 
 if TYPE_CHECKING:
@@ -76,7 +76,8 @@ class BlockScorer:
         stats = {"pairs": n, "scored": int(valid.sum()), "unknown_queries": int((~query_ok).sum()),
                  "unknown_markets": int(bad_market.sum()), "unknown_items": int((query_ok & market_ok & ~item_ok).sum()),
                  "unknown_market_names": sorted({m for m in block[MKT].filter(pl.Series(bad_market)).to_list() if m})[:20],
-                 "seconds": round(time.perf_counter() - began, 4), "cpu_seconds": round(time.process_time() - cpu, 4)}
+                 "seconds": round(time.perf_counter() - began, 4), "cpu_seconds": round(time.process_time() - cpu, 4),
+                 **block_identity(block)}
         return out, stats
 
     def _known(self, groups: pl.DataFrame) -> list[dict[str, np.ndarray]]:
@@ -147,6 +148,7 @@ def score_pairs(model_dir: str | Path, pairs_path: str | Path, out: str | Path, 
     if engine not in ("local", "ray"):
         raise HetmoeError(f"--engine {engine!r}: choose local or ray")
     began, model_dir, out = time.perf_counter(), Path(model_dir), Path(out)
+    check_out(out, Path(pairs_path))
     model = MoEModel.load(model_dir)
     data = Path(data_dir) if data_dir else (Path(model.config["dataset"]) if model.config.get("dataset") else None)
     stored_ids = _stored_ids(model, data)
@@ -157,7 +159,7 @@ def score_pairs(model_dir: str | Path, pairs_path: str | Path, out: str | Path, 
     parts = parts_dir(out)
     identity = {"model": model_fingerprint(model_dir), "pairs": fingerprint(pairs_path), "block_pairs": block_pairs,
                 "data": str(data.resolve()) if data else None}
-    done = open_parts(parts, identity, overwrite)
+    done = open_parts(parts, identity, overwrite, {key[0]: frame for key, frame in blocks.items()})
     todo = {key[0]: frame for key, frame in blocks.items() if key[0] not in done}
     if done:
         log.info("%s: resuming, %d of %d blocks already scored", parts, len(blocks) - len(todo), len(blocks))

@@ -32,7 +32,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import polars as pl
 
-from hetmoe.files import write_json_atomic
+from hetmoe.files import disk_errors, write_json_atomic
 from hetmoe.errors import HetmoeError
 from hetmoe.store.embed import embed_dataset, encode_unique, to_float16
 from hetmoe.store.manifest import IDENTITY_KEYS, KIND, PartInput, read_inputs, store_versions
@@ -65,7 +65,7 @@ def append_dataset(data_dir: str | Path, card: ExpertCard, store_root: str | Pat
         log.info("%s: no store yet, so --append embeds the whole dataset", folder)
         return {**embed_dataset(data_dir, card, store_root, chunk_size=chunk_size, encoder=encoder, progress=progress,
                                 wait=wait), "appended": {}}
-    with embed_lock(folder, (0, 1), wait=wait):  # the lock of an unsharded embed: the two never run together
+    with embed_lock(folder, (0, 1), wait=wait), disk_errors(folder):  # the lock of an unsharded embed: never both
         return _append_locked(Path(data_dir), card, folder, chunk_size, encoder, progress)
 
 
@@ -221,7 +221,8 @@ def _extend(encoder: Encoder, path: Path, rows: PartInput, hashes: np.ndarray, s
             first, stop = span[chunk]
             began = time.perf_counter()
             encoded = encode_unique(encoder, rows.texts.slice(first - start_row, stop - first), KIND[rows.part], dim)
-            arrays["vectors"][first:stop] = to_float16(*encoded)
+            arrays["vectors"][first:stop] = to_float16(*encoded, rows.ids.slice(first - start_row, stop - first),
+                                                       f"expert '{manifest['expert']}'")
             before = spec["tail"] if first > chunk * size else {}  # the old rows' share of a partial chunk's record
             write_json_atomic(marker_path(path, chunk), {
                 "rows": [chunk * size, stop], "texts": int(before.get("texts", 0)) + int(encoded[0].shape[0]),

@@ -20,10 +20,12 @@ import numpy as np
 import polars as pl
 
 from hetmoe.errors import HetmoeError
-from hetmoe.files import dir_mode, write_json_atomic
+from hetmoe.files import dir_mode, disk_errors, write_json_atomic
 from hetmoe.store.lock import embed_lock
 from hetmoe.store.identity import TEXT_HASH, text_hashes
+from hetmoe.store.verify import id_codecs, vector_codecs
 from hetmoe.store.manifest import KIND, PartInput, existing_manifest, new_manifest, read_inputs, seal
+from hetmoe.vectors import bad_rows, describe_bad_rows
 from hetmoe.store.layout import DEFAULT_STORE, MANIFEST, completed_chunks, done_dir, expert_dir, marker_path, read_manifest
 
 if TYPE_CHECKING:
@@ -35,7 +37,6 @@ log = logging.getLogger(__name__)
 DEFAULT_CHUNK_SIZE = 4096
 BATCHES_PER_CHUNK = 32  # a chunk holds >= 32 backend batches, so per-call overheads and parallel paths amortise
 ID_BLOCK = 65536  # ids written per zarr call when a store is created
-F16_MAX = float(np.finfo(np.float16).max)
 
 
 def default_chunk_size(card: ExpertCard) -> int:
@@ -84,8 +85,9 @@ def _create_part(path: Path, part: PartInput, dim: int, chunk_size: int) -> None
         os.chmod(tmp, dir_mode())  # mkdtemp makes it 0700
         group = zarr.open_group(tmp, mode="w")
         rows = max(part.count, 0)
-        group.create_array("vectors", shape=(rows, dim), chunks=(chunk_size, dim), dtype="float16", compressors=None, fill_value=0.0)
-        ids = group.create_array("ids", shape=(rows,), chunks=(chunk_size,), dtype=str)
+        group.create_array("vectors", shape=(rows, dim), chunks=(chunk_size, dim), dtype="float16",
+                           compressors=vector_codecs(), fill_value=0.0)
+        ids = group.create_array("ids", shape=(rows,), chunks=(chunk_size,), dtype=str, compressors=id_codecs())
         block = chunk_size * max(1, ID_BLOCK // chunk_size)  # whole zarr chunks per write, bounded memory
         for start in range(0, rows, block):
             ids[start : start + block] = np.asarray(part.ids.slice(start, block).to_list(), dtype=str)
@@ -110,7 +112,7 @@ def write_text_hashes(path: Path, part: PartInput, chunk_size: int) -> None:
     try:
         os.chmod(tmp, dir_mode())
         array = zarr.create_array(tmp, shape=(part.count,), chunks=(max(1, chunk_size),), dtype="uint64", fill_value=0,
-                                  compressors=None, overwrite=True)
+                                  compressors=vector_codecs(), overwrite=True)
         array[:] = text_hashes(part.texts)
         try:
             os.rename(tmp, final)
@@ -137,18 +139,23 @@ def encode_unique(encoder: Encoder, texts: pl.Series | list[str], kind: str, dim
     return vectors, position
 
 
-def to_float16(vectors: np.ndarray, position: np.ndarray) -> np.ndarray:
-    """The rows' float16 vectors; refuses NaN, inf and values beyond float16's range (one min/max pass in float32)."""
-    if vectors.size and not (vectors.min() >= -F16_MAX and vectors.max() <= F16_MAX):  # NaN fails both comparisons
-        raise HetmoeError("expert produced non-finite vectors (NaN, or too large for float16); normalise the expert's output in its card")
-    return vectors.astype(np.float16)[position]
+def to_float16(vectors: np.ndarray, position: np.ndarray, ids: pl.Series | None = None, expert: str = "the expert") -> np.ndarray:
+    """The rows' float16 vectors; refuses NaN, inf, values beyond float16's range (inf once converted) and all-zero
+    vectors (nothing of the text reached the model), naming the rows' ``ids``: stored, they would score as garbage."""
+    with np.errstate(over="ignore"):  # beyond float16's range becomes inf, refused below
+        half = vectors.astype(np.float16)[position]
+    bad = bad_rows(half)
+    if bad.size:
+        raise HetmoeError(f"{expert} produced {describe_bad_rows(half, bad, ids)} (texts it cannot encode, or values "
+                          "too large for float16); fix or drop those texts, or normalise the expert's output in its card")
+    return half
 
 
 def _write_chunk(vectors: Any, path: Path, chunk: int, rows: tuple[int, int], encoded: tuple[np.ndarray, np.ndarray],
-                 encode_seconds: float, shard: tuple[int, int]) -> None:
+                 ids: pl.Series, encode_seconds: float, shard: tuple[int, int]) -> None:
     """Convert, write and only then mark one chunk complete (runs on the writer thread)."""
     began = time.perf_counter()
-    vectors[rows[0] : rows[1]] = to_float16(*encoded)
+    vectors[rows[0] : rows[1]] = to_float16(*encoded, ids, f"expert '{path.parent.name}'")
     record = {"rows": list(rows), "texts": int(encoded[0].shape[0]),
               "seconds": round(encode_seconds + time.perf_counter() - began, 4),
               "shard": f"{shard[0]}/{shard[1]}", "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
@@ -194,7 +201,8 @@ def _fill_part(
             encoded = encode_unique(encoder, part.texts.slice(start, stop - start), KIND[part.part], dim)
             seconds = time.perf_counter() - began
             settle()
-            pending = (writer.submit(_write_chunk, vectors, path, chunk, (start, stop), encoded, seconds, shard), stop - start)
+            ids = part.ids.slice(start, stop - start)
+            pending = (writer.submit(_write_chunk, vectors, path, chunk, (start, stop), encoded, ids, seconds, shard), stop - start)
             encoded_rows, encoded_texts = encoded_rows + stop - start, encoded_texts + encoded[0].shape[0]
         settle()
     complete = len(completed_chunks(path))
@@ -257,5 +265,5 @@ def embed_dataset(
     """
     held = shard or (0, 1)
     parse_shard(f"{held[0]}/{held[1]}")
-    with embed_lock(expert_dir(store_root, card.name), held, wait=wait):
+    with embed_lock(expert_dir(store_root, card.name), held, wait=wait), disk_errors(expert_dir(store_root, card.name)):
         return _embed_locked(data_dir, card, store_root, shard, overwrite, chunk_size, encoder, progress)

@@ -16,6 +16,7 @@ from hetmoe.errors import HetmoeError
 from hetmoe.vectors import SortedIds
 from hetmoe.store.identity import TEXT_HASH
 from hetmoe.store.layout import APPEND_PLAN, PARTS, chunk_timing, completed_chunks, part_path, read_manifest
+from hetmoe.store.verify import check_part, check_values, read_rows
 
 
 def part_manifest(zarr_path: Path, manifest: dict[str, Any]) -> dict[str, Any]:
@@ -32,8 +33,9 @@ def part_manifest(zarr_path: Path, manifest: dict[str, Any]) -> dict[str, Any]:
 class EmbeddingStore:
     """One part (items or queries) of one expert's store: ids in row order and their float16 vectors."""
 
-    def __init__(self, path: Path, manifest: dict[str, Any], vectors: Any, ids: np.ndarray) -> None:
+    def __init__(self, path: Path, manifest: dict[str, Any], vectors: Any, ids: np.ndarray, rebuild: str = "'hetmoe embed'") -> None:
         self.path = path
+        self.rebuild = rebuild  # the command that rebuilds it, for errors about its bytes or values
         self.manifest = manifest
         self._vectors = vectors
         self.ids = ids
@@ -63,6 +65,7 @@ class EmbeddingStore:
                 f"{path.parent.name}'"
             )
         rerun = f"'hetmoe embed --expert {view['expert']} --data {view.get('data', 'DIR')} --store {path.parent.parent}'"
+        rebuild = f"{rerun[:-1]} --overwrite'"
         if not view["complete"]:
             raise HetmoeError(
                 f"{path}: incomplete store, {view['chunks_complete']} of {view['n_chunks']} chunks written; run {rerun} again to finish"
@@ -70,23 +73,25 @@ class EmbeddingStore:
         if card_hash is not None and view["card_hash"] != card_hash:
             raise HetmoeError(
                 f"{path}: built by expert card {view['card_hash'][:12]}, but the current card is {card_hash[:12]}; "
-                f"rebuild it with {rerun[:-1]} --overwrite'"
+                f"rebuild it with {rebuild}"
             )
         # While an append runs (or after it was killed) the arrays are longer than the manifest's count; the rows past
         # it are not part of the store until the append replaces the manifest, so readers keep seeing the old store.
-        limit = view["count"] if (path.parent / APPEND_PLAN).is_file() else None
+        appending = (path.parent / APPEND_PLAN).is_file()
         try:
             group = zarr.open_group(path, mode="r")
-            vectors, ids = group["vectors"], np.asarray(group["ids"][:limit].tolist(), dtype=str)
+            vectors, id_array = group["vectors"], group["ids"]
         except (KeyError, FileNotFoundError, ValueError) as err:
-            raise HetmoeError(f"{path}: damaged store ({type(err).__name__}: {err}); rebuild it with {rerun[:-1]} --overwrite'") from err
-        rows = min(vectors.shape[0], view["count"]) if limit is not None else vectors.shape[0]
-        if (rows, *vectors.shape[1:]) != (view["count"], view["dim"]) or ids.shape != (view["count"],):
+            raise HetmoeError(f"{path}: damaged store ({type(err).__name__}: {err}); rebuild it with {rebuild}") from err
+        rows, id_rows = ((min(a.shape[0], view["count"]) if appending else a.shape[0]) for a in (vectors, id_array))
+        if (rows, *vectors.shape[1:]) != (view["count"], view["dim"]) or id_rows != view["count"]:
             raise HetmoeError(
-                f"{path}: vectors {vectors.shape} / ids {ids.shape} do not match the manifest ({view['count']}, {view['dim']}); "
-                f"rebuild it with {rerun[:-1]} --overwrite'"
+                f"{path}: vectors {vectors.shape} / ids {id_array.shape} do not match the manifest ({view['count']}, "
+                f"{view['dim']}); rebuild it with {rebuild}"
             )
-        return cls(path, view, vectors, ids)
+        check_part(path, {"vectors": vectors, "ids": id_array}, view["count"], rebuild)
+        ids = np.asarray(read_rows(path / "ids", id_array, view["count"], rebuild).tolist(), dtype=str)
+        return cls(path, view, vectors, ids, rebuild)
 
     @property
     def dim(self) -> int:
@@ -106,15 +111,18 @@ class EmbeddingStore:
         """(n,) uint64 hash of each row's encoded text (:mod:`hetmoe.store.identity`); None for older stores."""
         import zarr
 
-        try:
-            return np.asarray(zarr.open_array(self.path / TEXT_HASH, mode="r")[: len(self)], dtype=np.uint64)
-        except (FileNotFoundError, KeyError, ValueError):
+        if not (self.path / TEXT_HASH / "zarr.json").is_file():
             return None
+        array = zarr.open_array(self.path / TEXT_HASH, mode="r")
+        check_part(self.path, {TEXT_HASH: array}, len(self), self.rebuild)
+        return np.asarray(read_rows(self.path / TEXT_HASH, array, len(self), self.rebuild), dtype=np.uint64)
 
     def load(self) -> np.ndarray:
-        """All vectors as one read-only float16 (n, dim) matrix in row order (read once, then cached)."""
+        """All vectors as one read-only float16 (n, dim) matrix in row order (read once, checked, then cached): a
+        chunk that fails its checksum, or an all-zero or non-finite vector, is refused naming it."""
         if self._matrix is None:
-            matrix = np.ascontiguousarray(self._vectors[: len(self)], dtype=np.float16)
+            matrix = np.ascontiguousarray(read_rows(self.path / "vectors", self._vectors, len(self), self.rebuild), dtype=np.float16)
+            check_values(matrix, self.ids, self.path, self.rebuild)
             matrix.setflags(write=False)
             self._matrix = matrix
         return self._matrix

@@ -38,7 +38,7 @@ class Head(ABC):
     @classmethod
     @abstractmethod
     def load(cls, folder: Path, config: dict[str, Any], spec: ModelSpec) -> Head:
-        """The head ``save`` wrote (``config``: its entry of config.json)."""
+        """The head ``save`` wrote (``config``: the model's config.json; its own entry is ``config["heads"][kind]``)."""
 
 
 def register(cls: type[Head]) -> type[Head]:

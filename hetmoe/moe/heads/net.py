@@ -92,7 +92,7 @@ class NetHead(Head):
         from hetmoe.moe.artifacts import read_weights
 
         try:
-            return cls(spec, read_weights(folder))
+            return cls(spec, read_weights(folder, config))
         except KeyError as err:
             raise HetmoeError(f"{folder / WEIGHTS}: weight {err} is missing (written by another hetmoe version?); "
                               "retrain with 'hetmoe fit-head'") from None

@@ -11,7 +11,6 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from hetmoe.errors import HetmoeError
 from hetmoe.moe.heads.base import Head, register
 from hetmoe.moe.heads.trees import predict_raw, tree_blocks, tree_matrix
 
@@ -52,20 +51,17 @@ class StackedHead(Head):
         return tree_blocks(spec.pair_stats, spec.lexical_store, spec.item_neighbourhood)
 
     def save(self, folder: Path) -> dict[str, Any]:
-        import os
+        from hetmoe.moe.artifacts import save_booster
 
-        self.booster.save_model(str(folder / (STACK_FILE + ".tmp")))
-        os.replace(folder / (STACK_FILE + ".tmp"), folder / STACK_FILE)
+        save_booster(self.booster, folder / STACK_FILE)
         return {}
 
     @classmethod
     def load(cls, folder: Path, config: dict[str, Any], spec: ModelSpec) -> StackedHead:
-        import lightgbm as lgb
+        """The booster, checked before LightGBM reads it (:func:`hetmoe.moe.artifacts.load_booster`)."""
+        from hetmoe.moe.artifacts import load_booster
 
-        path = Path(folder) / STACK_FILE
-        if not path.is_file():
-            raise HetmoeError(f"{folder}: stacked model without {STACK_FILE}; retrain it with 'hetmoe fit-head'")
-        return cls(lgb.Booster(model_file=str(path)))
+        return cls(load_booster(folder, STACK_FILE, config))
 
     def matrix(self, spec: ModelSpec, feats: PairFeatures, dense: np.ndarray, net_logit: np.ndarray,
                market: np.ndarray) -> np.ndarray:

@@ -66,7 +66,7 @@ class TransferHead(Head):
 
     @classmethod
     def load(cls, folder: Path, config: dict[str, Any], spec: ModelSpec) -> TransferHead:
-        return cls.from_dict(config)
+        return cls.from_dict(config["heads"][cls.kind])
 
     def to_dict(self) -> dict[str, Any]:
         return {"experts": self.experts, "lexical": self.lexical, "mean": self.mean.tolist(), "std": self.std.tolist(),
