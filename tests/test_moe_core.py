@@ -11,11 +11,11 @@ from hetmoe.errors import HetmoeError
 from hetmoe.moe.infer import MoEModel
 from hetmoe.moe.net import MoENet, switch_loss, top_k_gates
 from hetmoe.moe.pairstats import group_stats
-from hetmoe.moe.reference import market_top_cosines, reference_stats, top_cosines
+from hetmoe.moe.reference import reference_stats
 from hetmoe.moe.spec import ModelSpec
 from hetmoe.pairs.arrays import in_memory_features
 from hetmoe.pairs.features import PairFeatures
-from hetmoe.vectors import l2_normalize, pair_cosines
+from hetmoe.vectors import l2_normalize
 
 DIMS = [8, 12, 6, 5]
 
@@ -169,20 +169,11 @@ def test_a_model_refuses_to_score_a_routed_expert_without_its_query_vectors() ->
         model.score(missing, routing)
 
 
-def test_top_cosines_is_the_sorted_best_of_brute_force_and_stays_in_market() -> None:
-    rng = np.random.default_rng(4)
-    q, items = l2_normalize(rng.normal(size=(5, 7))), l2_normalize(rng.normal(size=(30, 7)))
-    want = -np.sort(-(q @ items.T), axis=1)[:, :4]
-    np.testing.assert_allclose(top_cosines(q, items, 4), want, rtol=1e-6)
-    short = top_cosines(q, items[:2], 4)  # fewer items than top: the lowest cosine repeats
-    np.testing.assert_allclose(short[:, 2:], short[:, 1:2].repeat(2, 1))
-    i_market = np.array(["A"] * 10 + ["B"] * 20)
-    by_market, _ = market_top_cosines(q, np.array(["A", "B", "A", "B", "C"]), items, i_market, 4)
-    np.testing.assert_allclose(by_market[0], top_cosines(q[:1], items[:10], 4)[0], rtol=1e-6)
-    np.testing.assert_allclose(by_market[1], top_cosines(q[1:2], items[10:], 4)[0], rtol=1e-6)
-    np.testing.assert_allclose(by_market[4], top_cosines(q[4:], items, 4)[0], rtol=1e-6)  # unknown market: all items
-    stats = reference_stats(np.array([want[0, 0], -1.0], np.float32), want[:1].repeat(2, 0))
+def test_reference_stats_z_and_gap_against_the_querys_row() -> None:
+    row = np.array([[0.9, 0.8, 0.5, 0.1]], np.float32)
+    stats = reference_stats(np.array([0.9, -1.0], np.float32), row.repeat(2, 0))
     assert stats[0, 2] == pytest.approx(0.0, abs=1e-6) and stats[1, 2] < 0 and stats[1, 1] < stats[0, 1]
+    assert stats[0, 1] == pytest.approx((0.9 - row.mean()) / row.std(), rel=1e-5)
 
 
 def test_group_stats_z_score_and_rank() -> None:
@@ -247,20 +238,6 @@ def test_market_weights_give_a_market_a_share_that_grows_as_the_power_of_its_pai
     assert w[:400].sum() / w[400:].sum() == pytest.approx(10.0)
     assert w.mean() == pytest.approx(1.0)
     assert w[400] / w[0] == pytest.approx(10.0)  # each small-market pair still counts 10x a big-market one
-
-
-def test_a_query_alone_gets_the_same_reference_bits_as_in_a_block_and_its_best_item_a_zero_gap() -> None:
-    """Training searches queries in blocks, the Scorer one at a time; the stacked head's trees turn a last-bit
-    difference into another leaf, so the rows must be bit-identical, and the best item's gap exactly 0."""
-    rng = np.random.default_rng(5)
-    items = l2_normalize(rng.normal(size=(3000, 96)).astype(np.float32))
-    queries = l2_normalize(rng.normal(size=(300, 96)).astype(np.float32))
-    block = top_cosines(queries, items)
-    alone = np.stack([top_cosines(queries[i : i + 1], items)[0] for i in range(queries.shape[0])])
-    assert np.array_equal(block, alone)
-    best = np.argmax(queries @ items.T, axis=1)
-    cos = pair_cosines(queries, items[best])
-    assert np.array_equal(reference_stats(cos, block)[:, 2], np.zeros(queries.shape[0], np.float32))
 
 
 def test_the_stacked_booster_scores_a_pair_alone_as_in_a_block_past_the_serial_threshold() -> None:

@@ -32,6 +32,7 @@ import random
 from collections.abc import Sequence
 from pathlib import Path
 
+import numpy as np
 import polars as pl
 
 from hetmoe.data.dataset import write_dataset
@@ -74,36 +75,72 @@ def _mention(product: Product, rng: random.Random) -> frozenset[str]:
     return frozenset(chosen)
 
 
-def grade(wanted: Product, mention: frozenset[str], item: Product) -> int:
-    """Graded relevance from attributes alone: 3 exact, 2 substitute, 1 one hard conflict, 0 otherwise."""
-    if item.category is not wanted.category:
-        return 0
-    conflicts = sum(getattr(item, a) != getattr(wanted, a) for a in HARD if a in mention)
-    if conflicts:
-        return 1 if conflicts == 1 else 0
-    return 2 if any(getattr(item, a) != getattr(wanted, a) for a in SOFT if a in mention) else 3
+class _Rows(Sequence[int]):
+    """A numpy index array as the Sequence ``random.sample`` takes: it reads only the k positions it draws, so a
+    sample from a million candidates costs what a sample from a list of them costs, without building the list."""
+
+    def __init__(self, rows: np.ndarray) -> None:
+        self.rows = rows
+
+    def __len__(self) -> int:
+        return int(self.rows.shape[0])
+
+    def __getitem__(self, i: int) -> int:  # type: ignore[override]
+        if not -len(self) <= i < len(self):
+            raise IndexError(i)
+        return int(self.rows[i])
 
 
-def _judge(seed_item: int, mention: frozenset[str], catalog: list[Product], by_cat: dict[str, list[int]], rng: random.Random) -> list[tuple[int, int]]:
-    """(item index, label) for one query: positives, hard negatives, lexical distractors, easy negatives."""
+class _Attributes:
+    """The catalog's attributes as integer codes (one vocabulary across the shared ones, -1 for None): a query's
+    judging is then a few numpy passes instead of a Python loop over the catalog."""
+
+    def __init__(self, catalog: list[Product]) -> None:
+        vocab: dict[object, int] = {None: -1}
+        self.category = np.array([vocab.setdefault(p.category.key, len(vocab)) for p in catalog], np.int64)
+        self.code = {a: np.array([vocab.setdefault(getattr(p, a), len(vocab)) for p in catalog], np.int64)
+                     for a in (*HARD, *SOFT, "size")}
+        self.vocab = vocab
+        order = np.argsort(self.category, kind="stable")
+        self._groups = np.split(order, np.flatnonzero(np.diff(self.category[order])) + 1)
+
+    def members(self, item: int) -> np.ndarray:
+        """Items of ``item``'s category, ascending."""
+        return next(g for g in self._groups if self.category[g[0]] == self.category[item])
+
+
+def _judge(seed_item: int, mention: frozenset[str], catalog: list[Product], attrs: _Attributes,
+           rng: random.Random) -> list[tuple[int, int]]:
+    """(item index, label) for one query: positives, hard negatives, lexical distractors, easy negatives. Graded
+    relevance from attributes alone: 3 exact, 2 substitute (a mentioned brand or material differs), 1 one hard
+    conflict, 0 otherwise (another category, or two conflicts)."""
     wanted = catalog[seed_item]
-    graded = {i: grade(wanted, mention, catalog[i]) for i in by_cat[wanted.category.key]}
-    positives = [i for i, g in graded.items() if g >= 2 and i != seed_item]
-    hard = [i for i, g in graded.items() if g == 1]
-    far = [i for i, g in graded.items() if g == 0]
+    same = attrs.members(seed_item)
+    conflicts = sum((attrs.code[a][same] != attrs.code[a][seed_item]).astype(np.int64) for a in HARD if a in mention)
+    soft = np.zeros(same.shape[0], bool)
+    for a in SOFT:
+        if a in mention:
+            soft |= attrs.code[a][same] != attrs.code[a][seed_item]
+    graded = np.where(np.asarray(conflicts) > 0, np.where(np.asarray(conflicts) == 1, 1, 0), np.where(soft, 2, 3))
+    graded = np.broadcast_to(graded, same.shape)
+    positives = same[(graded >= 2) & (same != seed_item)]
+    hard, far = same[graded == 1], same[graded == 0]
     shared = ("colour", "brand", "material", "size")  # e.g. an 'L' diaper for 'kaos hitam L'
-    words = {getattr(wanted, a) for a in shared if a in mention} - {None}
-    others = [i for i, p in enumerate(catalog) if p.category is not wanted.category]
-    lexical = [i for i in others if {getattr(catalog[i], a) for a in shared} & words]
-    chosen = [seed_item] + rng.sample(positives, min(len(positives), rng.randint(0, 5)))
-    chosen += rng.sample(hard, min(len(hard), 9)) + rng.sample(far, min(len(far), 3))
+    words = [attrs.vocab[w] for w in {getattr(wanted, a) for a in shared if a in mention} - {None}]
+    others = np.flatnonzero(attrs.category != attrs.category[seed_item])
+    hit = np.zeros(others.shape[0], bool)
+    for a in shared:
+        hit |= np.isin(attrs.code[a][others], words)
+    lexical = others[hit]
+    chosen = [seed_item] + rng.sample(_Rows(positives), min(len(positives), rng.randint(0, 5)))
+    chosen += rng.sample(_Rows(hard), min(len(hard), 9)) + rng.sample(_Rows(far), min(len(far), 3))
     taken = set(chosen)
-    chosen += [i for i in rng.sample(lexical, min(len(lexical), 4)) if i not in taken]
+    chosen += [i for i in rng.sample(_Rows(lexical), min(len(lexical), 4)) if i not in taken]
     target = min(rng.randint(20, 25), len(catalog))
-    taken = set(chosen)
-    pool = [i for i in others if i not in taken]
-    chosen += rng.sample(pool, max(0, min(len(pool), target - len(chosen))))
-    return [(i, graded.get(i, 0)) for i in chosen]
+    pool = others[~np.isin(others, np.fromiter(set(chosen), np.int64))]
+    chosen += rng.sample(_Rows(pool), max(0, min(len(pool), target - len(chosen))))
+    grade_of = dict(zip(same.tolist(), graded.tolist()))
+    return [(i, grade_of.get(i, 0)) for i in chosen]
 
 
 def _market(market: str, n_items: int, n_queries: int, seed: int) -> tuple[list[dict], list[dict], list[dict]]:
@@ -115,9 +152,7 @@ def _market(market: str, n_items: int, n_queries: int, seed: int) -> tuple[list[
     items = [{"item_id": item_ids[i], "title": title(p, lang, rng),
               "text": description(p, lang) if rng.random() < DESCRIBED else None, "market": market, "lang": lang}
              for i, p in enumerate(catalog)]
-    by_cat: dict[str, list[int]] = {}
-    for i, p in enumerate(catalog):
-        by_cat.setdefault(p.category.key, []).append(i)
+    attrs = _Attributes(catalog)
     queries, judgments, seen = [], [], set()
     n_train, n_valid = round(n_queries * TRAIN_SHARE), round(n_queries * VALID_SHARE)
     splits = ["train"] * n_train + ["valid"] * n_valid + ["test"] * (n_queries - n_train - n_valid)
@@ -132,7 +167,7 @@ def _market(market: str, n_items: int, n_queries: int, seed: int) -> tuple[list[
         seen.add(text)
         query_id = f"{prefix}_q{q:04d}"
         queries.append({"query_id": query_id, "text": text, "market": market, "lang": lang})
-        for i, label in _judge(seed_item, mention, catalog, by_cat, rng):
+        for i, label in _judge(seed_item, mention, catalog, attrs, rng):
             if rng.random() < NOISE:
                 label = rng.choice([g for g in range(4) if g != label])
             judgments.append({"query_id": query_id, "item_id": item_ids[i], "label": float(label),

@@ -72,9 +72,7 @@ class Scorer:
         self.context = FeatureContext(catalog, model.store_root, model.spec.ref_top, lexical, model.spec.lexical_store,
                                       cache_size)
         self._blocks = model.blocks()
-        if "neighbourhood" in self._blocks:  # built or read now, not on the first request
-            for expert in model.experts:
-                self.context.neighbours(expert)
+        self.context.prepare(model.experts, {need for block in self._blocks.values() for need in block.needs})
         # a stacked head that reads the router expert on every query (its vector is computed for routing anyway)
         reads_router = model.stack is not None and reads_router_expert(model.spec)
         self._always = (model.spec.router_expert,) if reads_router else ()

@@ -24,9 +24,10 @@ def _vectors(store: Any, ids: np.ndarray, what: str) -> np.ndarray:
         raise HetmoeError(f"{what} store lacks ids the dataset judges ({err}); re-run 'hetmoe embed' for this dataset") from None
 
 
-def judged_context(dataset: Any, store_root: str | Path, experts: Sequence[str], query_ids: np.ndarray, ref_top: int,
-                   lexical_store: str = "") -> tuple[FeatureContext, dict[str, np.ndarray]]:
-    """(the context over the dataset's items, each expert's raw (n_q, d) float32 vectors of ``query_ids``)."""
+def dataset_catalog(dataset: Any, store_root: str | Path, experts: Sequence[str],
+                    query_ids: np.ndarray | None = None) -> tuple[ItemCatalog, dict[str, np.ndarray]]:
+    """(the dataset's items with each expert's vectors and their markets, each expert's raw (n_q, d) float32 vectors
+    of ``query_ids`` when given), the stores checked against the dataset's texts first."""
     from hetmoe.store.identity import check_dataset
     from hetmoe.store.zarr_store import open_expert
 
@@ -36,10 +37,18 @@ def judged_context(dataset: Any, store_root: str | Path, experts: Sequence[str],
     for expert in dict.fromkeys(experts):
         stores = open_expert(store_root, expert)
         check_dataset(stores, dataset, expert, store_root)
-        queries[expert] = _vectors(stores.queries, query_ids, f"'{expert}' query")
+        if query_ids is not None:
+            queries[expert] = _vectors(stores.queries, query_ids, f"'{expert}' query")
         vectors[expert] = _vectors(stores.items, ids, f"'{expert}' item")
     catalog = ItemCatalog(ids, vectors)
     catalog.set_markets(catalog.ids, items["market"].cast(str).to_numpy())
+    return catalog, queries
+
+
+def judged_context(dataset: Any, store_root: str | Path, experts: Sequence[str], query_ids: np.ndarray, ref_top: int,
+                   lexical_store: str = "") -> tuple[FeatureContext, dict[str, np.ndarray]]:
+    """(the context over the dataset's items, each expert's raw (n_q, d) float32 vectors of ``query_ids``)."""
+    catalog, queries = dataset_catalog(dataset, store_root, experts, query_ids)
     lexical = None
     if lexical_store:
         from hetmoe.moe.lexical_pairs import open_checked

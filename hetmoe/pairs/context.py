@@ -9,6 +9,7 @@ bits feed every path.
 from __future__ import annotations
 
 import logging
+import threading
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -22,6 +23,7 @@ from hetmoe.pairs.reference import ReferenceSearch
 if TYPE_CHECKING:
     from hetmoe.lexical.model import LexicalModel
     from hetmoe.lexical.query import QueryBatch
+    from hetmoe.store.market_index import MarketIndex
     from hetmoe.store.neighbourhood import ItemNeighbours
 
 log = logging.getLogger(__name__)
@@ -31,16 +33,17 @@ class FeatureContext:
     """The catalog side of every pair feature, with bounded per-query caches (``cache_size`` 0: none)."""
 
     def __init__(self, catalog: ItemCatalog, store_root: str | Path | None, ref_top: int = 16,
-                 lexical: LexicalModel | None = None, lexical_name: str = "", cache_size: int = 0,
-                 reference: ReferenceSearch | None = None) -> None:
+                 lexical: LexicalModel | None = None, lexical_name: str = "", cache_size: int = 0) -> None:
         self.catalog = catalog
         self.store_root = Path(store_root) if store_root is not None else None
-        self.reference = reference or ReferenceSearch(catalog, ref_top, cache_size)
+        self.reference = ReferenceSearch(self, ref_top, cache_size)
         self.lexical = lexical
         self.lexical_name = lexical_name
         self._lexical_rows = _lexical_rows(lexical, catalog, lexical_name) if lexical is not None else None
         self.lexical_cache: LRUCache[str, QueryBatch] = LRUCache(cache_size)  # query text -> its lexical side
         self._neighbours: dict[str, ItemNeighbours] = {}
+        self._indexes: dict[tuple[str, str], tuple[MarketIndex, np.ndarray]] = {}
+        self._lock = threading.RLock()  # one build per (expert, market), whichever thread asks first
 
     def lexical_rows(self, rows: np.ndarray) -> np.ndarray:
         """The lexical expert's rows of catalog ``rows``."""
@@ -61,12 +64,66 @@ class FeatureContext:
         return batch
 
     def neighbours(self, expert: str) -> ItemNeighbours:
-        """``expert``'s item-neighbourhood table over the catalog items that have a market, aligned to the catalog;
-        read from the store, or built there first (once per catalog); built in memory without a store."""
+        """``expert``'s item-neighbourhood table over the catalog (items of no market have none), from each market's
+        index (read from the store, grown or built there; built in memory without a store)."""
+        from hetmoe.store.neighbourhood import ItemNeighbours
+
         table = self._neighbours.get(expert)
         if table is None:
-            table = self._neighbours[expert] = _catalog_neighbours(self.catalog, self.store_root, expert)
+            if self.catalog.markets is None:
+                raise HetmoeError("the model reads item neighbourhoods, which are per market: load it with its dataset "
+                                  "(Scorer.load(model_dir, data_dir=...))")
+            markets = sorted(set(self.catalog.markets.tolist()) - {""})
+            parts = [self.market_index(expert, m) for m in markets]
+            table = self._neighbours[expert] = ItemNeighbours.of_markets(len(self.catalog), parts)
         return table
+
+    def market_index(self, expert: str, market: str) -> tuple[MarketIndex, np.ndarray]:
+        """``expert``'s index over ``market``'s items and the catalog row of each index row (a catalog without
+        markets is one market, "")."""
+        key = (expert, market)
+        with self._lock:
+            if key not in self._indexes:
+                self._indexes[key] = self._load_index(expert, market)
+            return self._indexes[key]
+
+    def _load_index(self, expert: str, market: str) -> tuple[MarketIndex, np.ndarray]:
+        from hetmoe.store.neighbourhood import market_index
+
+        if self.catalog.markets is None:
+            rows = np.arange(len(self.catalog))
+        else:
+            mask = self.catalog.market_mask(market)
+            if mask is None:
+                raise HetmoeError(f"market '{market}' has no items in the catalog: a query of it has nothing to be "
+                                  "compared with; embed its items (hetmoe embed --append) and load the dataset naming them")
+            rows = np.flatnonzero(mask)
+        view = None
+        if self.store_root is not None:
+            from hetmoe.store.zarr_store import open_expert
+
+            view = open_expert(self.store_root, expert).items.manifest
+        index = market_index(self.store_root, expert, market, self.catalog.ids[rows],
+                             lambda ids: self.unit_items(expert, self.catalog.rows(ids)[0]),
+                             self.catalog.vectors[expert].shape[1], view)
+        return index, self.catalog.rows(index.ids)[0]
+
+    def prepare(self, experts: list[str], needs: set[str]) -> None:
+        """Read (or build) now what blocks needing ``needs`` will search, so that no request pays for it: every
+        market's index of each expert, and its neighbourhood table."""
+        if needs & {"reference", "neighbours"}:
+            markets = [""] if self.catalog.markets is None else sorted(set(self.catalog.markets.tolist()) - {""})
+            for expert in experts:
+                for market in markets:
+                    self.market_index(expert, market)
+                if "neighbours" in needs:
+                    self.neighbours(expert)
+
+    def index_summary(self) -> dict[str, dict[str, Any]]:
+        """Per loaded (expert, market) index: its size, kind and the seconds this process spent building it."""
+        return {f"{e}/{m}": {"items": len(index), "kind": "exact" if index.exact else "hnsw",
+                             **{f"{k}_seconds": round(v, 3) for k, v in index.seconds.items()}}
+                for (e, m), (index, _) in self._indexes.items()}
 
     def unit_items(self, expert: str, rows: np.ndarray) -> np.ndarray:
         """Unit float32 vectors of catalog ``rows`` (the stored float16 vectors, normalised)."""
@@ -77,21 +134,6 @@ class FeatureContext:
     def clear_caches(self) -> None:
         self.reference.clear()
         self.lexical_cache.clear()
-
-
-def _catalog_neighbours(catalog: ItemCatalog, store_root: Path | None, expert: str) -> ItemNeighbours:
-    from hetmoe.store.neighbourhood import build_neighbours, item_neighbours
-    from hetmoe.vectors import l2_normalize
-
-    if catalog.markets is None:
-        raise HetmoeError("the model reads item neighbourhoods, which are per market: load it with its dataset "
-                          "(Scorer.load(model_dir, data_dir=...))")
-    known = np.flatnonzero(catalog.markets != "")
-    ids, markets, units = catalog.ids[known], catalog.markets[known], l2_normalize(catalog.take(expert, known))
-    if store_root is None:  # an in-memory catalog: built here, kept by the context only
-        order = np.argsort(ids, kind="stable")
-        return build_neighbours(ids[order], markets[order], units[order]).aligned(catalog.ids)
-    return item_neighbours(store_root, expert, ids, markets, units).aligned(catalog.ids)
 
 
 def _lexical_rows(lexical: Any, catalog: ItemCatalog, name: str) -> np.ndarray:

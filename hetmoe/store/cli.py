@@ -86,3 +86,23 @@ def register(app: typer.Typer) -> None:
         from hetmoe.store.index import build_index
 
         typer.echo(json.dumps(build_index(store, expert, kind, target_recall=target_recall)))
+
+    @app.command("neighbours")
+    def neighbours_cmd(
+        expert: str = typer.Option(..., "--expert", "-e", help="Expert whose items to index per market."),
+        data: Path = typer.Option(..., "--data", help="Dataset folder: its items and their markets."),
+        store: Path = typer.Option(DEFAULT_STORE, "--store", help="Store root holding STORE/<expert>/items.zarr."),
+    ) -> None:
+        """Index each market's items of an expert and compute their neighbourhoods (reference rows and item
+        neighbourhoods read them); kept in STORE/<expert>/neighbours/. Done on first use otherwise; after 'hetmoe
+        embed --append' only the new items and the rows they change are computed.
+
+        Example: hetmoe neighbours -e wordllama --data data/demo --store stores"""
+        from hetmoe.data.validate import check_dataset
+        from hetmoe.pairs.catalog import dataset_catalog
+        from hetmoe.pairs.context import FeatureContext
+
+        catalog, _ = dataset_catalog(check_dataset(data), store, [expert])
+        context = FeatureContext(catalog, store)
+        context.prepare([expert], {"neighbours"})
+        typer.echo(json.dumps(context.index_summary()))

@@ -1,130 +1,157 @@
-"""Each catalog item's own neighbourhood in one expert's space: its best cosines with the other items of its market.
+"""Each expert's market indexes and item-neighbourhood tables, kept in its store: built once per catalog, grown by
+appends, read by every path.
 
 Why: the pair statistics compare a cosine with the *query's* best cosines in its market; the item side has the same
 problem the other way round (hubness: in an anisotropic space some items sit close to everything, and items of one
 product group sit close to each other). CSLS-style retrieval corrects it with the item's neighbourhood, and product
-matching leans on shared neighbours and neighbourhood expansion. On Shopee valid the features built from this table
-(:mod:`hetmoe.pairs.blocks.neighbourhood`) lifted LightGBM over five experts + lexical from 0.925 to 0.937-0.938 macro AUC
-(bench/results/quality-shopee-e5.json; bench/item_neighbourhood.py measures them alone).
+matching leans on shared neighbours and neighbourhood expansion (:mod:`hetmoe.pairs.blocks.neighbourhood`). Both
+rows come from one :class:`~hetmoe.store.market_index.MarketIndex` per (expert, market), so training, ``eval``,
+bulk scoring and the Scorer read the same bits.
 
-Each item costs one pass over its market, so the table is computed once per (expert, catalog) and kept beside the
-vectors: ``STORE/<expert>/neighbours/<key>.npz``, the key hashing the top, the item ids, their markets and their unit
-vectors. Training, ``eval``, bulk scoring and the Scorer all read that file, so they read the same bits; a catalog
-that changed (appended items, another market map, re-embedded vectors) gets a new key and a new table.
+Layout: ``STORE/<expert>/neighbours/<market>/`` holds ``meta.json`` (the store identity and parameters it was built
+from), ``table.npz`` (the market's ids in index order, each item's best cosines and rows, their mean and last), for an
+indexed market ``index.faiss``, and the digests of both, checked on load. A store that grew by ``hetmoe embed --append`` gets its new items added to
+the index and the rows they change updated; a store rebuilt since, or a market whose items changed otherwise, is
+indexed again.
 """
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 import os
+import re
 import tempfile
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
-from hetmoe.files import publish
+from hetmoe.files import publish, write_json_atomic
+from hetmoe.integrity import verify_digests, write_digests
+from hetmoe.store.identity import StoreIdentity
 from hetmoe.store.layout import expert_dir
-from hetmoe.vectors import pair_cosines
+from hetmoe.store.market_index import MarketIndex, Table
 
 log = logging.getLogger(__name__)
 NEIGHBOURS_DIR = "neighbours"
 NEIGHBOUR_TOP = 16  # neighbours kept per item: as many as the query-side reference row (hetmoe.moe.reference)
-BLOCK_CELLS = 1 << 25  # cosines per matrix product (block x market): ~128 MB, and twice that for argpartition's rows
+FORMAT = 1
+META, TABLE, INDEX = "meta.json", "table.npz", "index.faiss"
+UnitsOf = Callable[[np.ndarray], np.ndarray]  # ids -> their unit float32 vectors
 
 
 @dataclass(frozen=True)
 class ItemNeighbours:
-    """Per item (rows in ``ids`` order): its ``top`` best cosines with the other items of its market and those
-    items' rows (best first; NaN and -1 past a market smaller than top + 1), and their mean and last."""
+    """Per catalog item (rows in the catalog's order): its best cosines with the other items of its market and those
+    items' catalog rows (best first; NaN and -1 past a market smaller than top + 1, and for items of no market), and
+    their mean and last."""
 
-    ids: np.ndarray  # (n,) str, sorted (the table's canonical order)
     cosines: np.ndarray  # (n, top) float32
-    rows: np.ndarray  # (n, top) int64 rows of ``ids``
+    rows: np.ndarray  # (n, top) int64 catalog rows
     mean: np.ndarray  # (n,) float32
     last: np.ndarray  # (n,) float32
 
-    def aligned(self, host_ids: np.ndarray) -> ItemNeighbours:
-        """The same table in another id order (a training catalog, the Scorer's): rows follow ``host_ids`` and
-        neighbour rows point into it; an item the table lacks gets NaN statistics and no neighbours."""
-        host_ids = np.asarray(host_ids).astype(str)
-        pos = np.searchsorted(self.ids, host_ids)
-        found = (pos < self.ids.shape[0]) & (self.ids[np.minimum(pos, self.ids.shape[0] - 1)] == host_ids)
-        to_host = np.full(self.ids.shape[0] + 1, -1, np.int64)  # last slot: the table's -1
-        to_host[pos[found]] = np.flatnonzero(found)
-        pos = np.where(found, pos, 0)
-        cosines = np.where(found[:, None], self.cosines[pos], np.nan).astype(np.float32)
-        rows = np.where(found[:, None], to_host[self.rows[pos]], -1)
-        mean = np.where(found, self.mean[pos], np.nan).astype(np.float32)
-        last = np.where(found, self.last[pos], np.nan).astype(np.float32)
-        return ItemNeighbours(host_ids, cosines, rows, mean, last)
+    @classmethod
+    def of_markets(cls, n: int, parts: list[tuple[MarketIndex, np.ndarray]], top: int = NEIGHBOUR_TOP) -> ItemNeighbours:
+        """The catalog's table from each market's index and its index-row -> catalog-row map."""
+        out = Table.empty(n, top)
+        for index, catalog_rows in parts:
+            table = index.table
+            assert table is not None
+            out.cosines[catalog_rows], out.mean[catalog_rows], out.last[catalog_rows] = table.cosines, table.mean, table.last
+            out.rows[catalog_rows] = np.where(table.rows >= 0, catalog_rows[np.maximum(table.rows, 0)], -1)
+        return cls(out.cosines, out.rows, out.mean, out.last)
 
 
-def table_key(ids: np.ndarray, markets: np.ndarray, units: np.ndarray, top: int) -> str:
-    """A hash of everything the table depends on (ids, markets and vectors in sorted id order, top)."""
-    digest = hashlib.sha256(f"neighbours v2 top={top} n={ids.shape[0]} dim={units.shape[1]}\n".encode())
-    for column in (ids, markets):
-        digest.update("\x1f".join(column.tolist()).encode("utf-8"))
-        digest.update(b"\x1e")
-    digest.update(np.ascontiguousarray(units, np.float32).tobytes())
-    return digest.hexdigest()[:20]
+def market_dir(store_root: str | Path, expert: str, market: str) -> Path:
+    """``STORE/<expert>/neighbours/<market>``: the name made safe for a path, with a hash against collisions."""
+    safe = re.sub(r"[^A-Za-z0-9_.-]", "_", market)[:40] or "_"
+    return expert_dir(store_root, expert) / NEIGHBOURS_DIR / f"{safe}-{hashlib.sha256(market.encode()).hexdigest()[:8]}"
 
 
-def build_neighbours(ids: np.ndarray, markets: np.ndarray, units: np.ndarray, top: int = NEIGHBOUR_TOP,
-                     desc: str = "") -> ItemNeighbours:
-    """The table over sorted ``ids`` (unit ``units`` and ``markets`` in the same order), market by market; ``desc``
-    names a progress bar (none when empty)."""
-    from tqdm import tqdm
+def market_index(store_root: str | Path | None, expert: str, market: str, ids: np.ndarray, units_of: UnitsOf,
+                 dim: int, store_view: Mapping[str, Any] | None, top: int = NEIGHBOUR_TOP) -> MarketIndex:
+    """The index of ``market``'s items ``ids`` (any order): read from the store, grown there by the ids a store append
+    added, or built there first; without a store, built in memory. ``store_view``: the expert's item store manifest
+    view (``EmbeddingStore.manifest``), whose identity the saved index must match or have grown into."""
+    ids = np.sort(np.asarray(ids).astype(str))
+    desc = f"{expert} {market} neighbourhoods" if ids.shape[0] > 10_000 else ""
+    if store_root is None:
+        return MarketIndex.build(ids, lambda rows: units_of(ids[rows]), dim, top, desc)
+    folder = market_dir(store_root, expert, market)
+    saved = _load(folder, store_view, top)
+    identity = None if store_view is None else StoreIdentity.of(store_view)
+    if saved is not None:
+        if saved.exact:
+            saved.units = units_of(saved.ids)
+        held = np.sort(saved.ids)
+        if np.array_equal(held, ids):
+            return saved
+        if held.shape[0] < ids.shape[0] and np.isin(held, ids, assume_unique=True).all():
+            new = ids[~np.isin(ids, held, assume_unique=True)]
+            log.info("%s %s: %d appended items enter the index and their neighbourhoods", expert, market, new.shape[0])
+            saved.append(new, lambda rows: units_of(saved.ids[rows]), dim, top)
+            _save(folder, saved, identity, expert, market, top)
+            return saved
+    log.info("%s %s: indexing %d items and their neighbourhoods (once per catalog; kept in %s)", expert, market,
+             ids.shape[0], folder)
+    built = MarketIndex.build(ids, lambda rows: units_of(ids[rows]), dim, top, desc)
+    _save(folder, built, identity, expert, market, top)
+    return built
 
-    n = ids.shape[0]
-    bar = tqdm(total=n, desc=desc, unit="item", disable=not desc, leave=False)
-    mean, last = np.full(n, np.nan, np.float32), np.full(n, np.nan, np.float32)
-    cosines, rows = np.full((n, top), np.nan, np.float32), np.full((n, top), -1, np.int64)
-    for market in np.unique(markets):
-        pool = np.flatnonzero(markets == market)
-        keep = min(top, pool.size - 1)
-        if keep < 1:
-            continue  # an item alone in its market has no neighbourhood
-        vectors, step = units[pool], max(1, BLOCK_CELLS // pool.size)
-        for lo in range(0, pool.size, step):
-            block = np.arange(lo, min(lo + step, pool.size))
-            sims = vectors[block] @ vectors.T
-            sims[np.arange(block.size), block] = -np.inf  # not itself
-            best = np.argpartition(sims, sims.shape[1] - keep, axis=1)[:, -keep:]
-            # Cosines recomputed pair by pair (independent of the block), then ordered best first, ties by row.
-            exact = pair_cosines(np.repeat(vectors[block], keep, axis=0), vectors[best.ravel()]).reshape(best.shape)
-            order = np.lexsort((best, -exact), axis=1)
-            exact, best = np.take_along_axis(exact, order, 1), np.take_along_axis(best, order, 1)
-            mean[pool[block]], last[pool[block]] = exact.mean(axis=1), exact[:, -1]
-            cosines[pool[block], :keep], rows[pool[block], :keep] = exact, pool[best]
-            bar.update(block.size)
-    bar.close()
-    return ItemNeighbours(ids, cosines, rows, mean, last)
+
+def _load(folder: Path, store_view: Mapping[str, Any] | None, top: int) -> MarketIndex | None:
+    """The saved index when the store built it or grew from the store that did (appends), else None."""
+    try:
+        meta = json.loads((folder / META).read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError):
+        return None
+    if meta.get("format") != FORMAT or meta.get("top") != top or store_view is None or not meta.get("store"):
+        return None
+    if StoreIdentity(meta["store"]["card_hash"], meta["store"]["fingerprint"], meta["store"]["count"]).grown_from(
+            store_view) is None:
+        return None
+    files = [TABLE] + ([] if meta["exact"] else [INDEX])
+    verify_digests(folder, files, f"removing {folder} (it is rebuilt from the store on next use)", required=True)
+    with np.load(folder / TABLE, allow_pickle=False) as saved:
+        table = Table(saved["cosines"], saved["rows"].astype(np.int64), saved["mean"], saved["last"])
+        ids = saved["ids"]
+    index = None
+    if not meta["exact"]:
+        import faiss
+
+        index = faiss.read_index(str(folder / INDEX))
+    return MarketIndex(ids, index, None, table)
 
 
-def item_neighbours(store_root: str | Path, expert: str, ids: np.ndarray, markets: np.ndarray, units: np.ndarray,
-                    top: int = NEIGHBOUR_TOP) -> ItemNeighbours:
-    """The table of these items (any order; rows of ``units`` follow ``ids``) from the expert's store, built and
-    saved there first when no table has this key. Returned in sorted id order (see :meth:`ItemNeighbours.aligned`)."""
-    ids, markets = np.asarray(ids).astype(str), np.asarray(markets).astype(str)
-    if units.shape[0] != ids.shape[0]:
-        raise ValueError(f"{units.shape[0]} vectors for {ids.shape[0]} ids")
-    order = np.argsort(ids, kind="stable")
-    ids, markets, units = ids[order], markets[order], np.ascontiguousarray(units[order], np.float32)
-    key = table_key(ids, markets, units, top)
-    path = expert_dir(store_root, expert) / NEIGHBOURS_DIR / f"{key}.npz"
-    if path.is_file():
-        with np.load(path, allow_pickle=False) as saved:
-            return ItemNeighbours(ids, saved["cosines"], saved["rows"].astype(np.int64), saved["mean"], saved["last"])
-    log.info("%s: item neighbourhoods of %d items (once per catalog; kept in %s)", expert, ids.shape[0], path.parent)
-    table = build_neighbours(ids, markets, units, top, desc=f"{expert} item neighbourhoods")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=".npz")
+def _save(folder: Path, index: MarketIndex, identity: StoreIdentity | None, expert: str, market: str, top: int) -> None:
+    """Write the index files and their digests, then meta.json last (its presence marks a complete index)."""
+    assert index.table is not None
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / META).unlink(missing_ok=True)
+    table = index.table
+    _atomic(folder / TABLE, lambda handle: np.savez(handle, ids=index.ids, cosines=table.cosines,
+                                                     rows=table.rows.astype(np.int32), mean=table.mean, last=table.last))
+    if index.index is not None:
+        import faiss
+
+        _atomic(folder / INDEX, lambda handle: handle.write(faiss.serialize_index(index.index).tobytes()))
+    write_digests(folder, [TABLE] + ([] if index.exact else [INDEX]))
+    store = None if identity is None else {"card_hash": identity.card_hash, "fingerprint": identity.fingerprint,
+                                           "count": identity.count}
+    write_json_atomic(folder / META, {"format": FORMAT, "expert": expert, "market": market, "n": len(index),
+                                      "top": top, "exact": index.exact, "store": store})
+
+
+def _atomic(path: Path, write: Callable[[Any], Any]) -> None:
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "wb") as handle:
-            np.savez(handle, cosines=table.cosines, rows=table.rows.astype(np.int32), mean=table.mean, last=table.last)
+            write(handle)
         publish(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
-    return table
