@@ -4,9 +4,10 @@ wordllama) plus the lexical expert, from data to bulk scoring.
 Each offline stage runs as its own ``hetmoe`` command under GNU time (wall seconds, peak RSS): embed (both experts),
 index (the market HNSW graphs), neighbourhoods (every item's neighbour row), lexical fit, fit-head (the MoE and its
 stacked head over a fixed 2,000 queries, so it measures what the catalog's size costs it), the search index
-(``hetmoe index``), a 1% append (embed --append + neighbours) against the full build it replaces; then online
-``score(100)`` p50 / p99 with warm caches, cold caches, and cold caches with the query vectors given (the time outside
-encoding), and bulk ``hetmoe score`` of the valid pairs by query id. The growth exponent of a stage is
+(``hetmoe index``); online ``score(100)`` p50 / p99 with warm caches, cold caches, and cold caches with the query
+vectors given (the time outside encoding); bulk ``hetmoe score`` of the valid pairs by query id; last, a 1% append
+(embed --append + neighbours) against the full build it replaces (the lexical expert has no append: it is refitted,
+the lexical-fit row). The growth exponent of a stage is
 log(t_big / t_small) / log(n_big / n_small).
 
 Usage: ``python bench/catalog_scale.py --sizes 100000,300000,1000000 --work /tmp/scale`` (about an hour on 2 cores);
@@ -37,6 +38,7 @@ ENV = {**os.environ, "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
 
 def run(args: list[str]) -> dict[str, Any]:
     """A hetmoe command under GNU time: its wall seconds, peak RSS (MB) and the JSON line it printed last, if any."""
+    print(f"{time.strftime('%H:%M:%S')} hetmoe {' '.join(args)}", file=sys.stderr, flush=True)
     cmd = ["/usr/bin/time", "-f", "TIME %e %M", str(Path(sys.executable).parent / "hetmoe"), *args]
     done = subprocess.run(cmd, capture_output=True, text=True, env=ENV)
     if done.returncode:
@@ -112,6 +114,13 @@ def one_size(n: int, work: Path, search_index: bool) -> dict[str, Any]:
                                   "--lexical", "lexical", "--variants", "none"])])
     if search_index:
         out["search_index"] = stage([run(["index", "-e", e, "--store", str(store)]) for e in EXPERTS])
+    out["online"] = online(model, data)
+    valid = pl.read_parquet(data / "judgments.parquet").filter(pl.col("split") == "valid")
+    valid.select("query_id", "item_id").write_parquet(work / f"valid{n}.parquet")
+    scored = run(["score", "--model", str(model), "--pairs", str(work / f"valid{n}.parquet"), "--out",
+                  str(work / f"scores{n}.parquet"), "--data", str(data)])
+    out["bulk"] = {"pairs": scored["out"]["pairs"], "pairs_per_s": scored["out"]["pairs_per_s"],
+                   "pairs_per_cpu_s": round(scored["out"]["pairs"] / max(scored["out"]["cpu_seconds"], 1e-9))}
     # a 1% append of new items against the full build it replaces (embed + index + neighbourhoods)
     grown, bigger = work / f"d{n}-grown", work / f"d{n}-bigger"
     run([*demo, "--out", str(bigger), "--items-per-market", str(n + n // 100)])
@@ -121,13 +130,6 @@ def one_size(n: int, work: Path, search_index: bool) -> dict[str, Any]:
     full = out["embed"]["seconds"] + out["index"]["seconds"] + out["neighbourhoods"]["seconds"]
     out["append_1pct"] = {**stage(appended), "items": added, "full_build_seconds": round(full, 2),
                           "share_of_full_build": round(stage(appended)["seconds"] / full, 4)}
-    out["online"] = online(model, data)
-    valid = pl.read_parquet(data / "judgments.parquet").filter(pl.col("split") == "valid")
-    valid.select("query_id", "item_id").write_parquet(work / f"valid{n}.parquet")
-    scored = run(["score", "--model", str(model), "--pairs", str(work / f"valid{n}.parquet"), "--out",
-                  str(work / f"scores{n}.parquet"), "--data", str(data)])
-    out["bulk"] = {"pairs": scored["out"]["pairs"], "pairs_per_s": scored["out"]["pairs_per_s"],
-                   "pairs_per_cpu_s": round(scored["out"]["pairs"] / max(scored["out"]["cpu_seconds"], 1e-9))}
     print(json.dumps({"size": n, **out}), flush=True)
     return out
 

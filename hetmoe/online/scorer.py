@@ -260,17 +260,23 @@ class Scorer:
 
     def _features(self, routes: Sequence[RouteEntry], qvecs: Sequence[dict[str, np.ndarray]], rows: np.ndarray,
                   groups: np.ndarray, keys: Sequence[tuple[str, str]]) -> tuple[PairFeatures, tuple[np.ndarray, np.ndarray]]:
-        """The pairs as a batch over the catalog (one item row per pair) with the model's feature blocks, and the
-        routing; a query row carries only the experts it was encoded with (``keys``: its text and market)."""
+        """The requests' pairs (one catalog row per pair) with their features and routing; a query row carries only
+        the experts it was encoded with (``keys``: its text and market)."""
         used = sorted({e for q in qvecs for e in q}, key=self.model.experts.index)
         query_vecs, has = {}, {}
         for expert in used:
             zero = np.zeros(self.catalog.vectors[expert].shape[1], np.float32)
             query_vecs[expert] = np.stack([q.get(expert, zero) for q in qvecs]).astype(np.float32, copy=False)
             has[expert] = np.array([expert in q for q in qvecs])
-        batch = PairBatch.one_item_per_pair([t for t, _ in keys], [m for _, m in keys], query_vecs, rows, groups, has)
         routing = (np.stack([r.idx for r in routes]), np.stack([r.gates for r in routes]))
-        return PairFeatures(batch, self.context, self._blocks), routing
+        return self.features([t for t, _ in keys], [m for _, m in keys], query_vecs, has, rows, groups), routing
+
+    def features(self, texts: Sequence[str], markets: Sequence[str], query_vecs: Mapping[str, np.ndarray],
+                 has: Mapping[str, np.ndarray], rows: np.ndarray, groups: np.ndarray) -> PairFeatures:
+        """Pairs (query row ``groups[j]``, catalog row ``rows[j]``) with the model's feature blocks over this catalog:
+        what every scoring call of the Scorer, and bulk scoring, hands the model."""
+        batch = PairBatch.one_item_per_pair(texts, markets, query_vecs, rows, groups, has)
+        return PairFeatures(batch, self.context, self._blocks)
 
     # ----- retrieval + rerank -----------------------------------------------------------------------------------
     def search(self, query: str, market: str, k: int = 10, candidates: int = 200) -> SearchResult:

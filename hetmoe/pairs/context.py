@@ -75,7 +75,8 @@ class FeatureContext:
                                   "(Scorer.load(model_dir, data_dir=...))")
             markets = sorted(set(self.catalog.markets.tolist()) - {""})
             parts = [self.market_index(expert, m) for m in markets]
-            table = self._neighbours[expert] = ItemNeighbours.of_markets(len(self.catalog), parts)
+            dim = self.catalog.vectors[expert].shape[1]
+            table = self._neighbours[expert] = ItemNeighbours.of_markets(len(self.catalog), dim, parts)
         return table
 
     def market_index(self, expert: str, market: str) -> tuple[MarketIndex, np.ndarray]:

@@ -33,7 +33,10 @@ class ReferenceSearch:
         out = np.empty((len(keys), self.top), np.float32)
         out_rows = np.empty((len(keys), self.top), np.int64)
         missing: dict[str, list[int]] = {}
-        for i, (text, market) in enumerate(keys):
+        if self._cache.maxsize == 0:  # bulk: no per-query lookups, each market's queries searched together
+            markets = np.array([m for _, m in keys], dtype=object)
+            missing = {m: np.flatnonzero(markets == m).tolist() for m in np.unique(markets).tolist()}
+        for i, (text, market) in enumerate(keys if self._cache.maxsize else ()):
             hit = self._cache.get((expert, text, market))
             if hit is None:
                 missing.setdefault(market, []).append(i)
@@ -48,7 +51,7 @@ class ReferenceSearch:
                 found = np.where(np.isnan(found), lowest[:, None], found)
             out[at] = found
             out_rows[at] = np.where(local >= 0, catalog_rows[np.maximum(local, 0)] if catalog_rows.size else -1, -1)
-            for i in at:
+            for i in at if self._cache.maxsize else ():
                 self._cache.put((expert, keys[i][0], market), (out[i].copy(), out_rows[i].copy()))
         return out, out_rows
 

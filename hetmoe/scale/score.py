@@ -18,7 +18,6 @@ import numpy as np
 import polars as pl
 
 from hetmoe.errors import HetmoeError
-from hetmoe.online.results import ScoreRequest
 from hetmoe.scale.pairs import HELPERS, ITEM, KEY, MKT, QUERY_ID, STORED, TEXT, fingerprint, plan_blocks, read_pairs, resolve
 from hetmoe.scale.parts import block_identity, check_out, gather, model_fingerprint, open_parts, parts_dir, stats_file, write_part
 from hetmoe.scale.session import PoolSpec, map_units, pool_size, ray_session
@@ -46,7 +45,7 @@ class BlockScorer:
         from hetmoe.online.scorer import Scorer
         from hetmoe.store.zarr_store import open_expert
 
-        self.scorer = Scorer.load(model_dir, with_indexes=False, encode_cores=encode_cores)
+        self.scorer = Scorer.load(model_dir, with_indexes=False, encode_cores=encode_cores, cache_size=0)
         root = self.scorer.model.store_root
         self.stores = {e: open_expert(root, e).queries for e in _needed(self.scorer.model)} if use_stored else {}
         if encode:
@@ -54,22 +53,30 @@ class BlockScorer:
 
     def score(self, block: pl.DataFrame) -> tuple[pl.DataFrame, dict[str, Any]]:
         """The block's input columns plus ``score`` and ``experts`` (null where a pair cannot be scored), and counts."""
+        from hetmoe.scale.columns import score_columns
+
         began, cpu, n = time.perf_counter(), time.process_time(), block.height
         query_ok = block[KEY].is_not_null().to_numpy()
         market_ok = block[MKT].is_in(self.scorer.markets).fill_null(False).to_numpy()
+        rows = np.zeros(n, np.int64)
+        found, unknown = self.scorer.catalog.rows(block[ITEM].fill_null("").to_numpy())
         item_ok = np.ones(n, dtype=bool)
-        item_ok[self.scorer.catalog.rows(block[ITEM].fill_null("").to_numpy())[1]] = False
+        item_ok[unknown] = False
+        rows[item_ok] = found
         valid = query_ok & market_ok & item_ok
+        pairs = block.with_row_index("_pos").filter(pl.Series(valid))
         firsts = [pl.col(TEXT).first(), pl.col(STORED).first()] + ([pl.col(QUERY_ID).first()] if QUERY_ID in block.columns else [])
-        groups = (block.with_row_index("_pos").filter(pl.Series(valid))
-                  .group_by([KEY, MKT], maintain_order=True).agg(pl.col("_pos"), pl.col(ITEM), *firsts))
-        requests = [ScoreRequest(t if t is not None else k, items.to_list(), m)
-                    for k, m, items, t in zip(groups[KEY], groups[MKT], groups[ITEM], groups[TEXT])]
-        results = self.scorer.score_batch(requests, self._known(groups))
+        queries = pairs.group_by([KEY, MKT], maintain_order=True).agg(*firsts).with_row_index("_g")
+        pairs = pairs.join(queries.select(KEY, MKT, "_g"), on=[KEY, MKT], how="left", maintain_order="left")
         scores, experts = np.full(n, np.nan), np.full(n, None, dtype=object)
-        for positions, result in zip(groups["_pos"].to_list(), results):
-            scores[positions] = result.scores
-            experts[positions] = "+".join(result.routing.experts)
+        if pairs.height:
+            texts = queries[TEXT].fill_null(queries[KEY]).to_numpy().astype(object)
+            stored_rows = queries[STORED].to_numpy().astype(bool) & bool(self.stores)
+            got, names = score_columns(self.scorer, texts, queries[MKT].to_numpy().astype(object),
+                                       rows[pairs["_pos"].to_numpy()], pairs["_g"].to_numpy().astype(np.int64),
+                                       self._stored(queries, stored_rows), stored_rows)
+            at = pairs["_pos"].to_numpy()
+            scores[at], experts[at] = got, names[pairs["_g"].to_numpy()]
         out = block.drop([c for c in HELPERS if c in block.columns]).with_columns(
             pl.Series("score", scores, dtype=pl.Float64).fill_nan(None), pl.Series("experts", experts.tolist(), dtype=pl.String))
         bad_market = query_ok & ~market_ok
@@ -80,16 +87,16 @@ class BlockScorer:
                  **block_identity(block)}
         return out, stats
 
-    def _known(self, groups: pl.DataFrame) -> list[dict[str, np.ndarray]]:
-        """Per group, the stored raw query vectors of every needed expert (empty for queries that are encoded)."""
-        known: list[dict[str, np.ndarray]] = [{} for _ in range(groups.height)]
-        stored = np.flatnonzero(groups[STORED].to_numpy()) if self.stores else np.zeros(0, dtype=np.int64)
-        if stored.size:
-            ids = groups[QUERY_ID].to_numpy()[stored]
-            for expert, store in self.stores.items():
-                for j, vec in zip(stored.tolist(), store.get(ids)):  # as stored: the encoder's own output
-                    known[j][expert] = vec
-        return known
+    def _stored(self, queries: pl.DataFrame, stored_rows: np.ndarray) -> dict[str, np.ndarray]:
+        """Per needed expert, the stored raw query vectors of the rows ``stored_rows`` marks (zeros elsewhere)."""
+        out: dict[str, np.ndarray] = {}
+        if not stored_rows.any():
+            return out
+        ids = queries[QUERY_ID].to_numpy()[stored_rows]
+        for expert, store in self.stores.items():
+            out[expert] = np.zeros((queries.height, store.dim), np.float32)
+            out[expert][stored_rows] = store.get(ids)  # as stored: the encoder's own output
+        return out
 
 
 class ScoreWorker:

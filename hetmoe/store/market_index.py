@@ -29,6 +29,7 @@ EXACT_MAX = 20_000  # markets up to this many items are searched exactly (a few 
 HNSW_M, EF_CONSTRUCTION, EF_SEARCH = 32, 64, 128  # recall@16 0.95 for real queries on Home Depot (wordllama)
 EF_TABLE = 64  # an item searches for its neighbours from inside the graph: recall@16 0.99 there at 64
 CANDIDATES = 32  # rows a search returns for exact re-ranking
+EXPANSION = 3  # neighbours an item's expansion centre averages (the item-expansion feature's query side)
 BLOCK = 2048  # rows per search / matrix-product block: bounds the float32 copies (block x CANDIDATES x d)
 UnitOf = Callable[[np.ndarray], np.ndarray]  # index rows -> their unit float32 vectors
 
@@ -36,17 +37,30 @@ UnitOf = Callable[[np.ndarray], np.ndarray]  # index rows -> their unit float32 
 @dataclass
 class Table:
     """Each item's ``top`` best cosines with the other items of its market (best first) and their index rows; NaN
-    and -1 past a market smaller than top + 1; ``mean`` and ``last`` of each row."""
+    and -1 past a market smaller than top + 1; ``mean`` and ``last`` of each row; and its expansion centre, the mean
+    of its EXPANSION best neighbours' unit vectors (float16; NaN with fewer neighbours): a query's mean cosine with
+    those neighbours is then one dot product per pair."""
 
     cosines: np.ndarray  # (n, top) float32
     rows: np.ndarray  # (n, top) int64 index rows
     mean: np.ndarray  # (n,) float32
     last: np.ndarray  # (n,) float32
+    centres: np.ndarray  # (n, d) float16
 
     @classmethod
-    def empty(cls, n: int, top: int) -> Table:
+    def empty(cls, n: int, top: int, dim: int) -> Table:
         return cls(np.full((n, top), np.nan, np.float32), np.full((n, top), -1, np.int64),
-                   np.full(n, np.nan, np.float32), np.full(n, np.nan, np.float32))
+                   np.full(n, np.nan, np.float32), np.full(n, np.nan, np.float32), np.full((n, dim), np.nan, np.float16))
+
+    def set_centres(self, at: np.ndarray, unit_of: UnitOf) -> None:
+        """Rows ``at``'s expansion centres, from their current best EXPANSION neighbours."""
+        first = self.rows[at, :EXPANSION]
+        full = (first >= 0).all(axis=1)
+        self.centres[at] = np.nan
+        if full.any():
+            wanted, where = np.unique(first[full], return_inverse=True)
+            units = unit_of(wanted)[where.ravel()].reshape(-1, EXPANSION, self.centres.shape[1])
+            self.centres[at[full]] = (units.sum(axis=1) / EXPANSION).astype(np.float16)
 
     def set_rows(self, at: np.ndarray, cosines: np.ndarray, rows: np.ndarray) -> None:
         """Rows ``at`` become ``cosines``/``rows`` (best first, NaN / -1 padded); their mean and last follow."""
@@ -57,9 +71,10 @@ class Table:
         self.last[at] = np.where(kept > 0, np.take_along_axis(cosines, np.maximum(kept - 1, 0)[:, None], 1)[:, 0], np.nan)
 
     def grow(self, n: int) -> None:
-        extra = Table.empty(n - self.rows.shape[0], self.rows.shape[1])
+        extra = Table.empty(n - self.rows.shape[0], self.rows.shape[1], self.centres.shape[1])
         self.cosines, self.rows = np.concatenate([self.cosines, extra.cosines]), np.concatenate([self.rows, extra.rows])
         self.mean, self.last = np.concatenate([self.mean, extra.mean]), np.concatenate([self.last, extra.last])
+        self.centres = np.concatenate([self.centres, extra.centres])
 
 
 def rank(units: np.ndarray, candidates: np.ndarray, unit_of: UnitOf, top: int,
@@ -112,7 +127,7 @@ class MarketIndex:
             out.index = _hnsw(dim)
             out._add(np.arange(n), unit_of)
         out.seconds["index"] = time.perf_counter() - began
-        out.table = Table.empty(n, top)
+        out.table = Table.empty(n, top, dim)
         out._fill(np.arange(n), unit_of, top, progress)
         out.seconds["table"] = time.perf_counter() - began - out.seconds["index"]
         return out
@@ -193,6 +208,7 @@ class MarketIndex:
                 found = self.candidates(units, CANDIDATES, exclude=at, ef=EF_TABLE)
                 cosines, best = rank(units, found, unit_of, top, exclude=at)
                 self.table.set_rows(at, cosines, best)
+                self.table.set_centres(at, unit_of)
                 bar.update(at.shape[0])
 
     def _enter(self, new: np.ndarray, unit_of: UnitOf, top: int) -> None:
@@ -207,7 +223,8 @@ class MarketIndex:
         last = self.table.last[pairs_old]
         full = (self.table.rows[pairs_old] >= 0).all(axis=1)
         enters = ~full | (cos >= last)
-        for row in np.unique(pairs_old[enters]).tolist():
+        changed = np.unique(pairs_old[enters])
+        for row in changed.tolist():
             mine = enters & (pairs_old == row)
             held = self.table.rows[row] >= 0
             merged = np.concatenate([self.table.rows[row][held], pairs_new[mine]])
@@ -216,6 +233,8 @@ class MarketIndex:
             fill = top - order.size
             self.table.set_rows(np.array([row]), np.pad(cosines[order], (0, fill), constant_values=np.nan)[None],
                                 np.pad(merged[order], (0, fill), constant_values=-1)[None])
+        if changed.size:
+            self.table.set_centres(changed, unit_of)
 
     def _entering(self, new: np.ndarray, unit_of: UnitOf) -> tuple[np.ndarray, np.ndarray]:
         """(old row, new row) pairs where the new item may enter the old row: every old row of an exact market whose

@@ -38,7 +38,7 @@ from hetmoe.store.market_index import MarketIndex, Table
 log = logging.getLogger(__name__)
 NEIGHBOURS_DIR = "neighbours"
 NEIGHBOUR_TOP = 16  # neighbours kept per item: as many as the query-side reference row (hetmoe.moe.reference)
-FORMAT = 1
+FORMAT = 2  # 2: each item's expansion centre beside its row
 META, TABLE, INDEX = "meta.json", "table.npz", "index.faiss"
 UnitsOf = Callable[[np.ndarray], np.ndarray]  # ids -> their unit float32 vectors
 
@@ -53,17 +53,20 @@ class ItemNeighbours:
     rows: np.ndarray  # (n, top) int64 catalog rows
     mean: np.ndarray  # (n,) float32
     last: np.ndarray  # (n,) float32
+    centres: np.ndarray  # (n, d) float16 expansion centres (:class:`~hetmoe.store.market_index.Table`)
 
     @classmethod
-    def of_markets(cls, n: int, parts: list[tuple[MarketIndex, np.ndarray]], top: int = NEIGHBOUR_TOP) -> ItemNeighbours:
+    def of_markets(cls, n: int, dim: int, parts: list[tuple[MarketIndex, np.ndarray]],
+                   top: int = NEIGHBOUR_TOP) -> ItemNeighbours:
         """The catalog's table from each market's index and its index-row -> catalog-row map."""
-        out = Table.empty(n, top)
+        out = Table.empty(n, top, dim)
         for index, catalog_rows in parts:
             table = index.table
             assert table is not None
             out.cosines[catalog_rows], out.mean[catalog_rows], out.last[catalog_rows] = table.cosines, table.mean, table.last
             out.rows[catalog_rows] = np.where(table.rows >= 0, catalog_rows[np.maximum(table.rows, 0)], -1)
-        return cls(out.cosines, out.rows, out.mean, out.last)
+            out.centres[catalog_rows] = table.centres
+        return cls(out.cosines, out.rows, out.mean, out.last, out.centres)
 
 
 def market_dir(store_root: str | Path, expert: str, market: str) -> Path:
@@ -82,7 +85,8 @@ def market_index(store_root: str | Path | None, expert: str, market: str, ids: n
     if store_root is None:
         return MarketIndex.build(ids, lambda rows: units_of(ids[rows]), dim, top, desc)
     folder = market_dir(store_root, expert, market)
-    saved = _load(folder, store_view, top)
+    rebuild = f"'hetmoe neighbours --expert {expert} --data DATA --store {store_root}' after removing {folder}"
+    saved = _load(folder, store_view, top, rebuild)
     identity = None if store_view is None else StoreIdentity.of(store_view)
     if saved is not None:
         if saved.exact:
@@ -103,21 +107,23 @@ def market_index(store_root: str | Path | None, expert: str, market: str, ids: n
     return built
 
 
-def _load(folder: Path, store_view: Mapping[str, Any] | None, top: int) -> MarketIndex | None:
-    """The saved index when the store built it or grew from the store that did (appends), else None."""
+def _load(folder: Path, store_view: Mapping[str, Any] | None, top: int, rebuild: str) -> MarketIndex | None:
+    """The saved index when the store built it or grew from the store that did (appends), else None (an index
+    written before digests counts as absent: it is rebuilt); a damaged file is refused in one line (``rebuild``)."""
     try:
         meta = json.loads((folder / META).read_text(encoding="utf-8"))
     except (OSError, json.JSONDecodeError):
         return None
-    if meta.get("format") != FORMAT or meta.get("top") != top or store_view is None or not meta.get("store"):
+    if meta.get("format") != FORMAT or meta.get("top") != top or store_view is None or not meta.get("store") \
+            or not meta.get("digests"):
         return None
     if StoreIdentity(meta["store"]["card_hash"], meta["store"]["fingerprint"], meta["store"]["count"]).grown_from(
             store_view) is None:
         return None
     files = [TABLE] + ([] if meta["exact"] else [INDEX])
-    verify_digests(folder, files, f"removing {folder} (it is rebuilt from the store on next use)", required=True)
+    verify_digests(folder, files, rebuild, required=True)
     with np.load(folder / TABLE, allow_pickle=False) as saved:
-        table = Table(saved["cosines"], saved["rows"].astype(np.int64), saved["mean"], saved["last"])
+        table = Table(saved["cosines"], saved["rows"].astype(np.int64), saved["mean"], saved["last"], saved["centres"])
         ids = saved["ids"]
     index = None
     if not meta["exact"]:
@@ -134,7 +140,8 @@ def _save(folder: Path, index: MarketIndex, identity: StoreIdentity | None, expe
     (folder / META).unlink(missing_ok=True)
     table = index.table
     _atomic(folder / TABLE, lambda handle: np.savez(handle, ids=index.ids, cosines=table.cosines,
-                                                     rows=table.rows.astype(np.int32), mean=table.mean, last=table.last))
+                                                     rows=table.rows.astype(np.int32), mean=table.mean, last=table.last,
+                                                     centres=table.centres))
     if index.index is not None:
         import faiss
 
@@ -143,7 +150,7 @@ def _save(folder: Path, index: MarketIndex, identity: StoreIdentity | None, expe
     store = None if identity is None else {"card_hash": identity.card_hash, "fingerprint": identity.fingerprint,
                                            "count": identity.count}
     write_json_atomic(folder / META, {"format": FORMAT, "expert": expert, "market": market, "n": len(index),
-                                      "top": top, "exact": index.exact, "store": store})
+                                      "top": top, "exact": index.exact, "store": store, "digests": True})
 
 
 def _atomic(path: Path, write: Callable[[Any], Any]) -> None:

@@ -9,7 +9,8 @@ From the item's stored neighbourhood (:mod:`hetmoe.store.neighbourhood`) and the
 - ``closer neighbours``: how many of the item's neighbours are closer to it than the query (the query's rank in the
   item's list: reciprocity), and ``rank in query``: the item's rank among the query's best items (``top`` if absent);
 - ``shared``: the share of the item's neighbours among the query's best items (shared-neighbour similarity);
-- ``item expansion``: the query's mean cosine with the item's EXPANSION best neighbours (database-side augmentation);
+- ``item expansion``: the query's mean cosine with the item's EXPANSION best neighbours (database-side augmentation),
+  computed as its cosine with their stored mean (the item's expansion centre);
 - ``query expansion``, ``wide query expansion``: the item's mean cosine with the query's EXPANSION and
   WIDE_EXPANSION best items (query expansion), computed as its cosine with their mean vector.
 
@@ -32,6 +33,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from hetmoe.pairs.blocks.base import FeatureBlock, per_expert_rows, register
+from hetmoe.store.market_index import EXPANSION
 from hetmoe.store.neighbourhood import ItemNeighbours
 from hetmoe.vectors import pair_cosines
 
@@ -41,8 +43,7 @@ if TYPE_CHECKING:
 NEIGHBOURHOOD_FEATURES = ("cos_minus_item_mean", "item_mean", "cos_minus_item_last", "cos_minus_item_first",
                           "closer_neighbours", "rank_in_query", "shared_neighbours", "item_expansion",
                           "query_expansion", "wide_query_expansion")
-EXPANSION = 3  # neighbours averaged by the expansion features
-WIDE_EXPANSION = 8
+WIDE_EXPANSION = 8  # the query's best items the wide query expansion averages (EXPANSION: the narrow one)
 
 
 def _units(rows: np.ndarray, unit_of: Callable[[np.ndarray], np.ndarray]) -> np.ndarray:
@@ -51,33 +52,25 @@ def _units(rows: np.ndarray, unit_of: Callable[[np.ndarray], np.ndarray]) -> np.
     return unit_of(wanted)[at.ravel()]
 
 
-def _item_expansion(q_units: np.ndarray, groups: np.ndarray, rows: np.ndarray,
-                    unit_of: Callable[[np.ndarray], np.ndarray]) -> np.ndarray:
-    """(n,) mean cosine of each pair's query with the catalog vectors at its ``rows`` (n, width); NaN where a row is
-    -1. Each distinct (query, row) cosine is computed once: the items of one query's list share neighbours."""
-    n, width = rows.shape
-    out = np.full(n, np.nan, np.float32)
-    valid = (rows >= 0).all(axis=1)
-    if not valid.any():
-        return out
-    flat = rows[valid].ravel().astype(np.int64)
-    span = int(flat.max()) + 1
-    combos, inverse = np.unique(np.repeat(groups[valid].astype(np.int64), width) * span + flat, return_inverse=True)
-    sims = pair_cosines(q_units[combos // span], _units(combos % span, unit_of))
-    out[valid] = sims[inverse.ravel()].reshape(-1, width).sum(axis=1) / width
+def _query_centres(top: np.ndarray, groups: np.ndarray, unit_of: Callable[[np.ndarray], np.ndarray],
+                   dim: int) -> list[tuple[np.ndarray, np.ndarray]]:
+    """For each expansion width (EXPANSION, WIDE_EXPANSION): (the mean of each query row's first ``width`` best
+    catalog vectors (n_q, dim), whether it has that many), from one gather of the rows the pairs' queries use."""
+    n_q = top.shape[0]
+    used = np.zeros(n_q, bool)
+    used[groups] = True
+    wide = top[:, :WIDE_EXPANSION]
+    out = []
+    have = used & (wide >= 0).any(axis=1)
+    units = np.zeros((n_q, wide.shape[1], dim), np.float32)
+    if have.any():
+        rows = wide[have]
+        valid = rows >= 0
+        units[np.flatnonzero(have)[:, None].repeat(rows.shape[1], 1)[valid], np.nonzero(valid)[1]] = _units(rows[valid], unit_of)
+    for width in (EXPANSION, WIDE_EXPANSION):
+        full = have & (top[:, :width] >= 0).all(axis=1)
+        out.append((units[:, :width].sum(axis=1) / min(width, top.shape[1]), full))
     return out
-
-
-def _query_expansion(d_units: np.ndarray, groups: np.ndarray, top: np.ndarray,
-                     unit_of: Callable[[np.ndarray], np.ndarray]) -> np.ndarray:
-    """(n,) mean cosine of each pair's item with its query's best catalog vectors ``top`` (n_q, width): the item
-    against the mean of those unit vectors, one per query (not a gather per pair); NaN where a row is -1."""
-    n_q, width = top.shape
-    valid = (top >= 0).all(axis=1)
-    centre = np.zeros((n_q, d_units.shape[1]), np.float32)
-    if valid.any():
-        centre[valid] = _units(top[valid].ravel(), unit_of).reshape(-1, width, d_units.shape[1]).sum(axis=1) / width
-    return np.where(valid[groups], pair_cosines(d_units, centre[groups]), np.nan).astype(np.float32)
 
 
 def neighbourhood_features(cos: np.ndarray, q_units: np.ndarray, d_units: np.ndarray, item_rows: np.ndarray,
@@ -105,9 +98,10 @@ def neighbourhood_features(cos: np.ndarray, q_units: np.ndarray, d_units: np.nda
     width = max(neighbours.shape[1], 1)
     hits = (neighbours[:, :, None] == pair_top[:, None, :]) & (neighbours[:, :, None] >= 0)
     out[:, 6] = np.where(known, hits.any(axis=2).sum(axis=1) / width, np.nan)
-    out[:, 7] = _item_expansion(q_units, groups, neighbours[:, :EXPANSION], unit_of)
-    out[:, 8] = _query_expansion(d_units, groups, query_top[:, :EXPANSION], unit_of)
-    out[:, 9] = _query_expansion(d_units, groups, query_top[:, :WIDE_EXPANSION], unit_of)
+    centres = table.centres[item_rows].astype(np.float32)  # NaN rows (fewer neighbours) stay NaN
+    out[:, 7] = pair_cosines(q_units[groups], centres)
+    for column, (centre, full) in zip((8, 9), _query_centres(query_top, groups, unit_of, d_units.shape[1])):
+        out[:, column] = np.where(full[groups], pair_cosines(d_units, centre[groups]), np.nan)
     return out
 
 
