@@ -76,7 +76,7 @@ def online(model: Path, data: Path) -> dict[str, Any]:
     rng = np.random.default_rng(0)
     work = [ScoreRequest(t, ids[rng.choice(ids.shape[0], ONLINE_ITEMS, replace=False)].tolist(), m)
             for t, m in zip(queries["text"], queries["market"])]
-    encoders = scorer.model.experts + [scorer.model.router_expert]
+    encoders = [e for e in dict.fromkeys([*scorer.model.experts, scorer.model.router_expert]) if e]
     known = [{e: scorer.encoder(e).encode([r.query], kind="query")[0] for e in encoders} for r in work]
 
     def timed(cold: bool, given: bool) -> list[float]:

@@ -2,14 +2,15 @@
 
 Item rows are CSR (``indptr``, ``indices``). Every pair's item entries are gathered and looked up in their query's
 set: with one query (the online call) through a thread-local dense table over the index space (set, gather, reset:
-no search at all); with many (bulk training pairs) in one sorted key array, key = query * width + index, with one
-``searchsorted``. Either way a call is a handful of numpy passes over the gathered entries.
+no search at all); with many (bulk training pairs) first through a dense table of the indices any query holds (most
+entries drop out there), then in one sorted key array, key = query * width + index, with one ``searchsorted``. Either way a call is a handful of numpy passes over the gathered entries.
 """
 
 from __future__ import annotations
 
 import threading
 from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
 
@@ -51,10 +52,20 @@ class QuerySets:
             return np.full(indices.size, -1, dtype=np.int64)
         if self.tabled:
             return self._table_lookup(indices).astype(np.int64) - 1
-        keys = groups * self.width + indices.astype(np.int64)
+        out = np.full(indices.size, -1, dtype=np.int64)
+        maybe = np.flatnonzero(self.present[indices])  # most entries are in no query at all: one gather drops them
+        keys = groups[maybe] * self.width + indices[maybe].astype(np.int64)
         loc = np.searchsorted(self.keys, keys)
         loc[loc == self.keys.size] = 0
-        return np.where(self.keys[loc] == keys, loc, -1)
+        out[maybe] = np.where(self.keys[loc] == keys, loc, -1)
+        return out
+
+    @cached_property
+    def present(self) -> np.ndarray:
+        """(width,) bool: the indices any of the queries holds."""
+        table = np.zeros(self.width, dtype=bool)
+        table[self.keys % self.width] = True
+        return table
 
     @property
     def tabled(self) -> bool:

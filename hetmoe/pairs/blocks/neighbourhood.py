@@ -73,6 +73,18 @@ def _query_centres(top: np.ndarray, groups: np.ndarray, unit_of: Callable[[np.nd
     return out
 
 
+def _among(rows: np.ndarray, groups: np.ndarray, query_top: np.ndarray) -> np.ndarray:
+    """(n, k) bool: whether each of a pair's ``rows`` is among its query's best rows ``query_top[groups]`` (-1 never
+    is): one search in the sorted (query, row) keys, not a k x top comparison per pair."""
+    span = int(max(rows.max(initial=0), query_top.max(initial=0))) + 2
+    keys = np.unique((np.arange(query_top.shape[0])[:, None] * span + query_top + 1)[query_top >= 0])
+    wanted = groups[:, None] * span + rows + 1
+    if keys.size == 0:
+        return np.zeros(rows.shape, bool)
+    at = np.minimum(np.searchsorted(keys, wanted), keys.size - 1)
+    return (keys[at] == wanted) & (rows >= 0)
+
+
 def neighbourhood_features(cos: np.ndarray, q_units: np.ndarray, d_units: np.ndarray, item_rows: np.ndarray,
                            query_top: np.ndarray, groups: np.ndarray, table: ItemNeighbours,
                            unit_of: Callable[[np.ndarray], np.ndarray]) -> np.ndarray:
@@ -96,8 +108,7 @@ def neighbourhood_features(cos: np.ndarray, q_units: np.ndarray, d_units: np.nda
     at = pair_top == np.asarray(item_rows)[:, None]
     out[:, 5] = np.where(at.any(axis=1), at.argmax(axis=1), query_top.shape[1])
     width = max(neighbours.shape[1], 1)
-    hits = (neighbours[:, :, None] == pair_top[:, None, :]) & (neighbours[:, :, None] >= 0)
-    out[:, 6] = np.where(known, hits.any(axis=2).sum(axis=1) / width, np.nan)
+    out[:, 6] = np.where(known, _among(neighbours, groups, query_top).sum(axis=1) / width, np.nan)
     centres = table.centres[item_rows].astype(np.float32)  # NaN rows (fewer neighbours) stay NaN
     out[:, 7] = pair_cosines(q_units[groups], centres)
     for column, (centre, full) in zip((8, 9), _query_centres(query_top, groups, unit_of, d_units.shape[1])):
