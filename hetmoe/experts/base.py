@@ -20,7 +20,7 @@ KINDS: tuple[str, ...] = get_args(Kind)
 # Optional card fields a backend may or may not act on; setting one a backend ignores is an error, not a no-op.
 OPTIONAL_FIELDS: tuple[str, ...] = (
     "revision", "pooling", "max_length",
-    "query_prompt", "document_prompt", "query_prompt_name", "document_prompt_name",
+    "query_prompt", "document_prompt", "query_prompt_name", "document_prompt_name", "runtime_file",
 )
 
 
