@@ -118,10 +118,15 @@ def register(app: typer.Typer) -> None:
         from hetmoe.experts.cardfile import add_card, card_table, check_can_add
         from hetmoe.experts.export import export_expert
 
+        from hetmoe.errors import HetmoeError
+
         card = get_card(name, cards)
-        if cards_out is not None:
-            for suffix in ("onnx", "int8"):
+        for suffix in ("onnx", "int8") if cards_out is not None else ():
+            try:
                 check_can_add(cards_out, f"{name}-{suffix}", overwrite)
+            except HetmoeError:
+                raise HetmoeError(f"{cards_out} already declares expert '{name}-{suffix}'; pass --overwrite to "
+                                  "replace it") from None
         report = export_expert(card, out, overwrite)
         new_cards = report.pop("cards")
         for new in new_cards.values() if cards_out is not None else ():
