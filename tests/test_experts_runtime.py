@@ -131,3 +131,66 @@ def test_cli_export_writes_cards_and_check_reports_agreement_and_auc(exported: d
     assert auc["pairs"] > 0 and all(0.0 <= auc[k] <= 1.0 for k in ("auc_float32", "auc_runtime_queries", "auc_runtime"))
     assert agreement["safe"] == (abs(auc["change_pp_runtime_queries"]) <= 0.3 and abs(auc["change_pp_runtime"]) <= 0.3)
     assert ("statement" in agreement) == agreement["safe"]
+
+
+@pytest.fixture(scope="module")
+def fitted(exported: dict, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Demo data embedded by the torch card (float32/), by the int8 card (int8/) and by the int8 card stating it
+    stands in for float32 (stated/); a model fitted on float32/ (model/) and one on int8/ (model-int8/)."""
+    from hetmoe.data.demo import generate_demo
+    from hetmoe.moe.fit import fit
+    from hetmoe.moe.train import TrainConfig
+    from hetmoe.store.embed import embed_dataset
+
+    root = tmp_path_factory.mktemp("fitted")
+    generate_demo(root / "data", items_per_market=30, queries_per_market=10, seed=0, markets=["TH", "ID"])
+    int8 = dataclasses.replace(exported["onnx-int8"], name="tiny")
+    stated = dataclasses.replace(int8, interchangeable_with=exported["torch"].hash)
+    for folder, card in (("float32", exported["torch"]), ("int8", int8), ("stated", stated)):
+        embed_dataset(root / "data", card, root / folder, progress=False)
+    for folder, model in (("float32", "model"), ("int8", "model-int8")):
+        fit(root / "data", root / folder, root / model, ["tiny"], k=1, variants=(), router_expert="tiny",
+            train_config=TrainConfig(max_epochs=2), routers=["hard"])
+    return root
+
+
+def _judged_scores(scorer: object, root: Path) -> np.ndarray:
+    from hetmoe.data.dataset import load_dataset
+
+    data = load_dataset(root / "data")
+    rows = data.judgments.join(data.queries, on="query_id").head(20).select("text", "item_id", "market").rows()
+    return np.array([scorer.score(text, [item], market=market).scores[0] for text, item, market in rows])  # type: ignore[attr-defined]
+
+
+def test_int8_queries_against_float32_items_only_with_the_statement(exported: dict, fitted: Path) -> None:
+    from hetmoe.online.scorer import Scorer
+
+    int8 = dataclasses.replace(exported["onnx-int8"], name="tiny")
+    with pytest.raises(HetmoeError, match=r"fitted with .* \(or one stating interchangeable_with\)"):
+        Scorer.load(fitted / "model", with_indexes=False, encoders={"tiny": build_encoder(int8)})
+    stated = dataclasses.replace(int8, interchangeable_with=exported["torch"].hash)
+    served = Scorer.load(fitted / "model", with_indexes=False, encoders={"tiny": build_encoder(stated)})
+    assert served.encoder("tiny").card.runtime == "onnx-int8"
+    want = _judged_scores(Scorer.load(fitted / "model", with_indexes=False), fitted)
+    got = _judged_scores(served, fitted)
+    assert np.isfinite(got).all() and np.corrcoef(got, want)[0, 1] > 0.99
+
+
+def test_a_store_of_another_runtime_is_refused_unless_its_card_states_it(fitted: Path) -> None:
+    from hetmoe.moe.infer import MoEModel
+
+    with pytest.raises(HetmoeError, match="different 'tiny' card store .* needs interchangeable_with") as err:
+        MoEModel.load(fitted / "model", store_root=fitted / "int8")
+    assert "\n" not in str(err.value)
+    assert MoEModel.load(fitted / "model", store_root=fitted / "stated").experts == ["tiny"]
+    with pytest.raises(HetmoeError, match="different 'tiny' card store"):  # and the other way round
+        MoEModel.load(fitted / "model-int8", store_root=fitted / "float32")
+
+
+def test_a_model_fitted_on_int8_vectors_serves_with_the_int8_graph(exported: dict, fitted: Path) -> None:
+    from hetmoe.online.scorer import Scorer
+
+    scorer = Scorer.load(fitted / "model-int8", with_indexes=False)
+    encoder = scorer.encoder("tiny")
+    assert encoder.card.runtime == "onnx-int8" and encoder.card.hash == exported["onnx-int8"].hash
+    assert np.isfinite(_judged_scores(scorer, fitted)).all()
