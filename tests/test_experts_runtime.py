@@ -72,6 +72,10 @@ def test_a_changed_graph_file_is_refused(exported: dict, tmp_path: Path) -> None
         fh.write(b"\0")
     with pytest.raises(HetmoeError, match="has sha256 .* the card says"):
         build_encoder(dataclasses.replace(exported["onnx"], runtime_file=str(changed)))
+    from hetmoe.experts.registry import preflight
+
+    with pytest.raises(HetmoeError, match="runtime file .*gone.onnx does not exist"):  # before any long work starts
+        preflight(dataclasses.replace(exported["onnx"], runtime_file=str(tmp_path / "gone.onnx")))
 
 
 @pytest.mark.parametrize(("change", "fragment"), [
