@@ -78,6 +78,25 @@ def test_a_changed_graph_file_is_refused(exported: dict, tmp_path: Path) -> None
         preflight(dataclasses.replace(exported["onnx"], runtime_file=str(tmp_path / "gone.onnx")))
 
 
+def test_a_large_models_weights_go_beside_the_graph_and_are_covered_by_the_digest(
+        exported: dict, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import hetmoe.experts.export as export
+
+    monkeypatch.setattr(export, "EXTERNAL_ABOVE", 0)  # as if the model were over 2 GB
+    cards = {c.runtime: c for c in export_expert(exported["torch"], out=tmp_path)["cards"].values()}
+    graph = Path(cards["onnx"].runtime_file)
+    assert graph.stat().st_size < Path(exported["onnx"].runtime_file).stat().st_size / 2
+    assert (tmp_path / "model.onnx.data").stat().st_mode & 0o044 == Path(graph).stat().st_mode & 0o044
+    want = build_encoder(exported["torch"]).encode(TEXTS, "query")
+    assert _cos(build_encoder(cards["onnx"]).encode(TEXTS, "query"), want).min() > 0.9999
+    assert _cos(build_encoder(cards["onnx-int8"]).encode(TEXTS, "query"), want).min() > 0.99
+    with (tmp_path / "model.onnx.data").open("r+b") as fh:
+        fh.seek(100)
+        fh.write(b"\1\2\3\4")
+    with pytest.raises(HetmoeError, match="has sha256"):
+        build_encoder(cards["onnx"])
+
+
 @pytest.mark.parametrize(("change", "fragment"), [
     ({"runtime": "tensorrt"}, "runtime 'tensorrt' is unknown"),
     ({"runtime_sha256": None}, "needs ['runtime_sha256']"),

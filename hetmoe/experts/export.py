@@ -18,6 +18,8 @@ import dataclasses
 import inspect
 import logging
 import os
+import shutil
+import tempfile
 import time
 import warnings
 from pathlib import Path
@@ -27,7 +29,8 @@ import numpy as np
 
 from hetmoe.errors import HetmoeError
 from hetmoe.experts.card import ExpertCard
-from hetmoe.files import publish
+from hetmoe.experts.runtime import DATA_SUFFIX, file_sha256
+from hetmoe.files import file_mode, publish
 
 log = logging.getLogger(__name__)
 
@@ -36,6 +39,7 @@ FILES = {"onnx": "model.onnx", "onnx-int8": "model_qint8.onnx"}
 SUFFIX = {"onnx": "onnx", "onnx-int8": "int8"}  # card name suffixes
 INPUTS = ("input_ids", "attention_mask", "token_type_ids")
 OPSET = 17
+EXTERNAL_ABOVE = 1536 << 20  # float32 weights above this go into <graph>.data (protobuf files stop at 2 GB)
 MIN_FLOAT_COSINE = 0.9999
 VERIFY = ["cordless drill 18v", "lámpara de techo LED con control remoto",
           "kemeja batik pria lengan panjang", "sink", "stainless steel kitchen faucet with pull down sprayer"]
@@ -83,17 +87,35 @@ def _graph(card: ExpertCard, model: Any, path: Path) -> None:
     if hasattr(hf, "set_attn_implementation"):
         hf.set_attn_implementation("eager")  # sdpa's fast paths branch on the inputs and would be traced as constants
     axes = {n: {0: "batch", 1: "sequence"} for n in (*names, "last_hidden_state")}
+    weights = sum(p.numel() * p.element_size() for p in hf.parameters())
+    with tempfile.TemporaryDirectory(dir=path.parent, prefix=".export-") as work:
+        traced = Path(work) / path.name  # over 2 GB the exporter writes the weights as files beside it
+        try:
+            with warnings.catch_warnings(), torch.no_grad():
+                warnings.simplefilter("ignore")  # tracer and deprecation warnings: the export is checked instead
+                torch.onnx.export(Graph().eval(), tuple(batch[n] for n in names), str(traced), input_names=names,
+                                  output_names=["last_hidden_state"], dynamic_axes=axes, opset_version=OPSET,
+                                  dynamo=False)
+        except Exception as err:  # the exporter raises many types for unsupported operators
+            first = str(err).strip().splitlines()[0][:200] if str(err).strip() else ""
+            raise HetmoeError(f"expert {card.name!r}: ONNX export does not support this model ({type(err).__name__}: "
+                              f"{first}); keep runtime = \"torch\" for it") from err
+        _place(traced, path, external=weights > EXTERNAL_ABOVE)
+
+
+def _place(traced: Path, path: Path, external: bool) -> None:
+    """Move the traced graph to ``path``; a large one keeps its weights in one file beside it, ``<path>.data``."""
+    sidecar = path.with_name(path.name + DATA_SUFFIX)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        with warnings.catch_warnings(), torch.no_grad():
-            warnings.simplefilter("ignore")  # tracer and deprecation warnings: the export is checked below instead
-            torch.onnx.export(Graph().eval(), tuple(batch[n] for n in names), str(tmp), input_names=names,
-                              output_names=["last_hidden_state"], dynamic_axes=axes, opset_version=OPSET, dynamo=False)
-    except Exception as err:  # the exporter raises many types for unsupported operators
-        tmp.unlink(missing_ok=True)
-        first = str(err).strip().splitlines()[0][:200] if str(err).strip() else ""
-        raise HetmoeError(f"expert {card.name!r}: ONNX export does not support this model ({type(err).__name__}: "
-                          f"{first}); keep runtime = \"torch\" for it") from err
+    if external:
+        import onnx
+
+        onnx.save_model(onnx.load(str(traced)), str(tmp), save_as_external_data=True, all_tensors_to_one_file=True,
+                        location=sidecar.name, size_threshold=1024)
+        os.chmod(sidecar, file_mode())
+    else:
+        sidecar.unlink(missing_ok=True)  # from an earlier, larger export of another model into this folder
+        shutil.move(str(traced), str(tmp))
     publish(tmp, path)
 
 
@@ -130,7 +152,7 @@ def export_expert(card: ExpertCard, out: Path | None = None, overwrite: bool = F
     from hetmoe.experts.backends.st import load_model
     from hetmoe.experts.locate import resolve_model
     from hetmoe.experts.registry import build_encoder
-    from hetmoe.experts.runtime import INSTALL, file_sha256
+    from hetmoe.experts.runtime import INSTALL
 
     try:
         import onnx  # noqa: F401 - the quantizer and exporter need it

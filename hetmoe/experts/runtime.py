@@ -27,14 +27,18 @@ from hetmoe.experts.card import ExpertCard
 log = logging.getLogger(__name__)
 
 INSTALL = "install the onnx extra (pip install -e '.[onnx]')"
+DATA_SUFFIX = ".data"  # a graph over 2 GB keeps its weights in <graph>.data
 
 
 def file_sha256(path: str | Path) -> str:
-    """Hex sha256 of a file, read in 1 MiB blocks."""
+    """Hex sha256 of a graph file, then of its weights file ``<graph>.data`` when it has one; 1 MiB blocks."""
     digest = hashlib.sha256()
-    with Path(path).open("rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
+    path = Path(path)
+    for part in (path, path.with_name(path.name + DATA_SUFFIX)):
+        if part == path or part.is_file():
+            with part.open("rb") as fh:
+                for block in iter(lambda: fh.read(1 << 20), b""):
+                    digest.update(block)
     return digest.hexdigest()
 
 
