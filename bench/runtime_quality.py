@@ -11,8 +11,8 @@ Steps, each resumable: float32 stores of ``--expert`` and ``--router`` under ``-
 runtime's card (exported on first use) stating ``interchangeable_with`` the float32 card, embedded under
 ``STORES-<runtime>``; store roots of symlinks whose ``--expert`` items are the float32 store's and queries the
 runtime's (``STORES-mixed``) or both the runtime's (``STORES-<runtime>-all``), the other experts float32; ``evaluate``
-of the model on the three roots (macro AUC over markets of the ``moe`` variant). The raw-cosine AUC change comes from
-``hetmoe experts check --data`` (docs/runtime.md).
+of the model on the three roots (macro AUC over markets of the ``moe`` variant, and of ``single:<expert>`` where the
+model has it). The raw-cosine AUC change comes from ``hetmoe experts check --data`` (docs/runtime.md).
 """
 from __future__ import annotations
 
@@ -21,6 +21,7 @@ import dataclasses
 import json
 import logging
 import os
+import shutil
 import tempfile
 import time
 from pathlib import Path
@@ -31,19 +32,23 @@ HERE = Path(__file__).resolve().parent
 
 
 def linked_root(float32: Path, out: Path, expert: str, sources: dict[str, Path]) -> Path:
-    """A store root of symlinks to every float32 store, where ``expert``'s parts come from ``sources`` (part file name
-    -> store folder) and its other files (caches derived from its vectors) are left to be rebuilt."""
+    """A store root of symlinks to every float32 store, where ``expert``'s parts come from ``sources`` (part ->
+    store folder) and its manifest from the items' source (a mixed store is a bench-only thing: its manifest names
+    the items' card); its caches derived from vectors (neighbours, FAISS index) are left out, to be rebuilt."""
+    if out.exists():
+        shutil.rmtree(out)
     for store in float32.iterdir():
         if not store.is_dir() or store.name.startswith(".") or store.name == "runtime-model":
             continue
-        for entry in store.iterdir():
-            if store.name == expert and entry.name not in sources:
-                continue
-            source = sources[entry.name] / entry.name if store.name == expert else entry
-            link = out / store.name / entry.name
-            link.parent.mkdir(parents=True, exist_ok=True)
-            if not link.is_symlink():
-                link.symlink_to(source.resolve())
+        if store.name != expert:
+            (out / store.name).parent.mkdir(parents=True, exist_ok=True)
+            (out / store.name).symlink_to(store.resolve())
+            continue
+        (out / expert).mkdir(parents=True)
+        shutil.copyfile(sources["items"] / "manifest.json", out / expert / "manifest.json")
+        for part, source in sources.items():
+            for name in (f"{part}.zarr", f"{part}.zarr.done"):
+                (out / expert / name).symlink_to((source / name).resolve())
     return out
 
 
@@ -85,18 +90,20 @@ def main() -> None:
     float32_store, own = stores / args.expert, runtime_store / args.expert
     roots = {"float32": stores,
              "runtime_queries": linked_root(stores, stores.with_name(f"{stores.name}-mixed"), args.expert,
-                                            {"items.zarr": float32_store, "queries.zarr": own}),
+                                            {"items": float32_store, "queries": own}),
              "runtime": linked_root(stores, stores.with_name(f"{stores.name}-{args.runtime}-all"), args.expert,
-                                    {"items.zarr": own, "queries.zarr": own})}
+                                    {"items": own, "queries": own})}
     auc = {}
     with tempfile.TemporaryDirectory(prefix="hetmoe-runtime-quality-") as reports:
         for label, root in roots.items():
             report = evaluate(model, args.data, args.split, Path(reports) / label, store_root=root)
-            auc[label] = report["variants"]["moe"]["auc_macro"]
+            auc[label] = {v: round(report["variants"][v]["auc_macro"], 5)
+                          for v in ("moe", f"single:{args.expert}") if v in report["variants"]}
     result = {"name": "runtime-quality", "data": str(args.data), "split": args.split, "expert": args.expert,
               "model": str(model), "router": args.router if args.model is None else None, "runtime": args.runtime, "float32_hash": card.hash,
-              "runtime_hash": runtime_card.hash, "model_auc_macro": {k: round(v, 5) for k, v in auc.items()},
-              "change_pp": {k: round(100 * (v - auc["float32"]), 3) for k, v in auc.items() if k != "float32"},
+              "runtime_hash": runtime_card.hash, "model_auc_macro": auc,
+              "change_pp": {k: {v: round(100 * (a - auc["float32"][v]), 3) for v, a in by.items()}
+                            for k, by in auc.items() if k != "float32"},
               "seconds": round(time.perf_counter() - began, 1)}
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=1) + "\n")
