@@ -97,6 +97,22 @@ def test_a_large_models_weights_go_beside_the_graph_and_are_covered_by_the_diges
         build_encoder(cards["onnx"])
 
 
+def test_a_graph_without_the_hidden_states_output_is_refused(exported: dict, tmp_path: Path) -> None:
+    import onnx
+    from onnx import TensorProto, helper
+
+    from hetmoe.experts.runtime import file_sha256
+
+    ids = helper.make_tensor_value_info("input_ids", TensorProto.INT64, ["batch", "sequence"])
+    out = helper.make_tensor_value_info("embeddings", TensorProto.INT64, ["batch", "sequence"])
+    graph = helper.make_graph([helper.make_node("Identity", ["input_ids"], ["embeddings"])], "other", [ids], [out])
+    onnx.save(helper.make_model(graph), str(tmp_path / "other.onnx"))
+    card = dataclasses.replace(exported["onnx"], runtime_file=str(tmp_path / "other.onnx"),
+                               runtime_sha256=file_sha256(tmp_path / "other.onnx"))
+    with pytest.raises(HetmoeError, match="no output 'last_hidden_state'"):
+        build_encoder(card)
+
+
 @pytest.mark.parametrize(("change", "fragment"), [
     ({"runtime": "tensorrt"}, "runtime 'tensorrt' is unknown"),
     ({"runtime_sha256": None}, "needs ['runtime_sha256']"),

@@ -8,9 +8,10 @@ does not install beside transformers 5; the files follow its layout (``onnx/mode
 
 Where: next to the weights (``<model>/onnx/``) for a local model folder we may write to; a packaged model (its folder
 belongs to the installed package) or a Hugging Face cache snapshot goes to ``$HETMOE_CACHE/onnx/<name>-<hash>/``
-(default ``~/.cache/hetmoe``); ``out`` overrides both. Existing files are reused unless ``overwrite``: their digests go
-into the cards, so a card always names the bytes it was checked with. Every export is checked: the float32 graph must
-give the torch vectors (min cosine >= 0.9999 on a few texts) or nothing is written into the cards.
+(default ``~/.cache/hetmoe``); ``out`` overrides both. Files already there are reused unless ``overwrite`` (a float32
+graph shipped in a model's ``onnx/`` folder too: only the missing int8 copy is made), and their digests go into the
+cards, so a card always names the bytes it was checked with. Every export is checked: the float32 graph must give the
+torch vectors (min cosine >= 0.9999 on a few texts) or no card is made.
 """
 from __future__ import annotations
 
@@ -164,11 +165,13 @@ def export_expert(card: ExpertCard, out: Path | None = None, overwrite: bool = F
     dest = export_dir(card, resolve_model(card), out)
     dest.mkdir(parents=True, exist_ok=True)
     paths = {runtime: dest / name for runtime, name in FILES.items()}
-    reused = not overwrite and all(p.is_file() for p in paths.values())
-    if not reused:
+    traced = overwrite or not paths["onnx"].is_file()  # a graph already there (ours, or shipped) is checked below
+    if traced:
         model, _ = load_model(cpu_card)
         _graph(card, model.eval(), paths["onnx"])
+    if traced or not paths["onnx-int8"].is_file():
         _quantize(paths["onnx"], paths["onnx-int8"])
+    reused = not traced
     reference = build_encoder(cpu_card).encode(VERIFY, "query")
     report: dict[str, Any] = {"expert": card.name, "hash": card.hash, "dir": str(dest), "reused": reused,
                               "runtimes": {}, "cards": {}}

@@ -81,7 +81,11 @@ def _torch_module_class() -> type:
             self.path, self.config, self.threads = path, config, threads
             self._sessions: dict[int, Any] = {}
             self._lock = threading.Lock()
-            self.input_names = [i.name for i in self._session(threads()).get_inputs()]
+            session = self._session(threads())
+            if "last_hidden_state" not in [o.name for o in session.get_outputs()]:
+                raise HetmoeError(f"{path}: the graph has no output 'last_hidden_state' (not exported by hetmoe); "
+                                  "export it again with 'hetmoe experts export --overwrite'")
+            self.input_names = [i.name for i in session.get_inputs()]
 
         def _session(self, threads: int) -> Any:
             with self._lock:
