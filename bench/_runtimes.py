@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import sys
+from collections import Counter
 import tempfile
 import time
 from pathlib import Path
@@ -143,7 +144,8 @@ def serving_encoders(model_dir: Path, runtime: str) -> dict[str, Any] | None:
 
 def online(model_dir: Path, runtimes: list[str], n_queries: int, rounds: int, items: int = 100) -> dict[str, Any]:
     """Uncached ``score`` of ``items`` items on the model, one Scorer per runtime, interleaved per round (caches
-    cleared before every call), with each Scorer's measured per-expert encode costs."""
+    cleared before every call), with each Scorer's measured per-expert encode costs and the share of queries routed
+    to each set of experts (routed experts are encoded concurrently: the slowest one sets a query's latency)."""
     sys.path.insert(0, str(HERE))
     from online import percentiles, timed, workload
 
@@ -164,8 +166,10 @@ def online(model_dir: Path, runtimes: list[str], n_queries: int, rounds: int, it
                 spent.append(timed(lambda: scorer.score(text, ids, market)))  # noqa: B023 - called at once
             ms[runtimes[i]] += spent
             medians[runtimes[i]].append(float(np.median(spent)))
+    routes = Counter("+".join(sorted(scorers[runtimes[0]].route(t, m).experts)) for t, m, _ in work)
     out = {"model": str(model_dir), "items_per_score": items, "queries": len(work), "rounds": rounds,
-           "experts": scorers[runtimes[0]].experts, "score_uncached_ms": {}, "encoding": {}}
+           "experts": scorers[runtimes[0]].experts, "routed_share": {r: round(n / len(work), 3) for r, n in routes.items()},
+           "score_uncached_ms": {}, "encoding": {}}
     for rt, scorer in scorers.items():
         stats = percentiles(ms[rt])
         stats.update(round_p50_min=round(min(medians[rt]), 3), round_p50_max=round(max(medians[rt]), 3))
