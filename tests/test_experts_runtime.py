@@ -55,6 +55,16 @@ def test_export_writes_both_graphs_next_to_the_weights_and_they_agree_with_torch
         np.testing.assert_allclose(alone, encoder.encode(TEXTS, "query"), atol=atol)
 
 
+def test_a_gemma3_model_exports_with_its_sliding_window(tmp_path: Path) -> None:
+    """EmbeddingGemma's architecture (Gemma3, local sliding-window layers shorter than the long text, mean pooling)."""
+    torch_card = ExpertCard(name="tiny-gemma", backend="sentence-transformers", pooling="mean", max_length=64,
+                            model=str(_save(tmp_path, "gemma3", "right")), device="cpu", batch_size=4, threads=1)
+    cards = {c.runtime: c for c in export_expert(torch_card)["cards"].values()}
+    want = build_encoder(torch_card).encode(TEXTS, "document")
+    assert _cos(build_encoder(cards["onnx"]).encode(TEXTS, "document"), want).min() > 0.9999
+    assert _cos(build_encoder(cards["onnx-int8"]).encode(TEXTS, "document"), want).min() > 0.99
+
+
 def test_the_hash_follows_runtime_and_digest_not_the_files_place(exported: dict) -> None:
     card = exported["onnx-int8"]
     assert dataclasses.replace(card, runtime_sha256="0" * 64).hash != card.hash
