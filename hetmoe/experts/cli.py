@@ -114,11 +114,10 @@ def register(app: typer.Typer) -> None:
         Example: hetmoe experts export minilm --cards-out my-cards.toml && hetmoe experts check minilm-int8 --cards
         my-cards.toml --data data/homedepot
         """
+        from hetmoe.errors import HetmoeError
         from hetmoe.experts.card import get_card
         from hetmoe.experts.cardfile import add_card, card_table, check_can_add
         from hetmoe.experts.export import export_expert
-
-        from hetmoe.errors import HetmoeError
 
         card = get_card(name, cards)
         for suffix in ("onnx", "int8") if cards_out is not None else ():
