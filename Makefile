@@ -4,7 +4,7 @@ PYTHON ?= python3
 VENV ?= .venv
 # CPU machines take the local CPU wheel; on a CUDA machine override, e.g. `make test TORCH_SPEC='torch==2.14.1'`.
 TORCH_SPEC ?= torch==2.13.0
-EXTRAS ?= models,train,serve,scale,dev
+EXTRAS ?= models,train,serve,scale,onnx,dev
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.hetmoe-installed
 export HF_HUB_OFFLINE ?= 1

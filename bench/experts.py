@@ -1,7 +1,8 @@
 """What the Encoder layer costs: each expert's ``Encoder.encode`` against its library's own batch call, same texts.
 
 Usage: ``python bench/experts.py [--experts minilm,e5,use,static,wordllama] [--data DIR] [--items 1000]
-[--queries 300] [--repeats 2] [--latency 50]``.
+[--queries 300] [--repeats 2] [--latency 50]``; ``--runtimes [--rounds 5] [--per-round 60]`` times the runtimes of
+sentence-transformers experts instead (torch, onnx, onnx-int8 per query, 1 and 2 threads: see bench/_runtimes.py).
 
 Texts are the item texts (title + description) and query texts of ``--data`` (default: the demo dataset, generated
 into a temporary folder). Per expert and kind, the best of ``--repeats`` wall times of the raw library call (the
@@ -130,10 +131,27 @@ def main() -> None:
     parser.add_argument("--queries", type=int, default=300)
     parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--latency", type=int, default=50, help="single queries timed for query_ms")
+    parser.add_argument("--runtimes", action="store_true", help="time torch / onnx / onnx-int8 runtimes instead")
+    parser.add_argument("--rounds", type=int, default=5, help="interleaved rounds (--runtimes)")
+    parser.add_argument("--per-round", type=int, default=60, help="queries per configuration and round (--runtimes)")
+    parser.add_argument("--model", type=Path, default=None,
+                        help="with --runtimes: also time this fitted model's uncached score(100) with each runtime")
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
     from hetmoe.experts.card import default_experts
 
+    if args.runtimes:
+        import _runtimes
+
+        texts, source = load_texts(args.data, 0, args.queries)
+        result = {**_runtimes.run(texts["query"], args.rounds, args.per_round), "data": source}
+        if args.model is not None:
+            result["online"] = _runtimes.online(args.model, ["torch", "onnx", "onnx-int8"], args.queries, args.rounds)
+        RESULTS.mkdir(exist_ok=True)
+        (RESULTS / "experts-runtime.json").write_text(json.dumps(result, indent=1) + "\n")
+        print(json.dumps(result))
+        print(_runtimes.table(result))
+        return
     names = args.experts.split(",") if args.experts else default_experts()
     texts, source = load_texts(args.data, args.items, args.queries)
     rows = []

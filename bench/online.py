@@ -192,13 +192,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--candidates", type=int, default=200)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", type=Path, default=HERE / "results" / "online.json")
+    parser.add_argument("--runtime", choices=("torch", "onnx", "onnx-int8"), default="torch",
+                        help="Runtime of the sentence-transformers experts' query encoders (bench/_runtimes.py).")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     from hetmoe.online.scorer import Scorer
 
     began = time.perf_counter()
-    scorer = Scorer.load(args.model, data_dir=args.data, with_indexes=None)  # score needs no index
+    from _runtimes import serving_encoders
+
+    scorer = Scorer.load(args.model, data_dir=args.data, with_indexes=None,  # score needs no index
+                         encoders=serving_encoders(args.model, args.runtime))
     scorer.warm()
     served = workload(scorer, args.data or Path(scorer.model.config["dataset"]), args.queries, args.items, args.seed)
     work, unseen = [], []
@@ -207,7 +212,8 @@ def main(argv: list[str] | None = None) -> int:
     if not work:
         raise SystemExit(f"{args.data}: no query of the model's markets ({', '.join(scorer.model.markets)}) to time")
     result: dict[str, Any] = {"benchmark": "online", "model": str(args.model), "experts": scorer.experts, "k": scorer.model.k,
-                              "items_per_score": args.items, "queries": len(work), "cpu_count": os.cpu_count()}
+                              "items_per_score": args.items, "queries": len(work), "cpu_count": os.cpu_count(),
+                              "runtime": args.runtime}
     if unseen:
         result["unseen_market"] = {"markets": sorted({w[1] for w in unseen}), "queries": len(unseen),
                                    **score_latency(scorer, unseen, args.repeats)}

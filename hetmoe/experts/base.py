@@ -26,7 +26,7 @@ MAX_TEXT_CHARS = 8192
 # Optional card fields a backend may or may not act on; setting one a backend ignores is an error, not a no-op.
 OPTIONAL_FIELDS: tuple[str, ...] = (
     "revision", "pooling", "max_length",
-    "query_prompt", "document_prompt", "query_prompt_name", "document_prompt_name",
+    "query_prompt", "document_prompt", "query_prompt_name", "document_prompt_name", "runtime_file",
 )
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import tomllib
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
@@ -22,9 +23,13 @@ CARDS_ENV = "HETMOE_CARDS"
 POOLINGS = ("cls", "max", "mean", "mean_sqrt_len_tokens", "weightedmean", "lasttoken")
 DEVICES = ("auto", "cpu", "cuda")
 DTYPES = ("float16", "bfloat16", "float32")
+RUNTIMES = ("torch", "onnx", "onnx-int8")  # what runs a sentence-transformers model (see hetmoe.experts.runtime)
 MODEL_FREE = frozenset({"lexical"})  # backends fitted on the catalog in stage one, not loaded from a model
 # Fields that do not change a single output vector: excluded from the identity hash.
-_NOT_IN_HASH = frozenset({"name", "batch_size", "chunk_size", "device", "threads", "dim"})
+# The exported file's place is not its identity (its digest is); ``interchangeable_with`` is a statement about the
+# vectors, not a change to them.
+_NOT_IN_HASH = frozenset({"name", "batch_size", "chunk_size", "device", "threads", "dim", "runtime_file",
+                          "interchangeable_with"})
 # Keys cards and model configs once carried that nothing reads any more: dropped on load, so old files keep working.
 _RETIRED = frozenset({"languages"})
 
@@ -37,6 +42,12 @@ class ExpertCard:
     package, or a Hugging Face id resolved from the local cache only. ``dtype`` is the precision used on CUDA; on CPU
     models always run in float32 (half precision there is slower and lossy). ``threads`` = 0 means all cores the
     process may use. ``chunk_size`` is the number of texts per store chunk (the unit ``embed`` encodes in one call, writes and resumes from); unset, the store picks.
+
+    ``runtime`` "onnx" / "onnx-int8" runs the model's exported ONNX graph (float32 / dynamically quantized int8) in
+    ONNX Runtime: ``runtime_file`` is that graph and ``runtime_sha256`` its digest, which enters the hash, so vectors
+    of one runtime are never taken for another's. ``interchangeable_with`` names the hash of a card whose stored
+    vectors this card's may be compared with (and the reverse): a statement made after ``hetmoe experts check``
+    measured that it is safe, e.g. int8 queries against float32 item vectors.
     """
 
     name: str
@@ -56,6 +67,10 @@ class ExpertCard:
     dim: int | None = None
     device: str = "auto"
     threads: int = 0
+    runtime: str = "torch"
+    runtime_file: str | None = None
+    runtime_sha256: str | None = None
+    interchangeable_with: str | None = None
     options: dict[str, Any] | None = None  # backend settings without a field of their own (lexical: LexicalConfig)
 
     def __post_init__(self) -> None:
@@ -68,6 +83,8 @@ class ExpertCard:
         identity = {k: v for k, v in self.to_dict().items() if k not in _NOT_IN_HASH}
         if identity["options"] is None:
             del identity["options"]  # cards without options keep the hash they had before options existed
+        if identity["runtime"] == "torch":  # torch cards keep the hash they had before runtimes existed
+            del identity["runtime"], identity["runtime_sha256"]
         blob = json.dumps(identity, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
         return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
@@ -110,6 +127,8 @@ _TYPES: dict[str, tuple[type, bool, int | None]] = {
     "query_prompt_name": (str, True, None), "document_prompt_name": (str, True, None),
     "dtype": (str, False, None), "batch_size": (int, False, 1), "chunk_size": (int, True, 1),
     "normalize": (bool, False, None), "dim": (int, True, 1), "device": (str, False, None), "threads": (int, False, 0),
+    "runtime": (str, False, None), "runtime_file": (str, True, None), "runtime_sha256": (str, True, None),
+    "interchangeable_with": (str, True, None),
 }
 _KIND_WORD = {str: "a string", int: "an integer", bool: "true or false"}
 
@@ -159,6 +178,27 @@ def _validate(card: ExpertCard) -> None:
     for kind in ("query", "document"):
         if all(p is not None for p in card.prompt(kind)):  # type: ignore[arg-type]
             raise HetmoeError(f"{where}: set either {kind}_prompt or {kind}_prompt_name, not both")
+    _validate_runtime(card, where)
+
+
+def _validate_runtime(card: ExpertCard, where: str) -> None:
+    """An exported runtime names its file and digest; torch names neither; hashes are hex of the right length."""
+    if card.runtime not in RUNTIMES:
+        raise HetmoeError(f"{where}: runtime {card.runtime!r} is unknown; use one of {list(RUNTIMES)}")
+    exported = {"runtime_file": card.runtime_file, "runtime_sha256": card.runtime_sha256}
+    if card.runtime != "torch" and card.device == "cuda":
+        raise HetmoeError(f"{where}: runtime {card.runtime!r} runs on the CPU; set device = \"auto\" or \"cpu\"")
+    if card.runtime == "torch" and any(v is not None for v in exported.values()):
+        raise HetmoeError(f"{where}: runtime_file and runtime_sha256 belong to runtime \"onnx\" or \"onnx-int8\"; "
+                          "set runtime or remove them")
+    missing = [k for k, v in exported.items() if v is None]
+    if card.runtime != "torch" and missing:
+        raise HetmoeError(f"{where}: runtime = {card.runtime!r} needs {missing}; 'hetmoe experts export' writes cards "
+                          "with them")
+    for field_name, digits in (("runtime_sha256", 64), ("interchangeable_with", 16)):
+        value = getattr(card, field_name)
+        if value is not None and not re.fullmatch(f"[0-9a-f]{{{digits}}}", value):
+            raise HetmoeError(f"{where}: {field_name} must be {digits} lowercase hex digits, got {_shown(value)}")
 
 
 def default_cards_path() -> Path:
@@ -194,9 +234,10 @@ def _build(p: Path, name: str, body: Any) -> ExpertCard:
                           f"got {_shown(body)}")
     d = dict(body)
     d["name"] = name
-    model = d.get("model")
-    if isinstance(model, str) and model.startswith(("./", "../")):
-        d["model"] = str((p.parent / model).resolve())
+    for key in ("model", "runtime_file"):
+        value = d.get(key)
+        if isinstance(value, str) and value.startswith(("./", "../")):
+            d[key] = str((p.parent / value).resolve())
     try:
         return ExpertCard.from_dict(d)
     except HetmoeError as err:

@@ -42,7 +42,7 @@ def card_table(card: ExpertCard, model: str | None = None) -> str:
     if model is not None:
         values["model"] = model
     for f in fields(ExpertCard):
-        if f.name != "name" and values[f.name] is not None:
+        if f.name != "name" and values[f.name] is not None and (f.name, values[f.name]) != ("runtime", "torch"):
             lines.append(f"{f.name} = {_value(values[f.name])}")
     return "\n".join(lines) + "\n"
 

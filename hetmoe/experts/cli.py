@@ -65,11 +65,22 @@ def register(app: typer.Typer) -> None:
     def check_cmd(
         names: list[str] = typer.Argument(None, help="Card names (default: the default set)."),
         cards: Path = CARDS_OPTION,
+        data: Path = typer.Option(None, "--data", help="Dataset folder: runtime cards also report the raw-cosine "
+                                  "AUC change on its --split, and their cosines use a sample of its texts."),
+        split: str = typer.Option("valid", "--split", help="Split whose judged pairs give the AUC (with --data)."),
+        sample: int = typer.Option(500, "--sample", help="Dataset texts for the cosine agreement (with --data)."),
     ) -> None:
-        """Load each expert and encode a few texts; a missing model fails with the fix in one line."""
+        """Load each expert and encode a few texts; a missing model fails with the fix in one line. A card with
+        runtime "onnx" or "onnx-int8" is also compared with its float32 torch twin (mean / min cosine; AUC change with
+        --data) and judged safe to interchange or not.
+
+        Example: hetmoe experts check minilm-int8 --cards my-cards.toml --data data/homedepot
+        """
+        from hetmoe.experts.agreement import check_runtime, data_and_texts
         from hetmoe.experts.card import default_experts, get_card
         from hetmoe.experts.registry import build_encoder
 
+        dataset, texts = data_and_texts(data, sample)
         for name in names or default_experts(cards):
             card = get_card(name, cards)
             if card.backend in MODEL_FREE:
@@ -80,8 +91,48 @@ def register(app: typer.Typer) -> None:
             loaded = time.perf_counter() - began
             queries, docs = encoder.encode(SAMPLE, "query"), encoder.encode(SAMPLE, "document")
             cosines = [round(float(q @ d), 4) for q, d in zip(queries, docs)]
-            typer.echo(json.dumps({"expert": name, "hash": card.hash, "dim": encoder.dim,
-                                   "load_seconds": round(loaded, 3), "query_doc_cosine": cosines}))
+            report = {"expert": name, "hash": card.hash, "dim": encoder.dim, "runtime": card.runtime,
+                      "load_seconds": round(loaded, 3), "query_doc_cosine": cosines}
+            if card.runtime != "torch":
+                report["agreement"] = check_runtime(card, encoder, texts, dataset, split)
+            typer.echo(json.dumps(report))
+
+    @experts.command("export")
+    def export_cmd(
+        name: str = typer.Argument(..., help="A sentence-transformers card with runtime \"torch\"."),
+        cards: Path = CARDS_OPTION,
+        out: Path = typer.Option(None, "--out", help="Folder for the graphs (default: <model>/onnx beside local "
+                                 "weights; ~/.cache/hetmoe/onnx/<name>-<hash> or $HETMOE_CACHE for packaged and hub "
+                                 "models)."),
+        cards_out: Path = typer.Option(None, "--cards-out", help="Also add the two new cards to this TOML file."),
+        overwrite: bool = typer.Option(False, "--overwrite", help="Export again over existing files; replace "
+                                       "same-name cards in --cards-out."),
+    ) -> None:
+        """Export the expert's model to ONNX (float32) plus its dynamically quantized int8 copy, check both against
+        torch, and print the cards that run them (<name>-onnx, <name>-int8: runtime, file and its sha256).
+
+        Example: hetmoe experts export minilm --cards-out my-cards.toml && hetmoe experts check minilm-int8 --cards
+        my-cards.toml --data data/homedepot
+        """
+        from hetmoe.errors import HetmoeError
+        from hetmoe.experts.card import get_card
+        from hetmoe.experts.cardfile import add_card, card_table, check_can_add
+        from hetmoe.experts.export import export_expert
+
+        card = get_card(name, cards)
+        for suffix in ("onnx", "int8") if cards_out is not None else ():
+            try:
+                check_can_add(cards_out, f"{name}-{suffix}", overwrite)
+            except HetmoeError:
+                raise HetmoeError(f"{cards_out} already declares expert '{name}-{suffix}'; pass --overwrite to "
+                                  "replace it") from None
+        report = export_expert(card, out, overwrite)
+        new_cards = report.pop("cards")
+        for new in new_cards.values() if cards_out is not None else ():
+            add_card(cards_out, new, overwrite)
+        report["cards_toml"] = "\n".join(card_table(c) for c in new_cards.values())
+        report["cards_out"] = str(cards_out) if cards_out is not None else None
+        typer.echo(json.dumps(report))
 
     @app.command("tune")
     def tune_cmd(

@@ -69,7 +69,8 @@ def _import_factory(card: ExpertCard) -> EncoderFactory:
 
 def preflight(card: ExpertCard) -> None:
     """The checks :func:`build_encoder` makes before loading anything (backend known, card fields it honours, a
-    built-in backend's model present), for commands that must refuse bad input before hours of work start."""
+    built-in backend's model present, an exported runtime's file and digest), for commands that must refuse bad input
+    before hours of work start."""
     factory = _import_factory(card)
     if isinstance(factory, type) and issubclass(factory, Encoder):
         factory.check_card(card)
@@ -77,6 +78,10 @@ def preflight(card: ExpertCard) -> None:
         from hetmoe.experts.locate import resolve_model
 
         resolve_model(card)
+    if card.runtime != "torch":
+        from hetmoe.experts.runtime import checked_graph
+
+        checked_graph(card)
 
 
 def build_encoder(card: ExpertCard) -> Encoder:

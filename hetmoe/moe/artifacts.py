@@ -59,6 +59,7 @@ def check_identity(config: dict[str, Any], store_root: str | Path, model_dir: Pa
     """Raise HetmoeError when an expert's card or item store (and, for evaluation, query store) or the lexical store
     changed; a store that only grew by appends since (its history holds the recorded fingerprint) is accepted.
     Returns every expert's opened stores (ExpertStores), so callers need not open them again."""
+    from hetmoe.experts.runtime import interchangeable
     from hetmoe.store.identity import StoreIdentity
     from hetmoe.store.zarr_store import open_expert
 
@@ -77,15 +78,21 @@ def check_identity(config: dict[str, Any], store_root: str | Path, model_dir: Pa
             key = "card_hash" if part == "card" else f"{part}_fingerprint"
             if saved.get(key) == now.get(key):
                 continue
+            if part == "card" and interchangeable(saved.get("card"), now.get("card")):
+                log.info("'%s' store: card %s is stated interchangeable with the model's %s", expert,
+                         str(now.get(key))[:12], str(saved.get(key))[:12])
+                continue
             view = getattr(opened[expert], part).manifest if part != "card" else None
             added = None if view is None else StoreIdentity(None, saved.get(key)).grown_from(view)
             if added is not None:
                 log.info("'%s' %s store: %d rows appended since model %s was trained", expert, part, added, model_dir)
                 continue  # the rows it was trained on are unchanged (hetmoe embed --append only adds rows)
+            stated = " (a card of another runtime needs interchangeable_with, see 'hetmoe experts check')"
             raise HetmoeError(
                 f"model {model_dir} was trained on a different '{expert}' {part} store ({key} "
                 f"{str(saved.get(key))[:12]} != {str(now.get(key))[:12]} in {store_root}); retrain it with "
                 f"'hetmoe fit-head' on these stores or point --store at the stores it was trained on"
+                f"{stated if part == 'card' else ''}"
             )
     return opened
 

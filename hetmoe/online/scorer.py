@@ -161,10 +161,11 @@ class Scorer:
         if expert not in self._encoders:
             raise HetmoeError(f"expert '{expert}' is not used by this model (has: {', '.join(self._encodable())})")
         from hetmoe.experts.card import ExpertCard
+        from hetmoe.experts.runtime import interchangeable
 
-        if encoder.card.hash != ExpertCard.from_dict(self._card(expert)).hash:
+        if not interchangeable(encoder.card, self._card(expert)):
             raise HetmoeError(f"encoder for '{expert}' has card {encoder.card.hash}, but the model was fitted with "
-                              f"{ExpertCard.from_dict(self._card(expert)).hash}; build it from the model's card")
+                              f"{ExpertCard.from_dict(self._card(expert)).hash}; build it from the model's card (or one stating interchangeable_with)")
 
     def warm(self, experts: Iterable[str] | None = None) -> None:
         """Build (and time) encoders now (default: all) so the first request does not pay for loading models."""

@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from hetmoe.errors import HetmoeError
-from hetmoe.experts.base import Encoder
+from hetmoe.experts.base import Encoder, cpu_threads
 from hetmoe.experts.onednn import pack_linears
 from hetmoe.experts.card import ExpertCard, Kind
 from hetmoe.experts.locate import resolve_model
@@ -30,6 +30,8 @@ def resolve_device(card: ExpertCard) -> str:
     """``auto`` -> cuda when available else cpu; a forced ``cuda`` without a GPU is a user error."""
     import torch
 
+    if card.runtime != "torch":
+        return "cpu"  # ONNX Runtime runs here on the CPU (the card refuses device = "cuda" with it)
     has_cuda = torch.cuda.is_available()
     if card.device == "cuda" and not has_cuda:
         raise HetmoeError(f"expert {card.name!r}: device = \"cuda\" but no CUDA GPU is visible; set device = \"auto\"")
@@ -120,12 +122,16 @@ class SentenceTransformerEncoder(Encoder):
 
             model.to(getattr(torch, card.dtype))
         model.eval()
-        packed = pack_linears(model) if device == "cpu" else 0
-        log.info("expert %s: %s on %s (%s, %d linear layers on oneDNN)", card.name, card.model, device,
-                 card.dtype if device == "cuda" else "float32", packed)
         self._model = model
         self.device = device
         super().__init__(card, int(model.get_embedding_dimension()))
+        if card.runtime != "torch":
+            from hetmoe.experts.runtime import attach
+
+            attach(card, model, lambda: self.call_threads() or cpu_threads(card))
+        packed = pack_linears(model) if device == "cpu" and card.runtime == "torch" else 0
+        log.info("expert %s: %s on %s (%s, %s, %d linear layers on oneDNN)", card.name, card.model, device,
+                 card.dtype if device == "cuda" else "float32", card.runtime, packed)
 
     def _encode(self, texts: list[str], kind: Kind) -> np.ndarray:
         prompt, prompt_name = self.card.prompt(kind)
@@ -144,7 +150,7 @@ class SentenceTransformerEncoder(Encoder):
     def _threads(self) -> Iterator[None]:
         """Apply the call's CPU thread count for this call only: torch's setting is process-wide."""
         threads = self.call_threads()
-        if self.device != "cpu" or not threads:
+        if self.device != "cpu" or not threads or self.card.runtime != "torch":  # ONNX Runtime: one session per count
             yield
             return
         import torch
