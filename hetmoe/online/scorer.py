@@ -21,7 +21,7 @@ from hetmoe.moe.heads.stacked import reads_router_expert
 from hetmoe.online.cache import LRUCache
 from hetmoe.online.catalog import ItemCatalog
 from hetmoe.online.checks import SearchUnavailable, check_count, check_item_ids, check_market, check_query
-from hetmoe.online.encoding import QueryEncoders
+from hetmoe.online.model_encoders import encodable, model_encoders
 from hetmoe.online.results import Routing, ScoreRequest, ScoreResult, SearchResult
 from hetmoe.online.retrieval import Retriever
 from hetmoe.online.routing import QueryRouter, RouteEntry
@@ -78,10 +78,7 @@ class Scorer:
         self._always = (model.spec.router_expert,) if reads_router else ()
         self._query_cache: LRUCache[tuple[str, str], np.ndarray] = LRUCache(cache_size)
         self._router = QueryRouter(model, self.query_vectors, cache_size)
-        self._encoders = QueryEncoders(self._build_encoder, self._encodable(), encode_cores)
-        for expert, encoder in (encoders or {}).items():
-            self._check_encoder(expert, encoder)
-            self._encoders.add(expert, encoder)
+        self._encoders = model_encoders(model, encoders, encode_cores)
         self._pool = ThreadPoolExecutor(max_workers=max(1, len(model.experts)), thread_name_prefix="hetmoe-search")
         if blas_threads is not None:
             from threadpoolctl import ThreadpoolController
@@ -122,15 +119,11 @@ class Scorer:
     def n_items(self) -> int:
         return len(self.catalog)
 
-    def _encodable(self) -> list[str]:
-        router = self.model.router_expert
-        return list(self.model.experts) + ([router] if router and router not in self.model.experts else [])
-
     # ----- query encoding ---------------------------------------------------------------------------------------
     def encoder(self, expert: str) -> Encoder:
         """The expert's query encoder, built on first use from the card the model recorded, then kept."""
         if expert not in self._encoders:
-            raise HetmoeError(f"expert '{expert}' is not used by this model (has: {', '.join(self._encodable())})")
+            raise HetmoeError(f"expert '{expert}' is not used by this model (has: {', '.join(encodable(self.model))})")
         return self._encoders.get(expert)
 
     @property
@@ -143,33 +136,9 @@ class Scorer:
         return {"cores": self._encoders.cores, "cost_ms": {e: round(c, 3) for e, c in self._encoders.cost_ms.items()},
                 "threads": self._encoders.chooser.summary()}
 
-    def _build_encoder(self, expert: str) -> Encoder:
-        """From the model's card, with one thread by default: each call names its own share of the cores."""
-        from hetmoe.experts.card import ExpertCard
-        from hetmoe.experts.registry import build_encoder
-
-        return build_encoder(ExpertCard.from_dict({**self._card(expert), "threads": 1}))
-
-    def _card(self, expert: str) -> dict[str, Any]:
-        card = self.model.cards.get(expert) or {}
-        if not card:
-            raise HetmoeError(f"the model's config.json records no card for expert '{expert}'; refit the model")
-        return card
-
-    def _check_encoder(self, expert: str, encoder: Encoder) -> None:
-        """A handed-over encoder must be the very card the item vectors were made with, or scores are meaningless."""
-        if expert not in self._encoders:
-            raise HetmoeError(f"expert '{expert}' is not used by this model (has: {', '.join(self._encodable())})")
-        from hetmoe.experts.card import ExpertCard
-        from hetmoe.experts.runtime import interchangeable
-
-        if not interchangeable(encoder.card, self._card(expert)):
-            raise HetmoeError(f"encoder for '{expert}' has card {encoder.card.hash}, but the model was fitted with "
-                              f"{ExpertCard.from_dict(self._card(expert)).hash}; build it from the model's card (or one stating interchangeable_with)")
-
     def warm(self, experts: Iterable[str] | None = None) -> None:
         """Build (and time) encoders now (default: all) so the first request does not pay for loading models."""
-        for expert in experts if experts is not None else self._encodable():
+        for expert in experts if experts is not None else encodable(self.model):
             self.encoder(expert)
 
     def query_vectors(self, queries: Sequence[str], experts_per_query: Sequence[Iterable[str]],
