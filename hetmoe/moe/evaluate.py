@@ -44,7 +44,7 @@ def model_pairs(model: Any, dataset: Any, splits: list[str], store_root: str | P
     wanted = spec.item_neighbourhood if neighbourhood is None else neighbourhood
     return load_pairs(dataset, store_root or model.store_root, model.experts, splits, spec.router_expert,
                       markets=model.markets, pair_stats=spec.pair_stats, ref_top=spec.ref_top,
-                      lexical_store=spec.lexical_store, neighbourhood=wanted)
+                      lexical_store=spec.lexical_store, neighbourhood=wanted, extra_blocks=spec.extra_blocks)
 
 
 def variant_metrics(scores: np.ndarray, rank_scores: np.ndarray, pairs: PairSet) -> dict[str, Any]:

@@ -8,6 +8,7 @@ feature is computed by the blocks the Scorer uses, over the same catalog context
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from functools import cached_property
 from pathlib import Path
@@ -130,11 +131,13 @@ def load_pairs(
     ref_top: int = REF_TOP,
     lexical_store: str = "",
     neighbourhood: bool = False,
+    extra_blocks: Sequence[str] = (),
 ) -> PairSet:
     """Pairs of ``splits`` with every expert's features; ``markets`` fixes the first market indices (a model's
     markets), markets it lacks follow in the dataset's order. ``pair_stats``: see :mod:`hetmoe.pairs.blocks.stats`;
     ``lexical_store``: the lexical expert's store name whose features fill ``lex`` ("" = none); ``neighbourhood``:
-    the item-neighbourhood block too (its tables are built into the stores on first use)."""
+    the item-neighbourhood block too (its tables are built into the stores on first use); ``extra_blocks``: more
+    registered blocks by name (what a model's tree heads read beside these)."""
     from hetmoe.pairs.batch import PairBatch
     from hetmoe.pairs.blocks import make_block
     from hetmoe.pairs.catalog import judged_context
@@ -173,6 +176,7 @@ def load_pairs(
         blocks["neighbourhood"] = make_block("neighbourhood")
     if lexical_store:
         blocks["lexical"] = make_block("lexical", {"store": lexical_store})
+    blocks.update({name: make_block(name) for name in extra_blocks})
     features = PairFeatures(batch, context, blocks)
     for name, block in blocks.items():  # computed once here, before any fork: every job reads the same arrays
         for expert in experts if block.per_expert else [None]:

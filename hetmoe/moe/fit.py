@@ -69,12 +69,13 @@ def training_pairs(
     pair_stats: str = "reference",
     lexical_store: str = "",
     neighbourhood: bool = False,
+    extra_blocks: Sequence[str] = (),
 ) -> tuple[PairSet, PairSet, dict[str, Any]]:
     """(fit pairs, early-stopping pairs, a description of where each came from)."""
     split, stop_split = plan_splits(dataset, eval_split)
     splits = ["train"] + ([stop_split] if stop_split else [])
     pairs = load_pairs(dataset, store_root, experts, splits, router_expert, pair_stats=pair_stats,
-                       lexical_store=lexical_store, neighbourhood=neighbourhood)
+                       lexical_store=lexical_store, neighbourhood=neighbourhood, extra_blocks=extra_blocks)
     if stop_split:
         fit_mask, stop_mask = pairs.split == "train", pairs.split == stop_split
         stop_desc = f"split '{stop_split}'"
@@ -149,7 +150,7 @@ def fit(
     # Only the stacked head reads item neighbourhoods (and LightGBM beside it): the nets' specs leave the flag off.
     neighbourhood = item_neighbourhood and stack and pair_stats == "reference"
     train, stop, plan = training_pairs(dataset, store_root, experts, router_expert, eval_split, seed, pair_stats,
-                                       lexical_store, neighbourhood)
+                                       lexical_store, neighbourhood, overrides.get("extra_blocks", ()))
     overrides["lexical"] = list(train.lex_names)
     log.info("fitting on %d pairs, early stopping on %d pairs (%s)", len(train), len(stop), plan["early_stopping"])
     base = ModelSpec(

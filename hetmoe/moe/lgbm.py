@@ -32,11 +32,11 @@ FEATURES_PER_EXPERT = ("cos", "dot", "z", "gap_or_rank")
 BOOSTERS = ("binary.txt", "lambdarank.txt")  # the binary and lambdarank boosters' files, in that order
 
 
-def lgbm_features(pairs: PairSet, neighbourhood: bool | None = None) -> np.ndarray:
-    """(n, c N + F + 1) float32: every expert's tree columns, the lexical block and the market index (categorical)."""
-    nbr = pairs.neighbourhood if neighbourhood is None else neighbourhood
-    return tree_matrix(pairs.features, pairs.experts, None, nbr, pairs.lex is not None, [],
-                       pairs.q_market[pairs.qi].astype(np.float64))
+def lgbm_features(pairs: PairSet, blocks: list[str] | None = None) -> np.ndarray:
+    """(n, columns) float32: every expert's tree columns, the per-pair blocks and the market index (categorical);
+    ``blocks``: the ones the head was fitted on (default: every block the pairs carry)."""
+    return tree_matrix(pairs.features, pairs.experts, None, list(pairs.features.blocks) if blocks is None else blocks,
+                       [], pairs.q_market[pairs.qi].astype(np.float64))
 
 
 def _grades(labels: np.ndarray, levels: list[float]) -> np.ndarray:
@@ -60,10 +60,12 @@ class LgbmModel:
             raise HetmoeError(f"LightGBM head expects experts {self.experts} and markets {self.markets} first")
         if list(pairs.lex_names) != list(self.config.get("lexical", [])):
             raise HetmoeError(f"LightGBM head expects lexical features {self.config.get('lexical', [])}, got {list(pairs.lex_names)}")
-        nbr = bool(self.config.get("item_neighbourhood", False))
-        if nbr and not pairs.neighbourhood:
-            raise HetmoeError("this LightGBM head reads item-neighbourhood features; load the pairs with neighbourhood=True")
-        x = lgbm_features(pairs, nbr)
+        blocks = self.config.get("blocks") or ["stats", *(["neighbourhood"] if self.config.get("item_neighbourhood") else []),
+                                               *(["lexical"] if self.config.get("lexical") else [])]
+        missing = [b for b in blocks if b not in pairs.features.blocks]
+        if missing:
+            raise HetmoeError(f"this LightGBM head reads the {', '.join(missing)} block(s); load the pairs with them")
+        x = lgbm_features(pairs, blocks)
         return self.binary.predict(x), self.rank.predict(x)
 
     def save(self, out_dir: str | Path, meta: dict[str, Any]) -> Path:
@@ -126,6 +128,7 @@ def train_lgbm(train: PairSet, stop: PairSet, seed: int = 0, threads: int = 0) -
                      "market": "categorical"},
         "lexical": list(train.lex_names),
         "item_neighbourhood": train.neighbourhood,
+        "blocks": list(train.features.blocks),
         "label_levels": levels,
         "metrics": {"train_seconds": round(seconds, 2), "binary_trees": binary.best_iteration, "rank_trees": rank.best_iteration},
     }

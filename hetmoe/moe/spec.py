@@ -19,6 +19,9 @@ item-neighbourhood features (:mod:`hetmoe.pairs.blocks.neighbourhood`); the net 
 the router expert's columns on every query, routed or not: the router computes that expert's query vector for every
 query anyway, so they add a catalog search per query but no encoder run (the net still reads routed experts only).
 
+Extra blocks (``extra_blocks``): names of feature blocks (:mod:`hetmoe.pairs.blocks`) the stacked head and LightGBM
+read beside their standard inputs; a new block is one registered module, named here (``fit-head --block``).
+
 Fusion (``fusion``): ``concat`` (routed experts' projected features side by side in fixed expert order, unrouted slots
 zero), ``weighted`` (their gate-weighted sum) or ``average`` (the gate-weighted average of the experts' projected
 query and item vectors, compared once: the embedding-level fusion the method argues against). ``hidden`` > 0 puts a one-hidden-layer MLP on top, 0 a linear layer.
@@ -63,6 +66,7 @@ class ModelSpec:
     lexical_width: int = 16
     item_neighbourhood: bool = False  # the stacked head reads each routed expert's item-neighbourhood features
     stack_router: bool = False  # the stacked head reads the router expert's columns on every query
+    extra_blocks: list[str] = field(default_factory=list)  # registered feature blocks the tree heads also read
 
     def __post_init__(self) -> None:
         router_kind(self.router)  # raises ValueError naming the known kinds

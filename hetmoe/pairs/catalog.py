@@ -18,8 +18,9 @@ from hetmoe.pairs.context import FeatureContext
 
 
 def _vectors(store: Any, ids: np.ndarray, what: str) -> np.ndarray:
+    """The store's vectors of ``ids`` as it holds them (float16): a catalog never needs a float32 copy."""
     try:
-        return store.get(ids)
+        return store.load()[store.rows(ids)]
     except KeyError as err:
         raise HetmoeError(f"{what} store lacks ids the dataset judges ({err}); re-run 'hetmoe embed' for this dataset") from None
 
@@ -38,7 +39,7 @@ def dataset_catalog(dataset: Any, store_root: str | Path, experts: Sequence[str]
         stores = open_expert(store_root, expert)
         check_dataset(stores, dataset, expert, store_root)
         if query_ids is not None:
-            queries[expert] = _vectors(stores.queries, query_ids, f"'{expert}' query")
+            queries[expert] = _vectors(stores.queries, query_ids, f"'{expert}' query").astype(np.float32)
         vectors[expert] = _vectors(stores.items, ids, f"'{expert}' item")
     catalog = ItemCatalog(ids, vectors)
     catalog.set_markets(catalog.ids, items["market"].cast(str).to_numpy())

@@ -48,7 +48,7 @@ class StackedHead(Head):
         self.booster = booster
 
     def blocks(self, spec: ModelSpec) -> dict[str, FeatureBlock]:
-        return tree_blocks(spec.pair_stats, spec.lexical_store, spec.item_neighbourhood)
+        return tree_blocks(spec.pair_stats, spec.lexical_store, spec.item_neighbourhood, spec.extra_blocks)
 
     def save(self, folder: Path) -> dict[str, Any]:
         from hetmoe.moe.artifacts import save_booster
@@ -68,8 +68,8 @@ class StackedHead(Head):
         """The booster's input for ``feats``' pairs: routed (and router-expert) columns, lexical, net logit, market
         index per pair."""
         read = read_experts(spec, dense)[feats.batch.qi]
-        return tree_matrix(feats, spec.experts, read, spec.item_neighbourhood, bool(spec.lexical_store),
-                           [np.asarray(net_logit, np.float32)], market)
+        return tree_matrix(feats, spec.experts, read, list(self.blocks(spec)), [np.asarray(net_logit, np.float32)],
+                           market)
 
     def logits(self, spec: ModelSpec, feats: PairFeatures, dense: np.ndarray, net_logit: np.ndarray,
                market: np.ndarray) -> np.ndarray:

@@ -6,12 +6,11 @@ in three places, and the dot product column was computed in three ways.
 """
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from hetmoe.pairs.blocks.neighbourhood import NEIGHBOURHOOD_FEATURES
-from hetmoe.pairs.blocks.stats import STATS_COLUMNS
 
 if TYPE_CHECKING:
     from hetmoe.pairs.blocks.base import FeatureBlock
@@ -22,7 +21,10 @@ if TYPE_CHECKING:
 SERIAL_PREDICT_PAIRS = 4096
 
 
-def tree_blocks(pair_stats: str, lexical_store: str, neighbourhood: bool) -> dict[str, FeatureBlock]:
+def tree_blocks(pair_stats: str, lexical_store: str, neighbourhood: bool,
+                extra: Sequence[str] = ()) -> dict[str, FeatureBlock]:
+    """The blocks the tree heads read, in column order: the expert statistics, the item neighbourhoods, the lexical
+    block, then ``extra`` registered blocks by name (``ModelSpec.extra_blocks``: a new block needs no other code)."""
     from hetmoe.pairs.blocks import make_block
 
     blocks = {"stats": make_block("stats", {"pair_stats": pair_stats})}
@@ -30,31 +32,27 @@ def tree_blocks(pair_stats: str, lexical_store: str, neighbourhood: bool) -> dic
         blocks["neighbourhood"] = make_block("neighbourhood")
     if lexical_store:
         blocks["lexical"] = make_block("lexical", {"store": lexical_store})
+    blocks.update({name: make_block(name) for name in extra})
     return blocks
 
 
-def expert_width(neighbourhood: bool) -> int:
-    """Tree columns per expert."""
-    return len(STATS_COLUMNS) + (len(NEIGHBOURHOOD_FEATURES) if neighbourhood else 0)
-
-
-def tree_matrix(feats: PairFeatures, experts: list[str], read: np.ndarray | None, neighbourhood: bool,
-                lexical: bool, extra: list[np.ndarray], market: np.ndarray) -> np.ndarray:
-    """(n, width N + F + len(extra) + 1) float32: per expert its columns (NaN where ``read`` (n, N) is False or the
-    query lacks its vector), the lexical block, ``extra`` columns and the market index."""
-    n, width = len(feats), expert_width(neighbourhood)
-    blocks = []
+def tree_matrix(feats: PairFeatures, experts: list[str], read: np.ndarray | None, blocks: Sequence[str],
+                extra: list[np.ndarray], market: np.ndarray) -> np.ndarray:
+    """(n, columns) float32: per expert the columns of every per-expert block in ``blocks`` (NaN where ``read``
+    (n, N) is False or the query lacks its vector), then every per-pair block's, ``extra`` columns and the market
+    index (categorical, last)."""
+    per = [b for b in blocks if feats.blocks[b].per_expert]
+    n, width = len(feats), sum(len(feats.blocks[b].columns) for b in per)
+    out = []
     for i, expert in enumerate(experts):
         block = np.full((n, width), np.nan, np.float32)
         rows = slice(None) if read is None else read[:, i]
         if read is None or rows.any():
-            cols = [feats.block("stats", expert)] + ([feats.block("neighbourhood", expert)] if neighbourhood else [])
-            block[rows] = np.concatenate(cols, axis=1)[rows]
-        blocks.append(block)
-    if lexical:
-        blocks.append(feats.block("lexical"))
-    blocks.append(np.column_stack([*extra, market]).astype(np.float32))
-    return np.concatenate(blocks, axis=1)
+            block[rows] = np.concatenate([feats.block(b, expert) for b in per], axis=1)[rows]
+        out.append(block)
+    out += [feats.block(b) for b in blocks if b not in per]
+    out.append(np.column_stack([*extra, market]).astype(np.float32))
+    return np.concatenate(out, axis=1)
 
 
 def predict_raw(booster: Any, x: np.ndarray) -> np.ndarray:
