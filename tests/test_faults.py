@@ -17,9 +17,18 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 import pytest
-from bad_artifacts import BY_ID, MODEL_FAULTS, PAIRS_FAULTS, STORE_FAULTS, Fault, PairsFault
+from bad_artifacts import (
+    BY_ID,
+    MODEL_FAULTS,
+    PAIRS_FAULTS,
+    STORE_FAULTS,
+    Fault,
+    PairsFault,
+)
 from bad_data import tables, write
 from bad_inputs import run_cli, snapshot
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from hetmoe.errors import HetmoeError
 from hetmoe.experts.base import MAX_TEXT_CHARS, Encoder
@@ -401,3 +410,39 @@ def test_demo_on_a_full_disk_leaves_no_table(tmp_path: Path, cli: Cli, monkeypat
     errors = [line for line in lines if line.startswith("error: ")]
     assert code == 2 and len(errors) == 1 and "demo: no space left on device" in errors[0], lines
     assert not list((tmp_path / "demo").iterdir())
+
+
+# ----- request independence ------------------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def catalog_of(built: Path) -> dict[str, list[str]]:
+    items = pl.read_parquet(built / "data" / "items.parquet")
+    return {m: items.filter(pl.col("market") == m)["item_id"].to_list() for m in items["market"].unique().to_list()}
+
+
+@pytest.fixture(scope="module")
+def both_heads(built: Path) -> list[Scorer]:
+    """The fitted MoE and its other head (net or stacked), each served."""
+    other = next(p for p in (built / "model" / "variants").iterdir() if p.name.startswith("moe-"))
+    return [Scorer.load(built / "model", with_indexes=False), Scorer.load(other, with_indexes=False)]
+
+
+@settings(max_examples=20, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(data=st.data())
+def test_a_pairs_score_is_the_same_bits_alone_and_in_any_mix_of_requests(data: st.DataObject, built: Path,
+                                                                      catalog_of: dict[str, list[str]],
+                                                                      both_heads: list[Scorer]) -> None:
+    """What the README promises: a pair's score depends on its query, its item and the catalog only, not on the other
+    ids or queries sent with it, bit for bit (the heads multiply rows independently: hetmoe.moe.heads.base.matmul)."""
+    queries = pl.read_parquet(built / "data" / "queries.parquet").head(12)
+    picks = data.draw(st.lists(st.integers(0, queries.height - 1), min_size=1, max_size=5))
+    requests = []
+    for q in picks:
+        text, market = queries["text"][q], queries["market"][q]
+        ids = data.draw(st.lists(st.sampled_from(catalog_of[market]), min_size=1, max_size=25, unique=True))
+        requests.append(ScoreRequest(text, ids, market))
+    for scorer in both_heads:
+        mixed = scorer.score_batch(requests)
+        for request, result in zip(requests, mixed):
+            alone = [scorer.score(request.query, [i], request.market).scores[0] for i in request.item_ids]
+            np.testing.assert_array_equal(result.scores, np.asarray(alone))

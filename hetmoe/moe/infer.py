@@ -22,7 +22,7 @@ import numpy as np
 
 from hetmoe.errors import HetmoeError
 from hetmoe.moe.artifacts import check_identity, read_net_config, write_model
-from hetmoe.moe.heads.base import head_class
+from hetmoe.moe.heads.base import head_class, matmul
 from hetmoe.moe.heads.net import NetHead, relu
 from hetmoe.moe.heads.stacked import StackedHead
 from hetmoe.moe.heads.transfer import TransferHead
@@ -156,11 +156,11 @@ class MoEModel:
 
     def router_probs(self, markets: np.ndarray, router_vec: np.ndarray) -> np.ndarray:
         """Softmax over experts (n, N) for learned routers."""
-        h = l2_normalize(router_vec) @ self._r_vec + self._r_b1
+        h = matmul(l2_normalize(router_vec), self._r_vec) + self._r_b1
         mi = np.array([self._market_index.get(str(m), -1) for m in markets])
         known = mi >= 0
         h[known] += self._r_market[mi[known]]
-        logits = relu(h) @ self._r_w2 + self._r_b2 + self._r_prior[np.where(known, mi, len(self._market_index))]
+        logits = matmul(relu(h), self._r_w2) + self._r_b2 + self._r_prior[np.where(known, mi, len(self._market_index))]
         logits -= logits.max(1, keepdims=True)
         e = np.exp(logits)
         return e / e.sum(1, keepdims=True)

@@ -245,8 +245,7 @@ class Scorer:
                  has: Mapping[str, np.ndarray], rows: np.ndarray, groups: np.ndarray) -> PairFeatures:
         """Pairs (query row ``groups[j]``, catalog row ``rows[j]``) with the model's feature blocks over this catalog:
         what every scoring call of the Scorer, and bulk scoring, hands the model."""
-        batch = PairBatch.one_item_per_pair(texts, markets, query_vecs, rows, groups, has)
-        return PairFeatures(batch, self.context, self._blocks)
+        return PairFeatures(PairBatch.from_rows(texts, markets, query_vecs, rows, groups, has), self.context, self._blocks)
 
     # ----- retrieval + rerank -----------------------------------------------------------------------------------
     def search(self, query: str, market: str, k: int = 10, candidates: int = 200) -> SearchResult:

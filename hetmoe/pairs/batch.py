@@ -74,10 +74,10 @@ class PairBatch:
                        has={e: v for e, v in self.has.items() if e in names})
 
     @classmethod
-    def one_item_per_pair(cls, texts: Sequence[str], markets: Sequence[str], query_vecs: Mapping[str, np.ndarray],
-                          item_rows: np.ndarray, groups: np.ndarray,
-                          has: Mapping[str, np.ndarray] | None = None) -> PairBatch:
-        """A request-shaped batch: pair j scores catalog row ``item_rows[j]`` for query row ``groups[j]``."""
-        rows = np.asarray(item_rows, np.int64)
-        return cls(list(texts), np.asarray(markets, dtype=object).astype(str), dict(query_vecs), rows,
-                   np.asarray(groups, np.int64), np.arange(rows.shape[0], dtype=np.int64), dict(has or {}))
+    def from_rows(cls, texts: Sequence[str], markets: Sequence[str], query_vecs: Mapping[str, np.ndarray],
+                  rows: np.ndarray, groups: np.ndarray, has: Mapping[str, np.ndarray] | None = None) -> PairBatch:
+        """Pair j scores catalog row ``rows[j]`` for query row ``groups[j]``; each distinct item is one item row (its
+        vectors gathered and projected once however many queries it is scored for)."""
+        items, di = np.unique(np.asarray(rows, np.int64), return_inverse=True)
+        return cls(list(texts), np.asarray(markets, dtype=object).astype(str), dict(query_vecs), items,
+                   np.asarray(groups, np.int64), di.ravel().astype(np.int64), dict(has or {}))

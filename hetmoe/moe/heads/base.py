@@ -53,10 +53,16 @@ def head_class(kind: str) -> type[Head]:
     return _HEADS[kind]
 
 
+WIDE = 16  # output columns from which a BLAS product of several rows computes each row the same way
+
+
 def matmul(x: np.ndarray, w: np.ndarray) -> np.ndarray:
-    """``x @ w`` whose rows do not depend on the other rows of ``x``: BLAS computes one row (a matrix-vector product)
-    with another summation than several, so a pair's logit would change with the size of its request; a single row
-    is multiplied as two."""
-    if x.ndim == 2 and x.shape[0] == 1:
+    """``x @ w`` whose rows do not depend on the other rows of ``x``, so a pair scores the same bits alone or among
+    others. BLAS multiplies a single row (a matrix-vector product), or into fewer than WIDE outputs, with another
+    summation order than a product of many rows: a single row is multiplied as two, narrow products go row by row
+    through ``einsum`` (tests/test_moe_core.py checks both on the BLAS it runs on)."""
+    if w.ndim == 1 or w.shape[1] < WIDE:
+        return np.einsum("ij,j...->i...", x, w)
+    if x.shape[0] == 1:
         return (np.concatenate([x, x]) @ w)[:1]
     return x @ w

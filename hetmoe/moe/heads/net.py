@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from hetmoe.errors import HetmoeError
-from hetmoe.moe.heads.base import Head, register
+from hetmoe.moe.heads.base import Head, matmul, register
 from hetmoe.moe.spec import ModelSpec
 from hetmoe.vectors import l2_normalize
 
@@ -100,7 +100,7 @@ class NetHead(Head):
     # ----- scoring --------------------------------------------------------------------------------------------
     def project(self, i: int, unit: np.ndarray) -> np.ndarray:
         """Unit vectors of expert i -> centred on its training mean, re-normalised, projected (as ``MoENet.centered``)."""
-        return l2_normalize(unit - self._center[i]) @ self._proj_t[i]
+        return matmul(l2_normalize(unit - self._center[i]), self._proj_t[i])
 
     def logits(self, feats: PairFeatures, dense: np.ndarray) -> np.ndarray:
         """(n,) float32 logits of ``feats``' pairs under per-query-row dense gates (n_q, N)."""
@@ -118,8 +118,9 @@ class NetHead(Head):
                 continue
             stats = feats.block("stats", expert)[:, STAT_COLUMNS]
             stats = stats if rows.size == n else stats[rows]
-            items = feats.d_units(expert)[di if rows.size == n else di[rows]]
-            parts = (self.project(i, feats.q_units(expert))[qi[rows]], self.project(i, items), stats)
+            # each query row and each item row projected once, then gathered per pair
+            parts = (self.project(i, feats.q_units(expert))[qi[rows]], self.project(i, feats.d_units(expert))[di[rows]],
+                     stats)
             if s.fusion == "average":
                 for total, part in zip(averaged, parts):
                     total[rows] += part * g[rows, None]
@@ -128,20 +129,20 @@ class NetHead(Head):
             if pooled is not None:
                 pooled[rows] += out
             elif s.hidden > 0:
-                acc[rows] += out @ self._head_t[i]
+                acc[rows] += matmul(out, self._head_t[i])
             else:
-                acc[rows, 0] += out @ self._head_t[i][:, 0]
+                acc[rows, 0] += matmul(out, self._head_t[i][:, 0])
         if s.fusion == "average":
             pooled = self.interact(0, *averaged)
         if pooled is not None:
-            acc = pooled @ self._head_t[0] if s.hidden > 0 else (pooled @ self._head_t[0][:, :1])
+            acc = matmul(pooled, self._head_t[0] if s.hidden > 0 else self._head_t[0][:, :1])
         if s.lexical:
             lexical = feats.block("lexical")
-            z = relu(((lexical - self._lex_mean) / self._lex_std) @ self._lex_w_t + self._lex_b)
-            acc += z @ self._lex_head_t if s.hidden > 0 else (z @ self._lex_head_t[:, :1])
-        return relu(acc + self._b1) @ self._out_w + self._out_b if s.hidden > 0 else acc[:, 0] + self._out_b
+            z = relu(matmul((lexical - self._lex_mean) / self._lex_std, self._lex_w_t) + self._lex_b)
+            acc += matmul(z, self._lex_head_t if s.hidden > 0 else self._lex_head_t[:, :1])
+        return matmul(relu(acc + self._b1), self._out_w) + self._out_b if s.hidden > 0 else acc[:, 0] + self._out_b
 
     def interact(self, i: int, u: np.ndarray, v: np.ndarray, stats: np.ndarray) -> np.ndarray:
         """(n, width) pair features through interaction layer i, as ``MoENet`` computes them."""
         x = np.concatenate([u * v, np.abs(u - v), stats], axis=1)
-        return relu(x @ self._inter_t[i] + self._inter_b[i])
+        return relu(matmul(x, self._inter_t[i]) + self._inter_b[i])

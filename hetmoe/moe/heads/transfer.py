@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any, Sequence
 
 import numpy as np
 
-from hetmoe.moe.heads.base import Head, register
+from hetmoe.moe.heads.base import Head, matmul, register
 
 if TYPE_CHECKING:
     from hetmoe.moe.spec import ModelSpec
@@ -39,7 +39,7 @@ class TransferHead(Head):
     def logits(self, cosines: Sequence[np.ndarray], lexical: np.ndarray | None, lexical_names: Sequence[str]) -> np.ndarray:
         """(n,) logits from each of ``experts``' pair cosines (in order) and the model's (n, F) lexical features
         named ``lexical_names`` (the head reads its own columns of them)."""
-        return _standardise(self.matrix(cosines, lexical, lexical_names), self.mean, self.std) @ self.coef + self.bias
+        return matmul(_standardise(self.matrix(cosines, lexical, lexical_names), self.mean, self.std), self.coef) + self.bias
 
     def matrix(self, cosines: Sequence[np.ndarray], lexical: np.ndarray | None, lexical_names: Sequence[str]) -> np.ndarray:
         if len(cosines) != len(self.experts):
