@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import polars as pl
 import pytest
 from typer.testing import CliRunner
@@ -65,3 +66,45 @@ def test_cli_append_then_a_reloaded_scorer_finds_the_new_items(tmp_path: Path) -
     assert scorer.score(title, [new_id], market).unknown_item_ids == []
     assert new_id in scorer.search(title, market, k=100).item_ids  # retrieved from the grown index
     scorer.close()
+
+
+def test_a_model_with_the_lexical_expert_and_neighbourhoods_serves_a_days_new_items(tmp_path: Path) -> None:
+    """The whole append path: items embedded, the lexical expert grown (fitted statistics kept, old items' features
+    unchanged), the market indexes grown; the model fitted before serves the new items."""
+    from hetmoe.lexical.store import fit_lexical_store, open_lexical
+
+    base = generate_demo(tmp_path / "base", items_per_market=40, queries_per_market=12, seed=0, markets=["TH", "ID"])
+    extra = load_dataset(generate_demo(tmp_path / "extra", items_per_market=30, queries_per_market=10, seed=4,
+                                       markets=["TH", "ID"]))
+    ds = load_dataset(base)
+    new_items = extra.items.with_columns(("new_" + pl.col("item_id")).alias("item_id"),
+                                         (pl.col("title") + " Zorblax").alias("title"))  # a brand first seen today
+    grown = write_dataset(tmp_path / "grown", pl.concat([ds.items, new_items]), ds.queries, ds.judgments)
+    store, model = str(tmp_path / "stores"), tmp_path / "model"
+    encoder = build_encoder(get_card(EXPERT))
+    embed_dataset(base, encoder.card, store, encoder=encoder, progress=False)
+    fit_lexical_store(base, store, name="lexical")
+    fit(base, store, model, [EXPERT], k=1, variants=(), router_expert=EXPERT, train_config=TrainConfig(max_epochs=2),
+        spec_overrides={"lexical_store": "lexical"})
+    before = open_lexical(store, "lexical")
+    old_rows = before.rows(ds.items["item_id"].to_list())
+    old = before.features(["kaos zorblax"], old_rows, np.zeros(old_rows.size, np.int64))
+
+    _run("embed", "-e", EXPERT, "--data", str(grown), "--store", store, "--append")
+    with pytest.raises(HetmoeError, match="items appended after it was fitted"):
+        Scorer.load(model, data_dir=grown, encoders={EXPERT: encoder}, with_indexes=False)
+    assert _run("embed", "-e", "lexical", "--data", str(grown), "--store", store, "--append")["items_added"] == 60
+    after = open_lexical(store, "lexical")
+    np.testing.assert_array_equal(after.features(["kaos zorblax"], old_rows, np.zeros(old_rows.size, np.int64)), old)
+    new_rows = after.rows(new_items["item_id"].to_list())
+    coverage = after.features(["zorblax"], new_rows, np.zeros(new_rows.size, np.int64))[:, after.feature_names.index("query_coverage")]
+    assert (coverage == 1.0).all()  # the new brand matches the new items at once
+    _run("neighbours", "-e", EXPERT, "--data", str(grown), "--store", store)
+    scorer = Scorer.load(model, data_dir=grown, encoders={EXPERT: encoder}, with_indexes=False)  # fitted before
+    new_id, title, market = new_items.select("item_id", "title", "market").row(0)
+    result = scorer.score(title, [new_id], market)
+    assert result.unknown_item_ids == [] and np.isfinite(result.scores).all()
+    scorer.close()
+    changed = write_dataset(tmp_path / "changed", pl.concat([ds.items.with_columns(pl.col("title") + " v2"), new_items]),
+                            ds.queries, ds.judgments)
+    assert "changed their text" in _refused("embed", "-e", "lexical", "--data", str(changed), "--store", store, "--append")

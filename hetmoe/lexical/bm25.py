@@ -25,6 +25,7 @@ class Bm25Field:
     indices: np.ndarray
     weights: np.ndarray
     idf: np.ndarray  # per term id; terms absent from the field get the idf of a term seen once
+    avgdl: float = 0.0  # mean scored length of the fitted documents (0: not recorded, fitted by an older hetmoe)
 
     def idf_of(self, terms: np.ndarray) -> np.ndarray:
         """idf of each term id; an unknown term (-1) counts as the rarest, seen once."""
@@ -86,4 +87,14 @@ def fit_field(
         indices=(keys % vocab_size).astype(np.int32),
         weights=weights,
         idf=idf_of(df, max(n_docs, 1), config.method),
+        avgdl=float(keep.sum() / max(n_docs, 1)),
     )
+
+
+def tf_component(tf: np.ndarray, dl: np.ndarray, avgdl: float, config: LexicalConfig) -> np.ndarray:
+    """bm25s's term-frequency factor of each (document, term): the weight is idf times this. Documents appended to
+    a fitted catalog are weighed with its frozen ``avgdl`` (:mod:`hetmoe.lexical.append`)."""
+    from bm25s import scoring
+
+    score = scoring._score_tfc_atire if config.method == "atire" else scoring._score_tfc_robertson
+    return score(tf, dl, avgdl, config.k1, config.b)

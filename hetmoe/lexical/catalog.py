@@ -41,6 +41,12 @@ class LexicalCatalog:
     ngram_indptr: np.ndarray
     ngram_indices: np.ndarray
     ngram_weights: np.ndarray
+    fitted_items: int = 0  # items the statistics (idf, avgdl) were fitted on; appended items follow them (0: unknown)
+
+    @property
+    def statistics_items(self) -> int:
+        """The item count the statistics were fitted on (appended items do not move them)."""
+        return self.fitted_items or int(self.item_ids.size)
 
     @property
     def text_field(self) -> Bm25Field:
@@ -105,4 +111,5 @@ def fit_catalog(
         ngram_indptr=indptr,
         ngram_indices=indices,
         ngram_weights=weights.astype(np.float16),
+        fitted_items=n,
     )

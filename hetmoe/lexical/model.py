@@ -68,6 +68,13 @@ class LexicalModel:
         texts = texts if texts is not None else [None] * n
         return cls(fit_catalog(item_ids, titles, texts, config or LexicalConfig(), progress=progress))
 
+    def append(self, item_ids: Sequence[str], titles: Sequence[str], texts: Sequence[str | None] | None = None
+               ) -> LexicalModel:
+        """This model grown by new items, weighed with the fitted statistics (:mod:`hetmoe.lexical.append`)."""
+        from hetmoe.lexical.append import append_catalog
+
+        return LexicalModel(append_catalog(self.catalog, item_ids, titles, texts), self.feature_names)
+
     def save(self, folder: Path) -> None:
         save_catalog(self.catalog, Path(folder), self.feature_names)
 

@@ -64,6 +64,9 @@ def save_catalog(catalog: LexicalCatalog, folder: Path, feature_names: list[str]
         if catalog.text is not None:
             arrays |= {f"text_{k}": getattr(catalog.text, k) for k in FIELD_ARRAYS}
         arrays |= {k: getattr(catalog, k) for k in ITEM_ARRAYS}
+        arrays |= {"title_avgdl": np.float64(catalog.title.avgdl), "fitted_items": np.int64(catalog.fitted_items)}
+        if catalog.text is not None:
+            arrays["text_avgdl"] = np.float64(catalog.text.avgdl)
         np.savez(tmp / "arrays.npz", **arrays)
         write_digests(tmp, FILES)
         old = None
@@ -106,7 +109,8 @@ def load_catalog(folder: Path, rebuild: str = REFIT) -> tuple[LexicalCatalog, li
     def field(prefix: str) -> Bm25Field | None:
         if f"{prefix}_indptr" not in arrays:
             return None
-        return Bm25Field(*(arrays[f"{prefix}_{k}"] for k in FIELD_ARRAYS))
+        return Bm25Field(*(arrays[f"{prefix}_{k}"] for k in FIELD_ARRAYS),
+                         avgdl=float(arrays.get(f"{prefix}_avgdl", 0.0)))
 
     title = field("title")
     assert title is not None, "save_catalog always writes the title field"
@@ -118,5 +122,6 @@ def load_catalog(folder: Path, rebuild: str = REFIT) -> tuple[LexicalCatalog, li
         text=field("text"),
         compact=items["compact"].to_list(),
         **{k: arrays[k] for k in ITEM_ARRAYS},
+        fitted_items=int(arrays.get("fitted_items", 0)),
     )
     return catalog, list(meta["feature_names"])

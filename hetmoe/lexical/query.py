@@ -62,7 +62,7 @@ class QueryBatch:
         terms = QuerySets.build(owner_a[known], ids_a[known], len(catalog.vocab), n)
         g_indptr, g_indices, g_counts = grams.term_counts(surfaces)
         g_owner, g_index, g_weights = ngrams.query_rows(
-            g_indptr, g_indices, g_counts, catalog.ngram_buckets, catalog.ngram_idf, catalog.item_ids.size
+            g_indptr, g_indices, g_counts, catalog.ngram_buckets, catalog.ngram_idf, catalog.statistics_items
         )
         gram_sets = QuerySets.build(g_owner, g_index, max(catalog.ngram_buckets.size, 1), n)  # keys in row order
         return cls(

@@ -14,6 +14,8 @@ from importlib import metadata
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
+
 from hetmoe.files import write_json_atomic
 from hetmoe.errors import HetmoeError
 from hetmoe.lexical.config import FORMAT_VERSION, LexicalConfig
@@ -173,6 +175,49 @@ def fit_lexical_store(
         "fit_seconds": round(fit_seconds, 3),
         "items": int(catalog.item_ids.size),
     }
+
+
+def append_lexical_store(data_dir: str | Path, store_root: str | Path, name: str = "lexical") -> dict[str, Any]:
+    """Grow ``STORE/<name>/`` by the items the dataset adds (every item it holds must keep its text): only they are
+    tokenized, weighed with the fitted statistics; the manifest records the fingerprint it grew from, so models
+    fitted before still load. Resumable: the model folder and then the manifest are each replaced atomically."""
+    import polars as pl
+
+    from hetmoe.data.validate import check_dataset
+    from hetmoe.store.identity import text_hashes
+
+    began, store_root = time.perf_counter(), Path(store_root)
+    folder, dataset = expert_dir(store_root, name), check_dataset(data_dir)
+    model = open_lexical(store_root, name)
+    manifest = read_manifest(folder) or {}
+    fix = f"refit it with {_fix(name, store_root, True, str(data_dir))}"
+    held = pl.read_parquet(folder / TEXT_HASHES) if (folder / TEXT_HASHES).is_file() else None
+    if held is None:
+        raise HetmoeError(f"{folder} records no per-item text hashes; {fix}")
+    texts = dataset.item_texts().join(held, on="item_id", how="left")
+    lost = held.filter(~pl.col("item_id").is_in(texts["item_id"].implode()))
+    if lost.height:
+        raise HetmoeError(f"{data_dir} lacks {lost.height} item(s) the lexical store holds (e.g. "
+                          f"{', '.join(lost['item_id'].head(3).to_list())}); --append only adds items: {fix}")
+    old = texts.filter(pl.col("text_hash").is_not_null())
+    changed = old["text_hash"].to_numpy().astype(np.uint64) != text_hashes(old["text"])
+    if changed.any():
+        raise HetmoeError(f"{int(changed.sum())} item(s) of {data_dir} changed their text since the lexical store was "
+                          f"fitted (e.g. {old.filter(pl.Series(changed))['item_id'][0]}); {fix}")
+    new = dataset.items.filter(pl.col("item_id").is_in(texts.filter(pl.col("text_hash").is_null())["item_id"].implode()))
+    summary = {"expert": name, "store": str(folder), "complete": True, "items_added": new.height}
+    if new.height == 0:
+        return {**summary, "skipped": True, "seconds": round(time.perf_counter() - began, 3)}
+    grown = model.append(new["item_id"].to_list(), new["title"].to_list(),
+                         new["text"].to_list() if "text" in new.columns else None)
+    grown.save(folder / MODEL_DIR)
+    write_text_hashes(folder, dataset)
+    items = manifest["items"]
+    history = [*items.get("history", []), {"previous_fingerprint": items["input_fingerprint"], "from": items["count"]}]
+    write_json_atomic(folder / MANIFEST, {**manifest, "items": {"count": dataset.items.height, "input_fingerprint":
+                                                                items_fingerprint(dataset), "history": history}})
+    log.info("%s: %d items appended to the lexical expert", folder, new.height)
+    return {**summary, "skipped": False, "seconds": round(time.perf_counter() - began, 3)}
 
 
 def open_lexical(

@@ -54,6 +54,18 @@ def lexical_identity(store_root: str | Path, name: str) -> dict[str, Any]:
             "items_fingerprint": manifest.get("items", {}).get("input_fingerprint")}
 
 
+def _lexical_grown_from(store_root: str | Path, saved: dict[str, Any]) -> bool:
+    """Whether the lexical store is the one a model recorded, or that store grown by appends since."""
+    from hetmoe.store.layout import expert_dir, read_manifest
+
+    now = lexical_identity(store_root, saved["store"])
+    if now == saved:
+        return True
+    items = (read_manifest(expert_dir(store_root, saved["store"])) or {}).get("items", {})
+    grew = any(h.get("previous_fingerprint") == saved.get("items_fingerprint") for h in items.get("history", []))
+    return grew and now["config_hash"] == saved.get("config_hash")
+
+
 def check_identity(config: dict[str, Any], store_root: str | Path, model_dir: Path,
                    check_queries: bool = False) -> dict[str, Any]:
     """Raise HetmoeError when an expert's card or item store (and, for evaluation, query store) or the lexical store
@@ -64,7 +76,7 @@ def check_identity(config: dict[str, Any], store_root: str | Path, model_dir: Pa
     from hetmoe.store.zarr_store import open_expert
 
     saved_lex = config.get("lexical_identity")
-    if saved_lex and lexical_identity(store_root, saved_lex["store"]) != saved_lex:
+    if saved_lex and not _lexical_grown_from(store_root, saved_lex):
         raise HetmoeError(f"model {model_dir} was trained on another lexical store '{saved_lex['store']}' than the one in "
                           f"{store_root} (refitted since?); retrain it with 'hetmoe fit-head' on these stores")
     opened: dict[str, Any] = {}

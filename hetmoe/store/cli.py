@@ -39,9 +39,14 @@ def register(app: typer.Typer) -> None:
         if card.backend == "lexical":  # fitted on the catalog, not encoded chunk by chunk
             from hetmoe.lexical.store import fit_lexical_store
 
-            if parsed is not None or chunk_size is not None or engine != "local" or append:
-                raise HetmoeError(f"expert {expert!r} is lexical (one fit over the catalog): drop --shard, --chunk-size, "
-                                  "--engine and --append (refit it on the grown catalog with --overwrite)")
+            if parsed is not None or chunk_size is not None or engine != "local" or (append and overwrite):
+                raise HetmoeError(f"expert {expert!r} is lexical (one fit over the catalog, grown by --append): drop "
+                                  "--shard, --chunk-size and --engine, and pass one of --append and --overwrite")
+            if append:
+                from hetmoe.lexical.store import append_lexical_store
+
+                typer.echo(json.dumps(append_lexical_store(data, store, name=card.name)))
+                return
             typer.echo(json.dumps(fit_lexical_store(data, store, name=card.name, overwrite=overwrite, card=card, progress=True)))
             return
         if append:
