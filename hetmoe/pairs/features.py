@@ -15,7 +15,7 @@ import numpy as np
 
 from hetmoe.errors import HetmoeError
 from hetmoe.pairs.batch import PairBatch
-from hetmoe.vectors import l2_normalize, pair_cosines
+from hetmoe.vectors import l2_normalize, pair_cosines, row_norms
 
 if TYPE_CHECKING:
     from hetmoe.pairs.blocks.base import FeatureBlock
@@ -47,7 +47,7 @@ class PairFeatures:
         return self._row("q_units", expert, lambda: l2_normalize(self._query(expert)))
 
     def q_norms(self, expert: str) -> np.ndarray:
-        return self._row("q_norms", expert, lambda: np.linalg.norm(self._query(expert), axis=1))
+        return self._row("q_norms", expert, lambda: row_norms(self._query(expert)))
 
     def d_raw(self, expert: str) -> np.ndarray:
         """(n_i, d) float32 item vectors as stored."""
@@ -57,7 +57,7 @@ class PairFeatures:
         return self._row("d_units", expert, lambda: l2_normalize(self.d_raw(expert)))
 
     def d_norms(self, expert: str) -> np.ndarray:
-        return self._row("d_norms", expert, lambda: np.linalg.norm(self.d_raw(expert), axis=1))
+        return self._row("d_norms", expert, lambda: row_norms(self.d_raw(expert)))
 
     def reference(self, expert: str) -> tuple[np.ndarray, np.ndarray]:
         """Each query row's (top,) reference cosines and their catalog rows (zeros and -1 for rows without a vector
