@@ -77,7 +77,7 @@ def main() -> None:
 
 def _cells(source: str, pairs: Any, scores: np.ndarray) -> dict[str, float]:
     """Valid AUC per target market, keyed ``source -> target``."""
-    from hetmoe.moe.ranking import auc
+    from hetmoe.metrics import auc
 
     out = {}
     for target in pairs.markets:

@@ -16,10 +16,10 @@ import numpy as np
 
 from hetmoe.data.validate import check_dataset
 from hetmoe.errors import HetmoeError
+from hetmoe.metrics import auc, auc_by_market, bootstrap_delta, macro, ndcg_at_k
 from hetmoe.moe.artifacts import read_config
 from hetmoe.moe.features import PairSet, load_pairs
 from hetmoe.moe.guard import market_guard
-from hetmoe.moe.ranking import auc, auc_by_market, bootstrap_delta, macro, ndcg_at_k
 from hetmoe.moe.variants import REPORT_ORDER
 from hetmoe.vectors import check_scores
 

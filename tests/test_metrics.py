@@ -6,7 +6,7 @@ import math
 import numpy as np
 from sklearn.metrics import roc_auc_score
 
-from hetmoe.moe.ranking import auc, auc_by_market, bootstrap_delta, macro, ndcg_at_k, weighted_auc
+from hetmoe.metrics import auc, auc_by_market, bootstrap_delta, macro, ndcg_at_k, weighted_auc
 
 
 def test_auc_matches_sklearn_with_ties() -> None:
