@@ -23,14 +23,14 @@ app = typer.Typer(
 
 # Each module exposes ``register(app)``; order is the order of --help.
 COMMAND_MODULES: tuple[str, ...] = (
-    "hetmoe.data.cli",
-    "hetmoe.experts.cli",
-    "hetmoe.store.cli",
-    "hetmoe.scale.cli",
-    "hetmoe.moe.cli",
-    "hetmoe.diagnose.cli",
-    "hetmoe.online.cli",
-    "hetmoe.pipeline.cli",
+    "hetmoe.commands.data",
+    "hetmoe.commands.experts",
+    "hetmoe.commands.store",
+    "hetmoe.commands.scale",
+    "hetmoe.commands.moe",
+    "hetmoe.commands.diagnose",
+    "hetmoe.commands.online",
+    "hetmoe.commands.pipeline",
 )
 
 

@@ -1,4 +1,4 @@
-"""``hetmoe score``: bulk-label a pairs file with a trained model (``embed --engine ray`` lives in :mod:`hetmoe.store.cli`)."""
+"""``hetmoe score``: bulk-label a pairs file with a trained model (``embed --engine ray`` lives in :mod:`hetmoe.commands.store`)."""
 from __future__ import annotations
 
 import json

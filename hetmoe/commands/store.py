@@ -56,7 +56,7 @@ def register(app: typer.Typer) -> None:
                 raise HetmoeError("--append adds rows to a store in one local process: drop --overwrite, --shard and --engine")
             summary = append_dataset(data, card, store, chunk_size=chunk_size, wait=wait)
         elif engine == "ray":
-            from hetmoe.scale.cli import pool_spec
+            from hetmoe.commands.scale import pool_spec
             from hetmoe.scale.ray_embed import embed_dataset_ray
 
             if parsed is not None:
