@@ -78,7 +78,7 @@ def test_eval_on_another_dataset_exits_2_with_one_line(built: Path, tmp_path: Pa
     runner = CliRunner()
     model = tmp_path / "model"
     fit = runner.invoke(app, ["fit-head", "--data", str(built / "data"), "--store", str(built / "stores"), "--out", str(model),
-                              "-e", EXPERT, "--k", "1", "--variants", "none", "--router-expert", EXPERT, "--eval-split", "test",
+                              "-e", EXPERT, "--k", "1", "--variants", "none", "--router-expert", EXPERT, "--split", "test", "--lexical", "none",
                               "--market-power", "1"])
     assert fit.exit_code == 0, fit.output
     assert json.loads((model / "fit.json").read_text())["train_config"]["market_power"] == 1.0  # the option reaches training

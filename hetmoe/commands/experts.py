@@ -1,16 +1,20 @@
-"""``hetmoe experts`` (list the declared expert cards, check that their models load and encode here) and ``hetmoe
-tune`` (LoRA-tune a sentence-transformers expert into a new card)."""
+"""``hetmoe experts`` (list the cards, check that their models load and encode here, add a card for your own model)
+and ``hetmoe tune`` (LoRA-tune a sentence-transformers expert into a new card)."""
 from __future__ import annotations
 
 import json
+import os
 import time
+from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import typer
 
-from hetmoe.experts.card import MODEL_FREE, ExpertCard
+from hetmoe.commands.options import CARDS, DATA, JSON, SEED, SPLIT, example, experts_option, group
+from hetmoe.errors import HetmoeError
+from hetmoe.experts.card import CARDS_ENV, MODEL_FREE, ExpertCard
 
-CARDS_OPTION = typer.Option(None, "--cards", help="Expert cards TOML (default: configs/experts.toml or $HETMOE_CARDS).")
 SAMPLE = ["cordless drill 18v", "lámpara de techo LED", "kemeja batik pria lengan panjang"]
 
 
@@ -33,17 +37,57 @@ def _check_lexical(card: ExpertCard) -> dict[str, object]:
             "each_query_matches_its_own_text_best": best}
 
 
+def probe(card: ExpertCard) -> tuple[dict[str, Any], Any]:
+    """Load the card's model and encode the sample texts as queries and documents; vectors that are not finite or
+    are zero fail here, naming the expert (a model that loads is not yet a model that embeds)."""
+    import numpy as np
+
+    from hetmoe.experts.registry import build_encoder
+
+    began = time.perf_counter()
+    encoder = build_encoder(card)
+    loaded = time.perf_counter() - began
+    queries, docs = encoder.encode(SAMPLE, "query"), encoder.encode(SAMPLE, "document")
+    norms = np.linalg.norm(np.vstack([queries, docs]), axis=1)
+    if not np.isfinite(norms).all() or (norms == 0).any():
+        raise HetmoeError(f"expert {card.name!r}: the model returns non-finite or zero vectors for the probe texts; "
+                          "check its dtype (float16 overflows in some models: use bfloat16 or float32) and pooling")
+    cosines = [round(float(q @ d) / float(np.linalg.norm(q) * np.linalg.norm(d)), 4) for q, d in zip(queries, docs)]
+    return {"expert": card.name, "hash": card.hash, "dim": encoder.dim, "load_seconds": round(loaded, 3),
+            "query_doc_cosine": cosines}, encoder
+
+
+def _written_model(model: str, cards_file: Path) -> tuple[str, str]:
+    """(the model the card loads now, the model string written to the cards file): an existing path is written
+    relative to the cards file when it lies beside or under it, else absolute; anything else is a hub id."""
+    path = Path(model).expanduser()
+    if not path.exists():
+        return model, model
+    folder = cards_file.expanduser().resolve().parent
+    absolute = path.resolve()
+    relative = os.path.relpath(absolute, folder)
+    return str(absolute), (f"./{relative}" if not relative.startswith("..") else str(absolute))
+
+
+def add_expert(name: str, model: str, cards_file: Path, fields: dict[str, Any], overwrite: bool) -> dict[str, Any]:
+    """Check a new card end to end (its model loads and encodes) and append it, with the measured dim, to the file."""
+    from hetmoe.experts.cardfile import add_card, check_can_add
+
+    check_can_add(cards_file, name, replace=overwrite)
+    loaded, written = _written_model(model, cards_file)
+    card = ExpertCard(name=name, model=loaded, **{k: v for k, v in fields.items() if v is not None})
+    result, _ = probe(card)
+    add_card(cards_file, replace(card, dim=result["dim"]), replace=overwrite, model=written)
+    return {**result, "cards": str(cards_file), "model": written}
+
+
 def register(app: typer.Typer) -> None:
-    experts = typer.Typer(help="Expert cards: list them, check that their models load and encode.",
-                          no_args_is_help=True)
+    experts = group("Expert cards: list them, check that their models load and encode, add your own model.")
     app.add_typer(experts, name="experts")
 
-    @experts.command("list")
-    def list_cmd(
-        cards: Path = CARDS_OPTION,
-        as_json: bool = typer.Option(False, "--json", help="One JSON object instead of a table."),
-    ) -> None:
-        """Every card with its backend, dim, identity hash and whether it is in the default set."""
+    @experts.command("list", epilog=example("hetmoe experts list", "hetmoe experts list --cards my-cards.toml --json"))
+    def list_cmd(cards: Path = CARDS, as_json: bool = JSON) -> None:
+        """Every card (packaged and yours) with its backend, dim, dtype, identity hash and whether it is a default."""
         from rich.console import Console
         from rich.table import Table
 
@@ -54,31 +98,30 @@ def register(app: typer.Typer) -> None:
             described = {n: {**c.to_dict(), "hash": c.hash} for n, c in declared.items()}
             typer.echo(json.dumps({"defaults": defaults, "cards": described}))
             return
-        table = Table("expert", "backend", "dim", "default")
+        table = Table("expert", "backend", "dim", "dtype", "device", "default")
         table.add_column("hash", no_wrap=True)
         table.add_column("model", overflow="fold")
         for name, card in declared.items():
-            table.add_row(name, card.backend, str(card.dim or "?"), "yes" if name in defaults else "", card.hash, card.model)
+            table.add_row(name, card.backend, str(card.dim or "?"), card.dtype, card.device,
+                          "yes" if name in defaults else "", card.hash, card.model)
         Console().print(table)
 
-    @experts.command("check")
+    @experts.command("check", epilog=example(
+        "hetmoe experts check", "hetmoe experts check minilm-int8 --cards my-cards.toml --data data/homedepot"))
     def check_cmd(
         names: list[str] = typer.Argument(None, help="Card names (default: the default set)."),
-        cards: Path = CARDS_OPTION,
+        cards: Path = CARDS,
         data: Path = typer.Option(None, "--data", help="Dataset folder: runtime cards also report the raw-cosine "
                                   "AUC change on its --split, and their cosines use a sample of its texts."),
-        split: str = typer.Option("valid", "--split", help="Split whose judged pairs give the AUC (with --data)."),
+        split: str = SPLIT,
         sample: int = typer.Option(500, "--sample", help="Dataset texts for the cosine agreement (with --data)."),
     ) -> None:
         """Load each expert and encode a few texts; a missing model fails with the fix in one line. A card with
         runtime "onnx" or "onnx-int8" is also compared with its float32 torch twin (mean / min cosine; AUC change with
-        --data) and judged safe to interchange or not.
-
-        Example: hetmoe experts check minilm-int8 --cards my-cards.toml --data data/homedepot
-        """
+        --data) and judged safe to interchange or not."""
         from hetmoe.experts.agreement import check_runtime, data_and_texts
         from hetmoe.experts.card import default_experts, get_card
-        from hetmoe.experts.registry import build_encoder
+        from hetmoe.pipeline.run import report_split
 
         dataset, texts = data_and_texts(data, sample)
         for name in names or default_experts(cards):
@@ -86,21 +129,19 @@ def register(app: typer.Typer) -> None:
             if card.backend in MODEL_FREE:
                 typer.echo(json.dumps(_check_lexical(card)))
                 continue
-            began = time.perf_counter()
-            encoder = build_encoder(card)
-            loaded = time.perf_counter() - began
-            queries, docs = encoder.encode(SAMPLE, "query"), encoder.encode(SAMPLE, "document")
-            cosines = [round(float(q @ d), 4) for q, d in zip(queries, docs)]
-            report = {"expert": name, "hash": card.hash, "dim": encoder.dim, "runtime": card.runtime,
-                      "load_seconds": round(loaded, 3), "query_doc_cosine": cosines}
+            report, encoder = probe(card)
+            report["runtime"] = card.runtime
             if card.runtime != "torch":
-                report["agreement"] = check_runtime(card, encoder, texts, dataset, split)
+                chosen = report_split(dataset, split) if dataset is not None else "valid"
+                report["agreement"] = check_runtime(card, encoder, texts, dataset, chosen)
             typer.echo(json.dumps(report))
 
-    @experts.command("export")
+    @experts.command("export", epilog=example(
+        "hetmoe experts export minilm --cards-out my-cards.toml",
+        "hetmoe experts check minilm-int8 --cards my-cards.toml --data data/homedepot"))
     def export_cmd(
         name: str = typer.Argument(..., help="A sentence-transformers card with runtime \"torch\"."),
-        cards: Path = CARDS_OPTION,
+        cards: Path = CARDS,
         out: Path = typer.Option(None, "--out", help="Folder for the graphs (default: <model>/onnx beside local "
                                  "weights; ~/.cache/hetmoe/onnx/<name>-<hash> or $HETMOE_CACHE for packaged and hub "
                                  "models)."),
@@ -109,12 +150,7 @@ def register(app: typer.Typer) -> None:
                                        "same-name cards in --cards-out."),
     ) -> None:
         """Export the expert's model to ONNX (float32) plus its dynamically quantized int8 copy, check both against
-        torch, and print the cards that run them (<name>-onnx, <name>-int8: runtime, file and its sha256).
-
-        Example: hetmoe experts export minilm --cards-out my-cards.toml && hetmoe experts check minilm-int8 --cards
-        my-cards.toml --data data/homedepot
-        """
-        from hetmoe.errors import HetmoeError
+        torch, and print the cards that run them (<name>-onnx, <name>-int8: runtime, file and its sha256)."""
         from hetmoe.experts.card import get_card
         from hetmoe.experts.cardfile import add_card, card_table, check_can_add
         from hetmoe.experts.export import export_expert
@@ -134,11 +170,42 @@ def register(app: typer.Typer) -> None:
         report["cards_out"] = str(cards_out) if cards_out is not None else None
         typer.echo(json.dumps(report))
 
-    @app.command("tune")
+    @experts.command("add", epilog=example(
+        "hetmoe experts add bge --model models/bge-m3 --pooling cls --cards my-cards.toml",
+        "hetmoe experts add qwen3 --model Qwen/Qwen3-Embedding-0.6B --pooling lasttoken --dtype bfloat16 "
+        "--cards my-cards.toml"))
+    def add_cmd(
+        name: str = typer.Argument(..., help="The new card's name (letters, digits, '_' and '-')."),
+        model: str = typer.Option(..., "--model", help="A local model folder (sentence-transformers or plain "
+                                  "Hugging Face) or a hub id found in the local Hugging Face cache."),
+        cards: Path = CARDS,
+        backend: str = typer.Option("sentence-transformers", "--backend", help="The card's backend."),
+        pooling: str = typer.Option(None, "--pooling", help="cls, mean, max, lasttoken, ... (needed for a plain "
+                                    "Hugging Face folder; lasttoken for decoder LLMs)."),
+        max_length: int = typer.Option(None, "--max-length", min=1, help="Tokens kept per text."),
+        query_prompt: str = typer.Option(None, "--query-prompt", help="Literal text put before every query."),
+        document_prompt: str = typer.Option(None, "--document-prompt", help="Literal text put before every item."),
+        dtype: str = typer.Option("auto", "--dtype", help="Precision on CUDA: auto (bfloat16 where the GPU has it, "
+                                  "else float32), bfloat16, float16, float32. CPU runs float32."),
+        device: str = typer.Option("auto", "--device", help="auto, cpu, cuda or cuda:N."),
+        overwrite: bool = typer.Option(False, "--overwrite", help="Replace a card of that name in the file."),
+    ) -> None:
+        """Write a checked card for your own model: it is loaded, encodes probe texts, and its dim is recorded; the
+        card is appended to --cards (created if absent), which every command then reads beside the packaged cards."""
+        from hetmoe.experts.card import user_cards_path
+
+        target = user_cards_path(cards)
+        if target is None:
+            raise HetmoeError(f"name the cards file to write with --cards FILE (or set ${CARDS_ENV})")
+        fields = {"backend": backend, "pooling": pooling, "max_length": max_length, "query_prompt": query_prompt,
+                  "document_prompt": document_prompt, "dtype": dtype, "device": device}
+        typer.echo(json.dumps(add_expert(name, model, target, fields, overwrite)))
+
+    @app.command("tune", epilog=example("hetmoe tune -e minilm --data data/D --cards-out my-cards.toml"))
     def tune_cmd(
-        expert: str = typer.Option(..., "--expert", "-e", help="Base card to tune (backend sentence-transformers)."),
-        data: Path = typer.Option(..., "--data", help="Dataset folder; its 'train' judgments are the training data."),
-        cards: Path = CARDS_OPTION,
+        experts: list[str] = experts_option("none: name the card to tune"),
+        data: Path = DATA,
+        cards: Path = CARDS,
         name: str = typer.Option(None, "--name", help="New card's name (default: <expert>-tuned)."),
         out: Path = typer.Option(None, "--out", help="Folder for the merged model, card.toml and tune.json "
                                  "(default: stores/tuned/<name>-<fingerprint12>)."),
@@ -153,7 +220,7 @@ def register(app: typer.Typer) -> None:
         held_out: float = typer.Option(0.12, "--held-out", help="Share of each market's train queries held out."),
         eval_steps: int = typer.Option(0, "--eval-steps", help="Evaluate every N steps (0: four times per epoch)."),
         patience: int = typer.Option(2, "--patience", help="Stop after this many evaluations without a gain."),
-        seed: int = typer.Option(0, "--seed", help="Seed of the held-out draw, the sampling and the training."),
+        seed: int = SEED,
         overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing --out folder / same-name card."),
     ) -> None:
         """LoRA-tune a sentence-transformers expert on the train judgments (CoSENT loss on graded labels, early
@@ -162,11 +229,13 @@ def register(app: typer.Typer) -> None:
         from hetmoe.experts.card import get_card
         from hetmoe.experts.openmp import short_spin
 
+        if not experts or len(experts) != 1:
+            raise HetmoeError(f"-e: name exactly one card to tune (got {', '.join(experts or []) or 'none'})")
         with short_spin():  # tune imports torch: its libgomp must load with short spin-waits, as the backend's does
             from hetmoe.experts.tune import TuneOptions, tune_expert
 
         options = TuneOptions(name=name, epochs=epochs, max_steps=max_steps, lr=lr, lora_r=lora_r,
                               batch_size=batch_size, max_pairs=max_pairs, held_out=held_out, eval_steps=eval_steps,
                               patience=patience, seed=seed)
-        report = tune_expert(get_card(expert, cards), data, out, cards_out, options, overwrite)
+        report = tune_expert(get_card(experts[0], cards), data, out, cards_out, options, overwrite)
         typer.echo(json.dumps(report))
