@@ -234,8 +234,7 @@ def open_lexical(
         ) from err
     if manifest is None:
         state = "is half-written (no manifest)" if folder.is_dir() else "does not exist"
-        raise HetmoeError(f"lexical store {folder} {state}; build it with {_fix(name, store_root, folder.is_dir())} "
-                          "(or leave the lexical expert out: --lexical none)")
+        raise HetmoeError(f"lexical store {folder} {state}; build it with {_fix(name, store_root, folder.is_dir())}")
     if manifest.get("kind") != KIND or not manifest.get("complete"):
         raise HetmoeError(f"{folder} is not a complete lexical store; rebuild it with {_fix(name, store_root, True)}")
     if manifest.get("format") != FORMAT_VERSION:

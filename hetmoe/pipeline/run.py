@@ -38,12 +38,17 @@ def fit_model(dataset: Dataset, store: Path, out: Path, options: FitOptions, car
     """Train the MoE and the baselines with ``options`` (experts and router expert resolved from ``cards``)."""
     from hetmoe.moe.fit import fit
     from hetmoe.moe.train import TrainConfig
+    from hetmoe.store.layout import expert_dir
 
     options = options.with_defaults(cards)
     lexical = options.lexical_store
+    experts = list(options.experts or ())
+    if lexical and not expert_dir(store, lexical).is_dir() and all(expert_dir(store, e).is_dir() for e in experts):
+        raise HetmoeError(f"no lexical store '{lexical}' under {store}; fit it with 'hetmoe embed -e {lexical} --data "
+                          f"{dataset.root} --store {store}', or leave the lexical expert out with --lexical none")
     variants = options.variants if options.variants == "all" else [
         v for v in options.variants.split(",") if v and v != "none"]
-    return fit(dataset, store, out, list(options.experts or ()), k=options.k, seed=options.seed, variants=variants,
+    return fit(dataset, store, out, experts, k=options.k, seed=options.seed, variants=variants,
                eval_split=report_split(dataset, options.split), router_expert=options.router_expert,
                stack=options.stack, workers=options.train_workers,
                spec_overrides={"lexical_store": lexical} if lexical else None,
