@@ -104,7 +104,7 @@ def register(app: typer.Typer) -> None:
         for name, card in declared.items():
             table.add_row(name, card.backend, str(card.dim or "?"), card.dtype, card.device,
                           "yes" if name in defaults else "", card.hash, card.model)
-        Console().print(table)
+        Console(width=max(Console().width, 140)).print(table)
 
     @experts.command("check", epilog=example(
         "hetmoe experts check", "hetmoe experts check minilm-int8 --cards my-cards.toml --data data/homedepot"))

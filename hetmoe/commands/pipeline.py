@@ -24,7 +24,7 @@ def _given(ctx: typer.Context, values: dict[str, Any]) -> dict[str, Any]:
 
 def run_config(ctx: typer.Context, config: Path | None, values: dict[str, Any]) -> RunConfig:
     """The run: defaults, then the config file's keys, then the command line's explicit options."""
-    chosen = {**(RunConfig.load(config) if config is not None else {}), **_given(ctx, values)}
+    chosen = {**(RunConfig.file_values(config) if config is not None else {}), **_given(ctx, values)}
     for required in ("data", "out"):
         if chosen.get(required) is None:
             raise HetmoeError(f"--{required} is required (on the command line or in --config)")

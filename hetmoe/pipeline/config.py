@@ -86,7 +86,7 @@ class RunConfig:
     fit: FitOptions = field(default_factory=FitOptions)
 
     @classmethod
-    def load(cls, path: Path) -> dict[str, Any]:
+    def file_values(cls, path: Path) -> dict[str, Any]:
         """The keys a run config file sets, checked and converted (paths made relative to the file's folder)."""
         try:
             doc = tomllib.loads(Path(path).read_text(encoding="utf-8"))
