@@ -136,3 +136,11 @@ def test_served_score_of_a_pair_is_the_same_alone_and_among_others(pipeline_run:
         assert len(set(crowd["scores"])) > 5  # the scores differ between items: the check above is not vacuous
     finally:
         scorer.close()
+
+
+def test_run_summary_without_single_baselines() -> None:
+    """`run --variants none` trains no single-expert baseline: the summary prints without the comparison."""
+    from hetmoe.commands.pipeline import _print_summary
+
+    row = {"auc_macro": 0.9, "auc": 0.9, "mrr": 0.8, "ndcg10": 0.7, "experts_per_query": 1.0}
+    _print_summary({"dataset": "d", "split": "test", "variants": {"moe": row}}, Path("report"))

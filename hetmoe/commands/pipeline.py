@@ -79,11 +79,12 @@ def _print_summary(result: dict, report_dir: Path) -> None:
                       f"{v['experts_per_query']:.2f}")
     console = Console()
     console.print(table)
-    delta = result["moe_vs_best_single"]
-    console.print(
-        f"moe vs best single: ΔAUC macro {delta['delta_auc_macro']:+.4f} (95% CI {delta['ci95_macro'][0]:+.4f}..{delta['ci95_macro'][1]:+.4f}), "
-        f"pooled {delta['delta_auc']:+.4f} (95% CI {delta['ci95'][0]:+.4f}..{delta['ci95'][1]:+.4f})"
-    )
+    delta = result.get("moe_vs_best_single")  # absent when no single-expert baseline was trained (--variants)
+    if delta:
+        console.print(
+            f"moe vs best single: ΔAUC macro {delta['delta_auc_macro']:+.4f} (95% CI {delta['ci95_macro'][0]:+.4f}..{delta['ci95_macro'][1]:+.4f}), "
+            f"pooled {delta['delta_auc']:+.4f} (95% CI {delta['ci95'][0]:+.4f}..{delta['ci95'][1]:+.4f})"
+        )
     fused = result.get("moe_vs_weighted")
     if fused:
         console.print(f"moe vs weighted fusion: ΔAUC macro {fused['delta_auc_macro']:+.4f} "
