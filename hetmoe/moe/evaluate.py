@@ -71,9 +71,9 @@ def variant_metrics(scores: np.ndarray, rank_scores: np.ndarray, pairs: PairSet)
 def zero_shot(pairs: PairSet, experts: list[str]) -> dict[str, dict[str, Any]]:
     """Each expert alone, untrained: its raw query-item cosine as the score (the first number a team compares a
     model with); routed to that one expert."""
-    rows = {}
+    rows, stats = {}, pairs.stats  # (pairs, experts, statistics); statistic 0 is the raw cosine
     for expert in experts:
-        cosine = pairs.stats[:, pairs.experts.index(expert), 0]
+        cosine = stats[:, pairs.experts.index(expert), 0]
         result = variant_metrics(cosine, cosine, pairs)
         result.update(routing_summary(np.ones((pairs.q_market.shape[0], 1)), [expert], experts, pairs))
         rows[f"{ZERO_SHOT}:{expert}"] = result
