@@ -8,6 +8,7 @@ import typer
 
 from hetmoe.commands.options import (ADDRESS, CPUS_PER_WORKER, ENGINE, GPUS_PER_WORKER, MODEL, MODEL_DATA, RAY_WORKERS,
                                      example)
+from hetmoe.errors import HetmoeError
 from hetmoe.scale.session import PoolSpec
 
 SCORES_FILE = "scores.parquet"
@@ -40,7 +41,8 @@ def register(app: typer.Typer) -> None:
         with the head. Unknown ids and markets get a null score and are counted in one line; resumable (run again)."""
         from hetmoe.scale.score import score_pairs
 
+        if out.is_file():
+            raise HetmoeError(f"--out {out} is a file; --out is a folder, the scores go to {out / SCORES_FILE}")
         pool = pool_spec(address, ray_workers, gpus_per_worker, cpus_per_worker)
-        out.mkdir(parents=True, exist_ok=True)
         summary = score_pairs(model, pairs, out / SCORES_FILE, engine, pool, data, block_pairs, overwrite)
         typer.echo(json.dumps(summary))
