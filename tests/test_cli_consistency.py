@@ -25,6 +25,7 @@ PER_COMMAND_DEFAULT = {
     "--model": "required where a command needs a model; diagnose only optionally fuses one",
     "--queries-per-market": "queries per market of the dataset written: 300 for the demo, 1000 for a sample",
     "--valid-fraction": "ESCI moves this share of its train queries to valid (test is official); a CSV log splits all",
+    "--sample": "how many to sample, each command its own: 5,000 items (diagnose), 500 texts (experts check)",
 }
 # Same name, another thing: the card field the option fills (the card's own word for its encoder is "model").
 OTHER_THING = {("--model", ("experts", "add")): "the new card's model (a folder or hub id), not a fitted model"}

@@ -40,8 +40,8 @@ MODEL_DATA = typer.Option(None, "--data", help="Dataset folder (default: the dat
 MODEL = typer.Option(..., "--model", "-m", help="Model folder written by 'hetmoe fit-head' or 'hetmoe run' (OUT/model).")
 CARDS = typer.Option(None, "--cards", help="Your expert cards TOML: adds cards to the packaged ones (a card or "
                      "[defaults] key of the same name replaces the packaged one); default: $HETMOE_CARDS if set.")
-SPLIT = typer.Option(None, "--split", help="Split to report on and keep out of training (default: test if the "
-                     "dataset has it, else valid).")
+SPLIT = typer.Option(None, "--split", help="Split to report on (default: test if the dataset has it, else valid); "
+                     "fit-head and run keep it out of training.")
 JSON = typer.Option(False, "--json", help="Print JSON instead of a table.")
 SEED = typer.Option(0, "--seed", help="Random seed; the same seed gives the same result.")
 TRAIN_WORKERS = typer.Option(FIT.train_workers, "--train-workers", min=0, help=WORKERS_HELP)
