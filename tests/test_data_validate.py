@@ -156,3 +156,10 @@ def test_validate_warns_per_weak_market(tmp_path: Path) -> None:
     assert "PH" not in warnings and "SG" not in warnings
     table = CliRunner().invoke(app, ["data", "validate", str(root)])
     assert table.exit_code == 0 and "3 warning(s) above" in table.output
+
+
+def test_a_checked_dataset_is_its_folder_in_paths_and_messages(tmp_path: Path) -> None:
+    root = _write(tmp_path, _tables())
+    dataset = check_dataset(root)
+    assert dataset.checked and check_dataset(dataset) is dataset  # validated once, passed on
+    assert Path(dataset) == root and f"{dataset}" == str(root)

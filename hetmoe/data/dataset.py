@@ -78,6 +78,9 @@ class Dataset(os.PathLike[str]):
     def __fspath__(self) -> str:
         return str(self.root)
 
+    def __str__(self) -> str:  # messages that name "the dataset folder" name its folder, not its frames
+        return str(self.root)
+
     @property
     def markets(self) -> list[str]:
         return sorted(self.queries["market"].unique().to_list())
