@@ -1,6 +1,6 @@
 """A day's new rows: ``embed --append`` + ``index --append`` against re-embedding and re-indexing everything.
 
-Usage: ``python bench/append.py [--data /work/shared/data/homedepot] [--expert static] [--new 0.02]
+Usage: ``python bench/append.py --data DATA/homedepot [--expert static] [--new 0.02]
 [--kinds flat,hnsw] [--workdir DIR]``.
 
 The dataset is split into a base (all but the last ``--new`` share of its items and queries, with the judgments
@@ -49,7 +49,7 @@ def timed(fn, *args, **kwargs) -> tuple[object, float]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--data", type=Path, default=Path("/work/shared/data/homedepot"))
+    parser.add_argument("--data", type=Path, required=True, help="A real dataset folder (e.g. DATA/homedepot).")
     parser.add_argument("--expert", default=default_router_expert(), help="Expert card (default: the cards' router expert, the cheapest).")
     parser.add_argument("--new", type=float, default=0.02, help="share of items and queries that arrive as new")
     parser.add_argument("--kinds", default="flat,hnsw")

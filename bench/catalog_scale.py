@@ -117,7 +117,7 @@ def one_size(n: int, work: Path, search_index: bool) -> dict[str, Any]:
     valid = pl.read_parquet(data / "judgments.parquet").filter(pl.col("split") == "valid")
     valid.select("query_id", "item_id").write_parquet(work / f"valid{n}.parquet")
     scored = run(["score", "--model", str(model), "--pairs", str(work / f"valid{n}.parquet"), "--out",
-                  str(work / f"scores{n}.parquet"), "--data", str(data)])
+                  str(work / f"scored{n}"), "--data", str(data)])
     out["bulk"] = {"pairs": scored["out"]["pairs"], "pairs_per_s": scored["out"]["pairs_per_s"],
                    "pairs_per_cpu_s": round(scored["out"]["pairs"] / max(scored["out"]["cpu_seconds"], 1e-9))}
     # a 1% append of new items against the full build it replaces (embed + index + neighbourhoods + lexical fit)

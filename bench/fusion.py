@@ -30,12 +30,12 @@ from typing import Any
 
 
 from hetmoe.experts.card import default_router_expert
+from hetmoe.metrics import auc, auc_by_market, bootstrap_delta, macro
 from hetmoe.moe.features import load_pairs
 from hetmoe.moe.fit import load_data, resolve_experts, training_pairs
-from hetmoe.moe.variants import variant_spec
-from hetmoe.moe.ranking import auc, auc_by_market, bootstrap_delta, macro
 from hetmoe.moe.spec import ModelSpec
 from hetmoe.moe.train import TrainConfig, net_logits, train_net
+from hetmoe.moe.variants import variant_spec
 
 RESULTS = Path(__file__).resolve().parent / "results"
 

@@ -5,7 +5,7 @@ statistics (cos, z, gap) and the lexical features, without and with the six item
 plus the same two over a chosen pair of experts (``--pair``, what a top-2 route reads). Valid macro AUC per seed, and
 the seconds the tables took (zero when the stores already hold them: they are built once per catalog).
 
-Usage: ``python bench/item_neighbourhood.py --data ../shared/data/shopee --stores S -e minilm,e5,use,static,wordllama
+Usage: ``python bench/item_neighbourhood.py --data DATA/shopee --stores S -e minilm,e5,use,static,wordllama
 [--lexical lexical] [--pair minilm,e5] [--seeds 0,1]`` (prints JSON and a table; ``--out`` writes the JSON).
 """
 from __future__ import annotations

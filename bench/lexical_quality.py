@@ -47,7 +47,7 @@ def pairs(data: Path):
 def lightgbm_auc(features, labels, split, markets, groups, seed: int = 0) -> tuple[dict[str, float], int]:
     import lightgbm as lgb
 
-    from hetmoe.moe.ranking import auc_by_market
+    from hetmoe.metrics import auc_by_market
 
     train, valid = split == "train", split == "valid"
     rng = np.random.default_rng(seed)
@@ -86,7 +86,7 @@ def main() -> None:
         print(json.dumps({"skipped": "no dataset folders given; pass real ones, e.g. homedepot and shopee"}))
         return
     logging.basicConfig(level=logging.WARNING)
-    from hetmoe.moe.ranking import auc_by_market, macro
+    from hetmoe.metrics import auc_by_market, macro
 
     result: dict[str, dict] = {}
     for data in args.data:

@@ -36,7 +36,7 @@ def free_port() -> int:
 
 def start_server(model: Path, port: int, workers: int) -> subprocess.Popen:
     cmd = [sys.executable, "-m", "hetmoe.cli", "serve", "--model", str(model), "--host", "127.0.0.1", "--port", str(port),
-           "--workers", str(workers), "--warm"]
+           "--http-workers", str(workers), "--warm"]
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
     return subprocess.Popen(cmd, env=env)
 
@@ -177,7 +177,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--max-ids", type=int, default=1000, help="The server's item-id limit (for the too-many case).")
     parser.add_argument("--warmup", type=int, default=50,
                         help="Unmeasured good requests first; more than the distinct queries makes the run all-cached.")
-    parser.add_argument("--workers", type=int, default=1)
+    parser.add_argument("--http-workers", dest="workers", type=int, default=1, help="hetmoe serve --http-workers.")
     parser.add_argument("--max-seconds", type=float, default=300.0)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", type=Path, default=HERE / "results" / "load.json")

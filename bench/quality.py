@@ -5,8 +5,8 @@ single expert and rule routing, each with 95% bootstrap CIs over queries within 
 superset of the dataset (a multi-market store serves each market's slice: stores are checked per row against the
 dataset's texts). ``--eval-data`` scores the fitted models on another dataset too (a market the model never saw).
 
-Usage: ``python bench/quality.py --data ../shared/data/homedepot --stores S -e minilm,e5,use,static,wordllama
-[--lexical lexical] [--seeds 0,1,2] [--eval-data ../shared/data/shopee] --out bench/results/quality-homedepot.json``.
+Usage: ``python bench/quality.py --data DATA/homedepot --stores S -e minilm,e5,use,static,wordllama
+[--lexical lexical] [--seeds 0,1,2] [--eval-data DATA/shopee] --out bench/results/quality-homedepot.json``.
 """
 from __future__ import annotations
 

@@ -1,7 +1,7 @@
 """A small market beside big ones, on real judgments: how the market weighting of the loss (``--market-power``) moves
 every market's AUC.
 
-The issue's failure case was a 261-query market among big ones. ../shared/data has two big markets, so this bench
+A 261-query market among big ones is the case this bench builds. The public sets have two big markets, so this bench
 derives two datasets from a multi-market one (written under ``--work``, never into the repository) and fits each
 with every weighting asked for:
 
@@ -14,7 +14,7 @@ with every weighting asked for:
 Item ids and texts are unchanged, so the source stores serve both (stores are checked per row). Prints JSON and a
 table of the MoE's valid macro and per-market AUC per weighting and seed, with LightGBM and the best single expert.
 
-Usage: ``python bench/small_market.py --data ../shared/data/multimarket --stores S -e minilm,use,static,wordllama
+Usage: ``python bench/small_market.py --data DATA/multimarket --stores S -e minilm,use,static,wordllama
 --lexical lexical --powers 0,0.5,1 --seeds 0 --work /tmp/small-market``.
 """
 from __future__ import annotations
@@ -87,7 +87,7 @@ def row(scenario: str, power: float, run: dict[str, Any]) -> dict[str, Any]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--data", type=Path, required=True, help="A multi-market dataset (e.g. ../shared/data/multimarket).")
+    parser.add_argument("--data", type=Path, required=True, help="A multi-market dataset (e.g. DATA/multimarket).")
     parser.add_argument("--stores", type=Path, required=True, help="Stores covering it (the derived sets reuse them).")
     parser.add_argument("-e", "--experts", required=True)
     parser.add_argument("--lexical", default="lexical")

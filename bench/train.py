@@ -1,6 +1,6 @@
 """Time to train the stage-two MoE (router + concatenation head) on N judgments of synthetic vectors.
 
-The vectors have the dimensions of the cards' default experts (configs/experts.toml) and carry a
+The vectors have the dimensions of the cards' default experts (hetmoe/experts/cards.toml) and carry a
 shared latent relevance signal whose strength differs per expert and market, so routing has something to learn.
 Target: 100k judgments trained (early stopping included) in under 60 s on a 2-core CPU. The time includes the
 concat-all teacher the MoE is distilled from (as in ``fit``).

@@ -11,7 +11,7 @@ transfer head fits) and scored on every market's valid pairs: the off-diagonal c
   regression over other sets;
 - ``zero-shot <feature>``: one raw feature as the score (no training: the same in every source's column).
 
-Usage: ``python bench/transfer.py --data ../shared/data/multimarket --stores S -e minilm,use,static,wordllama
+Usage: ``python bench/transfer.py --data DATA/multimarket --stores S -e minilm,use,static,wordllama
 [--lexical lexical] [--k 2] [--seed 0]`` (prints JSON and a table; ``--out`` writes the JSON).
 """
 from __future__ import annotations
@@ -77,7 +77,7 @@ def main() -> None:
 
 def _cells(source: str, pairs: Any, scores: np.ndarray) -> dict[str, float]:
     """Valid AUC per target market, keyed ``source -> target``."""
-    from hetmoe.moe.ranking import auc
+    from hetmoe.metrics import auc
 
     out = {}
     for target in pairs.markets:

@@ -10,32 +10,46 @@ from importlib import import_module
 
 import typer
 
+from hetmoe import __version__
+from hetmoe.commands.options import HetmoeGroup
 from hetmoe.errors import HetmoeError
 from hetmoe.files import disk_full_error, is_disk_full
 from hetmoe.logs import setup_logging
 
 app = typer.Typer(
     help="hetmoe: route each query to the experts that suit it and score with a head over their concatenated features.",
+    epilog="Start with 'hetmoe demo', or 'hetmoe run --data D --out O' on your own dataset (see 'hetmoe data import-csv').",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
     add_completion=False,
+    cls=HetmoeGroup,
+    context_settings={"help_option_names": ["-h", "--help"]},
 )
 
 # Each module exposes ``register(app)``; order is the order of --help.
 COMMAND_MODULES: tuple[str, ...] = (
-    "hetmoe.data.cli",
-    "hetmoe.experts.cli",
-    "hetmoe.store.cli",
-    "hetmoe.scale.cli",
-    "hetmoe.moe.cli",
-    "hetmoe.diagnose.cli",
-    "hetmoe.online.cli",
-    "hetmoe.pipeline.cli",
+    "hetmoe.commands.data",
+    "hetmoe.commands.experts",
+    "hetmoe.commands.store",
+    "hetmoe.commands.scale",
+    "hetmoe.commands.moe",
+    "hetmoe.commands.diagnose",
+    "hetmoe.commands.online",
+    "hetmoe.commands.pipeline",
 )
 
 
+def _print_version(value: bool) -> None:
+    if value:
+        typer.echo(f"hetmoe {__version__}")
+        raise typer.Exit()
+
+
 @app.callback()
-def _root(verbose: bool = typer.Option(False, "--verbose", "-v", help="Debug logging.")) -> None:
+def _root(
+    verbose: bool = typer.Option(False, "--verbose", "-v", help="Debug logging."),
+    version: bool = typer.Option(False, "--version", callback=_print_version, is_eager=True, help="Print the version."),
+) -> None:
     setup_logging(verbose)
 
 

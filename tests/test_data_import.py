@@ -213,3 +213,22 @@ def test_import_csv_repeats_take_the_majority_of_a_relevant_flag(tmp_path: Path,
                   "part": ["train", "test"], "title": ["Tee", "Tee"]}).write_csv(tmp_path / "span.csv")
     with pytest.raises(HetmoeError, match=r"span.csv: 1 \(query, item\) pair\(s\) are judged in more than one split"):
         import_table(tmp_path / "span.csv", tmp_path / "out2", Mapping(query_id="qid", label="score", split="part"))
+
+
+def test_import_csv_joins_a_catalog_keyed_by_another_column(tmp_path: Path) -> None:
+    """The log's item column is `sku`, the catalog's `product_id` (and its title `name`): each file gets its own."""
+    pl.DataFrame({"q": ["tee", "tee", "mug", "mug"], "sku": ["A1", "A2", "B1", "A1"], "grade": [2.0, 0.0, 3.0, 1.0],
+                  "part": ["train", "train", "dev", "dev"]}).write_csv(tmp_path / "log.csv")
+    pl.DataFrame({"product_id": ["A1", "A2", "B1"], "name": ["Tee", "Cap", "Mug"]}).write_csv(tmp_path / "catalog.csv")
+    out = tmp_path / "out"
+    args = ["data", "import-csv", str(tmp_path / "log.csv"), "--out", str(out), "--query-col", "q", "--item-id-col", "sku",
+            "--label-col", "grade", "--split-col", "part", "--items", str(tmp_path / "catalog.csv"), "--items-title-col",
+            "name", "--default-market", "SG", "--relevant-min", "2"]
+    missing = CliRunner().invoke(app, args)
+    assert isinstance(missing.exception, HetmoeError)
+    assert "catalog.csv: no column 'sku'" in str(missing.exception) and "--items-id-col" in str(missing.exception)
+    result = CliRunner().invoke(app, [*args, "--items-id-col", "product_id"])
+    assert result.exit_code == 0, result.output
+    data = load_dataset(out)
+    assert dict(data.items.select("item_id", "title").iter_rows()) == {"A1": "Tee", "A2": "Cap", "B1": "Mug"}
+    assert set(data.judgments["item_id"]) == {"A1", "A2", "B1"} and set(data.items["market"]) == {"SG"}

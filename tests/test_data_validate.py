@@ -1,6 +1,7 @@
 """`hetmoe data validate` and check_dataset: each kind of broken dataset is refused with one clear line."""
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from pathlib import Path
 
@@ -127,3 +128,38 @@ def test_repeated_pairs_are_refused_with_the_importers_named(tmp_path: Path) -> 
     problem = str(validate(_write(tmp_path, tables))[0])
     assert "repeat a (query_id, item_id) pair" in problem
     assert "hetmoe data import-csv" in problem and "hetmoe data import-esci" in problem and "aggregate" in problem
+
+
+def test_validate_warns_per_weak_market(tmp_path: Path) -> None:
+    """Valid, but: a market whose judged items all belong to another market (no items), a market whose queries are
+    all in valid/test (no train judgments), a market whose train judgments are all non-relevant."""
+    tables = _tables()
+    tables["queries"] = pl.concat([tables["queries"], pl.DataFrame(
+        {"query_id": ["q5", "q6"], "text": ["tee", "mug"], "market": ["MY", "PH"]})])
+    tables["items"] = pl.concat([tables["items"], pl.DataFrame(
+        {"item_id": ["p1", "p2"], "title": ["mug", "cup"], "market": ["PH", "PH"], "lang": ["en", "en"]})])
+    tables["judgments"] = pl.concat([tables["judgments"], pl.DataFrame({
+        "query_id": ["q5", "q5", "q6", "q6"], "item_id": ["i1", "i2", "p1", "p2"], "label": [2.0, 0.0, 3.0, 0.0],
+        "relevant": pl.Series([1, 0, 1, 0], dtype=pl.Int8), "split": ["test", "test", "train", "train"]})])
+    tables["judgments"] = tables["judgments"].with_columns(  # TH's one train query: nothing relevant any more
+        relevant=pl.when(pl.col("item_id") == "i3").then(0).otherwise(pl.col("relevant")).cast(pl.Int8))
+    tables["judgments"] = pl.concat([tables["judgments"], pl.DataFrame({  # ... but TH keeps a positive in test
+        "query_id": ["q7"], "item_id": ["i3"], "label": [3.0], "relevant": pl.Series([1], dtype=pl.Int8), "split": ["test"]})])
+    tables["queries"] = pl.concat([tables["queries"], pl.DataFrame({"query_id": ["q7"], "text": ["เสื้อ"], "market": ["TH"]})])
+    root = _write(tmp_path, tables)
+    assert validate(root) == []
+    result = CliRunner().invoke(app, ["data", "validate", str(root), "--json"])
+    assert result.exit_code == 0, result.output
+    warnings = " | ".join(json.loads(result.stdout)["warnings"])
+    assert "market MY: no items" in warnings and "market MY: no train judgments" in warnings
+    assert "market TH: no relevant train judgment" in warnings
+    assert "PH" not in warnings and "SG" not in warnings
+    table = CliRunner().invoke(app, ["data", "validate", str(root)])
+    assert table.exit_code == 0 and "3 warning(s) above" in table.output
+
+
+def test_a_checked_dataset_is_its_folder_in_paths_and_messages(tmp_path: Path) -> None:
+    root = _write(tmp_path, _tables())
+    dataset = check_dataset(root)
+    assert dataset.checked and check_dataset(dataset) is dataset  # validated once, passed on
+    assert Path(dataset) == root and f"{dataset}" == str(root)

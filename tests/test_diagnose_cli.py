@@ -55,7 +55,7 @@ def partial_store(demo: Path) -> Path:
 
 def test_cli_writes_json_markdown_and_figures(store: Path, tmp_path: Path) -> None:
     out = tmp_path / "diag"
-    result = CliRunner().invoke(app, ["diagnose", "--store", str(store), "--out", str(out), "--sample", "100", "--k", "5"])
+    result = CliRunner().invoke(app, ["diagnose", "--store", str(store), "--out", str(out), "--sample", "100", "--neighbours", "5"])
     assert result.exit_code == 0, result.output
     assert "concatenation" in result.output
     report = json.loads((out / "diagnose.json").read_text())

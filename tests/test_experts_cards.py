@@ -78,7 +78,7 @@ def test_cards_file_from_env_relative_model_and_unknown_name(tmp_path: Path, mon
     monkeypatch.setenv("HETMOE_CARDS", str(toml))
     assert default_experts() == ["mine"]
     assert get_card("mine").model == str(tmp_path / "models" / "m")
-    with pytest.raises(HetmoeError, match=r"unknown expert 'nope'; known experts in .*cards.toml: mine"):
+    with pytest.raises(HetmoeError, match=r"unknown expert 'nope'; known experts in .*cards.toml: e5, .*mine, minilm"):
         get_card("nope")
     toml.write_text('[defaults]\nexperts = ["ghost"]\n[experts.mine]\nbackend = "b"\nmodel = "m"\n')
     with pytest.raises(HetmoeError, match="unknown experts \\['ghost'\\]"):
@@ -92,8 +92,7 @@ def test_router_expert_and_fast_experts_come_from_the_cards_file(tmp_path: Path)
     toml.write_text('[defaults]\nexperts = ["mine"]\nrouter_expert = "mine"\n' + card)
     assert default_router_expert(toml) == "mine"
     toml.write_text('[defaults]\nexperts = ["mine"]\n' + card)
-    with pytest.raises(HetmoeError, match="lacks \\[defaults\\] router_expert"):
-        default_router_expert(toml)
+    assert default_router_expert(toml) == default_router_expert()  # a key the file leaves out: the packaged one
     toml.write_text('[defaults]\nexperts = ["mine"]\nrouter_expert = "ghost"\n' + card)
     with pytest.raises(HetmoeError, match="router_expert in .* names unknown experts \\['ghost'\\]"):
         default_router_expert(toml)

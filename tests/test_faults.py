@@ -187,7 +187,10 @@ def pairs(built: Path) -> pl.DataFrame:
 
 
 def _score(built: Path, pairs: Path, out: Path) -> list[str]:
-    return ["score", "--model", str(built / "model"), "--pairs", str(pairs), "--out", str(out), "--block-pairs", str(BLOCK)]
+    """`hetmoe score` writing ``out`` (its --out is a folder: ``out`` is OUT/scores.parquet)."""
+    assert out.name == "scores.parquet"
+    return ["score", "--model", str(built / "model"), "--pairs", str(pairs), "--out", str(out.parent),
+            "--block-pairs", str(BLOCK)]
 
 
 @pytest.fixture(scope="module")
@@ -207,15 +210,18 @@ def scored(built: Path, pairs: pl.DataFrame, tmp_path_factory: pytest.TempPathFa
 def test_score_refuses_untrustworthy_pairs(fault: PairsFault, built: Path, pairs: pl.DataFrame, tmp_path: Path,
                                            cli: Cli) -> None:
     fault.change(pairs).write_parquet(tmp_path / "pairs.parquet")
-    _refused(cli, _score(built, tmp_path / "pairs.parquet", tmp_path / "out.parquet"), tmp_path, fault.fragment)
+    _refused(cli, _score(built, tmp_path / "pairs.parquet", tmp_path / "out" / "scores.parquet"), tmp_path, fault.fragment)
 
 
 def test_score_refuses_an_out_that_is_its_input_or_a_folder(built: Path, scored: tuple[Path, pl.DataFrame],
                                                              tmp_path: Path, cli: Cli) -> None:
-    shutil.copy(scored[0], tmp_path / "pairs.parquet")
-    (tmp_path / "folder").mkdir()
-    _refused(cli, _score(built, tmp_path / "pairs.parquet", tmp_path / "pairs.parquet"), tmp_path, "is the --pairs file")
-    _refused(cli, _score(built, tmp_path / "pairs.parquet", tmp_path / "folder"), tmp_path, "is a folder")
+    shutil.copy(scored[0], tmp_path / "scores.parquet")
+    (tmp_path / "folder" / "scores.parquet").mkdir(parents=True)
+    _refused(cli, _score(built, tmp_path / "scores.parquet", tmp_path / "scores.parquet"), tmp_path, "is the --pairs file")
+    _refused(cli, _score(built, tmp_path / "scores.parquet", tmp_path / "folder" / "scores.parquet"), tmp_path,
+             "is a folder")
+    args = _score(built, tmp_path / "scores.parquet", tmp_path / "x" / "scores.parquet")
+    _refused(cli, [*args[:5], "--out", str(tmp_path / "scores.parquet"), *args[7:]], tmp_path, "--out is a folder")
 
 
 @pytest.mark.parametrize("swap", ["part file", "part and record"])
@@ -263,9 +269,9 @@ def test_a_non_finite_head_score_is_an_error_not_a_null(built: Path, scored: tup
     with pytest.raises(HetmoeError, match=r"head returned 1 non-finite score\(s\) of 4"):
         scorer.score_batch([ScoreRequest("kettle", items, "TH")])
     shutil.copy(scored[0], tmp_path / "pairs.parquet")
-    code, lines = cli(_score(built, tmp_path / "pairs.parquet", tmp_path / "out.parquet"))
+    code, lines = cli(_score(built, tmp_path / "pairs.parquet", tmp_path / "out" / "scores.parquet"))
     assert code == 2 and [line for line in lines if line.startswith("error: ")][0].count("non-finite score") == 1
-    assert not (tmp_path / "out.parquet").exists()
+    assert not (tmp_path / "out" / "scores.parquet").exists()
 
 
 def test_a_query_an_expert_encodes_to_zero_is_refused(scorer: Scorer) -> None:
@@ -391,7 +397,7 @@ def test_score_on_a_full_disk_fails_in_one_line_and_resumes(built: Path, scored:
                                                             monkeypatch: pytest.MonkeyPatch) -> None:
     from hetmoe.scale.parts import part_file, parts_dir
 
-    out = tmp_path / "out.parquet"
+    out = tmp_path / "out" / "scores.parquet"
     with monkeypatch.context() as patch:
         _parquet_fills(patch, 2)
         code, lines = cli(_score(built, scored[0], out))

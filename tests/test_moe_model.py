@@ -130,11 +130,11 @@ def test_evaluate_report_matches_sklearn_and_has_stable_keys(built: dict[str, Pa
 
 def test_cli_fit_router_and_eval_errors(built: dict[str, Path], tmp_path: Path) -> None:
     runner = CliRunner()
-    out = tmp_path / "router.json"
+    out = tmp_path / "router"  # --out is a folder, as in every command
     result = runner.invoke(app, ["fit-router", "--data", str(built["data"]), "--store", str(built["stores"]),
                                  "-e", EXPERTS[0], "--expert", ",".join(EXPERTS[1:]), "--k", "1", "--out", str(out)])
     assert result.exit_code == 0, result.output
-    table = json.loads(out.read_text())["table"]
+    table = json.loads((out / "router.json").read_text())["table"]
     assert set(table) == {"ID", "TH", "SG", "*"} and all(len(v) == 1 for v in table.values())
     # the table is read off the training pairs (not the few early-stopping ones): the one fit-head's rule routing got
     train, _, _ = training_pairs(load_data(built["data"]), built["stores"], EXPERTS, EXPERTS[0], None, 0)

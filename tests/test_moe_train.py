@@ -3,8 +3,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from hetmoe.metrics import auc
 from hetmoe.moe.features import PairSet
-from hetmoe.moe.ranking import auc
 from hetmoe.moe.spec import ModelSpec
 from hetmoe.moe.train import TrainConfig, net_logits, train_net
 from hetmoe.vectors import l2_normalize

@@ -11,7 +11,7 @@ from fastapi.testclient import TestClient
 from hetmoe.errors import HetmoeError
 from hetmoe.online.cache import LRUCache
 from hetmoe.online.catalog import ItemCatalog
-from hetmoe.online.cli import is_loopback
+from hetmoe.commands.online import is_loopback
 from hetmoe.online.prometheus import Metrics
 from hetmoe.online.middleware import GuardMiddleware
 

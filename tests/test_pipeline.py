@@ -22,8 +22,15 @@ def pipeline_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, 
     out = root / "out"
     runner = CliRunner()
     args = ["run", "--data", str(data), "--out", str(out), "-e", EXPERTS[0], "-e", EXPERTS[1], "--k", "1"]
-    result = runner.invoke(app, args)
+    validations = []
+    with pytest.MonkeyPatch.context() as patch:  # count the dataset validations of one run
+        from hetmoe.data import validate
+
+        inspect = validate.inspect_dataset
+        patch.setattr(validate, "inspect_dataset", lambda root: validations.append(root) or inspect(root))
+        result = runner.invoke(app, args)
     assert result.exit_code == 0, result.output
+    assert len(validations) == 1, validations  # validated once, the checked dataset passed on to every stage
     assert "moe vs weighted fusion: ΔAUC macro" in result.output
     return data, out, runner
 
@@ -40,6 +47,13 @@ def test_run_writes_stores_model_and_the_stable_report(pipeline_run: tuple[Path,
         macro = sum(variant["auc_by_market"].values()) / 3
         assert variant["auc_macro"] == pytest.approx(macro)
     assert report["variants"]["moe"]["experts_per_query"] == pytest.approx(1.0)
+    for expert in EXPERTS:  # each expert's raw cosine, untrained, is a row; routed to that expert alone
+        zero = report["variants"][f"zero-shot:{expert}"]
+        assert zero["routing_share"][expert] == 1.0 and zero["experts_per_query"] == 1.0
+    moe = report["variants"]["moe"]
+    assert set(moe["ranking_by_market"]) == {"TH", "SG", "ID"} and 0 < moe["mrr"] <= 1
+    assert moe["ranking_macro"]["ndcg10"] == pytest.approx(sum(m["ndcg10"] for m in moe["ranking_by_market"].values()) / 3)
+    assert "## Search metrics" in (out / "report" / "report.md").read_text()
     delta = report["moe_vs_best_single"]
     assert delta["ci95"][0] <= delta["delta_auc"] <= delta["ci95"][1]
     for expert in EXPERTS:
@@ -47,6 +61,33 @@ def test_run_writes_stores_model_and_the_stable_report(pipeline_run: tuple[Path,
     md = (out / "report" / "report.md").read_text()
     assert "(diagnose/diagnose.md)" in md and (out / "report" / "diagnose" / "diagnose.json").is_file()
     assert (out / "report" / "report.png").stat().st_size > 10_000
+
+
+def test_run_records_its_config_and_the_record_repeats_it(pipeline_run: tuple[Path, Path, CliRunner],
+                                                           monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """model/run.toml spells out every option; --config reads it back; options on the command line win."""
+    from hetmoe.commands import pipeline
+
+    data, out, runner = pipeline_run
+    recorded = (out / "model" / "run.toml").read_text()
+    assert 'experts = ["static", "wordllama"]' in recorded and "k = 1" in recorded and 'lexical = "lexical"' in recorded
+    seen = []
+    monkeypatch.setattr(pipeline, "run_pipeline", lambda config: seen.append(config) or {})
+    monkeypatch.setattr(pipeline, "_print_summary", lambda result, report: None)
+    assert runner.invoke(app, ["run", "--config", str(out / "model" / "run.toml")]).exit_code == 0
+    assert runner.invoke(app, ["run", "--config", str(out / "model" / "run.toml"), "--seed", "3", "-e", "static",
+                               "--no-stack", "--out", str(tmp_path / "o")]).exit_code == 0
+    same, changed = seen
+    assert same.data.resolve() == data.resolve() and same.out.resolve() == out.resolve()
+    assert same.fit.experts == tuple(EXPERTS) and same.fit.k == 1 and same.fit.router_expert == "static"
+    assert (changed.fit.seed, changed.fit.experts, changed.fit.stack, changed.fit.k) == (3, ("static",), False, 1)
+    assert changed.out == tmp_path / "o"
+    bad = tmp_path / "bad.toml"
+    bad.write_text('data = "d"\nout = "o"\nroutes = "hard"\n')
+    refused = runner.invoke(app, ["run", "--config", str(bad)])
+    assert refused.exit_code != 0 and "unknown key(s) ['routes']" in str(refused.exception)
+    bad.write_text('data = "d"\nout = "o"\nk = "2"\n')
+    assert "k must be an integer" in str(runner.invoke(app, ["run", "--config", str(bad)]).exception)
 
 
 def test_rerun_resumes_from_complete_stores(pipeline_run: tuple[Path, Path, CliRunner]) -> None:
@@ -95,3 +136,11 @@ def test_served_score_of_a_pair_is_the_same_alone_and_among_others(pipeline_run:
         assert len(set(crowd["scores"])) > 5  # the scores differ between items: the check above is not vacuous
     finally:
         scorer.close()
+
+
+def test_run_summary_without_single_baselines() -> None:
+    """`run --variants none` trains no single-expert baseline: the summary prints without the comparison."""
+    from hetmoe.commands.pipeline import _print_summary
+
+    row = {"auc_macro": 0.9, "auc": 0.9, "mrr": 0.8, "ndcg10": 0.7, "experts_per_query": 1.0}
+    _print_summary({"dataset": "d", "split": "test", "variants": {"moe": row}}, Path("report"))

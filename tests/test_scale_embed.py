@@ -67,7 +67,7 @@ def _identity(root: Path) -> dict:
 
 def test_cli_ray_store_equals_single_process_store(local_ray: None, tmp_path: Path, catalog: Path, reference: Path) -> None:
     args = ["embed", "-e", "wordllama", "--data", str(catalog), "--store", str(tmp_path), "--chunk-size", str(CHUNK),
-            "--engine", "ray", "--workers", "2"]
+            "--engine", "ray", "--ray-workers", "2"]
     result = CliRunner().invoke(app, args)
     assert result.exit_code == 0, result.output
     summary = json.loads(result.output.strip().splitlines()[-1])

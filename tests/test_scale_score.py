@@ -150,9 +150,10 @@ def test_unknowns_get_null_scores_counted_in_one_line(pairs: tuple[Path, int], l
 
 def test_parts_resume_and_refuse_another_run(built: Path, pairs: tuple[Path, int], local: Local,
                                             tmp_path: Path) -> None:
-    out = tmp_path / "scores.parquet"
+    out = tmp_path / "scored" / "scores.parquet"  # `score --out` is a folder; the scores are OUT/scores.parquet
     shutil.copytree(parts_dir(built / "local" / "scores.parquet"), parts_dir(out))  # as if a run died after its parts
-    args = ["score", "--model", str(built / "model"), "--pairs", str(pairs[0]), "--out", str(out), "--block-pairs", str(BLOCK)]
+    args = ["score", "--model", str(built / "model"), "--pairs", str(pairs[0]), "--out", str(out.parent),
+            "--block-pairs", str(BLOCK)]
     part_file(parts_dir(out), 1).unlink()
     stats_file(parts_dir(out), 1).unlink()
     again = CliRunner().invoke(app, args)

@@ -77,8 +77,11 @@ def test_an_old_store_without_hashes_works_for_its_own_input_and_embed_adds_them
 def test_eval_on_another_dataset_exits_2_with_one_line(built: Path, tmp_path: Path) -> None:
     runner = CliRunner()
     model = tmp_path / "model"
+    args = ["fit-head", "--data", str(built / "data"), "--store", str(built / "stores"), "--out", str(model), "-e", EXPERT]
+    no_lexical = runner.invoke(app, args)  # the lexical expert is on by default, and these stores have none
+    assert isinstance(no_lexical.exception, HetmoeError) and "--lexical none" in str(no_lexical.exception)
     fit = runner.invoke(app, ["fit-head", "--data", str(built / "data"), "--store", str(built / "stores"), "--out", str(model),
-                              "-e", EXPERT, "--k", "1", "--variants", "none", "--router-expert", EXPERT, "--eval-split", "test",
+                              "-e", EXPERT, "--k", "1", "--variants", "none", "--router-expert", EXPERT, "--split", "test", "--lexical", "none",
                               "--market-power", "1"])
     assert fit.exit_code == 0, fit.output
     assert json.loads((model / "fit.json").read_text())["train_config"]["market_power"] == 1.0  # the option reaches training

@@ -11,12 +11,12 @@ import polars as pl
 import pytest
 
 from hetmoe.data.dataset import load_dataset, write_dataset
+from hetmoe.metrics import auc
 from hetmoe.moe.evaluate import model_pairs, score_net
 from hetmoe.moe.infer import MoEModel
-from hetmoe.pairs.features import PairFeatures
-from hetmoe.moe.ranking import auc
 from hetmoe.moe.train import TrainConfig
 from hetmoe.moe.transfer import TRANSFER_LEXICAL, _logistic
+from hetmoe.pairs.features import PairFeatures
 
 EXPERTS = ["static", "wordllama"]
 NEW = "VN"  # the market the model is not fitted on

@@ -7,7 +7,8 @@ Columns (required unless marked optional):
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+import os
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import polars as pl
@@ -60,13 +61,25 @@ def _coerce(frame: pl.DataFrame, table: str, path: Path) -> pl.DataFrame:
 
 
 @dataclass(frozen=True)
-class Dataset:
-    """The three tables of a dataset folder, with canonical dtypes."""
+class Dataset(os.PathLike[str]):
+    """The three tables of a dataset folder, with canonical dtypes.
+
+    A dataset is path-like (its folder), so a command that has validated one passes it where a dataset folder is
+    taken, and :func:`hetmoe.data.validate.check_dataset` returns a ``checked`` one as it is instead of reading and
+    validating the folder again.
+    """
 
     root: Path
     items: pl.DataFrame
     queries: pl.DataFrame
     judgments: pl.DataFrame
+    checked: bool = field(default=False, compare=False)
+
+    def __fspath__(self) -> str:
+        return str(self.root)
+
+    def __str__(self) -> str:  # messages that name "the dataset folder" name its folder, not its frames
+        return str(self.root)
 
     @property
     def markets(self) -> list[str]:
@@ -104,8 +117,11 @@ def read_parquet(path: Path, needs: str) -> pl.DataFrame:
         raise HetmoeError(f"{path}: not a readable Parquet file ({type(err).__name__}: {err})") from err
 
 
-def load_dataset(root: str | Path) -> Dataset:
-    """Read a dataset folder, checking columns and types (full checks: :func:`hetmoe.data.validate.validate`)."""
+def load_dataset(root: str | os.PathLike[str]) -> Dataset:
+    """Read a dataset folder, checking columns and types (full checks: :func:`hetmoe.data.validate.validate`); a
+    :class:`Dataset` given is returned as it is."""
+    if isinstance(root, Dataset):
+        return root
     root = Path(root)
     if not root.is_dir():
         raise HetmoeError(f"{root}: no such dataset folder; create one with 'hetmoe data demo --out {root}'")

@@ -40,6 +40,17 @@ class Mapping:
     lang: str | None = None
     split: str | None = None
     relevant: str | None = None
+    # The catalog file's own column names, when they differ from the log's (a catalog keyed product_id, a log sku).
+    items_item_id: str | None = None
+    items_title: str | None = None
+    items_text: str | None = None
+    items_market: str | None = None
+
+    def catalog(self) -> Mapping:
+        """The mapping that reads the items file: its own column names, else the log's."""
+        return Mapping(query=self.query, label=self.label, item_id=self.items_item_id or self.item_id,
+                       title=self.items_title or self.title, text=self.items_text or self.text,
+                       market=self.items_market or self.market)
 
 
 def _mapped(mapping: Mapping, *roles: str) -> dict[str, str]:
@@ -100,8 +111,10 @@ def _items(rows: pl.DataFrame, mapping: Mapping, items_file: Path | None, sep: s
         title = pl.col("title") if "title" in rows.columns else pl.col("item_text")
         text = [pl.col("item_text").alias("text")] if "title" in rows.columns and "item_text" in rows.columns else []
         return first.select("item_id", title.str.strip_chars().alias("title"), *text, "market", "lang")
+    mapping = mapping.catalog()
     src = scan_table(items_file, sep, encoding)
-    require_columns(src, items_file, _mapped(mapping, "item_id", "title", "text"))
+    require_columns(src, items_file, {column: f"--items-{role}-col" for column, role in (
+        (mapping.item_id, "id"), (mapping.title, "title"), (mapping.text, "text")) if column is not None})
     cat = collect(src.select(
         pl.col(mapping.item_id).cast(pl.String).alias("item_id"),
         pl.col(mapping.title or "title").cast(pl.String).str.strip_chars().alias("title"),

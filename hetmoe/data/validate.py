@@ -8,7 +8,8 @@ folder with the first problem; ``hetmoe data validate DIR`` prints all of them.
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+import os
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import polars as pl
@@ -170,7 +171,7 @@ def warn_oversized(frame: pl.DataFrame, table: str, path: str) -> None:
                         top[ID_COLUMN[table]], len(top[column]), MAX_TEXT_CHARS)
 
 
-def inspect_dataset(root: str | Path) -> tuple[list[Problem], Dataset | None]:
+def inspect_dataset(root: str | os.PathLike[str]) -> tuple[list[Problem], Dataset | None]:
     """All problems, plus the dataset when its three tables could be read with the right columns (texts too long
     for the experts are a warning, not a problem)."""
     root = Path(root)
@@ -190,19 +191,46 @@ def inspect_dataset(root: str | Path) -> tuple[list[Problem], Dataset | None]:
     return problems, Dataset(root, frames["items"], frames["queries"], frames["judgments"])
 
 
+def market_warnings(dataset: Dataset) -> list[str]:
+    """Per market, what makes a dataset valid but a market weak: no items (its judged items belong to other markets,
+    and search there finds nothing), no train judgments (the model never fits on it), no relevant train pair."""
+    train = dataset.judgments.filter(pl.col("split") == "train").join(
+        dataset.queries.select("query_id", "market"), on="query_id", how="inner")
+    with_items = set(dataset.items["market"].drop_nulls().to_list())
+    trained = set(train["market"].to_list())
+    positive = set(train.filter(pl.col("relevant") == 1)["market"].to_list())
+    warnings = []
+    for market in sorted(set(dataset.queries["market"].drop_nulls().to_list()) | with_items):
+        if market not in with_items:
+            warnings.append(f"market {market}: no items (its judged items belong to other markets; search in it "
+                            "finds nothing)")
+        if market not in trained:
+            warnings.append(f"market {market}: no train judgments (the heads never fit on it; a model with a "
+                            "transfer head scores it as an unseen market)")
+        elif market not in positive:
+            warnings.append(f"market {market}: no relevant train judgment (the heads learn nothing of what is "
+                            "relevant there)")
+    return warnings
+
+
 def validate(root: str | Path) -> list[Problem]:
     """Every problem of the dataset folder (empty list: valid)."""
     return inspect_dataset(root)[0]
 
 
-def check_dataset(root: str | Path) -> Dataset:
-    """The dataset, or a HetmoeError with its first problem: the guard every command that consumes a dataset calls."""
+def check_dataset(root: str | os.PathLike[str]) -> Dataset:
+    """The dataset, or a HetmoeError with its first problem: the guard every command that consumes a dataset calls.
+    A dataset this function returned before is returned as it is (a command validates its dataset once)."""
+    if isinstance(root, Dataset) and root.checked:
+        return root
     problems, dataset = inspect_dataset(root)
     if problems:
         more = f" (+{len(problems) - 1} more)" if len(problems) > 1 else ""
         raise HetmoeError(f"{problems[0]}{more}; run 'hetmoe data validate {root}' for all")
     assert dataset is not None
-    return dataset
+    for warning in market_warnings(dataset):
+        log.warning("%s: %s", dataset.root, warning)
+    return replace(dataset, checked=True)
 
 
 def summary(dataset: Dataset) -> pl.DataFrame:

@@ -18,7 +18,7 @@ import polars as pl
 
 from hetmoe.experts.base import Encoder
 from hetmoe.experts.card import ExpertCard
-from hetmoe.moe.ranking import auc_by_market, macro
+from hetmoe.metrics import auc_by_market, macro
 
 MIN_MEAN_COSINE = 0.99
 MAX_AUC_CHANGE_PP = 0.3

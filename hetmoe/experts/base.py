@@ -118,7 +118,7 @@ def cpu_threads(card: ExpertCard) -> int:
 
 def require_cpu(card: ExpertCard) -> None:
     """CPU-only backends refuse a card that forces CUDA rather than silently ignoring it."""
-    if card.device == "cuda":
+    if card.device.startswith("cuda"):
         raise HetmoeError(
             f"expert {card.name!r}: backend {card.backend!r} runs on CPU only; set device = \"auto\" or \"cpu\""
         )

@@ -21,9 +21,10 @@ Kind = Literal["query", "document"]
 
 CARDS_ENV = "HETMOE_CARDS"
 POOLINGS = ("cls", "max", "mean", "mean_sqrt_len_tokens", "weightedmean", "lasttoken")
-DEVICES = ("auto", "cpu", "cuda")
-DTYPES = ("float16", "bfloat16", "float32")
+DEVICE = re.compile(r"^(auto|cpu|cuda(:[0-9]+)?)$")  # cuda:N picks the N-th visible GPU
+DTYPES = ("auto", "float16", "bfloat16", "float32")
 RUNTIMES = ("torch", "onnx", "onnx-int8")  # what runs a sentence-transformers model (see hetmoe.experts.runtime)
+PACKAGED_CARDS = Path(__file__).resolve().parent / "cards.toml"  # shipped in the wheel
 MODEL_FREE = frozenset({"lexical"})  # backends fitted on the catalog in stage one, not loaded from a model
 # Fields that do not change a single output vector: excluded from the identity hash.
 # The exported file's place is not its identity (its digest is); ``interchangeable_with`` is a statement about the
@@ -36,11 +37,12 @@ _RETIRED = frozenset({"languages"})
 
 @dataclass(frozen=True)
 class ExpertCard:
-    """One expert as declared in ``configs/experts.toml``.
+    """One expert as declared in a cards file (the packaged ``hetmoe/experts/cards.toml`` and the user's ``--cards``).
 
     ``model`` is a local directory or file, ``pkg:<module>[/<sub/path>]`` for a model shipped inside an installed
-    package, or a Hugging Face id resolved from the local cache only. ``dtype`` is the precision used on CUDA; on CPU
-    models always run in float32 (half precision there is slower and lossy). ``threads`` = 0 means all cores the
+    package, or a Hugging Face id resolved from the local cache only. ``dtype`` is the precision used on CUDA ("auto":
+    bfloat16 where the GPU supports it, else float32); on CPU models always run in float32 (half precision there is
+    slower and lossy). ``device`` is auto, cpu, cuda or cuda:N. ``threads`` = 0 means all cores the
     process may use. ``chunk_size`` is the number of texts per store chunk (the unit ``embed`` encodes in one call, writes and resumes from); unset, the store picks.
 
     ``runtime`` "onnx" / "onnx-int8" runs the model's exported ONNX graph (float32 / dynamically quantized int8) in
@@ -60,7 +62,7 @@ class ExpertCard:
     document_prompt: str | None = None
     query_prompt_name: str | None = None
     document_prompt_name: str | None = None
-    dtype: str = "float16"
+    dtype: str = "auto"
     batch_size: int = 64
     chunk_size: int | None = None
     normalize: bool = True
@@ -85,6 +87,8 @@ class ExpertCard:
             del identity["options"]  # cards without options keep the hash they had before options existed
         if identity["runtime"] == "torch":  # torch cards keep the hash they had before runtimes existed
             del identity["runtime"], identity["runtime_sha256"]
+        if identity["dtype"] == "auto":  # keeps the hash of the float16 default it replaced: same vectors on CPU
+            identity["dtype"] = "float16"
         blob = json.dumps(identity, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
         return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
@@ -171,8 +175,8 @@ def _validate(card: ExpertCard) -> None:
     where = f"expert card {card.name!r}"
     if card.pooling is not None and card.pooling not in POOLINGS:
         raise HetmoeError(f"{where}: pooling {card.pooling!r} is unknown; use one of {list(POOLINGS)}")
-    if card.device not in DEVICES:
-        raise HetmoeError(f"{where}: device {card.device!r} is unknown; use one of {list(DEVICES)}")
+    if not DEVICE.match(card.device):
+        raise HetmoeError(f"{where}: device {card.device!r} is unknown; use auto, cpu, cuda or cuda:N (N: a GPU index)")
     if card.dtype not in DTYPES:
         raise HetmoeError(f"{where}: dtype {card.dtype!r} is unknown; use one of {list(DTYPES)}")
     for kind in ("query", "document"):
@@ -186,7 +190,7 @@ def _validate_runtime(card: ExpertCard, where: str) -> None:
     if card.runtime not in RUNTIMES:
         raise HetmoeError(f"{where}: runtime {card.runtime!r} is unknown; use one of {list(RUNTIMES)}")
     exported = {"runtime_file": card.runtime_file, "runtime_sha256": card.runtime_sha256}
-    if card.runtime != "torch" and card.device == "cuda":
+    if card.runtime != "torch" and card.device.startswith("cuda"):
         raise HetmoeError(f"{where}: runtime {card.runtime!r} runs on the CPU; set device = \"auto\" or \"cpu\"")
     if card.runtime == "torch" and any(v is not None for v in exported.values()):
         raise HetmoeError(f"{where}: runtime_file and runtime_sha256 belong to runtime \"onnx\" or \"onnx-int8\"; "
@@ -201,34 +205,40 @@ def _validate_runtime(card: ExpertCard, where: str) -> None:
             raise HetmoeError(f"{where}: {field_name} must be {digits} lowercase hex digits, got {_shown(value)}")
 
 
-def default_cards_path() -> Path:
-    """``$HETMOE_CARDS`` if set, else ``configs/experts.toml`` of the repository this package lives in."""
-    env = os.environ.get(CARDS_ENV)
-    if env:
-        return Path(env).expanduser()
-    return Path(__file__).resolve().parents[2] / "configs" / "experts.toml"
+def user_cards_path(path: str | Path | None = None) -> Path | None:
+    """The user's cards file: ``path``, else ``$HETMOE_CARDS``, else None (the packaged cards alone)."""
+    chosen = path if path is not None else os.environ.get(CARDS_ENV) or None
+    return Path(chosen).expanduser() if chosen is not None else None
 
 
-def _read_toml(path: str | Path | None) -> tuple[Path, dict[str, Any]]:
-    p = Path(path).expanduser() if path is not None else default_cards_path()
+def _read_toml(p: Path) -> dict[str, Any]:
     if not p.is_file():
-        raise HetmoeError(f"expert cards file {p} does not exist; pass an existing file or set ${CARDS_ENV}")
+        raise HetmoeError(f"expert cards file {p} does not exist; pass an existing file to --cards or set ${CARDS_ENV}")
     try:
         with p.open("rb") as fh:
-            return p, tomllib.load(fh)
+            return tomllib.load(fh)
     except tomllib.TOMLDecodeError as err:
         raise HetmoeError(f"expert cards file {p} is not valid TOML ({err}); fix the syntax") from err
 
 
-def _table(p: Path, doc: dict[str, Any]) -> dict[str, Any]:
-    table = doc.get("experts", {})
-    if not isinstance(table, dict) or not table:
-        raise HetmoeError(f"expert cards file {p} has no [experts.<name>] tables; declare at least one card")
-    return table
+def _sources(path: str | Path | None) -> list[tuple[Path, dict[str, Any]]]:
+    """The packaged cards, then the user's file: its cards and ``[defaults]`` keys add to or replace the packaged."""
+    files = [PACKAGED_CARDS] + [p for p in [user_cards_path(path)] if p is not None]
+    sources = [(p, _read_toml(p)) for p in files]
+    for p, doc in sources[1:]:
+        if not isinstance(doc.get("experts", {}), dict) or not (doc.get("experts") or doc.get("defaults")):
+            raise HetmoeError(f"expert cards file {p} has no [experts.<name>] tables and no [defaults]; declare a card")
+    return sources
+
+
+def _tables(sources: list[tuple[Path, dict[str, Any]]]) -> dict[str, tuple[Path, Any]]:
+    """Each card name -> (the file declaring it last, its TOML table)."""
+    return {name: (p, body) for p, doc in sources for name, body in doc.get("experts", {}).items()}
 
 
 def _build(p: Path, name: str, body: Any) -> ExpertCard:
-    """One card from its TOML table; errors are prefixed with the file. ``./``/``../`` models are relative to it."""
+    """One card from its TOML table; errors are prefixed with the file. A relative model path is relative to the
+    cards file: ``./x`` and ``../x`` always, a bare ``models/x`` when it exists there (else it may be a hub id)."""
     if not isinstance(body, dict):
         raise HetmoeError(f"{p}: expert card {name!r} must be a table ([experts.{name}] with key = value lines), "
                           f"got {_shown(body)}")
@@ -236,8 +246,10 @@ def _build(p: Path, name: str, body: Any) -> ExpertCard:
     d["name"] = name
     for key in ("model", "runtime_file"):
         value = d.get(key)
-        if isinstance(value, str) and value.startswith(("./", "../")):
-            d[key] = str((p.parent / value).resolve())
+        if isinstance(value, str) and value and not value.startswith(("pkg:", "/", "~")):
+            local = p.parent / value
+            if value.startswith(("./", "../")) or local.exists():
+                d[key] = str(local.resolve())
     try:
         return ExpertCard.from_dict(d)
     except HetmoeError as err:
@@ -245,44 +257,43 @@ def _build(p: Path, name: str, body: Any) -> ExpertCard:
 
 
 def load_cards(path: str | Path | None = None) -> dict[str, ExpertCard]:
-    """All cards of the file, by name (every one is checked: for commands that show or use them all)."""
-    p, doc = _read_toml(path)
-    return {name: _build(p, name, body) for name, body in _table(p, doc).items()}
+    """All cards, packaged and the user's, by name (every one is checked: for commands that show or use them all)."""
+    return {name: _build(p, name, body) for name, (p, body) in _tables(_sources(path)).items()}
 
 
 def get_card(name: str, path: str | Path | None = None) -> ExpertCard:
-    """The card called ``name``, checking only that one (a broken card elsewhere in the file does not matter);
-    an unknown name lists the known ones."""
-    p, doc = _read_toml(path)
-    table = _table(p, doc)
-    if name not in table:
-        raise HetmoeError(f"unknown expert {name!r}; known experts in {p}: {', '.join(sorted(table))}")
-    return _build(p, name, table[name])
+    """The card called ``name``, checking only that one (a broken card elsewhere does not matter); an unknown name
+    lists the known ones."""
+    sources = _sources(path)
+    tables = _tables(sources)
+    if name not in tables:
+        where = " + ".join(str(p) for p, _ in sources)
+        raise HetmoeError(f"unknown expert {name!r}; known experts in {where}: {', '.join(sorted(tables))}")
+    p, body = tables[name]
+    return _build(p, name, body)
 
 
 def default_experts(path: str | Path | None = None, key: str = "experts") -> list[str]:
-    """The ``[defaults] experts`` list of the cards file (names checked against the file; the cards are not built);
+    """The ``[defaults] experts`` list (names checked against the cards, which are not built);
     ``key="fast_experts"``: the cheap real experts benchmarks use where quality does not matter."""
     return _default_names(path, key, f"{key} = [...] (a list of card names)")
 
 
 def default_router_expert(path: str | Path | None = None) -> str:
-    """The ``[defaults] router_expert`` of the cards file: the cheap expert whose query vector feeds the router."""
+    """The ``[defaults] router_expert``: the cheap expert whose query vector feeds the router."""
     return _default_names(path, "router_expert", 'router_expert = "NAME" (the cheap expert the router reads)')[0]
 
 
 def _default_names(path: str | Path | None, key: str, shape: str) -> list[str]:
-    """``[defaults] <key>`` (one card name or a list of them), each checked against the file's cards."""
-    p, doc = _read_toml(path)
-    defaults = doc.get("defaults", {})
-    value = defaults.get(key) if isinstance(defaults, dict) else None
+    """``[defaults] <key>`` of the last file that sets it (one card name or a list), each checked against the cards."""
+    sources = _sources(path)
+    found = [(p, doc["defaults"][key]) for p, doc in sources if isinstance(doc.get("defaults"), dict) and key in doc["defaults"]]
+    p, value = found[-1] if found else (sources[-1][0], None)
     names = [value] if isinstance(value, str) else value
     if not isinstance(names, list) or not names or not all(isinstance(n, str) for n in names):
         raise HetmoeError(f"expert cards file {p} lacks [defaults] {shape}; add it")
-    table = _table(p, doc)
-    unknown = [n for n in names if n not in table]
+    tables = _tables(sources)
+    unknown = [n for n in names if n not in tables]
     if unknown:
-        raise HetmoeError(
-            f"[defaults] {key} in {p} names unknown experts {unknown}; known: {', '.join(sorted(table))}"
-        )
+        raise HetmoeError(f"[defaults] {key} in {p} names unknown experts {unknown}; known: {', '.join(sorted(tables))}")
     return list(names)

@@ -19,16 +19,16 @@ from hetmoe.files import write_text_atomic
 BARE_NAME = re.compile(r"^[A-Za-z0-9_-]+$")  # TOML bare keys: names that need no quoting
 
 
-def _value(value: object) -> str:
-    """A TOML literal for the value types cards use (JSON string escapes are valid TOML basic strings)."""
+def toml_value(value: object) -> str:
+    """A TOML literal for the value types cards and run configs use (JSON string escapes are valid TOML strings)."""
     if isinstance(value, bool):
         return "true" if value else "false"
-    if isinstance(value, int):
-        return str(value)
+    if isinstance(value, (int, float)):
+        return repr(value)
     if isinstance(value, str):
         return json.dumps(value, ensure_ascii=False)
     if isinstance(value, (list, tuple)):
-        return "[" + ", ".join(_value(v) for v in value) + "]"
+        return "[" + ", ".join(toml_value(v) for v in value) + "]"
     raise TypeError(f"cannot write {type(value).__name__} to a card")
 
 
@@ -43,7 +43,7 @@ def card_table(card: ExpertCard, model: str | None = None) -> str:
         values["model"] = model
     for f in fields(ExpertCard):
         if f.name != "name" and values[f.name] is not None and (f.name, values[f.name]) != ("runtime", "torch"):
-            lines.append(f"{f.name} = {_value(values[f.name])}")
+            lines.append(f"{f.name} = {toml_value(values[f.name])}")
     return "\n".join(lines) + "\n"
 
 
@@ -74,9 +74,10 @@ def check_can_add(path: str | Path, name: str, replace: bool = False) -> None:
                           "another --name")
 
 
-def add_card(path: str | Path, card: ExpertCard, replace: bool = False) -> Path:
+def add_card(path: str | Path, card: ExpertCard, replace: bool = False, model: str | None = None) -> Path:
     """Append ``card`` to the cards file at ``path`` (created if absent); an existing card of that name is an error
-    unless ``replace``. Atomic: the file is rewritten through a temporary file."""
+    unless ``replace``; ``model`` overrides the written model string (e.g. a path relative to the file). Atomic: the
+    file is rewritten through a temporary file."""
     path = Path(path).expanduser()
     check_can_add(path, card.name, replace)
     text, declared = _read(path)
@@ -84,6 +85,6 @@ def add_card(path: str | Path, card: ExpertCard, replace: bool = False) -> Path:
         text = _without_table(text, card.name)
     if text and not text.endswith("\n"):
         text += "\n"
-    text += ("\n" if text else "") + card_table(card)
+    text += ("\n" if text else "") + card_table(card, model)
     write_text_atomic(path, text)  # umask-following mode, so a service account can read the card
     return path

@@ -57,7 +57,8 @@ def _hub_path(card: ExpertCard) -> Path:
     except (LocalEntryNotFoundError, HFValidationError) as err:
         rev = f" (revision {card.revision})" if card.revision else ""
         raise HetmoeError(
-            f"expert {card.name!r}: weights for {card.model}{rev} are not in the local Hugging Face cache "
+            f"expert {card.name!r}: {card.model} is no local folder (relative paths are relative to the cards file, "
+            f"then to the current folder) and its weights{rev} are not in the local Hugging Face cache "
             f"{constants.HF_HUB_CACHE}; set model = \"/path/to/local/dir\" in this card, "
             "or point HF_HOME at a cache that holds them (huggingface-cli download on a connected machine)"
         ) from err
@@ -68,6 +69,9 @@ def resolve_model(card: ExpertCard) -> Path:
     if card.model.startswith(PKG_PREFIX):
         return _package_path(card)
     path = Path(card.model).expanduser()
+    if path.is_dir() and not any(path.iterdir()):
+        raise HetmoeError(f"expert {card.name!r}: model folder {path} is empty; copy the model's files into it "
+                          "(config.json, weights, tokenizer) or point model at the folder that holds them")
     if path.exists():
         return path
     if card.model.startswith(("/", ".", "~")) or card.model.count("/") != 1:

@@ -40,7 +40,7 @@ from transformers import TrainerCallback, set_seed
 from hetmoe.data.validate import check_dataset
 from hetmoe.errors import HetmoeError
 from hetmoe.files import dir_mode
-from hetmoe.experts.backends.st import load_model
+from hetmoe.experts.backends.st import load_model, resolve_dtype
 from hetmoe.experts.card import ExpertCard
 from hetmoe.experts.cardfile import BARE_NAME, add_card, card_table, check_can_add
 from hetmoe.experts.tune_pairs import HeldOutAUC, TunePairs, build_pairs
@@ -141,12 +141,13 @@ def _arguments(card: ExpertCard, device: str, options: TuneOptions, pairs: TuneP
     eval_steps = options.eval_steps or max(1, min(steps_per_epoch // EVALS_PER_EPOCH, total // EVALS_PER_EPOCH))
     prompts = {kind: prompt for kind in ("query", "document")  # the pair columns are named after their kind
                if (prompt := _literal_prompt(card, kind, model)) is not None}
+    dtype = resolve_dtype(card, device)
     return SentenceTransformerTrainingArguments(
         output_dir=str(out), num_train_epochs=options.epochs, max_steps=options.max_steps,
         per_device_train_batch_size=options.batch_size, learning_rate=options.lr, warmup_steps=0.1,
         eval_strategy="steps", eval_steps=eval_steps, logging_steps=eval_steps, save_strategy="no", report_to="none",
         seed=options.seed, data_seed=options.seed, use_cpu=device == "cpu", dataloader_pin_memory=device != "cpu",
-        bf16=device == "cuda" and card.dtype == "bfloat16", fp16=device == "cuda" and card.dtype == "float16",
+        bf16=dtype == "bfloat16", fp16=dtype == "float16",
         prompts=prompts or None,
     )
 

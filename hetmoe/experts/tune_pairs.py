@@ -23,7 +23,7 @@ from sentence_transformers.base.evaluation import BaseEvaluator
 from hetmoe.data.dataset import Dataset
 from hetmoe.errors import HetmoeError
 from hetmoe.experts.card import ExpertCard
-from hetmoe.moe.ranking import auc, macro
+from hetmoe.metrics import auc, macro
 
 log = logging.getLogger(__name__)
 

@@ -9,5 +9,5 @@ Public entry points (import from their modules; nothing heavy is imported here):
 Modules: spec (architecture as data), routers (one module per router kind), variants (the report's baselines),
 pairstats (per-query cosine statistics), features (pairs + vectors from stores), net (torch model), train (loop),
 rule (rule table fitting), select (choosing the MoE), stack / stacked (the stacked head: training / serving), lgbm
-(LightGBM head), ranking (AUC, nDCG, bootstrap), artifacts (files on disk), report, cli.
+(LightGBM head), artifacts (files on disk), report. Ranking metrics live in :mod:`hetmoe.metrics`.
 """

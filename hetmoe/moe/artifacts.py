@@ -109,9 +109,36 @@ def check_identity(config: dict[str, Any], store_root: str | Path, model_dir: Pa
     return opened
 
 
+PORTABLE_PATHS = ("store_root", "dataset")  # kept relative to the file's folder: a model moves with its stores
+AT_FIT = "_at_fit"  # suffix of the same paths kept absolute, for a model copied away from its stores
+
+
 def write_json(path: Path, data: dict[str, Any]) -> None:
-    """Model JSON in its own layout (indented, keys in written order), atomically: a kill never leaves half a config."""
-    write_json_atomic(path, data, indent=2, sort_keys=False)
+    """Model JSON in its own layout (indented, keys in written order), atomically: a kill never leaves half a config.
+    The stores and dataset it names are written relative to its folder, so a model folder copied together with its
+    stores (the same relative layout) loads at the new place, on another machine too; their absolute paths are kept
+    beside, for a model copied alone on the machine it was fitted on."""
+    folder = Path(path).resolve().parent
+    portable: dict[str, str] = {}
+    for key in PORTABLE_PATHS:
+        if isinstance(data.get(key), str) and not data.get(key + AT_FIT):
+            absolute = Path(data[key]).resolve()
+            portable.update({key: os.path.relpath(absolute, folder), key + AT_FIT: str(absolute)})
+    write_json_atomic(path, {**data, **portable}, indent=2, sort_keys=False)
+
+
+def resolve_paths(config: dict[str, Any], folder: Path) -> dict[str, Any]:
+    """The config with its stores / dataset paths made absolute: relative to ``folder`` when that exists, else where
+    they were at fit time (absolute paths, as models from before recorded them, are kept)."""
+    resolved = dict(config)
+    for key in PORTABLE_PATHS:
+        value = config.get(key)
+        if not isinstance(value, str) or Path(value).is_absolute():
+            continue
+        here = (Path(folder) / value).resolve()
+        at_fit = config.get(key + AT_FIT)
+        resolved[key] = str(here if here.exists() or not at_fit or not Path(at_fit).exists() else at_fit)
+    return resolved
 
 
 def refit_command(model_dir: str | Path) -> str:
@@ -120,7 +147,7 @@ def refit_command(model_dir: str | Path) -> str:
     model_dir = Path(model_dir)
     out = model_dir.parent.parent if model_dir.parent.name == "variants" else model_dir
     try:
-        config = json.loads((model_dir / CONFIG).read_text(encoding="utf-8"))
+        config = resolve_paths(json.loads((model_dir / CONFIG).read_text(encoding="utf-8")), model_dir)
         data, store = config.get("dataset") or "DIR", config.get("store_root") or "STORE"
     except (OSError, ValueError, AttributeError):
         data, store = "DIR", "STORE"
@@ -152,7 +179,7 @@ def read_config(model_dir: str | Path) -> dict[str, Any]:
         raise HetmoeError(f"{path}: format {found!r} is not {FORMAT!r}; retrain the model with this hetmoe")
     if not recorded:  # refused when the config says the folder was written with digests; else a warning, once
         verify_model_files(model_dir, [CONFIG], required=bool(config.get("digests")))
-    return config
+    return resolve_paths(config, model_dir)
 
 
 def save_booster(booster: Any, path: Path) -> None:

@@ -16,10 +16,10 @@ import numpy as np
 
 from hetmoe.data.validate import check_dataset
 from hetmoe.errors import HetmoeError
+from hetmoe.metrics import auc, auc_by_market, bootstrap_delta, macro, ranking_metrics
 from hetmoe.moe.artifacts import read_config
 from hetmoe.moe.features import PairSet, load_pairs
 from hetmoe.moe.guard import market_guard
-from hetmoe.moe.ranking import auc, auc_by_market, bootstrap_delta, macro, ndcg_at_k
 from hetmoe.moe.variants import REPORT_ORDER
 from hetmoe.vectors import check_scores
 
@@ -47,14 +47,37 @@ def model_pairs(model: Any, dataset: Any, splits: list[str], store_root: str | P
                       lexical_store=spec.lexical_store, neighbourhood=wanted, extra_blocks=spec.extra_blocks)
 
 
+ZERO_SHOT = "zero-shot"  # report rows "zero-shot:<expert>": the expert's raw cosine, no training
+
+
 def variant_metrics(scores: np.ndarray, rank_scores: np.ndarray, pairs: PairSet) -> dict[str, Any]:
-    by_market = auc_by_market(scores, pairs.y, pairs.market_names)
+    """AUC (pooled, per market, macro) of ``scores``; MRR, Recall@k and nDCG@k of ``rank_scores`` over all queries
+    (the pooled keys), per market and as the mean over markets (``ranking_macro``)."""
+    names = pairs.market_names
+    by_market = auc_by_market(scores, pairs.y, names)
+    ranking = {str(m): ranking_metrics(rank_scores[names == m], pairs.y[names == m], pairs.label[names == m],
+                                       pairs.qi[names == m]) for m in np.unique(names)}
+    pooled = ranking_metrics(rank_scores, pairs.y, pairs.label, pairs.qi)
     return {
         "auc": auc(scores, pairs.y),
         "auc_macro": macro(by_market),
         "auc_by_market": by_market,
-        "ndcg10": ndcg_at_k(rank_scores, pairs.label, pairs.qi, 10),
+        **pooled,
+        "ranking_by_market": ranking,
+        "ranking_macro": {key: macro({m: v[key] for m, v in ranking.items()}) for key in pooled},
     }
+
+
+def zero_shot(pairs: PairSet, experts: list[str]) -> dict[str, dict[str, Any]]:
+    """Each expert alone, untrained: its raw query-item cosine as the score (the first number a team compares a
+    model with); routed to that one expert."""
+    rows, stats = {}, pairs.stats  # (pairs, experts, statistics); statistic 0 is the raw cosine
+    for expert in experts:
+        cosine = stats[:, pairs.experts.index(expert), 0]
+        result = variant_metrics(cosine, cosine, pairs)
+        result.update(routing_summary(np.ones((pairs.q_market.shape[0], 1)), [expert], experts, pairs))
+        rows[f"{ZERO_SHOT}:{expert}"] = result
+    return rows
 
 
 def routing_summary(dense: np.ndarray, experts: list[str], all_experts: list[str], pairs: PairSet) -> dict[str, Any]:
@@ -117,7 +140,10 @@ def evaluate(
             scores_of[name] = scores
         check_scores(scores_of[name], f"variant {name} on split '{split}'")
         variants[name] = result
-        log.info("%-18s AUC %.4f  macro %.4f  nDCG@10 %.4f", name, result["auc"], result["auc_macro"], result["ndcg10"])
+    variants.update(zero_shot(pairs, moe.experts))
+    for name, result in variants.items():
+        log.info("%-18s AUC %.4f  macro %.4f  MRR %.4f  nDCG@10 %.4f", name, result["auc"], result["auc_macro"],
+                 result["mrr"], result["ndcg10"])
     report: dict[str, Any] = {
         "dataset": str(Path(data_dir).resolve()),
         "split": split,
@@ -155,4 +181,6 @@ def _reads_neighbourhood(model_dir: Path) -> bool:
 
 def _ordered(variants: dict[str, Any]) -> list[str]:
     singles = sorted(n for n in variants if n.startswith("single:"))
-    return [n for n in REPORT_ORDER if n in variants] + singles + [n for n in variants if n not in REPORT_ORDER and n not in singles]
+    cosines = sorted(n for n in variants if n.startswith(f"{ZERO_SHOT}:"))
+    rest = [n for n in variants if n not in REPORT_ORDER and n not in singles and n not in cosines]
+    return [n for n in REPORT_ORDER if n in variants] + singles + rest + cosines

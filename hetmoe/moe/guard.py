@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-from hetmoe.moe.ranking import auc, bootstrap_delta
+from hetmoe.metrics import auc, bootstrap_delta
 
 log = logging.getLogger(__name__)
 GUARD_REPS = 500

@@ -53,6 +53,7 @@ def markdown(report: dict[str, Any]) -> str:
         lines.append(
             f"| {name} | {_fmt(v['auc_macro'])} | {_fmt(v['auc'])} | {per} | {_fmt(v['ndcg10'])} | {v['experts_per_query']:.2f} |"
         )
+    lines += _ranking_table(variants)
     if report.get("k") is not None and report["k"] >= report.get("n_experts", report["k"] + 1):
         lines += [
             "",
@@ -103,6 +104,29 @@ def markdown(report: dict[str, Any]) -> str:
         "",
     ]
     return "\n".join(lines)
+
+
+RANKING_COLUMNS = (("mrr", "MRR"), ("recall10", "Recall@10"), ("recall20", "Recall@20"), ("ndcg5", "nDCG@5"),
+                   ("ndcg10", "nDCG@10"), ("ndcg20", "nDCG@20"))
+
+
+def _ranking_table(variants: dict[str, Any]) -> list[str]:
+    """Search metrics of every variant that has them: mean over queries, the mean over markets in brackets."""
+    rows = {name: v for name, v in variants.items() if "mrr" in v}
+    if not rows:
+        return []
+    lines = ["", "## Search metrics", "",
+             "Each query's judged items ranked by the variant's score: mean over queries (mean over markets in "
+             "brackets). Recall@k: the share of a query's judged relevant items in its top k judged items, not recall "
+             "over the catalog; MRR: 1 / the rank of its first relevant item. `zero-shot:<expert>` ranks by that "
+             "expert's raw cosine, untrained.", "",
+             "| variant | " + " | ".join(label for _, label in RANKING_COLUMNS) + " |",
+             "|---|" + "---|" * len(RANKING_COLUMNS)]
+    for name, v in rows.items():
+        macro = v.get("ranking_macro", {})
+        cells = [f"{_fmt(v[key])} ({_fmt(macro.get(key))})" for key, _ in RANKING_COLUMNS]
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    return lines
 
 
 def chart(report: dict[str, Any], path: Path) -> None:

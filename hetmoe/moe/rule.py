@@ -13,8 +13,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from hetmoe.metrics import auc, macro
 from hetmoe.moe.features import PairSet
-from hetmoe.moe.ranking import auc, macro
 
 
 def expert_market_auc(pairs: PairSet) -> dict[str, dict[str, float]]:

@@ -15,10 +15,10 @@ from typing import Any, Sequence
 import numpy as np
 
 from hetmoe.errors import HetmoeError
+from hetmoe.metrics import auc_by_market, macro
 from hetmoe.moe.features import PairSet
 from hetmoe.moe.infer import MoEModel
 from hetmoe.moe.jobs import Job
-from hetmoe.moe.ranking import auc_by_market, macro
 from hetmoe.moe.routers import router_kind, router_names
 from hetmoe.moe.spec import ModelSpec
 from hetmoe.moe.train import TrainConfig, TrainResult, train_net

@@ -13,8 +13,8 @@ from typing import Any
 
 import numpy as np
 
+from hetmoe.metrics import auc, auc_by_market, macro
 from hetmoe.moe.features import PairSet
-from hetmoe.moe.ranking import auc, auc_by_market, macro
 from hetmoe.moe.routers import router_kind
 from hetmoe.moe.spec import ModelSpec
 

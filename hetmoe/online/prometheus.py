@@ -1,7 +1,7 @@
 """Prometheus text exposition for the service, written by hand to avoid a dependency for four metric families.
 
 Counters and histograms live in one thread-safe registry per process: FastAPI runs sync endpoints in a thread
-pool, so every update takes a lock (cheap next to a request). With ``--workers N`` each worker keeps its own
+pool, so every update takes a lock (cheap next to a request). With ``--http-workers N`` each worker keeps its own
 registry and ``/metrics`` shows the worker that answered.
 """
 from __future__ import annotations

@@ -31,8 +31,10 @@ logger = logging.getLogger(__name__)
 MODEL_ENV = "HETMOE_MODEL"
 API_KEY_ENV = "HETMOE_API_KEY"
 WARM_ENV = "HETMOE_WARM"
-CORES_ENV = "HETMOE_ENCODE_CORES"  # the cores one worker process may give a query (set by --workers N)
-ENDPOINTS = frozenset({"/score", "/search", "/healthz", "/metrics"})
+CORES_ENV = "HETMOE_ENCODE_CORES"  # the cores one worker process may give a query (set by --http-workers N)
+STORE_ENV, DATA_ENV = "HETMOE_STORE", "HETMOE_DATA"  # --store / --data of `hetmoe serve` (empty: the model's own)
+DOCS, OPENAPI = "/docs", "/openapi.json"
+ENDPOINTS = frozenset({"/score", "/search", "/healthz", "/metrics", DOCS, OPENAPI})
 
 
 @dataclass(frozen=True)
@@ -113,11 +115,14 @@ class _Bounds:
 
 
 def create_app(scorer: Scorer, *, api_key: str | None = None, limits: Limits | None = None, metrics: Metrics | None = None) -> FastAPI:
-    """Build the app around a loaded Scorer. With ``api_key`` set, every endpoint but /healthz needs X-API-Key."""
+    """Build the app around a loaded Scorer. With ``api_key`` set, every endpoint but /healthz needs X-API-Key, the
+    OpenAPI schema (/openapi.json) and its browsable page (/docs) included."""
     limits = limits or Limits()
     metrics = metrics or Metrics()
     checks = _Bounds(limits)
-    app = FastAPI(title="hetmoe", version=_version(), docs_url=None, redoc_url=None, openapi_url=None)
+    app = FastAPI(title="hetmoe", version=_version(), docs_url=DOCS, redoc_url=None, openapi_url=OPENAPI,
+                  description="Relevance scores and search over a fitted hetmoe model: POST /score rescores given "
+                  "items for a query, POST /search retrieves and reranks. Errors are JSON {error, field}.")
     app.state.scorer = scorer
     app.state.metrics = metrics
     app.state.limits = limits
@@ -188,13 +193,14 @@ def create_app(scorer: Scorer, *, api_key: str | None = None, limits: Limits | N
 
 
 def app_from_env() -> FastAPI:
-    """uvicorn factory for ``--workers N``: each worker process loads the model named by $HETMOE_MODEL."""
+    """uvicorn factory for ``--http-workers N``: each worker process loads the model named by $HETMOE_MODEL."""
     from hetmoe.online.scorer import Scorer
 
     model = os.environ.get(MODEL_ENV)
     if not model:
         raise HetmoeError(f"${MODEL_ENV} is not set; start the service with 'hetmoe serve --model DIR'")
-    scorer = Scorer.load(model, with_indexes=None, encode_cores=int(os.environ.get(CORES_ENV) or 0) or None)
+    scorer = Scorer.load(model, store_root=os.environ.get(STORE_ENV) or None, data_dir=os.environ.get(DATA_ENV) or None,
+                         with_indexes=None, encode_cores=int(os.environ.get(CORES_ENV) or 0) or None)
     if os.environ.get(WARM_ENV):
         scorer.warm()
     return create_app(scorer, api_key=os.environ.get(API_KEY_ENV) or None)

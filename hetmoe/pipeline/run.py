@@ -1,7 +1,8 @@
 """The whole pipeline in one call: dataset -> embed every expert -> index -> fit -> eval -> diagnose.
 
 ``hetmoe demo`` runs it on a freshly generated demo catalog; ``hetmoe run`` on any dataset folder. Every stage is
-resumable and skips work whose inputs are unchanged, so a second run costs seconds.
+resumable and skips work whose inputs are unchanged, so a second run costs seconds. The dataset is validated once,
+here, and the checked :class:`~hetmoe.data.dataset.Dataset` is what every stage receives.
 """
 from __future__ import annotations
 
@@ -11,68 +12,89 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from hetmoe.errors import HetmoeError
+from hetmoe.pipeline.config import FitOptions, RunConfig
 
 if TYPE_CHECKING:
     from hetmoe.data.dataset import Dataset
     from hetmoe.experts.card import ExpertCard
 
+RUN_CONFIG = "run.toml"  # kept in the model folder: what was run, loadable by `hetmoe run --config`
 
-def report_split(dataset: Dataset) -> str:
-    """Report on ``test`` when the dataset has it, else on ``valid`` (training then never sees valid)."""
-    for split in ("test", "valid"):
-        if dataset.has_split(split):
-            return split
+
+def report_split(dataset: Dataset, split: str | None = None) -> str:
+    """``split`` if given, else ``test`` when the dataset has it, else ``valid`` (training then never sees valid):
+    the rule ``eval``, ``fit-head`` and ``run`` share."""
+    if split is not None:
+        if not dataset.has_split(split):
+            raise HetmoeError(f"{dataset.root}: no '{split}' judgments; choose one of the splits it has")
+        return split
+    for name in ("test", "valid"):
+        if dataset.has_split(name):
+            return name
     raise HetmoeError(f"{dataset.root}: judgments have neither a 'test' nor a 'valid' split; add one to evaluate on")
 
 
-def run_pipeline(
-    data_dir: Path,
-    out: Path,
-    experts: list[str] | None = None,
-    cards: Path | None = None,
-    k: int = 2,
-    seed: int = 0,
-    router_expert: str | None = None,
-    lexical: str | None = "lexical",
-    workers: int = 0,
-) -> dict:
-    """Embed, index, fit and evaluate ``data_dir`` into ``out/{stores,model,report}``; returns the report dict.
+def fit_model(dataset: Dataset, store: Path, out: Path, options: FitOptions, cards: Path | None = None) -> Path:
+    """Train the MoE and the baselines with ``options`` (experts and router expert resolved from ``cards``)."""
+    from hetmoe.moe.fit import fit
+    from hetmoe.moe.train import TrainConfig
+    from hetmoe.store.layout import expert_dir
 
-    ``router_expert``: default the cards file's ``[defaults] router_expert``; ``lexical``: the lexical expert's card,
-    fitted on the catalog and fed to every head (None: embeddings only); ``workers``: training processes (0: one per core)."""
+    options = options.with_defaults(cards)
+    lexical = options.lexical_store
+    experts = list(options.experts or ())
+    if lexical and not expert_dir(store, lexical).is_dir() and all(expert_dir(store, e).is_dir() for e in experts):
+        raise HetmoeError(f"no lexical store '{lexical}' under {store}; fit it with 'hetmoe embed -e {lexical} --data "
+                          f"{dataset.root} --store {store}', or leave the lexical expert out with --lexical none")
+    variants = options.variants if options.variants == "all" else [
+        v for v in options.variants.split(",") if v and v != "none"]
+    return fit(dataset, store, out, experts, k=options.k, seed=options.seed, variants=variants,
+               eval_split=report_split(dataset, options.split), router_expert=options.router_expert,
+               stack=options.stack, workers=options.train_workers,
+               spec_overrides={"lexical_store": lexical} if lexical else None,
+               item_neighbourhood=options.item_neighbourhood, router_features=options.router_features,
+               routers=[r for r in options.routers.split(",") if r] or None, transfer=options.transfer_head,
+               train_config=TrainConfig(market_power=options.market_power))
+
+
+def run_pipeline(config: RunConfig) -> dict:
+    """Embed, index, fit and evaluate ``config.data`` into ``config.out/{stores,model,report}``; returns the report.
+
+    The run is recorded as ``model/run.toml`` (every option spelled out), so ``hetmoe run --config`` repeats it."""
     from hetmoe.data.validate import check_dataset
     from hetmoe.diagnose.run import diagnose
-    from hetmoe.experts.card import default_experts, default_router_expert, get_card
+    from hetmoe.experts.card import get_card
+    from hetmoe.files import write_text_atomic
     from hetmoe.moe.evaluate import evaluate
-    from hetmoe.moe.fit import fit
     from hetmoe.store.embed import embed_dataset
     from hetmoe.store.index import build_index
 
-    dataset = check_dataset(data_dir)
-    experts = list(dict.fromkeys(experts or default_experts(cards)))
-    router_expert = router_expert or default_router_expert(cards)
-    used = _check_arguments(experts, router_expert, k, cards)
-    lexical_card = get_card(lexical, cards) if lexical else None  # checked before any work, like the others
+    dataset = check_dataset(config.data)
+    options = config.fit.with_defaults(config.cards)
+    used = _check_arguments(list(options.experts or ()), options.router_expert or "", options.k, config.cards)
+    lexical = options.lexical_store
+    lexical_card = get_card(lexical, config.cards) if lexical else None  # checked before any work, like the others
+    split = report_split(dataset, options.split)
+    out = config.out
     store, model, report = out / "stores", out / "model", out / "report"
     timings: dict[str, float] = {}
     for name, card in used.items():  # the router reads the cheap expert's query vectors
         start = time.perf_counter()
-        embed_dataset(data_dir, card, store)
+        embed_dataset(dataset, card, store)
         build_index(store, name)
         timings[f"embed+index:{name}"] = time.perf_counter() - start
     if lexical:
         from hetmoe.lexical.store import fit_lexical_store
 
         start = time.perf_counter()
-        fit_lexical_store(data_dir, store, name=lexical, card=lexical_card)
+        fit_lexical_store(dataset, store, name=lexical, card=lexical_card)
         timings[f"fit:{lexical}"] = time.perf_counter() - start
-    split = report_split(dataset)
     start = time.perf_counter()
-    fit(data_dir, store, model, experts, k=k, seed=seed, eval_split=split, router_expert=router_expert,
-        spec_overrides={"lexical_store": lexical} if lexical else None, workers=workers)
+    fit_model(dataset, store, model, options, config.cards)
+    write_text_atomic(model / RUN_CONFIG, RunConfig(config.data, out, config.cards, options).to_toml(model))
     timings["fit"] = time.perf_counter() - start
     start = time.perf_counter()
-    result = evaluate(model, data_dir, split, report, store_root=store)
+    result = evaluate(model, dataset, split, report, store_root=store)
     geometry = diagnose(store, report / "diagnose", model_dir=model)
     _link_diagnosis(report, geometry)
     timings["eval+diagnose"] = time.perf_counter() - start

@@ -110,8 +110,8 @@ def embed_dataset_ray(
     from tqdm import tqdm
 
     began, pool = time.perf_counter(), pool or PoolSpec()
+    inputs = read_inputs(data_dir)  # a checked Dataset is not read again
     data_dir, folder = Path(data_dir), expert_dir(store_root, card.name)
-    inputs = read_inputs(data_dir)
     chunk_size = resolve_chunk_size(folder, card, chunk_size)
     identity = new_manifest(card, inputs, chunk_size, data_dir)
     manifest = existing_manifest(folder, identity, overwrite)

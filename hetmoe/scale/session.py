@@ -36,7 +36,7 @@ class PoolSpec:
 
     def __post_init__(self) -> None:
         if self.workers is not None and self.workers < 1:
-            raise HetmoeError(f"--workers {self.workers}: need at least 1 Ray worker")
+            raise HetmoeError(f"--ray-workers {self.workers}: need at least 1 Ray worker")
         if self.cpus_per_worker <= 0 or self.gpus_per_worker < 0 or self.retries < 0:
             raise HetmoeError("--cpus-per-worker must be > 0, --gpus-per-worker and retries >= 0")
 

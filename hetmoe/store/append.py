@@ -66,10 +66,10 @@ def append_dataset(data_dir: str | Path, card: ExpertCard, store_root: str | Pat
         return {**embed_dataset(data_dir, card, store_root, chunk_size=chunk_size, encoder=encoder, progress=progress,
                                 wait=wait), "appended": {}}
     with embed_lock(folder, (0, 1), wait=wait), disk_errors(folder):  # the lock of an unsharded embed: never both
-        return _append_locked(Path(data_dir), card, folder, chunk_size, encoder, progress)
+        return _append_locked(data_dir, card, folder, chunk_size, encoder, progress)
 
 
-def _append_locked(data_dir: Path, card: ExpertCard, folder: Path, chunk_size: int | None, encoder: Encoder | None,
+def _append_locked(data_dir: str | Path, card: ExpertCard, folder: Path, chunk_size: int | None, encoder: Encoder | None,
                    progress: bool) -> dict[str, Any]:
     """:func:`append_dataset` once this process holds the store's lock."""
     began = time.perf_counter()
@@ -93,7 +93,7 @@ def _append_locked(data_dir: Path, card: ExpertCard, folder: Path, chunk_size: i
     if not core:
         log.info("%s: the dataset adds no items or queries; nothing to append", folder)
         return {**summary, "seconds": round(time.perf_counter() - began, 3)}
-    plan = pending or {"id": plan_id, "data": str(data_dir.resolve()),
+    plan = pending or {"id": plan_id, "data": str(Path(data_dir).resolve()),
                        "parts": {p: {**s, "tail": _tail(folder / f"{p}.zarr", s, manifest)} for p, s in core.items()}}
     if pending is None:
         write_json_atomic(folder / APPEND_PLAN, plan)

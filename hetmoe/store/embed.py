@@ -213,10 +213,10 @@ def _embed_locked(data_dir: str | Path, card: ExpertCard, store_root: str | Path
                   overwrite: bool, chunk_size: int | None, encoder: Encoder | None, progress: bool) -> dict[str, Any]:
     """:func:`embed_dataset` once this process holds the store's lock."""
     began = time.perf_counter()
+    inputs = read_inputs(data_dir)  # before the folder becomes a plain path: a checked Dataset is not read again
     data_dir, shard = Path(data_dir), shard or (0, 1)
     parse_shard(f"{shard[0]}/{shard[1]}")
     folder = expert_dir(store_root, card.name)
-    inputs = read_inputs(data_dir)
     chunk_size = resolve_chunk_size(folder, card, chunk_size)
     identity = new_manifest(card, inputs, chunk_size, data_dir)
     manifest = existing_manifest(folder, identity, overwrite)

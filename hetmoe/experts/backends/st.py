@@ -27,17 +27,31 @@ log = logging.getLogger(__name__)
 
 
 def resolve_device(card: ExpertCard) -> str:
-    """``auto`` -> cuda when available else cpu; a forced ``cuda`` without a GPU is a user error."""
+    """``auto`` -> cuda when available else cpu; ``cuda`` / ``cuda:N`` without that GPU is a user error."""
     import torch
 
     if card.runtime != "torch":
-        return "cpu"  # ONNX Runtime runs here on the CPU (the card refuses device = "cuda" with it)
-    has_cuda = torch.cuda.is_available()
-    if card.device == "cuda" and not has_cuda:
-        raise HetmoeError(f"expert {card.name!r}: device = \"cuda\" but no CUDA GPU is visible; set device = \"auto\"")
+        return "cpu"  # ONNX Runtime runs here on the CPU (the card refuses a cuda device with it)
+    gpus = torch.cuda.device_count() if torch.cuda.is_available() else 0
     if card.device == "auto":
-        return "cuda" if has_cuda else "cpu"
+        return "cuda" if gpus else "cpu"
+    index = int(card.device.partition(":")[2] or 0) if card.device.startswith("cuda") else None
+    if index is not None and index >= gpus:
+        raise HetmoeError(f"expert {card.name!r}: device = \"{card.device}\" but {gpus} CUDA GPU(s) are visible; "
+                          "set device = \"auto\" or a visible cuda:N")
     return card.device
+
+
+def resolve_dtype(card: ExpertCard, device: str) -> str:
+    """The precision the model runs in: float32 on CPU; the card's dtype on CUDA, ``auto`` being bfloat16 where the
+    GPU supports it (float16's range overflows in some models, EmbeddingGemma's activations among them), else float32."""
+    if not device.startswith("cuda"):
+        return "float32"
+    if card.dtype != "auto":
+        return card.dtype
+    import torch
+
+    return "bfloat16" if torch.cuda.is_bf16_supported() else "float32"
 
 
 def _load(card: ExpertCard, path: Path, device: str) -> Any:
@@ -47,6 +61,9 @@ def _load(card: ExpertCard, path: Path, device: str) -> Any:
 
     if (path / "modules.json").is_file():
         model = SentenceTransformer(str(path), device=device, local_files_only=True)
+    elif path.is_dir() and not (path / "config.json").is_file():
+        raise HetmoeError(f"expert {card.name!r}: {path} holds no model (neither a sentence-transformers "
+                          "modules.json nor a transformers config.json); point model at the model's folder")
     else:
         if card.pooling is None:
             raise HetmoeError(
@@ -117,10 +134,11 @@ class SentenceTransformerEncoder(Encoder):
     def __init__(self, card: ExpertCard) -> None:
         self.check_card(card)
         model, device = load_model(card)
-        if device == "cuda":
+        dtype = resolve_dtype(card, device)
+        if dtype != "float32":
             import torch
 
-            model.to(getattr(torch, card.dtype))
+            model.to(getattr(torch, dtype))
         model.eval()
         self._model = model
         self.device = device
@@ -130,8 +148,8 @@ class SentenceTransformerEncoder(Encoder):
 
             attach(card, model, lambda: self.call_threads() or cpu_threads(card))
         packed = pack_linears(model) if device == "cpu" and card.runtime == "torch" else 0
-        log.info("expert %s: %s on %s (%s, %s, %d linear layers on oneDNN)", card.name, card.model, device,
-                 card.dtype if device == "cuda" else "float32", card.runtime, packed)
+        log.info("expert %s: %s on %s (%s, %s, %d linear layers on oneDNN)", card.name, card.model, device, dtype,
+                 card.runtime, packed)
 
     def _encode(self, texts: list[str], kind: Kind) -> np.ndarray:
         prompt, prompt_name = self.card.prompt(kind)

@@ -6,6 +6,8 @@ from typing import Any, Optional
 
 import typer
 
+from hetmoe.commands.options import SEED, STORE, example, experts_option
+
 
 def _summary(result: dict[str, Any]) -> None:
     """One rich table per section on stdout; the full numbers are in diagnose.json."""
@@ -32,22 +34,22 @@ def _summary(result: dict[str, Any]) -> None:
 
 
 def diagnose_command(
-    store: Path = typer.Option(..., "--store", help="Store root holding <expert>/items.zarr (from 'hetmoe embed')."),
-    model: Optional[Path] = typer.Option(None, "--model", help="Trained net model: fuse its item projections instead of raw vectors."),
+    store: Path = STORE,
+    model: Optional[Path] = typer.Option(None, "--model", "-m", help="Trained net model: fuse its item projections instead of raw vectors."),
     sample: int = typer.Option(5000, "--sample", min=3, help="Items sampled (the same ids for every expert)."),
     out: Optional[Path] = typer.Option(None, "--out", help="Output folder (default: a diagnose/ folder next to STORE)."),
-    expert: Optional[list[str]] = typer.Option(None, "--expert", "-e", help="Only these experts (repeatable; default: every expert in STORE, or the model's experts)."),
-    k: int = typer.Option(10, "--k", min=1, help="Neighbours per item for the kNN overlaps."),
-    seed: int = typer.Option(0, "--seed", help="Seed of the item sample."),
+    expert: Optional[list[str]] = experts_option("the model's experts, else every expert in STORE"),
+    neighbours: int = typer.Option(10, "--neighbours", min=1, help="Neighbours per item for the kNN overlaps."),
+    seed: int = SEED,
 ) -> None:
     """Report per-expert anisotropy, CKA / kNN overlap between experts, and average-vs-concat fusion geometry."""
     from hetmoe.diagnose.run import diagnose
 
     out_dir = out if out is not None else store.resolve().parent / "diagnose"
-    result = diagnose(store, out_dir, model_dir=model, sample=sample, seed=seed, experts=expert or None, k=k)
+    result = diagnose(store, out_dir, model_dir=model, sample=sample, seed=seed, experts=expert or None, k=neighbours)
     _summary(result)
     typer.echo(f"wrote {', '.join(result['files'])} to {out_dir}")
 
 
 def register(app: typer.Typer) -> None:
-    app.command("diagnose")(diagnose_command)
+    app.command("diagnose", epilog=example("hetmoe diagnose --store stores --model stores/model"))(diagnose_command)

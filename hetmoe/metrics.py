@@ -1,4 +1,10 @@
-"""Ranking metrics, vectorised: AUC by ranks (pooled, per market, macro), nDCG@10, bootstrap CIs over queries.
+"""Ranking metrics, vectorised: AUC by ranks (pooled, per market, macro), nDCG@k, MRR, Recall@k, bootstrap CIs
+over queries.
+
+The ranking metrics rank each query's *judged* items by score: they measure reranking quality. Recall@k is the share
+of a query's judged relevant items that rank in its top k among its judged items (not recall over the catalog, whose
+unjudged items are unknown); MRR is the mean of 1 / the rank of the first relevant judged item. Queries without a
+relevant judged item are left out of both (their value is undefined), as queries with an ideal DCG of 0 are of nDCG.
 
 Why bootstrap by weights: resampling queries with replacement only changes how often each pair counts, never the
 order of scores, so the scores are sorted once and every replicate is a weighted cumulative sum (1000 replicates of
@@ -67,6 +73,54 @@ def ndcg_per_query(scores: np.ndarray, gains: np.ndarray, groups: np.ndarray, k:
     ideal = dcg(np.lexsort((-gains, g)))
     with np.errstate(invalid="ignore", divide="ignore"):
         return np.where(ideal > 0, actual / np.where(ideal > 0, ideal, 1.0), np.nan)
+
+
+RANK_CUTOFFS = (5, 10, 20)  # nDCG@k
+RECALL_CUTOFFS = (10, 20)  # Recall@k
+
+
+def _ranks(scores: np.ndarray, groups: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(0-based rank of each pair within its group by descending score, group index of each pair); ties keep input
+    order, as nDCG's sort does."""
+    _, g = np.unique(groups, return_inverse=True)
+    order = np.lexsort((-np.asarray(scores, dtype=np.float64), g))
+    gs = g[order]
+    first = np.r_[0, np.flatnonzero(gs[1:] != gs[:-1]) + 1] if gs.size else np.zeros(0, np.int64)
+    sizes = np.diff(np.r_[first, gs.size])
+    rank = np.empty(gs.size, np.int64)
+    rank[order] = np.arange(gs.size) - np.repeat(first, sizes)
+    return rank, g
+
+
+def mrr(scores: np.ndarray, relevant: np.ndarray, groups: np.ndarray) -> float:
+    """Mean reciprocal rank of the first relevant judged item, over queries with one (NaN if none has)."""
+    rank, g = _ranks(scores, groups)
+    hit = np.asarray(relevant) > 0
+    if not hit.any():
+        return float("nan")
+    best = np.full(g.max() + 1, np.iinfo(np.int64).max)
+    np.minimum.at(best, g[hit], rank[hit])
+    found = best < np.iinfo(np.int64).max
+    return float(np.mean(1.0 / (best[found] + 1.0)))
+
+
+def recall_at_k(scores: np.ndarray, relevant: np.ndarray, groups: np.ndarray, k: int = 10) -> float:
+    """Mean over queries with a relevant judged item of the share of those items ranked in the top k of its judged
+    items (NaN if no query has one)."""
+    rank, g = _ranks(scores, groups)
+    hit = np.asarray(relevant) > 0
+    total = np.bincount(g[hit], minlength=g.max() + 1 if g.size else 0)
+    top = np.bincount(g[hit & (rank < k)], minlength=total.size)
+    judged = total > 0
+    return float(np.mean(top[judged] / total[judged])) if judged.any() else float("nan")
+
+
+def ranking_metrics(scores: np.ndarray, relevant: np.ndarray, gains: np.ndarray, groups: np.ndarray) -> dict[str, float]:
+    """MRR, Recall@10/20 and nDCG@5/10/20 of one set of queries (see the module docstring for their definitions)."""
+    out = {"mrr": mrr(scores, relevant, groups)}
+    out.update({f"recall{k}": recall_at_k(scores, relevant, groups, k) for k in RECALL_CUTOFFS})
+    out.update({f"ndcg{k}": ndcg_at_k(scores, gains, groups, k) for k in RANK_CUTOFFS})
+    return out
 
 
 def bootstrap_delta(

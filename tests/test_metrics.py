@@ -1,4 +1,5 @@
-"""Evaluation metrics: AUC against sklearn, nDCG@10 on a hand-computed case, bootstrap CIs around the estimate."""
+"""Evaluation metrics: AUC against sklearn, nDCG@10 on a hand-computed case, MRR and Recall@k against a per-query
+loop, bootstrap CIs around the estimate."""
 from __future__ import annotations
 
 import math
@@ -6,7 +7,8 @@ import math
 import numpy as np
 from sklearn.metrics import roc_auc_score
 
-from hetmoe.moe.ranking import auc, auc_by_market, bootstrap_delta, macro, ndcg_at_k, weighted_auc
+from hetmoe.metrics import (auc, auc_by_market, bootstrap_delta, macro, mrr, ndcg_at_k, ranking_metrics, recall_at_k,
+                            weighted_auc)
 
 
 def test_auc_matches_sklearn_with_ties() -> None:
@@ -72,3 +74,40 @@ def test_bootstrap_ci_brackets_point_estimate() -> None:
     assert out["ci95"][0] > 0  # a real improvement: the interval excludes 0
     same = bootstrap_delta(base, base, y, groups, markets, reps=50, seed=0)
     assert same["ci95"] == [0.0, 0.0]
+
+
+def _by_query(scores: np.ndarray, relevant: np.ndarray, groups: np.ndarray, k: int) -> tuple[float, float]:
+    """MRR and Recall@k the slow way: one query at a time, its judged items sorted by score (stable)."""
+    ranks, recalls = [], []
+    for g in dict.fromkeys(groups.tolist()):
+        sel = np.flatnonzero(groups == g)
+        order = sel[np.argsort(-scores[sel], kind="stable")]
+        hits = relevant[order] > 0
+        if hits.any():
+            ranks.append(1.0 / (np.argmax(hits) + 1))
+            recalls.append(hits[:k].sum() / hits.sum())
+    return float(np.mean(ranks)), float(np.mean(recalls))
+
+
+def test_mrr_and_recall_match_a_per_query_loop() -> None:
+    rng = np.random.default_rng(5)
+    groups = np.sort(rng.integers(0, 60, size=1500))
+    relevant = (rng.random(1500) < 0.15).astype(int)
+    scores = np.round(rng.normal(size=1500) + relevant, 1)  # ties, broken by input order as in nDCG
+    for k in (1, 10, 20):
+        slow_mrr, slow_recall = _by_query(scores, relevant, groups, k)
+        assert abs(mrr(scores, relevant, groups) - slow_mrr) < 1e-12
+        assert abs(recall_at_k(scores, relevant, groups, k) - slow_recall) < 1e-12
+
+
+def test_ranking_metrics_by_hand() -> None:
+    # query 0: relevant items ranked 2nd and 3rd of 3; query 1: its only relevant item first; query 2: none relevant.
+    scores = np.array([0.9, 0.5, 0.1, 0.8, 0.2, 0.3, 0.4])
+    relevant = np.array([0, 1, 1, 1, 0, 0, 0])
+    groups = np.array([0, 0, 0, 1, 1, 2, 2])
+    out = ranking_metrics(scores, relevant, relevant.astype(float), groups)
+    assert out["mrr"] == (1 / 2 + 1) / 2  # query 2 has no relevant item: left out
+    assert recall_at_k(scores, relevant, groups, 1) == (0 + 1) / 2 and recall_at_k(scores, relevant, groups, 2) == (0.5 + 1) / 2
+    assert out["recall10"] == out["recall20"] == 1.0
+    assert set(out) == {"mrr", "recall10", "recall20", "ndcg5", "ndcg10", "ndcg20"}
+    assert math.isnan(mrr(scores, np.zeros(7), groups)) and math.isnan(recall_at_k(scores, np.zeros(7), groups))

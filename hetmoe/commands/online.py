@@ -10,6 +10,7 @@ from pathlib import Path
 
 import typer
 
+from hetmoe.commands.options import MODEL, MODEL_DATA, MODEL_STORE, example
 from hetmoe.errors import HetmoeError
 
 logger = logging.getLogger(__name__)
@@ -47,25 +48,32 @@ def check_port(host: str, port: int) -> None:
 
 
 def register(app: typer.Typer) -> None:
-    @app.command("serve")
+    @app.command("serve", epilog=example(
+        "hetmoe serve --model stores/demo/model",
+        "hetmoe serve --model /srv/m/model --store /srv/m/stores --host 0.0.0.0 --api-key $KEY --http-workers 4"))
     def serve(
-        model: Path = typer.Option(Path("stores/demo/model"), "--model", "-m", help="Model folder written by 'hetmoe fit-head' or 'hetmoe demo'."),
+        model: Path = MODEL,
+        store: Path = MODEL_STORE,
+        data: Path = MODEL_DATA,
         host: str = typer.Option("127.0.0.1", help="Address to bind; anything but loopback needs an API key."),
         port: int = typer.Option(8000, min=1, max=65535, help="TCP port."),
-        workers: int = typer.Option(1, min=1, max=64, help="Worker processes; each loads its own copy of the model."),
+        http_workers: int = typer.Option(1, "--http-workers", min=1, max=64, help="HTTP worker processes; each loads "
+                                         "its own copy of the model."),
         api_key: str = typer.Option(None, "--api-key", envvar="HETMOE_API_KEY", show_envvar=True,
                                     help="Require this key in the X-API-Key header (all endpoints but /healthz)."),
         warm: bool = typer.Option(False, "--warm/--lazy", help="Load every expert's encoder before serving (default: on first use)."),
     ) -> None:
-        """Serve POST /score, POST /search, GET /healthz and GET /metrics for MODEL (schemas: README, "Serving").
+        """Serve POST /score, POST /search, GET /healthz, GET /metrics and the OpenAPI docs (/docs, /openapi.json)
+        for MODEL.
 
         Binding a non-loopback host without an API key is refused: the service would be open to the network. Without
-        FAISS indexes ('hetmoe index') /score works and /search answers 503.
+        FAISS indexes ('hetmoe index') /score works and /search answers 503. A model copied to another machine with
+        its stores is served from there: it records them relative to its own folder (or pass --store / --data).
         """
         import uvicorn
 
         from hetmoe.online.encoding import available_cores
-        from hetmoe.online.service import API_KEY_ENV, CORES_ENV, MODEL_ENV, WARM_ENV, create_app
+        from hetmoe.online.service import API_KEY_ENV, CORES_ENV, DATA_ENV, MODEL_ENV, STORE_ENV, WARM_ENV, create_app
 
         if not is_loopback(host) and not api_key:
             raise HetmoeError(
@@ -75,11 +83,12 @@ def register(app: typer.Typer) -> None:
             raise HetmoeError(f"{model}: no fitted model here (config.json missing); fit one with 'hetmoe fit-head' "
                               "or 'hetmoe demo'")
         check_port(host, port)  # before the model loads, which takes a while
-        logger.info("serving %s on http://%s:%d with %d worker(s)%s", model, host, port, workers, ", API key required" if api_key else "")
-        if workers == 1:
+        logger.info("serving %s on http://%s:%d with %d worker(s)%s", model, host, port, http_workers,
+                    ", API key required" if api_key else "")
+        if http_workers == 1:
             from hetmoe.online.scorer import Scorer
 
-            scorer = Scorer.load(model, with_indexes=None)
+            scorer = Scorer.load(model, store_root=store, data_dir=data, with_indexes=None)
             if warm:
                 scorer.warm()
             app = create_app(scorer, api_key=api_key)
@@ -89,9 +98,11 @@ def register(app: typer.Typer) -> None:
         # A worker loading an encoder can hold the GIL for seconds (more on a loaded machine); uvicorn's default 5 s
         # health-check would kill it mid-request, hence the longer limit.
         os.environ[MODEL_ENV] = str(model.resolve())
+        for env, path in ((STORE_ENV, store), (DATA_ENV, data)):
+            os.environ[env] = str(path.resolve()) if path is not None else ""
         if api_key:
             os.environ[API_KEY_ENV] = api_key
         os.environ[WARM_ENV] = "1" if warm else ""
-        os.environ[CORES_ENV] = str(max(1, available_cores() // workers))  # workers share the machine's cores
-        uvicorn.run("hetmoe.online.service:app_from_env", factory=True, host=host, port=port, workers=workers,
+        os.environ[CORES_ENV] = str(max(1, available_cores() // http_workers))  # workers share the machine's cores
+        uvicorn.run("hetmoe.online.service:app_from_env", factory=True, host=host, port=port, workers=http_workers,
                     log_level="warning", access_log=False, timeout_worker_healthcheck=WORKER_HEALTHCHECK_S)
