@@ -93,6 +93,9 @@ FIT_OPTIONS: list[inspect.Parameter] = [
     _param("market_power", float, typer.Option(
         FIT.market_power, "--market-power", min=0.0, max=1.0, help="How markets weigh in the loss: a market's share "
         "grows as (its judged pairs) ** this; 0 = every market the same, 1 = every pair the same.")),
+    _param("blocks", list[str], typer.Option(
+        None, "--block", help="Another feature block for the stacked head and LightGBM, by name (repeat, or "
+        "comma-separate; e.g. reference_tail); each module of hetmoe/pairs/blocks is one.")),
 ]
 
 
@@ -101,6 +104,7 @@ def fit_options(values: dict[str, Any]) -> FitOptions:
     given = {p.name: values[p.name] for p in FIT_OPTIONS if p.name in values}
     if given.get("experts") is not None:
         given["experts"] = tuple(given["experts"])
+    given["blocks"] = tuple(b.strip() for v in given.get("blocks") or () for b in v.split(",") if b.strip())
     return FitOptions(**given)
 
 

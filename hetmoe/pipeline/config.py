@@ -38,6 +38,7 @@ class FitOptions:
     item_neighbourhood: bool = True
     transfer_head: bool = True
     market_power: float = MARKET_POWER
+    blocks: tuple[str, ...] = ()  # more feature blocks the tree heads read (hetmoe.pairs.blocks), by name
 
     def __post_init__(self) -> None:
         for f in fields(self):
@@ -64,7 +65,7 @@ _KINDS: dict[str, tuple[tuple[type, ...], str]] = {
     "experts": _NAMES, "k": _INT, "seed": _INT, "split": _OPT_STR, "router_expert": _OPT_STR,
     "lexical": ((str,), "a string"), "train_workers": _INT, "stack": _BOOL, "variants": ((str,), "a string"),
     "routers": ((str,), "a string"), "router_features": _BOOL, "item_neighbourhood": _BOOL, "transfer_head": _BOOL,
-    "market_power": ((float, int), "a number"),
+    "market_power": ((float, int), "a number"), "blocks": ((tuple,), "a list of names"),
 }
 
 

@@ -51,7 +51,7 @@ def fit_model(dataset: Dataset, store: Path, out: Path, options: FitOptions, car
     return fit(dataset, store, out, experts, k=options.k, seed=options.seed, variants=variants,
                eval_split=report_split(dataset, options.split), router_expert=options.router_expert,
                stack=options.stack, workers=options.train_workers,
-               spec_overrides={"lexical_store": lexical} if lexical else None,
+               spec_overrides={**({"lexical_store": lexical} if lexical else {}), "extra_blocks": list(options.blocks)},
                item_neighbourhood=options.item_neighbourhood, router_features=options.router_features,
                routers=[r for r in options.routers.split(",") if r] or None, transfer=options.transfer_head,
                train_config=TrainConfig(market_power=options.market_power))
