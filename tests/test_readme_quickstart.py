@@ -24,7 +24,7 @@ from hetmoe.cli import app
 from hetmoe.online.scorer import Scorer
 from hetmoe.online.service import create_app
 
-DOC = Path(__file__).resolve().parents[1] / "docs" / "README.draft.md"
+DOC = Path(__file__).resolve().parents[1] / "README.md"
 WORDS = "cordless drill battery lamp led ceiling sofa chair steel hammer brush paint hose garden kettle".split()
 
 
