@@ -84,6 +84,21 @@ def test_an_indexed_market_finds_nearly_every_true_neighbour_and_builds_the_same
         "nd,nkd->nk", units, units[np.maximum(approx.table.rows, 0)])[found], atol=1e-6)
 
 
+def test_searching_a_big_market_cell_by_cell_gives_the_same_table(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The table's searches run in k-means cell order for cache reuse; each search is independent of the others, so
+    the table is the one plain order gives, bit for bit."""
+    monkeypatch.setattr(market_module, "EXACT_MAX", 500)
+    units = _clustered(3000)
+    monkeypatch.setattr(market_module, "ORDER_MIN", 10**9)
+    plain = _index(units)
+    monkeypatch.setattr(market_module, "ORDER_MIN", 1000)
+    monkeypatch.setattr(market_module, "ORDER_CELLS", 16)
+    ordered = _index(units)
+    np.testing.assert_array_equal(ordered.table.rows, plain.table.rows)
+    np.testing.assert_array_equal(ordered.table.cosines, plain.table.cosines)
+    np.testing.assert_array_equal(ordered.table.centres, plain.table.centres)
+
+
 @pytest.mark.parametrize("exact_max", [20_000, 500])
 def test_a_query_searched_alone_gets_the_bits_it_gets_among_many(monkeypatch: pytest.MonkeyPatch, exact_max: int) -> None:
     monkeypatch.setattr(market_module, "EXACT_MAX", exact_max)

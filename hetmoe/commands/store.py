@@ -134,5 +134,5 @@ def register(app: typer.Typer) -> None:
         names = default_set(experts, cards)
         catalog, _ = dataset_catalog(check_dataset(data), store, names)
         context = FeatureContext(catalog, store)
-        context.prepare(names, {"neighbours"})
+        context.prepare(names, {"reference"})  # every market's index and table; the catalog-wide view is for scoring
         typer.echo(json.dumps(context.index_summary()))
