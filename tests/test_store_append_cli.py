@@ -69,8 +69,8 @@ def test_cli_append_then_a_reloaded_scorer_finds_the_new_items(tmp_path: Path) -
 
 
 def test_a_model_with_the_lexical_expert_and_neighbourhoods_serves_a_days_new_items(tmp_path: Path) -> None:
-    """The whole append path: items embedded, the lexical expert grown (fitted statistics kept, old items' features
-    unchanged), the market indexes grown; the model fitted before serves the new items."""
+    """The whole append path: items embedded and the market indexes grown by them, the lexical expert grown (fitted
+    statistics kept, old items' features unchanged); the model fitted before serves the new items."""
     from hetmoe.lexical.store import fit_lexical_store, open_lexical
 
     base = generate_demo(tmp_path / "base", items_per_market=40, queries_per_market=12, seed=0, markets=["TH", "ID"])
@@ -90,7 +90,9 @@ def test_a_model_with_the_lexical_expert_and_neighbourhoods_serves_a_days_new_it
     old_rows = before.rows(ds.items["item_id"].to_list())
     old = before.features(["kaos zorblax"], old_rows, np.zeros(old_rows.size, np.int64))
 
-    _run("embed", "-e", EXPERT, "--data", str(grown), "--store", store, "--append")
+    grew = _run("embed", "-e", EXPERT, "--data", str(grown), "--store", store, "--append")["neighbours"]
+    assert {k: v["items"] for k, v in grew.items()} == {f"{EXPERT}/ID": 70, f"{EXPERT}/TH": 70}  # its indexes grew
+    assert all("append_seconds" in v for v in grew.values())
     with pytest.raises(HetmoeError, match="items appended after it was fitted"):
         Scorer.load(model, data_dir=grown, encoders={EXPERT: encoder}, with_indexes=False)
     assert _run("embed", "-e", "lexical", "--data", str(grown), "--store", store, "--append")["items_added"] == 60
@@ -99,7 +101,6 @@ def test_a_model_with_the_lexical_expert_and_neighbourhoods_serves_a_days_new_it
     new_rows = after.rows(new_items["item_id"].to_list())
     coverage = after.features(["zorblax"], new_rows, np.zeros(new_rows.size, np.int64))[:, after.feature_names.index("query_coverage")]
     assert (coverage == 1.0).all()  # the new brand matches the new items at once
-    _run("neighbours", "-e", EXPERT, "--data", str(grown), "--store", store)
     scorer = Scorer.load(model, data_dir=grown, encoders={EXPERT: encoder}, with_indexes=False)  # fitted before
     new_id, title, market = new_items.select("item_id", "title", "market").row(0)
     result = scorer.score(title, [new_id], market)

@@ -35,11 +35,17 @@ def _embed_one(card: ExpertCard, data: object, store: Path, shard: tuple[int, in
             return append_lexical_store(data, store, name=card.name)
         return fit_lexical_store(data, store, name=card.name, overwrite=overwrite, card=card, progress=True)
     if append:
+        from hetmoe.pairs.catalog import index_markets
         from hetmoe.store.append import append_dataset
+        from hetmoe.store.layout import expert_dir
+        from hetmoe.store.neighbourhood import NEIGHBOURS_DIR
 
         if overwrite or shard is not None or engine != "local":
             raise HetmoeError("--append adds rows to a store in one local process: drop --overwrite, --shard and --engine")
-        return append_dataset(data, card, store, chunk_size=chunk_size, wait=wait)
+        summary = append_dataset(data, card, store, chunk_size=chunk_size, wait=wait)
+        if (expert_dir(store, card.name) / NEIGHBOURS_DIR).is_dir():  # its market indexes grow by the same items
+            summary["neighbours"] = index_markets(data, store, [card.name])
+        return summary
     if engine == "ray":
         from hetmoe.scale.ray_embed import embed_dataset_ray
 
@@ -125,14 +131,9 @@ def register(app: typer.Typer) -> None:
         cards: Path = CARDS,
     ) -> None:
         """Index each market's items of every expert and compute their neighbourhoods (reference rows and item
-        neighbourhoods read them); kept in STORE/<expert>/neighbours/. Done on first use otherwise; after 'hetmoe
-        embed --append' only the new items and the rows they change are computed."""
+        neighbourhoods read them); kept in STORE/<expert>/neighbours/. Done on first use otherwise; 'hetmoe embed
+        --append' grows an expert's indexes by the new items (and the rows they enter) itself."""
         from hetmoe.data.validate import check_dataset
-        from hetmoe.pairs.catalog import dataset_catalog
-        from hetmoe.pairs.context import FeatureContext
+        from hetmoe.pairs.catalog import index_markets
 
-        names = default_set(experts, cards)
-        catalog, _ = dataset_catalog(check_dataset(data), store, names)
-        context = FeatureContext(catalog, store)
-        context.prepare(names, {"reference"})  # every market's index and table; the catalog-wide view is for scoring
-        typer.echo(json.dumps(context.index_summary()))
+        typer.echo(json.dumps(index_markets(check_dataset(data), store, default_set(experts, cards))))

@@ -56,3 +56,12 @@ def judged_context(dataset: Any, store_root: str | Path, experts: Sequence[str],
 
         lexical = open_checked(store_root, lexical_store, dataset)
     return FeatureContext(catalog, store_root, ref_top, lexical, lexical_store), queries
+
+
+def index_markets(dataset: Any, store_root: str | Path, experts: Sequence[str]) -> dict[str, dict[str, Any]]:
+    """Each expert's index of every market of the dataset, read, grown by appended items, or built in the store
+    (what the reference rows and item neighbourhoods read); returns what each took."""
+    catalog, _ = dataset_catalog(dataset, store_root, experts)
+    context = FeatureContext(catalog, store_root)
+    context.prepare(list(experts), {"reference"})  # the indexes and tables; the catalog-wide view is for scoring
+    return context.index_summary()

@@ -145,7 +145,7 @@ def _save(folder: Path, index: MarketIndex, identity: StoreIdentity | None, expe
     if index.index is not None:
         import faiss
 
-        _atomic(folder / INDEX, lambda handle: handle.write(faiss.serialize_index(index.index).tobytes()))
+        _atomic(folder / INDEX, lambda handle: faiss.write_index(index.index, faiss.PyCallbackIOWriter(handle.write)))
     write_digests(folder, [TABLE] + ([] if index.exact else [INDEX]))
     store = None if identity is None else {"card_hash": identity.card_hash, "fingerprint": identity.fingerprint,
                                            "count": identity.count}
