@@ -25,8 +25,9 @@ def test_serve_help_names_commands_that_exist() -> None:
 def test_fit_head_and_fit_router_write_under_stores_like_the_readme() -> None:
     assert "[default: stores/model]" in _help("fit-head")
     assert "[default: stores/router]" in _help("fit-router")  # a folder, like every --out
-    readme = open("README.md", encoding="utf-8").read()
-    assert "--out stores/model" in readme
+    steps = open("docs/design.md", encoding="utf-8").read()  # the README links the steps one by one here
+    assert "--out stores/model" in steps
+    assert "docs/design.md#the-four-steps" in open("README.md", encoding="utf-8").read()
 
 
 def _report(k: int, n: int) -> dict:
