@@ -31,7 +31,7 @@ def pipeline_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, 
         result = runner.invoke(app, args)
     assert result.exit_code == 0, result.output
     assert len(validations) == 1, validations  # validated once, the checked dataset passed on to every stage
-    assert "moe vs weighted fusion: ΔAUC macro" in result.output
+    assert "vs weighted (net heads" in result.output and "stacked head's own gain" in result.output
     return data, out, runner
 
 

@@ -85,8 +85,12 @@ def _print_summary(result: dict, report_dir: Path) -> None:
             f"moe vs best single: ΔAUC macro {delta['delta_auc_macro']:+.4f} (95% CI {delta['ci95_macro'][0]:+.4f}..{delta['ci95_macro'][1]:+.4f}), "
             f"pooled {delta['delta_auc']:+.4f} (95% CI {delta['ci95'][0]:+.4f}..{delta['ci95'][1]:+.4f})"
         )
-    fused = result.get("moe_vs_weighted")
-    if fused:
-        console.print(f"moe vs weighted fusion: ΔAUC macro {fused['delta_auc_macro']:+.4f} "
-                      f"(95% CI {fused['ci95_macro'][0]:+.4f}..{fused['ci95_macro'][1]:+.4f})")
+    for head, row in result.get("fusions", {}).items():  # like against like: each head with its own kind
+        for rival, d in row["vs"].items():
+            console.print(f"{row['concat']} vs {rival} ({head} heads, {row['router']}): ΔAUC macro "
+                          f"{d['delta_auc_macro']:+.4f} (95% CI {d['ci95_macro'][0]:+.4f}..{d['ci95_macro'][1]:+.4f})")
+    gain = result.get("stacked_gain")
+    if gain:
+        console.print(f"stacked head's own gain ({gain['stacked']} vs {gain['net']}): ΔAUC macro "
+                      f"{gain['delta_auc_macro']:+.4f} (95% CI {gain['ci95_macro'][0]:+.4f}..{gain['ci95_macro'][1]:+.4f})")
     console.print(f"report: {report_dir / 'report.md'}")
