@@ -111,7 +111,17 @@ PHONES = {
 }
 # Thai shoppers often type a brand in Thai script while sellers keep it in Latin.
 THAI_BRANDS = {"Philips": "ฟิลิปส์", "Panasonic": "พานาโซนิค", "Sharp": "ชาร์ป", "Samsung": "ซัมซุง", "Nike": "ไนกี้",
-               "Adidas": "อาดิดาส", "Sony": "โซนี่", "Tefal": "ทีฟาล์ว", "Uniqlo": "ยูนิโคล่", "Hatari": "ฮาตาริ"}
+               "Adidas": "อาดิดาส", "Sony": "โซนี่", "Tefal": "ทีฟาล์ว", "Uniqlo": "ยูนิโคล่", "Hatari": "ฮาตาริ",
+               "Xiaomi": "เสี่ยวหมี่", "Toshiba": "โตชิบา", "Asics": "เอสิคส์", "Skechers": "สเก็ตเชอร์ส", "Tiger": "ไทเกอร์",
+               "Zojirushi": "โซจิรูชิ", "Oster": "ออสเตอร์", "Miyako": "มิยาโกะ"}
+# Model numbers of the appliance and electronics families: the brand's prefix and a number; families of one brand get
+# numbers close to each other (HD3128 / HD3132), which embeddings barely tell apart and lexical match does.
+MODEL_PREFIX = {
+    "Philips": "HD", "Panasonic": "SR", "Sharp": "KS", "Miyako": "MCM", "Cosmos": "CRJ", "Toshiba": "RC",
+    "Sunhouse": "SHD", "Oster": "BLST", "Hatari": "HT", "KDK": "N", "Senko": "DN", "Asahi": "SF", "JBL": "T",
+    "Sony": "WF-C", "Xiaomi": "M", "Baseus": "WM", "Soundcore": "A", "Samsung": "R",
+}
+MODEL_SERIES = {"rice_cooker": "31", "blender": "21", "fan": "16", "earbuds": "5"}  # category -> the numbers' head
 
 
 @dataclass(frozen=True)

@@ -279,6 +279,11 @@ def default_experts(path: str | Path | None = None, key: str = "experts") -> lis
     return _default_names(path, key, f"{key} = [...] (a list of card names)")
 
 
+def demo_experts(path: str | Path | None = None) -> list[str]:
+    """The ``[defaults] demo_experts``: what ``hetmoe demo`` runs (the packaged cards set it; a user's file may)."""
+    return default_experts(path, "demo_experts")
+
+
 def default_router_expert(path: str | Path | None = None) -> str:
     """The ``[defaults] router_expert``: the cheap expert whose query vector feeds the router."""
     return _default_names(path, "router_expert", 'router_expert = "NAME" (the cheap expert the router reads)')[0]
