@@ -33,8 +33,9 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _tables import print_table, publish  # noqa: E402
+from _tables import print_table, publish  # bench/_tables.py (a script's own folder is on sys.path)
 
+log = logging.getLogger("bench")
 THREAD_ENV = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
 # Another CPU's kernels on this one: what OpenBLAS picks on an AMD Zen, and AVX2 (not AVX-512) for MKL, oneDNN and
 # torch's own kernels. Thread counts alone leave every encoder's vectors bit-identical here; these do not.
@@ -90,7 +91,7 @@ def run_profile(work: Path, profile: str, data_seeds: list[int], train_seeds: li
         stores = root / f"stores-{d}"
         started = time.perf_counter()
         timings = build_stores(data, stores, experts)
-        logging.info("%s data seed %d: stores in %.0fs", profile, d, time.perf_counter() - started)
+        log.info("%s data seed %d: stores in %.0fs", profile, d, time.perf_counter() - started)
         for t in train_seeds:
             run = root / f"d{d}-t{t}"
             done = run / "run.json"
@@ -102,7 +103,7 @@ def run_profile(work: Path, profile: str, data_seeds: list[int], train_seeds: li
             row = {**summarise(report, d, t, time.perf_counter() - began), "store_seconds": timings}
             done.write_text(json.dumps(row, indent=1))
             runs.append(row)
-            logging.info("%s d%d t%d: moe %.4f, rank %d", profile, d, t, row["auc_macro"]["moe"], row["moe_rank"])
+            log.info("%s d%d t%d: moe %.4f, rank %d", profile, d, t, row["auc_macro"]["moe"], row["moe_rank"])
     (root / "profile.json").write_text(json.dumps({"made": machine(), "runs": runs}, indent=1))
 
 

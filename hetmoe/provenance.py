@@ -105,6 +105,10 @@ def describe(record: dict[str, Any]) -> str:
     return "; ".join(p for p in parts if p)
 
 
+REPRODUCES = ("- reproduces bit for bit with the same data, seeds, CPU kernels and libraries (thread counts and training "
+              "processes do not change a bit); another CPU's BLAS, MKL or oneDNN kernels round the encoders' vectors "
+              "differently in the last bits and training carries that into every score (how far: "
+              "`bench/demo_robustness.py`)")
 RESULTS_DOC = "docs/results.md"  # the measured results on real catalogs, in the project's repository
 
 
@@ -121,9 +125,10 @@ def synthetic_note(made: dict[str, Any] | None) -> list[str]:
     if not origin:
         return []
     link = (made or {}).get("results_link") or RESULTS_DOC
-    return [f"**Synthetic data**: the demo catalog `{origin.get('generator', 'hetmoe data demo')}` writes (seed "
-            f"{origin.get('seed')}), made to show how the method works, not how well; measured results on real catalogs "
-            f"are in [{RESULTS_DOC}]({link}).", ""]
+    line = (f"**Synthetic data**: the demo catalog `{origin.get('generator', 'hetmoe data demo')}` writes (seed "
+            f"{origin.get('seed')}), made to show how the method works, not how well; measured results on real "
+            f"catalogs are in [{RESULTS_DOC}]({link}).")
+    return [line, ""]
 
 
 def made_markdown(made: dict[str, Any] | None) -> list[str]:
@@ -139,7 +144,5 @@ def made_markdown(made: dict[str, Any] | None) -> list[str]:
     lines.append(f"- eval: {'the same machine, libraries and thread settings' if same else describe(here)}")
     data = f"data {seeds['data']}" if seeds.get("data") is not None else "data: not a generated dataset"
     lines.append(f"- seeds: training {seeds.get('training', '?')}, {data}")
-    lines.append("- reproduces bit for bit with the same seeds on the same CPU model, libraries and thread counts; on "
-                 "another CPU or with other thread counts the encoders and BLAS round differently in the last bits, "
-                 "and training carries that into every score (how far: `bench/demo_robustness.py`)")
+    lines.append(REPRODUCES)
     return lines

@@ -97,6 +97,6 @@ def _print_summary(result: dict, report_dir: Path) -> None:
                           f"{d['delta_auc_macro']:+.4f} (95% CI {d['ci95_macro'][0]:+.4f}..{d['ci95_macro'][1]:+.4f})")
     gain = result.get("stacked_gain")
     if gain:
-        console.print(f"stacked head's own gain ({gain['stacked']} vs {gain['net']}): ΔAUC macro "
+        console.print(f"stacked head's own gain ({gain['stacked']} against its own net): ΔAUC macro "
                       f"{gain['delta_auc_macro']:+.4f} (95% CI {gain['ci95_macro'][0]:+.4f}..{gain['ci95_macro'][1]:+.4f})")
     console.print(f"report: {report_dir / 'report.md'}")

@@ -11,16 +11,18 @@ from __future__ import annotations
 import random
 import unicodedata
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from hetmoe.data.demo_vocab import (
-    AUDIENCES, BED, COLOURS, MATERIALS, MISSPELLINGS, PHONES, QUERY_EXTRAS, SIZE_KIND, SIZE_LABELS, SIZE_QUERY_FORMS,
+    AUDIENCES, BED, COLOURS, MATERIALS, MISSPELLINGS, PHONES, QUERY_EXTRAS, SIZE_KIND, SIZE_LABELS, SIZE_QUERY_FORMS, SIZES,
     THAI_BRANDS, TITLE_EXTRAS, CATEGORIES, Category, Words,
 )
 
 # Chance that a shopper (query) or seller (title) uses the English word instead of the local one.
-QUERY_ENGLISH = {"id": 0.3, "ms": 0.4, "fil": 0.55, "th": 0.12, "vi": 0.2, "en": 1.0}
-TITLE_ENGLISH = {"id": 0.1, "ms": 0.15, "fil": 0.85, "th": 0.03, "vi": 0.1, "en": 1.0}
+# Low in ID, MY and VN: the multilingual USE does not cover Indonesian, Malay or Vietnamese, the English-only experts
+# read only the English words, so which expert suits a query depends on its market (and on its mix of languages).
+QUERY_ENGLISH = {"id": 0.2, "ms": 0.25, "fil": 0.55, "th": 0.12, "vi": 0.1, "en": 1.0}
+TITLE_ENGLISH = {"id": 0.05, "ms": 0.05, "fil": 0.85, "th": 0.03, "vi": 0.03, "en": 1.0}
 TYPO_RATE = 0.2
 THAI_TONES = "\u0e48\u0e49\u0e4a\u0e4b"
 BRAND_CATEGORIES = Counter(brand for cat in CATEGORIES for brand in cat.brands)
@@ -80,8 +82,8 @@ def _cap(word: str, lang: str) -> str:
 
 def title(product: Product, lang: str, rng: random.Random, style: str = "plain") -> str:
     """A seller's listing title in the market's word order. ``style`` is the seller's (:data:`STYLES`): ``plain``;
-    ``short`` (no audience or material, half of them no size either); ``stuffed`` (promotion words and the
-    category's other names appended); ``english`` (a cross-border seller writing English in any market)."""
+    ``short`` (no audience or material, half of them no size either); ``stuffed`` (promotion words, the category's
+    other names, and three colours and two sizes the listing does not sell appended: keyword stuffing); ``english`` (a cross-border seller writing English in any market)."""
     if style == "english":
         return title(product, "en", rng)
     eng = TITLE_ENGLISH[lang]
@@ -97,7 +99,13 @@ def title(product: Product, lang: str, rng: random.Random, style: str = "plain")
     if style == "stuffed":
         names = product.category.names[lang][1:]
         promo = [w for w in TITLE_EXTRAS[lang] if w != extra]
-        text += " " + " ".join([*rng.sample(promo, 2), *rng.sample(names, min(2, len(names)))])
+        words = [*rng.sample(promo, 2), *rng.sample(names, min(2, len(names)))]
+        if product.colour:  # keyword stuffing: colours and sizes this listing does not sell, for the search engine
+            words += [_pick(COLOURS[c], lang, rng, eng, True) for c in rng.sample([c for c in COLOURS if c != product.colour], 3)]
+        if product.size and product.category.size:
+            others = [v for v in SIZES[product.category.size] if v != product.size]
+            words += [_size_phrase(replace(product, size=v), lang, rng, True) for v in rng.sample(others, min(2, len(others)))]
+        text += " " + " ".join(words)
     return text
 
 

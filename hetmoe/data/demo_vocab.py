@@ -11,7 +11,7 @@ from dataclasses import dataclass
 # 3 minutes on 2 shared CPU cores with its four experts: at 300 and 300 it used 200 s of CPU (4 min 52 s wall on a
 # machine whose other work left it 0.7 of a core), two thirds of it fitting the variants.
 ITEMS_PER_MARKET = 250
-QUERIES_PER_MARKET = 250
+QUERIES_PER_MARKET = 400
 
 LANGS = ("en", "id", "ms", "th", "vi", "fil")
 MARKET_LANG = {"ID": "id", "TH": "th", "VN": "vi", "MY": "ms", "PH": "fil", "SG": "en"}

@@ -40,13 +40,19 @@ def moe_heads(selection: dict[str, Any], names: set[str]) -> dict[str, str]:
 
 
 def fusion_comparisons(selection: dict[str, Any], configs: dict[str, dict[str, Any]],
-                       scores_of: dict[str, np.ndarray], pairs: Any) -> dict[str, Any]:
+                       scores_of: dict[str, np.ndarray], pairs: Any,
+                       stacked_net: np.ndarray | None = None) -> dict[str, Any]:
     """``fusions`` (per head: the concatenation model, its router and each fusion's delta), ``stacked_gain`` (the
-    MoE's stacked head against its net) and ``moe_vs_fusions`` (the MoE as chosen against each fusion with the MoE's
-    head), each delta with 95% bootstrap CIs over queries within markets."""
+    MoE's stacked head against ``stacked_net``, the scores of the same model through its net head alone) and
+    ``moe_vs_fusions`` (the MoE as chosen against each fusion with the MoE's head), each delta with 95% bootstrap
+    CIs over queries within markets."""
 
-    def delta(a: str, b: str) -> dict[str, Any]:
-        return bootstrap_delta(scores_of[a], scores_of[b], pairs.y, pairs.qi, pairs.market_names)
+    done: dict[tuple[str, str], dict[str, Any]] = {}
+
+    def delta(a: str, b: str) -> dict[str, Any]:  # each pair once: the MoE is often the concatenation model too
+        if (a, b) not in done:
+            done[a, b] = bootstrap_delta(scores_of[a], scores_of[b], pairs.y, pairs.qi, pairs.market_names)
+        return done[a, b]
 
     own = moe_heads(selection, set(scores_of))
     twins = {**own, **selection.get("fusion_twin", {})}
@@ -60,8 +66,10 @@ def fusion_comparisons(selection: dict[str, Any], configs: dict[str, dict[str, A
         out["fusions"][head] = {"concat": concat, "router": route_of(configs[concat]),
                                 "routers": {r: route_of(configs[r]) for r in rivals},
                                 "vs": {r: delta(concat, r) for r in rivals}}
-    if len(own) == len(HEADS):
-        out["stacked_gain"] = {"stacked": own[STACKED], "net": own["net"], **delta(own[STACKED], own["net"])}
+    if STACKED in own and stacked_net is not None:  # same router, same net: only the head differs
+        out["stacked_gain"] = {"stacked": own[STACKED], "router": route_of(configs[own[STACKED]]),
+                               **bootstrap_delta(scores_of[own[STACKED]], stacked_net, pairs.y, pairs.qi,
+                                                 pairs.market_names)}
     head = selection.get("head", "net")
     rivals = [name if head == "net" else stacked(name) for name in FUSIONS]
     out["moe_vs_fusions"] = {"head": head, "router": route_of(configs["moe"]),
@@ -79,9 +87,9 @@ def comparison_markdown(report: dict[str, Any]) -> list[str]:
     fusions, variants = report.get("fusions", {}), report["variants"]
     if not fusions:
         return []
-    lines = ["", "## Fusions, head for head (macro AUC)", "",
-             "Each fusion against concatenation under the same router, k, teacher, seed and head: `weighted` is a "
-             f"{WHAT['weighted']}, `average` a {WHAT['average']} (the collapse the method is built against).", "",
+    intro = ("Each fusion against concatenation under the same router, k, teacher, seed and head: `weighted` is a "
+             f"{WHAT['weighted']}, `average` a {WHAT['average']} (the collapse the method is built against).")
+    lines = ["", "## Fusions, head for head (macro AUC)", "", intro, "",
              "| head | router | concat | weighted | average | concat − weighted (95% CI) | concat − average (95% CI) |",
              "|---|---|---|---|---|---|---|"]
     for head, row in fusions.items():
@@ -94,11 +102,11 @@ def comparison_markdown(report: dict[str, Any]) -> list[str]:
                      + " | ".join(_cell(d) if d else "n/a" for _, d in cells) + " |")
     gain = report.get("stacked_gain")
     if gain:
-        lines += ["", f"**Stacked head's own gain** (`{gain['stacked']}` vs `{gain['net']}`, same router): macro AUC "
-                      f"{_cell(gain)}."]
+        lines += ["", (f"**Stacked head's own gain** (`{gain['stacked']}` against its own net, {gain['router']} "
+                       f"routing): macro AUC {_cell(gain)}.")]
     chosen = report.get("moe_vs_fusions", {})
     twin = fusions.get(chosen.get("head"), {}).get("concat")
     if chosen.get("vs") and twin != "moe":
-        lines += ["", f"The MoE as chosen ({chosen['router']}, {chosen['head']} head) against the fusions with the same "
-                      "head: " + "; ".join(f"vs `{r}` {_cell(d)}" for r, d in chosen["vs"].items()) + "."]
+        against = "; ".join(f"vs `{r}` {_cell(d)}" for r, d in chosen["vs"].items())
+        lines += ["", f"The MoE as chosen ({chosen['router']}, {chosen['head']} head) against the fusions with the same head: {against}."]
     return lines

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import logging
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +21,7 @@ from hetmoe.data.validate import check_dataset
 from hetmoe.errors import HetmoeError
 from hetmoe.metrics import auc, auc_by_market, bootstrap_delta, macro, ranking_metrics
 from hetmoe.moe.artifacts import read_config
-from hetmoe.moe.compare import fusion_comparisons
+from hetmoe.moe.compare import fusion_comparisons, moe_heads
 from hetmoe.moe.features import PairSet, load_pairs
 from hetmoe.moe.guard import market_guard
 from hetmoe.moe.variants import REPORT_ORDER
@@ -141,6 +142,9 @@ def evaluate(
     variants: dict[str, Any] = {}
     scores_of: dict[str, np.ndarray] = {}
     configs: dict[str, dict[str, Any]] = {}
+    index = _fit_index(model_dir)
+    stacked_moe = moe_heads(index.get("moe_selection", {}), set(_variants(model_dir))).get("stacked")
+    stacked_net = None  # the stacked MoE's scores through its own net: the stacked head's gain is against these
     for name, path in _variants(model_dir).items():
         if name == "lightgbm":
             lgbm = LgbmModel.load(path)
@@ -153,6 +157,8 @@ def evaluate(
             model = moe if name == "moe" else MoEModel.load(path, store_root=store_root)
             configs[name] = model.config
             scores, dense = score_net(model, pairs)
+            if name == stacked_moe and model.stack is not None:
+                stacked_net, _ = score_net(replace(model, stack=None), pairs)
             result = variant_metrics(scores, scores, pairs)
             result.update(routing_summary(dense, model.experts, moe.experts, pairs))
             scores_of[name] = scores
@@ -182,8 +188,7 @@ def evaluate(
         best = max(singles, key=lambda n: (variants[n]["auc_macro"], variants[n]["auc"]))
         delta = bootstrap_delta(scores_of["moe"], scores_of[best], pairs.y, pairs.qi, pairs.market_names)
         report["moe_vs_best_single"] = {"best_single": best, **delta}
-    index = _fit_index(model_dir)
-    report.update(fusion_comparisons(index.get("moe_selection", {}), configs, scores_of, pairs))
+    report.update(fusion_comparisons(index.get("moe_selection", {}), configs, scores_of, pairs, stacked_net))
     report["made"] = {**_made(index, main, data_dir), "results_link": results_link(Path(out_dir))}
     if "moe" in scores_of:
         report["market_guard"] = market_guard(scores_of, pairs.y, pairs.qi, pairs.market_names)

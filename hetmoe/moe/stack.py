@@ -20,10 +20,10 @@ from typing import Any
 import numpy as np
 
 from hetmoe.moe.features import PairSet, carve_by_query
+from hetmoe.moe.heads.stacked import StackedHead
 from hetmoe.moe.infer import MoEModel
 from hetmoe.moe.jobs import Job, run_jobs
 from hetmoe.moe.spec import ModelSpec
-from hetmoe.moe.heads.stacked import StackedHead
 from hetmoe.moe.train import TrainConfig, market_weights, net_logits, train_net
 
 log = logging.getLogger(__name__)
