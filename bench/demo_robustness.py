@@ -48,7 +48,8 @@ PROFILES: dict[str, tuple[int, dict[str, str]]] = {"default": (0, {}), "one-thre
 
 def cards_with_threads(source: Path, threads: int, target: Path) -> Path:
     """A copy of the cards file with ``threads = N`` in every expert's table (an existing value replaced), local
-    model paths made absolute so that they still resolve from the copy's folder."""
+    model paths made absolute so that they still resolve from the copy's folder; given as the user's cards, its
+    cards replace the packaged ones of the same name."""
     text = re.sub(r"(?m)^threads\s*=.*\n", "", source.read_text(encoding="utf-8"))
     text = re.sub(r'(?m)^(model\s*=\s*")(\.\.?/[^"]*)"',
                   lambda m: f'{m.group(1)}{(source.parent / m.group(2)).resolve()}"', text)
@@ -81,16 +82,19 @@ def run_profile(work: Path, profile: str, data_seeds: list[int], train_seeds: li
                 items: int, queries: int) -> None:
     """The child: every run of one profile (its thread settings are already in the environment)."""
     from hetmoe.data.demo import generate_demo
+    from hetmoe.data.validate import check_dataset
+    from hetmoe.pipeline.config import FitOptions
     from hetmoe.pipeline.run import build_stores, fit_and_evaluate
     from hetmoe.provenance import machine
 
     root = work / profile
     runs = []
     for d in data_seeds:
-        data = generate_demo(work / "data" / f"seed-{d}", items_per_market=items, queries_per_market=queries, seed=d)
+        data = check_dataset(generate_demo(work / "data" / f"seed-{d}", items_per_market=items,
+                                           queries_per_market=queries, seed=d))
         stores = root / f"stores-{d}"
         started = time.perf_counter()
-        timings = build_stores(data, stores, experts)
+        timings = build_stores(data, stores, FitOptions(experts=tuple(experts)))
         log.info("%s data seed %d: stores in %.0fs", profile, d, time.perf_counter() - started)
         for t in train_seeds:
             run = root / f"d{d}-t{t}"
@@ -99,7 +103,7 @@ def run_profile(work: Path, profile: str, data_seeds: list[int], train_seeds: li
                 runs.append(json.loads(done.read_text()))
                 continue
             began = time.perf_counter()
-            report = fit_and_evaluate(data, stores, run / "model", run / "report", experts, seed=t)
+            report = fit_and_evaluate(data, stores, run, FitOptions(experts=tuple(experts), seed=t))
             row = {**summarise(report, d, t, time.perf_counter() - began), "store_seconds": timings}
             done.write_text(json.dumps(row, indent=1))
             runs.append(row)
@@ -164,7 +168,7 @@ def main() -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     logging.getLogger("hetmoe").setLevel(logging.WARNING)
     from hetmoe.data.demo_vocab import ITEMS_PER_MARKET, QUERIES_PER_MARKET
-    from hetmoe.experts.card import default_cards_path, demo_experts
+    from hetmoe.experts.card import PACKAGED_CARDS, demo_experts
 
     experts = args.experts.split(",") if args.experts else demo_experts()
     items, queries = args.items_per_market or ITEMS_PER_MARKET, args.queries_per_market or QUERIES_PER_MARKET
@@ -189,7 +193,7 @@ def main() -> None:
         if threads:
             env.update({name: str(threads) for name in THREAD_ENV})
             (args.work / profile).mkdir(exist_ok=True)
-            env["HETMOE_CARDS"] = str(cards_with_threads(default_cards_path(), threads, args.work / profile / "cards.toml"))
+            env["HETMOE_CARDS"] = str(cards_with_threads(PACKAGED_CARDS, threads, args.work / profile / "cards.toml"))
         began = time.perf_counter()
         subprocess.run(["nice", "-n", "10", sys.executable, __file__, "--child", profile, "--work", str(args.work),
                         "--data-seeds", args.data_seeds, "--train-seeds", args.train_seeds, "--experts",

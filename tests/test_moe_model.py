@@ -16,8 +16,8 @@ from hetmoe.errors import HetmoeError
 from hetmoe.moe.evaluate import evaluate, model_pairs, score_net
 from hetmoe.moe.fit import fit, load_data, training_pairs
 from hetmoe.moe.infer import MoEModel
-from hetmoe.moe.ranking import auc_by_market
-from hetmoe.moe.ranking import macro as macro_auc
+from hetmoe.metrics import auc_by_market
+from hetmoe.metrics import macro as macro_auc
 from hetmoe.moe.rule import fit_rule_table
 from hetmoe.moe.train import TrainConfig
 

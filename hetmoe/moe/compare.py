@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from hetmoe.moe.ranking import bootstrap_delta
+from hetmoe.metrics import bootstrap_delta
 from hetmoe.moe.variants import FUSIONS, STACKED, stacked
 
 HEADS = ("net", STACKED)

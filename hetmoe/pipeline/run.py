@@ -68,7 +68,7 @@ def run_pipeline(config: RunConfig) -> dict:
     options = config.fit.with_defaults(config.cards)
     report_split(dataset, options.split)  # refused before any work, like the cards
     timings = build_stores(dataset, config.out / "stores", options, config.cards)
-    result = fit_and_evaluate(dataset, config.out, options, config.cards, timings)
+    result = fit_and_evaluate(dataset, config.out / "stores", config.out, options, config.cards, timings)
     start = time.perf_counter()
     report = config.out / "report"
     geometry = diagnose(config.out / "stores", report / "diagnose", model_dir=config.out / "model")
@@ -104,16 +104,16 @@ def build_stores(dataset: Dataset, store: Path, options: FitOptions, cards: Path
     return timings
 
 
-def fit_and_evaluate(dataset: Dataset, out: Path, options: FitOptions, cards: Path | None = None,
+def fit_and_evaluate(dataset: Dataset, store: Path, out: Path, options: FitOptions, cards: Path | None = None,
                      timings: dict[str, float] | None = None) -> dict:
-    """Stage two over the stores :func:`build_stores` wrote to ``out/stores``: fit with ``options`` into
-    ``out/model`` (recording the run as ``run.toml``) and evaluate every variant into ``out/report``; returns the
-    report. ``timings`` gets the seconds of each step. Several fits (seeds) can share one set of stores."""
+    """Stage two over the stores :func:`build_stores` wrote to ``store``: fit with ``options`` into ``out/model``
+    (recording the run as ``run.toml``) and evaluate every variant into ``out/report``; returns the report.
+    ``timings`` gets the seconds of each step. Several fits (seeds) can share one set of stores."""
     from hetmoe.files import write_text_atomic
     from hetmoe.moe.evaluate import evaluate
 
     options = options.with_defaults(cards)
-    store, model, report = out / "stores", out / "model", out / "report"
+    model, report = out / "model", out / "report"
     timings = {} if timings is None else timings
     start = time.perf_counter()
     fit_model(dataset, store, model, options, cards)
