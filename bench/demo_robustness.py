@@ -168,9 +168,9 @@ def main() -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     logging.getLogger("hetmoe").setLevel(logging.WARNING)
     from hetmoe.data.demo_vocab import ITEMS_PER_MARKET, QUERIES_PER_MARKET
-    from hetmoe.experts.card import PACKAGED_CARDS, demo_experts
+    from hetmoe.experts.card import PACKAGED_CARDS, default_experts
 
-    experts = args.experts.split(",") if args.experts else demo_experts()
+    experts = args.experts.split(",") if args.experts else default_experts(key="demo_experts")
     items, queries = args.items_per_market or ITEMS_PER_MARKET, args.queries_per_market or QUERIES_PER_MARKET
     data_seeds = [int(s) for s in args.data_seeds.split(",") if s]
     train_seeds = [int(s) for s in args.train_seeds.split(",") if s]

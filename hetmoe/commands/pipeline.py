@@ -63,11 +63,11 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Generate the multilingual demo catalog and run the whole pipeline on it (about 3 minutes on 2 cores)."""
         from hetmoe.data.demo import generate_demo
-        from hetmoe.experts.card import demo_experts
+        from hetmoe.experts.card import default_experts
 
         data = out / "data"
         generate_demo(data, items_per_market=items_per_market, queries_per_market=queries_per_market, seed=seed)
-        chosen = tuple(experts or demo_experts())
+        chosen = tuple(experts or default_experts(key="demo_experts"))
         config = RunConfig(data, out, None, FitOptions(experts=chosen, seed=seed, train_workers=train_workers))
         _print_summary(run_pipeline(config), out / "report")
 

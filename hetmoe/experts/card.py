@@ -275,13 +275,9 @@ def get_card(name: str, path: str | Path | None = None) -> ExpertCard:
 
 def default_experts(path: str | Path | None = None, key: str = "experts") -> list[str]:
     """The ``[defaults] experts`` list (names checked against the cards, which are not built);
-    ``key="fast_experts"``: the cheap real experts benchmarks use where quality does not matter."""
+    ``key="fast_experts"``: the cheap real experts benchmarks use where quality does not matter; ``"demo_experts"``:
+    what ``hetmoe demo`` runs."""
     return _default_names(path, key, f"{key} = [...] (a list of card names)")
-
-
-def demo_experts(path: str | Path | None = None) -> list[str]:
-    """The ``[defaults] demo_experts``: what ``hetmoe demo`` runs (the packaged cards set it; a user's file may)."""
-    return default_experts(path, "demo_experts")
 
 
 def default_router_expert(path: str | Path | None = None) -> str:
