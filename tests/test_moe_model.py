@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import shutil
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -15,6 +16,8 @@ from hetmoe.errors import HetmoeError
 from hetmoe.moe.evaluate import evaluate, model_pairs, score_net
 from hetmoe.moe.fit import fit, load_data, training_pairs
 from hetmoe.moe.infer import MoEModel
+from hetmoe.metrics import auc_by_market
+from hetmoe.metrics import macro as macro_auc
 from hetmoe.moe.rule import fit_rule_table
 from hetmoe.moe.train import TrainConfig
 
@@ -40,8 +43,23 @@ def test_fit_writes_main_model_and_every_variant(built: dict[str, Path]) -> None
     index = json.loads((built["model"] / "fit.json").read_text())
     selection = index["moe_selection"]
     other = "moe:net" if selection["head"] == "stacked" else "moe:stacked"
-    assert set(index["variants"]) == {"moe", other, "weighted", "average", "soft", "concat-all", "rule", "single:static",
-                                      "single:wordllama", "lightgbm"}
+    stacked_router = max(selection["stacked_by_router"], key=selection["stacked_by_router"].get)
+    # the fusions' like-for-like twins: concatenation under their router and k (learned, k=1), net and stacked
+    twins = {"concat": selection["net_router"] != "hard-k1", "concat:stacked": stacked_router != "hard-k1"}
+    assert set(index["variants"]) == {"moe", other, "weighted", "weighted:stacked", "average", "average:stacked", "soft",
+                                      "concat-all", "rule", "single:static", "single:wordllama", "lightgbm",
+                                      *(name for name, saved in twins.items() if saved)}
+    heads = {"net": "moe" if selection["head"] == "net" else "moe:net",
+             "stacked": "moe" if selection["head"] == "stacked" else "moe:stacked"}
+    assert selection["fusion_twin"] == {"net": "concat" if twins["concat"] else heads["net"],
+                                        "stacked": "concat:stacked" if twins["concat:stacked"] else heads["stacked"]}
+    kinds = {"weighted:stacked": "stacked", "average:stacked": "stacked",
+             **{name: head for head, name in selection["fusion_twin"].items()}}
+    for name, kind in kinds.items():
+        twin = json.loads((built["model"] / index["variants"][name] / "config.json").read_text())
+        assert twin["spec"]["router"] == "hard" and twin["spec"]["k"] == 1 and twin["kind"] == kind, name
+    made = index["made"]
+    assert made["cpu"] and made["training_threads"] == 1 and made["workers"] >= 1 and "torch" in made["libraries"]
     # k=1 of two experts: learned and rule routing were both tried, and the better held-out macro AUC won
     tried = {c["name"]: c["stop_auc_macro"] for c in selection["candidates"]}
     assert set(tried) == {"hard-k1", "rule-k1"} and tried[selection["net_router"]] == max(tried.values())
@@ -108,14 +126,35 @@ def test_evaluate_report_matches_sklearn_and_has_stable_keys(built: dict[str, Pa
     assert report["variants"]["moe"]["auc"] == pytest.approx(roc_auc_score(pairs.y, scores), abs=1e-12)
     saved = json.loads((out / "report.json").read_text())
     assert saved["split"] == "test" and "delta_auc_macro" in saved["moe_vs_best_single"]
-    fused = saved["moe_vs_weighted"]
-    expected = report["variants"]["moe"]["auc_macro"] - report["variants"]["weighted"]["auc_macro"]
-    assert fused["delta_auc_macro"] == pytest.approx(expected, abs=1e-9)
-    assert fused["ci95_macro"][0] <= fused["delta_auc_macro"] <= fused["ci95_macro"][1]
+    macro = {name: v["auc_macro"] for name, v in report["variants"].items()}
+    twin = json.loads((built["model"] / "fit.json").read_text())["moe_selection"]["fusion_twin"]
+    # like against like: each fusion against concatenation with the same head (and router and k)
+    assert set(saved["fusions"]) == {"net", "stacked"}
+    for head, row in saved["fusions"].items():
+        assert row["concat"] == twin[head] and row["router"] == "hard-k1"
+        rivals = ["weighted", "average"] if head == "net" else ["weighted:stacked", "average:stacked"]
+        assert list(row["vs"]) == rivals and all(row["routers"][r] == "hard-k1" for r in rivals)
+        for rival, fused in row["vs"].items():
+            assert fused["delta_auc_macro"] == pytest.approx(macro[row["concat"]] - macro[rival], abs=1e-9)
+            assert fused["ci95_macro"][0] <= fused["delta_auc_macro"] <= fused["ci95_macro"][1]
+    gain = saved["stacked_gain"]  # the stacked MoE against the same model through its net head alone
+    assert gain["stacked"] in ("moe", "moe:stacked")
+    stacked_moe = MoEModel.load(built["model"] / ("." if gain["stacked"] == "moe" else "variants/moe-stacked"))
+    assert stacked_moe.stack is not None and gain["router"] == stacked_moe.config["router"]
+    own_pairs = model_pairs(stacked_moe, dataset, ["test"], built["stores"])
+    own_net, _ = score_net(replace(stacked_moe, stack=None), own_pairs)
+    net_macro = macro_auc(auc_by_market(own_net, own_pairs.y, own_pairs.market_names))
+    assert gain["delta_auc_macro"] == pytest.approx(macro[gain["stacked"]] - net_macro, abs=1e-9)
+    head = saved["moe_vs_fusions"]["head"]
+    for rival, fused in saved["moe_vs_fusions"]["vs"].items():
+        assert rival.endswith(":stacked") == (head == "stacked")
+        assert fused["delta_auc_macro"] == pytest.approx(macro["moe"] - macro[rival], abs=1e-9)
     md = (out / "report.md").read_text()
-    assert "vs a gate-weighted sum" in md and "vs a gate-weighted average" in md
-    assert saved["moe_vs_average"]["delta_auc_macro"] == pytest.approx(
-        report["variants"]["moe"]["auc_macro"] - report["variants"]["average"]["auc_macro"], abs=1e-9)
+    assert "## Fusions, head for head" in md and "Stacked head's own gain" in md
+    assert "moe_vs_weighted" not in saved  # the old headline put the stacked MoE against the weighted net
+    made = saved["made"]
+    assert made["fit"]["cpu"] == made["eval"]["cpu"] and made["seeds"] == {"training": 0, "data": 1}
+    assert made["data_origin"]["seed"] == 1 and "## Where it was made" in md and "**Synthetic data**" in md
     guard = saved["market_guard"]
     assert set(guard) == set(report["markets"])
     for market, row in guard.items():

@@ -31,7 +31,7 @@ def pipeline_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, 
         result = runner.invoke(app, args)
     assert result.exit_code == 0, result.output
     assert len(validations) == 1, validations  # validated once, the checked dataset passed on to every stage
-    assert "moe vs weighted fusion: ΔAUC macro" in result.output
+    assert "vs weighted (net heads" in result.output and "stacked head's own gain" in result.output
     return data, out, runner
 
 
@@ -144,3 +144,19 @@ def test_run_summary_without_single_baselines() -> None:
 
     row = {"auc_macro": 0.9, "auc": 0.9, "mrr": 0.8, "ndcg10": 0.7, "experts_per_query": 1.0}
     _print_summary({"dataset": "d", "split": "test", "variants": {"moe": row}}, Path("report"))
+
+
+def test_demo_runs_the_cards_demo_experts_unless_given_others(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from hetmoe.experts.card import default_experts
+
+    seen = []
+    monkeypatch.setattr("hetmoe.commands.pipeline.run_pipeline",
+                        lambda config: seen.append(config) or {"dataset": "d", "split": "test", "variants": {}})
+    runner = CliRunner()
+    small = ["--items-per-market", "30", "--queries-per-market", "10"]
+    for extra in ([], ["-e", "static,wordllama"]):
+        result = runner.invoke(app, ["demo", "--out", str(tmp_path / "demo"), *small, *extra])
+        assert result.exit_code == 0, result.output
+    assert seen[0].fit.experts == tuple(default_experts(key="demo_experts")) and "e5" not in seen[0].fit.experts
+    assert seen[1].fit.experts == ("static", "wordllama")
+    assert json.loads((tmp_path / "demo" / "data" / "demo.json").read_text())["seed"] == 0  # the report's data seed

@@ -11,16 +11,18 @@ from __future__ import annotations
 import random
 import unicodedata
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from hetmoe.data.demo_vocab import (
-    AUDIENCES, BED, COLOURS, MATERIALS, MISSPELLINGS, PHONES, QUERY_EXTRAS, SIZE_KIND, SIZE_LABELS, SIZE_QUERY_FORMS,
+    AUDIENCES, BED, COLOURS, MATERIALS, MISSPELLINGS, PHONES, QUERY_EXTRAS, SIZE_KIND, SIZE_LABELS, SIZE_QUERY_FORMS, SIZES,
     THAI_BRANDS, TITLE_EXTRAS, CATEGORIES, Category, Words,
 )
 
 # Chance that a shopper (query) or seller (title) uses the English word instead of the local one.
-QUERY_ENGLISH = {"id": 0.3, "ms": 0.4, "fil": 0.55, "th": 0.12, "vi": 0.2, "en": 1.0}
-TITLE_ENGLISH = {"id": 0.1, "ms": 0.15, "fil": 0.85, "th": 0.03, "vi": 0.1, "en": 1.0}
+# Low in ID, MY and VN: the multilingual USE does not cover Indonesian, Malay or Vietnamese, the English-only experts
+# read only the English words, so which expert suits a query depends on its market (and on its mix of languages).
+QUERY_ENGLISH = {"id": 0.2, "ms": 0.25, "fil": 0.55, "th": 0.12, "vi": 0.1, "en": 1.0}
+TITLE_ENGLISH = {"id": 0.05, "ms": 0.05, "fil": 0.85, "th": 0.03, "vi": 0.03, "en": 1.0}
 TYPO_RATE = 0.2
 THAI_TONES = "\u0e48\u0e49\u0e4a\u0e4b"
 BRAND_CATEGORIES = Counter(brand for cat in CATEGORIES for brand in cat.brands)
@@ -36,6 +38,7 @@ class Product:
     size: str | None
     audience: str | None
     material: str | None
+    model: str | None = None  # the family's model number (appliances, electronics)
 
 
 def _pick(words: Words, lang: str, rng: random.Random, english: float, title: bool) -> str:
@@ -77,27 +80,53 @@ def _cap(word: str, lang: str) -> str:
     return word if lang in ("th", "vi") or word[:1].isupper() else word[:1].upper() + word[1:]
 
 
-def title(product: Product, lang: str, rng: random.Random) -> str:
-    """A seller's listing title in the market's word order."""
+def title(product: Product, lang: str, rng: random.Random, style: str = "plain") -> str:
+    """A seller's listing title in the market's word order. ``style`` is the seller's (:data:`STYLES`): ``plain``;
+    ``short`` (no audience or material, half of them no size either); ``stuffed`` (promotion words, the category's
+    other names, and three colours and two sizes the listing does not sell appended: keyword stuffing); ``english`` (a cross-border seller writing English in any market)."""
+    if style == "english":
+        return title(product, "en", rng)
     eng = TITLE_ENGLISH[lang]
+    short = style == "short"
     cat = _pick(product.category.names, lang, rng, eng, True)
-    aud = _pick(AUDIENCES[product.audience], lang, rng, eng, True) if product.audience else ""
-    mat = _pick(MATERIALS[product.material], lang, rng, eng, True) if product.material else ""
+    aud = _pick(AUDIENCES[product.audience], lang, rng, eng, True) if product.audience and not short else ""
+    mat = _pick(MATERIALS[product.material], lang, rng, eng, True) if product.material and not short else ""
     col = _pick(COLOURS[product.colour], lang, rng, eng, True) if product.colour else ""
-    size = _size_phrase(product, lang, rng, True) if product.size else ""
+    size = _size_phrase(product, lang, rng, True) if product.size and not (short and rng.random() < 0.5) else ""
     extra = rng.choice(TITLE_EXTRAS[lang]) if rng.random() < 0.3 else ""
+    brand = f"{product.brand} {product.model}" if product.model else product.brand
+    text = _arrange(lang, cat, aud, mat, col, size, extra, brand, product, rng)
+    if style == "stuffed":
+        names = product.category.names[lang][1:]
+        promo = [w for w in TITLE_EXTRAS[lang] if w != extra]
+        words = [*rng.sample(promo, 2), *rng.sample(names, min(2, len(names)))]
+        if product.colour:  # keyword stuffing: colours and sizes this listing does not sell, for the search engine
+            words += [_pick(COLOURS[c], lang, rng, eng, True) for c in rng.sample([c for c in COLOURS if c != product.colour], 3)]
+        if product.size and product.category.size:
+            others = [v for v in SIZES[product.category.size] if v != product.size]
+            words += [_size_phrase(replace(product, size=v), lang, rng, True) for v in rng.sample(others, min(2, len(others)))]
+        text += " " + " ".join(words)
+    return text
+
+
+STYLES = ("plain", "short", "stuffed", "english")
+
+
+def _arrange(lang: str, cat: str, aud: str, mat: str, col: str, size: str, extra: str, brand: str, product: Product,
+             rng: random.Random) -> str:
+    """The title's words in the market's order."""
     if lang in ("en", "fil"):
-        parts = [extra, product.brand, _cap(aud, lang), _cap(mat, lang), cat, "-" if col or size else "", _cap(col, lang), size]
+        parts = [extra, brand, _cap(aud, lang), _cap(mat, lang), cat, "-" if col or size else "", _cap(col, lang), size]
         if lang == "fil" and rng.random() < 0.35:
             parts += ["|", rng.choice(product.category.names["fil"][1:]).title(),
                       AUDIENCES[product.audience]["fil"][0].title() if product.audience else ""]
     elif lang == "th":
-        parts = [cat + aud if _is_thai(cat[-1]) else f"{cat} {aud}".strip(), product.brand, mat, f"สี{col}" if col else "", size, extra]
+        parts = [cat + aud if _is_thai(cat[-1]) else f"{cat} {aud}".strip(), brand, mat, f"สี{col}" if col else "", size, extra]
     elif lang == "vi":
-        parts = [cat, aud, mat, product.brand, f"màu {col}" if col else "", size, extra]
+        parts = [cat, aud, mat, brand, f"màu {col}" if col else "", size, extra]
     else:  # id, ms: noun first, modifiers after
         warna = "Warna " if col and rng.random() < 0.5 else ""
-        parts = [extra, cat, _cap(aud, lang), product.brand, _cap(mat, lang), warna + _cap(col, lang), size]
+        parts = [extra, cat, _cap(aud, lang), brand, _cap(mat, lang), warna + _cap(col, lang), size]
     return " ".join(p for p in parts if p)
 
 
@@ -106,7 +135,7 @@ def description(product: Product, lang: str) -> str:
     labels = {"en": ("Colour", "Size", "Material"), "id": ("Warna", "Ukuran", "Bahan"), "ms": ("Warna", "Saiz", "Bahan"),
               "th": ("สี", "ขนาด", "วัสดุ"), "vi": ("Màu", "Kích thước", "Chất liệu"), "fil": ("Kulay", "Size", "Materyal")}[lang]
     rng = random.Random(0)  # titles vary; descriptions are fixed per product
-    bits = [f"{product.category.names[lang][0]} {product.brand}."]
+    bits = [f"{product.category.names[lang][0]} {product.brand}" + (f" {product.model}." if product.model else ".")]
     if product.colour:
         bits.append(f"{labels[0]}: {COLOURS[product.colour][lang][0]}.")
     if product.size:
@@ -116,6 +145,13 @@ def description(product: Product, lang: str) -> str:
     if product.material:
         bits.append(f"{labels[2]}: {MATERIALS[product.material][lang][0]}.")
     return " ".join(bits)
+
+
+def _model_form(model: str, rng: random.Random) -> str:
+    """A model number as shoppers type it: HD3128, hd3128, hd 3128, hd-3128."""
+    split = len(model.rstrip("0123456789"))
+    head, digits = model[:split].rstrip("-"), model[split:]
+    return rng.choice((model, model.lower(), f"{head.lower()} {digits}", f"{head.lower()}-{digits}"))
 
 
 def strip_diacritics(text: str) -> str:
@@ -167,8 +203,10 @@ def query(product: Product, mention: frozenset[str], lang: str, rng: random.Rand
         slots["material"] = _pick(MATERIALS[product.material], lang, rng, eng, False)
     if "size" in mention and product.size:
         slots["size"] = _size_phrase(product, lang, rng, False)
-    order = ("brand", "colour", "audience", "material", "category", "size") if lang == "en" else \
-            ("category", "audience", "material", "brand", "colour", "size")
+    if "model" in mention and product.model:
+        slots["model"] = _model_form(product.model, rng)
+    order = ("brand", "model", "colour", "audience", "material", "category", "size") if lang == "en" else \
+            ("category", "audience", "material", "brand", "model", "colour", "size")
     tokens = [slots[k] for k in order if k in slots]
     if rng.random() < 0.35:
         rng.shuffle(tokens)

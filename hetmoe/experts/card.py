@@ -275,7 +275,8 @@ def get_card(name: str, path: str | Path | None = None) -> ExpertCard:
 
 def default_experts(path: str | Path | None = None, key: str = "experts") -> list[str]:
     """The ``[defaults] experts`` list (names checked against the cards, which are not built);
-    ``key="fast_experts"``: the cheap real experts benchmarks use where quality does not matter."""
+    ``key="fast_experts"``: the cheap real experts benchmarks use where quality does not matter; ``"demo_experts"``:
+    what ``hetmoe demo`` runs."""
     return _default_names(path, key, f"{key} = [...] (a list of card names)")
 
 

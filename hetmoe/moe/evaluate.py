@@ -3,12 +3,15 @@
 Net variants are scored through the same numpy inference path the online Scorer uses (``MoEModel.score``), so the
 reported numbers are the served model's numbers. The best single expert is the one with the highest macro AUC on the
 reported split itself (the strongest possible single-expert competitor), and the MoE's margin over it carries 95%
-bootstrap CIs over queries (resampled within markets).
+bootstrap CIs over queries (resampled within markets). Fusions are compared head for head (:mod:`hetmoe.moe.compare`),
+and the report records where it was made: the fit's and this evaluation's machines, libraries, threads and seeds
+(:mod:`hetmoe.provenance`).
 """
 from __future__ import annotations
 
 import json
 import logging
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -18,9 +21,11 @@ from hetmoe.data.validate import check_dataset
 from hetmoe.errors import HetmoeError
 from hetmoe.metrics import auc, auc_by_market, bootstrap_delta, macro, ranking_metrics
 from hetmoe.moe.artifacts import read_config
+from hetmoe.moe.compare import fusion_comparisons, moe_heads
 from hetmoe.moe.features import PairSet, load_pairs
 from hetmoe.moe.guard import market_guard
 from hetmoe.moe.variants import REPORT_ORDER
+from hetmoe.provenance import machine, results_link
 from hetmoe.vectors import check_scores
 
 log = logging.getLogger(__name__)
@@ -94,11 +99,23 @@ def routing_summary(dense: np.ndarray, experts: list[str], all_experts: list[str
     return {"experts_per_query": float(used.sum(1).mean()), "routing_share": share, "routing_share_by_market": by_market}
 
 
+def _fit_index(model_dir: Path) -> dict[str, Any]:
+    """The fit's fit.json (variants, MoE selection, where it was made); {} for a lone model folder."""
+    path = model_dir / "fit.json"
+    if not path.is_file():
+        return {}
+    try:
+        index = json.loads(path.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise HetmoeError(f"{path}: not valid JSON ({type(err).__name__}); fit the model again") from err
+    if not isinstance(index, dict) or not isinstance(index.get("variants"), dict):
+        raise HetmoeError(f"{path}: no 'variants' table; fit the model again")
+    return index
+
+
 def _variants(model_dir: Path) -> dict[str, Path]:
-    index = model_dir / "fit.json"
-    if index.is_file():
-        return {name: model_dir / rel for name, rel in json.loads(index.read_text())["variants"].items()}
-    return {"moe": model_dir}
+    index = _fit_index(model_dir)
+    return {name: model_dir / rel for name, rel in index["variants"].items()} if index else {"moe": model_dir}
 
 
 def evaluate(
@@ -124,6 +141,10 @@ def evaluate(
         log.warning("split '%s' of %s was used in training: its numbers are optimistic", split, ", ".join(trained))
     variants: dict[str, Any] = {}
     scores_of: dict[str, np.ndarray] = {}
+    configs: dict[str, dict[str, Any]] = {}
+    index = _fit_index(model_dir)
+    stacked_moe = moe_heads(index.get("moe_selection", {}), set(_variants(model_dir))).get("stacked")
+    stacked_net = None  # the stacked MoE's scores through its own net: the stacked head's gain is against these
     for name, path in _variants(model_dir).items():
         if name == "lightgbm":
             lgbm = LgbmModel.load(path)
@@ -134,7 +155,10 @@ def evaluate(
             scores_of[name] = binary
         else:
             model = moe if name == "moe" else MoEModel.load(path, store_root=store_root)
+            configs[name] = model.config
             scores, dense = score_net(model, pairs)
+            if name == stacked_moe and model.stack is not None:
+                stacked_net, _ = score_net(replace(model, stack=None), pairs)
             result = variant_metrics(scores, scores, pairs)
             result.update(routing_summary(dense, model.experts, moe.experts, pairs))
             scores_of[name] = scores
@@ -164,13 +188,23 @@ def evaluate(
         best = max(singles, key=lambda n: (variants[n]["auc_macro"], variants[n]["auc"]))
         delta = bootstrap_delta(scores_of["moe"], scores_of[best], pairs.y, pairs.qi, pairs.market_names)
         report["moe_vs_best_single"] = {"best_single": best, **delta}
-    for other in ("weighted", "average"):  # the method's claim: concatenation beats fusing by sum or by averaging
-        if other in scores_of:
-            report[f"moe_vs_{other}"] = bootstrap_delta(scores_of["moe"], scores_of[other], pairs.y, pairs.qi, pairs.market_names)
+    report.update(fusion_comparisons(index.get("moe_selection", {}), configs, scores_of, pairs, stacked_net))
+    report["made"] = {**_made(index, main, data_dir), "results_link": results_link(Path(out_dir))}
     if "moe" in scores_of:
         report["market_guard"] = market_guard(scores_of, pairs.y, pairs.qi, pairs.market_names)
     write_reports(report, Path(out_dir))
     return report
+
+
+def _made(index: dict[str, Any], main: dict[str, Any], data_dir: str | Path) -> dict[str, Any]:
+    """Where the numbers were made: the fit's machine (from fit.json), this evaluation's, the seeds, and the data's
+    origin when a generator recorded it (the demo's ``demo.json``)."""
+    from hetmoe.data.demo import read_demo_record
+
+    origin = read_demo_record(Path(data_dir))
+    return {"fit": index.get("made"), "eval": machine(),
+            "seeds": {"training": main.get("seed"), "data": origin.get("seed") if origin else None},
+            "data_origin": origin}
 
 
 def _reads_neighbourhood(model_dir: Path) -> bool:

@@ -5,6 +5,10 @@ baseline in ``variants/<name>/`` (``single:e5`` -> ``variants/single-e5``), and 
 With ``distill_weight`` > 0 (the default) concat-all is trained first and serves as the teacher: every other net
 variant (moe and the net baselines alike) learns from labels mixed with its logits on the training pairs; the top-2
 MoE then learns to reproduce with two experts what the five-expert head learned. LightGBM is not distilled.
+With stacking on, the fusion baselines (weighted, average) get stacked heads through the same path as the MoE's
+(``<name>:stacked``), so that the report compares fusions head for head (:mod:`hetmoe.moe.compare`); a baseline whose
+spec is an MoE candidate's (``rule``) is that candidate, saved, not trained twice. fit.json records where the fit
+ran (:func:`hetmoe.provenance.machine`, the training threads and processes).
 Training never sees the split that will be reported: with a ``test`` split, train on ``train`` and early-stop on
 ``valid``; otherwise report on ``valid`` and early-stop on a seeded 15% of train's queries.
 """
@@ -14,31 +18,27 @@ import logging
 import time
 from dataclasses import replace
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Sequence
 
 import numpy as np
 
 from hetmoe.errors import HetmoeError
 from hetmoe.moe.artifacts import expert_identity, lexical_identity, write_json
 from hetmoe.moe.features import PairSet, carve_by_query, load_pairs
-from hetmoe.moe.heads.stacked import StackedHead
 from hetmoe.moe.infer import MoEModel
-from hetmoe.moe.jobs import run_jobs
+from hetmoe.moe.jobs import resolve_workers, run_jobs
 from hetmoe.moe.rule import fit_rule_table
-from hetmoe.moe.select import Candidate, best, candidate_jobs, candidate_routers, held_out, stack_candidates
+from hetmoe.moe.select import candidate_jobs, candidate_routers, fit_moe, held_out, variant_dir
 from hetmoe.moe.spec import ModelSpec
+from hetmoe.moe.stack import Stacker
 from hetmoe.moe.train import TrainConfig, TrainResult, net_logits, train_net
 from hetmoe.moe.transfer import TransferHead, fit_transfer
-from hetmoe.moe.variants import LIGHTGBM, SINGLE, TEACHER, variant_names, variant_spec
+from hetmoe.moe.variants import FUSIONS, LIGHTGBM, SINGLE, TEACHER, stacked, variant_names, variant_spec
+from hetmoe.provenance import machine
 from hetmoe.pairs.blocks.neighbourhood import NEIGHBOURHOOD_FEATURES
 
 log = logging.getLogger(__name__)
 CARVE_FRACTION = 0.15
-
-
-def variant_dir(name: str) -> str:
-    """Relative folder of a variant inside a fit output."""
-    return "." if name == "moe" else f"variants/{name.replace(':', '-')}"
 
 
 def load_data(data_dir: str | Path) -> Any:
@@ -130,7 +130,9 @@ def fit(
     tables built into the stores on first use); ``router_features``: the stacked head reads the router expert's
     columns on every query (when it is one of ``experts``: its query vector is computed for routing anyway);
     ``routers``: the router kinds the MoE is chosen among (default: all); ``transfer``: every net variant gets a head
-    for markets it never saw (:mod:`hetmoe.moe.transfer`)."""
+    for markets it never saw (:mod:`hetmoe.moe.transfer`). With ``stack``, the weighted and average baselines also
+    get stacked heads, and the concatenation net with their router and k is saved as ``concat`` (``concat:stacked``)
+    where the MoE chose another (see :func:`hetmoe.moe.select.fit_moe`)."""
     t0 = time.perf_counter()
     experts = resolve_experts(experts)
     if router_expert is None:
@@ -193,83 +195,68 @@ def fit(
     moe_meta = {**common, "experts": {e: identity[e] for e in moe_used},
                 "distilled_from": TEACHER if teacher is not None else None}
 
-    def baseline(name: str) -> None:
-        """Train variant ``name`` and save it (in a worker process when there are several)."""
+    def baseline(name: str) -> TrainResult | None:
+        """Train variant ``name`` and save it (in a worker process when there are several); a net's training result."""
         target = out / variant_dir(name)
         if name == LIGHTGBM:
             from hetmoe.moe.lgbm import train_lgbm
 
             model = train_lgbm(train, stop, seed=seed, threads=cfg.threads)
             model.save(target, {"variant": name, **common, "expert_identity": {e: identity[e] for e in experts}})
-            return
+            return None
         spec = variant_spec(name, base, rule_table)
-        used = spec.experts + ([router_expert] if spec.learned_router and router_expert not in spec.experts else [])
         if teacher is not None and name == TEACHER:
             result = teacher
         else:
             result = train_net(spec, train.select_experts(spec.experts), stop.select_experts(spec.experts), cfg,
                                teacher=teacher_logits)
-        distilled = TEACHER if teacher is not None and name != TEACHER else None
-        meta = {"variant": name, **common, "experts": {e: identity[e] for e in used}, "metrics": result.metrics,
-                "distilled_from": distilled}
-        MoEModel(spec, result.weights, transfer=unseen_head(spec)).save(target, meta)
+        MoEModel(spec, result.weights, transfer=unseen_head(spec)).save(target, net_meta(name, spec, result.metrics))
+        return result
 
-    # The MoE candidates and every baseline are independent once the teacher exists: one batch of jobs.
+    def net_meta(name: str, spec: ModelSpec, metrics: dict[str, Any]) -> dict[str, Any]:
+        used = spec.experts + ([router_expert] if spec.learned_router and router_expert not in spec.experts else [])
+        distilled = TEACHER if teacher is not None and name != TEACHER else None
+        return {"variant": name, **common, "experts": {e: identity[e] for e in used}, "metrics": metrics,
+                "distilled_from": distilled}
+
+    # The MoE candidates, every baseline and the folds of the fusions' stacked heads are independent once the teacher
+    # exists: one batch of jobs. The fusions' stacked heads are built like the MoE's (same Stacker, same folds).
+    stacker = Stacker(train, stop, cfg, teacher_logits, workers, router_features and router_expert in experts) \
+        if stack else None
+    fused = [name for name in FUSIONS if name in names] if stacker else []
+    folds = {name: stacker.jobs(variant_spec(name, base, rule_table)) for name in fused} if stacker else {}
     candidate = candidate_jobs(base, train, stop, cfg, teacher_logits, base.k, routers)
-    done = run_jobs([*candidate, *((baseline, (name,)) for name in names)], workers, cfg.threads)
-    selection = fit_moe(out, done[:len(candidate)], train, stop, cfg, teacher_logits, stack, moe_meta, workers,
-                        stack_router=router_features and router_expert in experts, transfer=unseen_head)
-    index = {name: variant_dir(name) for name in [*selection["saved"], *names]}
+    # A baseline whose spec is a candidate's (``rule`` is the rule-routed candidate at k) is that candidate, saved.
+    reused = {name: i for name in names if name not in (LIGHTGBM, TEACHER) and not name.startswith(f"{SINGLE}:")
+              for i, job in enumerate(candidate) if job[1][1] == variant_spec(name, base, rule_table)}
+    own = [name for name in names if name not in reused]
+    fold_jobs = [job for _, jobs in folds.values() for job in jobs]
+    done = run_jobs([*candidate, *((baseline, (name,)) for name in own), *fold_jobs], workers, cfg.threads)
+    candidates = done[:len(candidate)]
+    selection = fit_moe(out, candidates, stop, stacker, moe_meta, transfer=unseen_head,
+                        twin=f"{base.router}-k{base.k}")
+    trained = dict(zip(own, done[len(candidate):len(candidate) + len(own)]))
+    for name, i in reused.items():
+        model, trained[name] = candidates[i].model, candidates[i].result
+        model.transfer = unseen_head(model.spec)
+        model.save(out / variant_dir(name), net_meta(name, model.spec, trained[name].metrics))
+    results = iter(done[len(candidate) + len(own):])
+    for name in fused:
+        assert stacker is not None
+        spec = variant_spec(name, base, rule_table)
+        fold_masks, jobs = folds[name]
+        model = stacker.build(MoEModel(spec, trained[name].weights), fold_masks, [next(results) for _ in jobs])
+        model.transfer = unseen_head(model.spec)
+        metrics = {**trained[name].metrics, "stop_auc_macro_head": held_out(model, stop)[0]}
+        model.save(out / variant_dir(stacked(name)), net_meta(stacked(name), model.spec, metrics))
+    index = {name: variant_dir(name) for name in [*selection["saved"], *names, *map(stacked, fused)]}
     seconds = time.perf_counter() - t0
     write_json(out / "fit.json", {"variants": index, "experts": experts, "k": k, "router_expert": router_expert,
                                   "rule_table": rule_table, "moe_selection": selection, "seconds": round(seconds, 1),
-                                  **common})
+                                  "made": {**machine(), "training_threads": cfg.threads,
+                                           "workers": resolve_workers(workers)}, **common})
     log.info("fit %d variants in %.1fs into %s", len(index), seconds, out)
     return out
-
-
-def fit_moe(out: Path, candidates: list[Candidate], train: PairSet, stop: PairSet, cfg: TrainConfig,
-            teacher: np.ndarray | None, stack: bool, meta: dict[str, Any], workers: int = 1,
-            stack_router: bool = False,
-            transfer: Callable[[ModelSpec], TransferHead | None] = lambda spec: None) -> dict[str, Any]:
-    """Pick the MoE's router and head on the held-out queries and save the winner as ``moe`` (the other head as
-    ``moe:net`` or ``moe:stacked``); returns the selection record for fit.json.
-
-    The net is the best candidate by its own held-out AUC. With ``stack``, the best candidate of each router kind
-    gets a stacked head (its booster reading the learned router's expert on every query with ``stack_router``): the
-    trees may prefer another route than the net (a fixed pair per market gives them the same columns on every query,
-    worth 0.25 pp on Shopee), so each kind's stack is judged on the same held-out queries and the best one kept.
-    ``transfer`` gives each saved head its head for unknown markets."""
-    chosen = best(candidates)
-    record: dict[str, Any] = {"chosen_on": "macro AUC on the early-stopping queries",
-                              "candidates": [c.summary() for c in candidates], "net_router": chosen.name}
-    heads = {"net": (chosen, chosen.model, chosen.stop_auc_macro)}
-    if stack:
-        from hetmoe.moe.stack import cross_fit_logits, train_stack
-
-        stacks = {}
-        for candidate in stack_candidates(candidates):
-            spec = replace(candidate.model.spec, item_neighbourhood=train.neighbourhood,
-                           stack_router=stack_router and candidate.model.spec.learned_router)
-            oof = cross_fit_logits(candidate.model.spec, train, stop, cfg, teacher, workers)
-            booster = train_stack(MoEModel(spec, candidate.model.weights), train, stop, oof, cfg)
-            stacked = MoEModel(spec, candidate.model.weights, stack=StackedHead(booster))
-            stacks[candidate.name] = (candidate, stacked, held_out(stacked, stop)[0])
-        record["stacked_by_router"] = {name: v[2] for name, v in stacks.items()}
-        heads["stacked"] = max(stacks.values(), key=lambda v: np.nan_to_num(v[2], nan=-1.0))
-    winner = max(heads, key=lambda h: np.nan_to_num(heads[h][2], nan=-1.0))
-    record.update({"heads": {h: v[2] for h, v in heads.items()}, "head": winner, "router": heads[winner][0].name,
-                   "saved": []})
-    for head, (candidate, model, score) in heads.items():
-        name = "moe" if head == winner else f"moe:{head}"
-        model.transfer = transfer(model.spec)
-        model.save(out / variant_dir(name),
-                   {"variant": name, **meta, "router": candidate.name,
-                    "metrics": {**candidate.result.metrics, "stop_auc_macro_head": score}})
-        record["saved"].append(name)
-    log.info("MoE: %s routing with the %s head (held-out macro AUC %s)", record["router"], winner,
-             ", ".join(f"{h} {v[2]:.4f}" for h, v in heads.items()))
-    return record
 
 
 def fit_router(data_dir: str | Path, store_root: str | Path, out_path: str | Path, experts: list[str] | None = None,

@@ -11,7 +11,9 @@ from pathlib import Path
 from typing import Any
 
 from hetmoe.files import write_json_atomic, write_text_atomic
+from hetmoe.moe.compare import comparison_markdown
 from hetmoe.moe.guard import guard_markdown
+from hetmoe.provenance import made_markdown, synthetic_note
 
 
 def _fmt(value: float) -> str:
@@ -40,6 +42,7 @@ def markdown(report: dict[str, Any]) -> str:
         f"{report.get('trained_on', {}).get('early_stopping', '?')}. Judge by macro AUC (mean of per-market AUCs); "
         "pooled AUC also rewards learning each market's base rate.",
         "",
+        *synthetic_note(report.get("made")),
         "| variant | AUC macro | AUC pooled | " + " | ".join(markets) + " | nDCG@10 | experts/query |",
         "|---|---|---|" + "---|" * len(markets) + "---|---|",
     ]
@@ -70,16 +73,7 @@ def markdown(report: dict[str, Any]) -> str:
             f"(95% CI {cmp['ci95_macro'][0]:+.4f} .. {cmp['ci95_macro'][1]:+.4f}); pooled AUC {cmp['delta_auc']:+.4f} "
             f"(95% CI {cmp['ci95'][0]:+.4f} .. {cmp['ci95'][1]:+.4f}); {cmp['reps']} bootstrap resamples of queries within markets.",
         ]
-    for other, what in (("weighted", "a gate-weighted sum of the same top-k experts' features"),
-                        ("average", "a gate-weighted average of the same top-k experts' projected embeddings")):
-        fused = report.get(f"moe_vs_{other}")
-        if fused:
-            lines += [
-                "",
-                f"**MoE (top-k concatenation) vs {what}**: macro AUC {fused['delta_auc_macro']:+.4f} "
-                f"(95% CI {fused['ci95_macro'][0]:+.4f} .. {fused['ci95_macro'][1]:+.4f}); pooled AUC {fused['delta_auc']:+.4f} "
-                f"(95% CI {fused['ci95'][0]:+.4f} .. {fused['ci95'][1]:+.4f}).",
-            ]
+    lines += comparison_markdown(report)
     if report.get("market_guard"):
         lines += guard_markdown(report["market_guard"])
     moe = variants.get("moe")
@@ -101,9 +95,9 @@ def markdown(report: dict[str, Any]) -> str:
         "",
         "Online query-encoding cost = experts/query (the query is encoded only by its routed experts"
         + (f"; the learned router also needs the `{router}` query vector, the cheapest expert)." if router else ")."),
-        "",
     ]
-    return "\n".join(lines)
+    lines += made_markdown(report.get("made"))
+    return "\n".join([*lines, ""])
 
 
 RANKING_COLUMNS = (("mrr", "MRR"), ("recall10", "Recall@10"), ("recall20", "Recall@20"), ("ndcg5", "nDCG@5"),

@@ -14,16 +14,16 @@ head a :class:`hetmoe.moe.infer.MoEModel` carries), so the Scorer, ``eval`` and 
 from __future__ import annotations
 
 import logging
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
 
 from hetmoe.moe.features import PairSet, carve_by_query
-from hetmoe.moe.infer import MoEModel
-from hetmoe.moe.jobs import run_jobs
-from hetmoe.moe.spec import ModelSpec
 from hetmoe.moe.heads.stacked import StackedHead
+from hetmoe.moe.infer import MoEModel
+from hetmoe.moe.jobs import Job, run_jobs
+from hetmoe.moe.spec import ModelSpec
 from hetmoe.moe.train import TrainConfig, market_weights, net_logits, train_net
 
 log = logging.getLogger(__name__)
@@ -40,10 +40,11 @@ def pairset_matrix(spec: ModelSpec, pairs: PairSet, dense: np.ndarray, net_logit
     return StackedHead(None).matrix(spec, pairs.features, dense, net_logit, pairs.q_market[pairs.qi])
 
 
-def cross_fit_logits(spec: ModelSpec, train: PairSet, stop: PairSet, cfg: TrainConfig,
-                     teacher: np.ndarray | None, workers: int = 1) -> np.ndarray:
-    """(n,) out-of-fold net logits on ``train``: fold f's pairs are scored by a net trained on the other folds
-    (the folds train side by side in ``workers`` processes)."""
+def cross_fit_jobs(spec: ModelSpec, train: PairSet, stop: PairSet, cfg: TrainConfig,
+                   teacher: np.ndarray | None) -> tuple[list[np.ndarray], list[Job]]:
+    """The query folds of ``train`` and one job per fold (a net trained on the other folds, returning its logits on
+    the fold's pairs); :func:`fold_logits` assembles their results. Separate, so a fit can run the folds of several
+    heads side by side in one batch of jobs."""
     folds, rest = [], np.ones(len(train), dtype=bool)
     for fold in range(FOLDS):
         if fold < FOLDS - 1:
@@ -55,12 +56,35 @@ def cross_fit_logits(spec: ModelSpec, train: PairSet, stop: PairSet, cfg: TrainC
             held = rest.copy()
         rest &= ~held
         folds.append(held)
-    jobs = [(_fold_logits, (spec, train, stop, replace(cfg, seed=cfg.seed + fold + 1), teacher, held))
-            for fold, held in enumerate(folds)]
-    out = np.zeros(len(train), np.float32)
-    for held, logits in zip(folds, run_jobs(jobs, workers, cfg.threads)):
+    jobs: list[Job] = [(_fold_logits, (spec, train, stop, replace(cfg, seed=cfg.seed + fold + 1), teacher, held))
+                       for fold, held in enumerate(folds)]
+    return folds, jobs
+
+
+def fold_logits(folds: list[np.ndarray], results: list[np.ndarray]) -> np.ndarray:
+    """(n,) out-of-fold logits from the folds of :func:`cross_fit_jobs` and their jobs' results."""
+    out = np.zeros(folds[0].shape[0], np.float32)
+    for held, logits in zip(folds, results):
         out[held] = logits
     return out
+
+
+def cross_fit_logits(spec: ModelSpec, train: PairSet, stop: PairSet, cfg: TrainConfig,
+                     teacher: np.ndarray | None, workers: int = 1) -> np.ndarray:
+    """(n,) out-of-fold net logits on ``train``: fold f's pairs are scored by a net trained on the other folds
+    (the folds train side by side in ``workers`` processes)."""
+    folds, jobs = cross_fit_jobs(spec, train, stop, cfg, teacher)
+    return fold_logits(folds, run_jobs(jobs, workers, cfg.threads))
+
+
+def stacked_model(net: MoEModel, train: PairSet, stop: PairSet, oof_logits: np.ndarray, cfg: TrainConfig,
+                  stack_router: bool) -> MoEModel:
+    """``net`` with a stacked head trained over its routed experts (and the training pairs' item neighbourhoods when
+    they carry them; the router expert's columns with ``stack_router`` and a learned router)."""
+    spec = replace(net.spec, item_neighbourhood=train.neighbourhood,
+                   stack_router=stack_router and net.spec.learned_router)
+    booster = train_stack(MoEModel(spec, net.weights), train, stop, oof_logits, cfg)
+    return MoEModel(spec, net.weights, stack=StackedHead(booster))
 
 
 def _fold_logits(spec: ModelSpec, train: PairSet, stop: PairSet, cfg: TrainConfig, teacher: np.ndarray | None,
@@ -92,3 +116,31 @@ def train_stack(net: MoEModel, train: PairSet, stop: PairSet, oof_logits: np.nda
                         callbacks=[lgb.early_stopping(EARLY_STOP_ROUNDS, verbose=False)])
     log.info("stacked head: %d trees over %d features", booster.best_iteration, x_tr.shape[1])
     return booster
+
+
+@dataclass
+class Stacker:
+    """Stacked heads for several nets of one fit, all built alike: the folds of every net train side by side in one
+    batch of jobs (``workers`` processes), then each net's booster trains on its out-of-fold logits."""
+
+    train: PairSet
+    stop: PairSet
+    cfg: TrainConfig
+    teacher: np.ndarray | None
+    workers: int = 1
+    stack_router: bool = False
+
+    def jobs(self, spec: ModelSpec) -> tuple[list[np.ndarray], list[Job]]:
+        """The folds and fold jobs for a net of ``spec`` (to run in a batch of the caller's)."""
+        return cross_fit_jobs(spec, self.train, self.stop, self.cfg, self.teacher)
+
+    def build(self, net: MoEModel, folds: list[np.ndarray], results: list[np.ndarray]) -> MoEModel:
+        """``net`` with its stacked head, from its folds and their jobs' results."""
+        return stacked_model(net, self.train, self.stop, fold_logits(folds, results), self.cfg, self.stack_router)
+
+    def stack_all(self, nets: dict[str, MoEModel]) -> dict[str, MoEModel]:
+        """Each net of ``nets`` with its stacked head, by name."""
+        planned = {name: self.jobs(net.spec) for name, net in nets.items()}
+        results = iter(run_jobs([job for _, jobs in planned.values() for job in jobs], self.workers, self.cfg.threads))
+        return {name: self.build(nets[name], folds, [next(results) for _ in jobs])
+                for name, (folds, jobs) in planned.items()}

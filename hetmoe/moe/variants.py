@@ -44,7 +44,24 @@ VARIANTS: tuple[Variant, ...] = (
     Variant(LIGHTGBM, None, 6),
 )
 BY_NAME = {v.name: v for v in VARIANTS}
-REPORT_ORDER: tuple[str, ...] = ("moe", *(v.name for v in sorted(VARIANTS, key=lambda v: v.report_rank) if v.name != SINGLE))
+# The baselines that differ from the MoE's net by their fusion alone (same router, k, teacher and seed). With a stacked
+# MoE each also gets a stacked head through the same path (``<name>:stacked``), so fusions compare head for head, and
+# the MoE's concatenation net under their router and k is saved as ``concat`` (``concat:stacked``) when the MoE chose
+# another router or k.
+FUSIONS = ("weighted", "average")
+STACKED = "stacked"
+TWIN = "concat"
+
+
+def stacked(name: str) -> str:
+    """The name of a variant's stacked head: ``weighted`` -> ``weighted:stacked``."""
+    return f"{name}:{STACKED}"
+
+
+_HEADS = ("moe:net", stacked("moe"), TWIN, stacked(TWIN))
+_RANKED = [v.name for v in sorted(VARIANTS, key=lambda v: v.report_rank) if v.name != SINGLE]
+REPORT_ORDER: tuple[str, ...] = ("moe", *_HEADS, *(n for name in _RANKED for n in (
+    [name, stacked(name)] if name in FUSIONS else [name])))
 
 
 def variant_names(experts: list[str]) -> list[str]:

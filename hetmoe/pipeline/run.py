@@ -63,20 +63,32 @@ def run_pipeline(config: RunConfig) -> dict:
     The run is recorded as ``model/run.toml`` (every option spelled out), so ``hetmoe run --config`` repeats it."""
     from hetmoe.data.validate import check_dataset
     from hetmoe.diagnose.run import diagnose
-    from hetmoe.experts.card import get_card
-    from hetmoe.files import write_text_atomic
-    from hetmoe.moe.evaluate import evaluate
-    from hetmoe.store.embed import embed_dataset
-    from hetmoe.store.index import build_index
 
     dataset = check_dataset(config.data)
     options = config.fit.with_defaults(config.cards)
-    used = _check_arguments(list(options.experts or ()), options.router_expert or "", options.k, config.cards)
+    report_split(dataset, options.split)  # refused before any work, like the cards
+    timings = build_stores(dataset, config.out / "stores", options, config.cards)
+    result = fit_and_evaluate(dataset, config.out / "stores", config.out, options, config.cards, timings)
+    start = time.perf_counter()
+    report = config.out / "report"
+    geometry = diagnose(config.out / "stores", report / "diagnose", model_dir=config.out / "model")
+    _link_diagnosis(report, geometry)
+    timings["diagnose"] = time.perf_counter() - start
+    (report / "timings.json").write_text(json.dumps(timings, indent=2))
+    return result
+
+
+def build_stores(dataset: Dataset, store: Path, options: FitOptions, cards: Path | None = None) -> dict[str, float]:
+    """Stage one: embed and index every expert of ``options`` (and the router's) into ``store`` and fit the lexical
+    expert, every card checked first; complete stores are kept. Returns the seconds each step took."""
+    from hetmoe.experts.card import get_card
+    from hetmoe.store.embed import embed_dataset
+    from hetmoe.store.index import build_index
+
+    options = options.with_defaults(cards)
+    used = _check_arguments(list(options.experts or ()), options.router_expert or "", options.k, cards)
     lexical = options.lexical_store
-    lexical_card = get_card(lexical, config.cards) if lexical else None  # checked before any work, like the others
-    split = report_split(dataset, options.split)
-    out = config.out
-    store, model, report = out / "stores", out / "model", out / "report"
+    lexical_card = get_card(lexical, cards) if lexical else None  # checked before any work, like the others
     timings: dict[str, float] = {}
     for name, card in used.items():  # the router reads the cheap expert's query vectors
         start = time.perf_counter()
@@ -89,16 +101,27 @@ def run_pipeline(config: RunConfig) -> dict:
         start = time.perf_counter()
         fit_lexical_store(dataset, store, name=lexical, card=lexical_card)
         timings[f"fit:{lexical}"] = time.perf_counter() - start
+    return timings
+
+
+def fit_and_evaluate(dataset: Dataset, store: Path, out: Path, options: FitOptions, cards: Path | None = None,
+                     timings: dict[str, float] | None = None) -> dict:
+    """Stage two over the stores :func:`build_stores` wrote to ``store``: fit with ``options`` into ``out/model``
+    (recording the run as ``run.toml``) and evaluate every variant into ``out/report``; returns the report.
+    ``timings`` gets the seconds of each step. Several fits (seeds) can share one set of stores."""
+    from hetmoe.files import write_text_atomic
+    from hetmoe.moe.evaluate import evaluate
+
+    options = options.with_defaults(cards)
+    model, report = out / "model", out / "report"
+    timings = {} if timings is None else timings
     start = time.perf_counter()
-    fit_model(dataset, store, model, options, config.cards)
-    write_text_atomic(model / RUN_CONFIG, RunConfig(config.data, out, config.cards, options).to_toml(model))
+    fit_model(dataset, store, model, options, cards)
+    write_text_atomic(model / RUN_CONFIG, RunConfig(dataset.root, out, cards, options).to_toml(model))
     timings["fit"] = time.perf_counter() - start
     start = time.perf_counter()
-    result = evaluate(model, dataset, split, report, store_root=store)
-    geometry = diagnose(store, report / "diagnose", model_dir=model)
-    _link_diagnosis(report, geometry)
-    timings["eval+diagnose"] = time.perf_counter() - start
-    (report / "timings.json").write_text(json.dumps(timings, indent=2))
+    result = evaluate(model, dataset, report_split(dataset, options.split), report, store_root=store)
+    timings["eval"] = time.perf_counter() - start
     return result
 
 
