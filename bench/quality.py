@@ -35,8 +35,8 @@ def summarise(report: dict[str, Any]) -> dict[str, Any]:
         "experts_per_query": {n: v["experts_per_query"] for n, v in variants.items()},
         "best_single": max(singles, key=singles.get) if singles else None,
         "moe_vs_best_single": report.get("moe_vs_best_single"),
-        "moe_vs_weighted": report.get("moe_vs_weighted"),
-        "moe_vs_average": report.get("moe_vs_average"),
+        "fusions": report.get("fusions"),  # each fusion against concatenation under the same head
+        "stacked_gain": report.get("stacked_gain"),
         "market_guard": report.get("market_guard"),
         "routing_share_by_market": variants["moe"].get("routing_share_by_market"),
     }
