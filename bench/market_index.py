@@ -12,7 +12,6 @@ Usage: ``python bench/market_index.py --data DATA/multimarket --store S -e minil
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import sys
 import time
@@ -66,7 +65,10 @@ def one_market(context: Any, expert: str, market: str, queries: np.ndarray, samp
     if index.exact:
         return None
     n = len(index)
-    unit_of = lambda r: context.unit_items(expert, catalog_rows[r])  # noqa: E731
+
+    def unit_of(r: np.ndarray) -> np.ndarray:
+        return context.unit_items(expert, catalog_rows[r])
+
     units = l2_normalize(queries[rng.choice(queries.shape[0], min(sample, queries.shape[0]), replace=False)])
     out: dict[str, Any] = {"expert": expert, "market": market, "items": n, "queries": units.shape[0]}
     out["reference"] = compare(index.nearest(units, unit_of, TOP), exact_rows(units, unit_of, n, None))
