@@ -152,8 +152,10 @@ def score_vs_eval(work: Path, model: Path) -> dict:
     valid.select("query_id", "market", "item_id").write_parquet(work / "valid.parquet")
     summary = score_pairs(model, work / "valid.parquet", work / "valid-scores.parquet", progress=False)
     both = pl.read_parquet(work / "valid-scores.parquet").join(eval_scores, on=["query_id", "item_id"])
-    return {"pairs": summary["pairs"], "matched": both.height, "pairs_per_s": summary["pairs_per_s"],
-            "seconds": summary["seconds"], "max_abs_diff": float((both["score"] - both["eval"]).abs().max())}
+    return {"data": data.name, "experts": moe.experts, "pairs": summary["pairs"], "matched": both.height, "pairs_per_s": summary["pairs_per_s"],
+            "seconds": summary["seconds"], "cpu_seconds": summary["cpu_seconds"],
+            "pairs_per_cpu_s": round(summary["pairs"] / max(summary["cpu_seconds"], 1e-9)),
+            "max_abs_diff": float((both["score"] - both["eval"]).abs().max())}
 
 
 def ratios(rows: list[dict], key: str) -> dict[str, dict[str, float]]:
@@ -183,7 +185,7 @@ def main() -> None:
         if args.model is None:
             parser.error("--eval-only needs --model")
         with tempfile.TemporaryDirectory() as tmp:
-            result = {"name": "scale-vs-eval", "model": str(args.model.resolve()), **score_vs_eval(Path(tmp), args.model)}
+            result = {"name": "scale-vs-eval", **score_vs_eval(Path(tmp), args.model)}
         RESULTS.mkdir(exist_ok=True)
         (RESULTS / "scale-vs-eval.json").write_text(json.dumps(result, indent=1))
         print(json.dumps(result))
