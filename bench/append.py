@@ -75,7 +75,7 @@ def main() -> None:
     a, r = open_expert(work / "appended", args.expert), open_expert(work / "rebuilt", args.expert)
     identical = all(np.array_equal(getattr(a, p).ids, getattr(r, p).ids) and getattr(a, p).load().tobytes() == getattr(r, p).load().tobytes()
                     for p in ("items", "queries"))
-    out = {"data": str(args.data), "expert": args.expert, **counts, "embed_append_seconds": append_s,
+    out = {"data": args.data.name, "expert": args.expert, **counts, "embed_append_seconds": append_s,
            "embed_rebuild_seconds": rebuild_s, "stores_bit_identical": identical, "indexes": []}
     queries = r.queries.load().astype(np.float32)
     for kind in args.kinds.split(","):

@@ -83,7 +83,7 @@ def main() -> None:
     logging.basicConfig(level=logging.WARNING)
     experts = resolve_experts(args.experts.split(",") if args.experts else None)
     runs = [run_seed(args.data, args.stores, experts, args.k, int(s)) for s in args.seeds.split(",") if s]
-    out = {"name": "fusion", "data": str(args.data), "experts": experts, "k": args.k, "runs": runs}
+    out = {"name": "fusion", "data": args.data.name, "experts": experts, "k": args.k, "runs": runs}
     args.out.parent.mkdir(exist_ok=True)
     args.out.write_text(json.dumps(out, indent=1))
     print(json.dumps(out))

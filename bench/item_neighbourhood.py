@@ -56,7 +56,7 @@ def main() -> None:
                 by_market = {m: float(roc_auc_score(pairs.y[valid][markets == m], p[markets == m])) for m in np.unique(markets)}
                 runs.append({"experts": names, "features": name, "seed": seed, "auc_by_market": by_market,
                              "auc_macro": float(np.mean(list(by_market.values())))})
-    result = {"benchmark": "item_neighbourhood", "data": str(args.data), "experts": experts, "lexical": args.lexical,
+    result = {"benchmark": "item_neighbourhood", "data": args.data.name, "experts": experts, "lexical": args.lexical,
               "features": list(NEIGHBOURHOOD_FEATURES), "load_seconds_with_tables": round(seconds, 1), "runs": runs}
     if args.out:
         args.out.write_text(json.dumps(result, indent=1))

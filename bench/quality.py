@@ -104,9 +104,9 @@ def main() -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     experts = [e for e in args.experts.split(",") if e]
     rows = [run_seed(args, int(s), experts) for s in args.seeds.split(",") if s]
-    out = {"name": "quality", "data": str(args.data), "experts": experts, "lexical": args.lexical, "k": args.k,
+    out = {"name": "quality", "data": args.data.name, "experts": experts, "lexical": args.lexical, "k": args.k,
            "market_power": args.market_power,
-           "eval_data": str(args.eval_data) if args.eval_data else None, "runs": rows}
+           "eval_data": args.eval_data.name if args.eval_data else None, "runs": rows}
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(out, indent=1))
     print(json.dumps(out))

@@ -99,7 +99,7 @@ def main() -> None:
             report = evaluate(model, args.data, args.split, Path(reports) / label, store_root=root)
             auc[label] = {v: round(report["variants"][v]["auc_macro"], 5)
                           for v in ("moe", f"single:{args.expert}") if v in report["variants"]}
-    result = {"name": "runtime-quality", "data": str(args.data), "split": args.split, "expert": args.expert,
+    result = {"name": "runtime-quality", "data": args.data.name, "split": args.split, "expert": args.expert,
               "model": str(model), "router": args.router if args.model is None else None, "runtime": args.runtime, "float32_hash": card.hash,
               "runtime_hash": runtime_card.hash, "model_auc_macro": auc,
               "change_pp": {k: {v: round(100 * (a - auc["float32"][v]), 3) for v, a in by.items()}

@@ -113,7 +113,7 @@ def main() -> None:
                 run = run_seed(opts, seed, [e for e in args.experts.split(",") if e])
                 results.append({"scenario": scenario, "power": power, **run})
                 rows.append(row(scenario, power, run))
-    publish("small_market", {"benchmark": "small_market", "data": str(args.data), "experts": args.experts,
+    publish("small_market", {"benchmark": "small_market", "data": args.data.name, "experts": args.experts,
                              "small_train_queries": args.small, "runs": results})
     fixed = {"scenario", "power", "seed", "moe", "lightgbm", "best_single", "guard", "fit_s"}
     markets = sorted({k for r in rows for k in r} - fixed)

@@ -64,7 +64,7 @@ def main() -> None:
     for name, col in [*((f"zero-shot cos {e}", c) for e, c in zip(experts, cos)),
                       *((f"zero-shot {f}", lexcols[f]) for f in TRANSFER_LEXICAL)]:
         rows[name] = {cell: v for source in pairs.markets for cell, v in _cells(source, pairs, np.nan_to_num(col)).items()}
-    result = {"name": "transfer", "data": str(args.data), "experts": experts, "k": args.k, "seed": args.seed,
+    result = {"name": "transfer", "data": args.data.name, "experts": experts, "k": args.k, "seed": args.seed,
               "transfer_experts": chosen, "valid_auc": rows}
     print(json.dumps(result))
     cells = list(next(iter(rows.values())))
