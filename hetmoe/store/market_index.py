@@ -239,18 +239,27 @@ class MarketIndex:
         last = self.table.last[pairs_old]
         full = (self.table.rows[pairs_old] >= 0).all(axis=1)
         enters = ~full | (cos >= last)
-        changed = np.unique(pairs_old[enters])
-        for row in changed.tolist():
-            mine = enters & (pairs_old == row)
-            held = self.table.rows[row] >= 0
-            merged = np.concatenate([self.table.rows[row][held], pairs_new[mine]])
-            cosines = np.concatenate([self.table.cosines[row][held], cos[mine]])
-            order = np.lexsort((merged, -cosines))[:top]
-            fill = top - order.size
-            self.table.set_rows(np.array([row]), np.pad(cosines[order], (0, fill), constant_values=np.nan)[None],
-                                np.pad(merged[order], (0, fill), constant_values=-1)[None])
-        if changed.size:
-            self.table.set_centres(changed, unit_of)
+        changed, at = np.unique(pairs_old[enters], return_inverse=True)
+        if changed.size == 0:
+            return
+        # every changed row's held entries and the new items entering it side by side, padding sorted last
+        order = np.argsort(at, kind="stable")
+        at, newcomers, newcos = at[order], pairs_new[enters][order], cos[enters][order]
+        slot = np.arange(at.size) - np.searchsorted(at, at)  # a newcomer's place among its row's newcomers
+        width = top + int(slot.max()) + 1
+        rows = np.full((changed.size, width), -1, np.int64)
+        cosines = np.full((changed.size, width), -np.inf, np.float32)
+        held = self.table.rows[changed]
+        rows[:, :top] = held
+        cosines[:, :top] = np.where(held >= 0, self.table.cosines[changed], -np.inf)
+        rows[at, top + slot], cosines[at, top + slot] = newcomers, newcos
+        keys = np.where(rows >= 0, rows, np.iinfo(np.int64).max)
+        best = np.lexsort((keys, -cosines), axis=1)[:, :top]  # best first, ties by row
+        cosines, rows = np.take_along_axis(cosines, best, 1), np.take_along_axis(rows, best, 1)
+        short = np.isneginf(cosines)
+        cosines[short], rows[short] = np.nan, -1
+        self.table.set_rows(changed, cosines, rows)
+        self.table.set_centres(changed, unit_of)
 
     def _entering(self, new: np.ndarray, unit_of: UnitOf) -> tuple[np.ndarray, np.ndarray]:
         """(old row, new row) pairs where the new item may enter the old row: every old row of an exact market whose
