@@ -65,11 +65,12 @@ def with_new_items(base: Path, bigger: Path, out: Path) -> int:
 
 
 def online(model: Path, data: Path) -> dict[str, Any]:
-    """score(100) latency: warm caches, cold caches, and cold caches with the query vectors given."""
+    """score(100) latency: warm caches, cold caches, and cold caches with the query vectors given (``data``: the
+    dataset whose items the store holds, which gives the catalog its markets)."""
     from hetmoe.online.results import ScoreRequest
     from hetmoe.online.scorer import Scorer
 
-    scorer = Scorer.load(model, with_indexes=False)
+    scorer = Scorer.load(model, data_dir=data, with_indexes=False)
     scorer.warm()
     queries = pl.read_parquet(data / "queries.parquet").head(ONLINE_QUERIES)
     ids = pl.read_parquet(data / "items.parquet", columns=["item_id"])["item_id"].to_numpy()
@@ -165,10 +166,22 @@ def main() -> None:
     parser.add_argument("--work", type=Path, required=True, help="Scratch folder for data, stores and models.")
     parser.add_argument("--search-index", action="store_true", help="Also time 'hetmoe index' (the /search index).")
     parser.add_argument("--out", type=Path, default=RESULTS / "catalog_scale.json")
+    parser.add_argument("--online-only", action="store_true",
+                        help="Re-time only score(100) on the models a finished run left in --work (after its append: "
+                        "the grown catalogs), updating --out; online timings need a quiet machine.")
     args = parser.parse_args()
+    if args.online_only:
+        result = json.loads(args.out.read_text())
+        for row in result["sizes"]:
+            n = row["items"]
+            row["online"] = {**online(args.work / f"m{n}", args.work / f"d{n}-grown"), "items": n + n // 100}
+        result["online_retimed"] = {"date": time.strftime("%Y-%m-%d"), "load_after": os.getloadavg()}
+        args.out.write_text(json.dumps(result, indent=1))
+        print(table(result["sizes"], result["growth_exponent"]))
+        return
     rows = [one_size(int(n), args.work, args.search_index) for n in args.sizes.split(",")]
     exponents = growth(rows) if len(rows) > 1 else {}
-    machine = {"cpus": os.cpu_count(), "load_before": os.getloadavg()}
+    machine = {"cpus": os.cpu_count(), "load_after": os.getloadavg()}
     result = {"date": time.strftime("%Y-%m-%d"), "machine": machine, "experts": EXPERTS, "sizes": rows,
               "growth_exponent": exponents}
     args.out.parent.mkdir(parents=True, exist_ok=True)
