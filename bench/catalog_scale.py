@@ -5,7 +5,7 @@ Each offline stage runs as its own ``hetmoe`` command under GNU time (wall secon
 index (the market HNSW graphs), neighbourhoods (every item's neighbour row), lexical fit, fit-head (the MoE and its
 stacked head over a fixed 2,000 queries, so it measures what the catalog's size costs it), the search index
 (``hetmoe index``); online ``score(100)`` p50 / p99 with warm caches, cold caches, and cold caches with the query
-vectors given (the time outside encoding); bulk ``hetmoe score`` of the valid pairs by query id; last, a 1% append
+vectors given (the time outside encoding), under each head the fit saved (the chosen head differs between sizes); bulk ``hetmoe score`` of the valid pairs by query id; last, a 1% append
 (embed --append of both experts, which grows their market indexes, and of the lexical expert) against the full build
 it replaces. The growth exponent of a stage is
 log(t_big / t_small) / log(n_big / n_small).
@@ -98,6 +98,22 @@ def online(model: Path, data: Path) -> dict[str, Any]:
             for name, v in rows.items()}
 
 
+def head_models(model: Path) -> dict[str, Path]:
+    """The fitted MoE under each head it saved ({"stacked": ..., "net": ...}): each size fits its own model, so the
+    online figures compare one head shape across sizes."""
+    index = json.loads((model / "fit.json").read_text())
+    chosen = index["moe_selection"]["head"]
+    out = {chosen: model}
+    for head in ("net", "stacked"):
+        if head != chosen and f"moe:{head}" in index["variants"]:
+            out[head] = model / index["variants"][f"moe:{head}"]
+    return out
+
+
+def timed_heads(model: Path, data: Path) -> dict[str, Any]:
+    return {head: online(path, data) for head, path in sorted(head_models(model).items())}
+
+
 def one_size(n: int, work: Path, search_index: bool) -> dict[str, Any]:
     data, store, model = work / f"d{n}", work / f"s{n}", work / f"m{n}"
     out: dict[str, Any] = {"items": n, "queries": QUERIES}
@@ -115,7 +131,7 @@ def one_size(n: int, work: Path, search_index: bool) -> dict[str, Any]:
                                   "--lexical", "lexical", "--variants", "none"])])
     if search_index:
         out["search_index"] = stage([run(["index", "-e", e, "--store", str(store)]) for e in EXPERTS])
-    out["online"] = online(model, data)
+    out["online"] = timed_heads(model, data)
     valid = pl.read_parquet(data / "judgments.parquet").filter(pl.col("split") == "valid")
     valid.select("query_id", "item_id").write_parquet(work / f"valid{n}.parquet")
     scored = run(["score", "--model", str(model), "--pairs", str(work / f"valid{n}.parquet"), "--out",
@@ -153,9 +169,11 @@ def table(rows: list[dict[str, Any]], exponents: dict[str, dict[str, float]]) ->
     for name, by in exponents.items():
         cells = "".join(f"{r[name]['seconds']:>12.1f} s" for r in rows)
         lines.append(f"{name:<18}{cells}{list(by.values())[-1]:>12.2f}")
-    for what in ("cached", "uncached", "uncached_outside_encoding"):
-        cells = "".join(f"{r['online'][what]['p99_ms']:>11.2f} ms" for r in rows)
-        lines.append(f"{'p99 ' + what[:14]:<18}{cells}")
+    for head in ("net", "stacked"):
+        for what in ("cached", "uncached_outside_encoding"):
+            cells = "".join(f"{r['online'][head][what]['p99_ms']:>11.2f} ms" if head in r["online"] else f"{'-':>14}"
+                            for r in rows)
+            lines.append(f"{f'p99 {head} ' + what[:9]:<18}{cells}")
     lines.append(f"{'bulk pairs/cpu s':<18}" + "".join(f"{r['bulk']['pairs_per_cpu_s']:>14,}" for r in rows))
     return "\n".join(lines)
 
@@ -174,7 +192,7 @@ def main() -> None:
         result = json.loads(args.out.read_text())
         for row in result["sizes"]:
             n = row["items"]
-            row["online"] = {**online(args.work / f"m{n}", args.work / f"d{n}-grown"), "items": n + n // 100}
+            row["online"] = {**timed_heads(args.work / f"m{n}", args.work / f"d{n}-grown"), "items": n + n // 100}
         result["online_retimed"] = {"date": time.strftime("%Y-%m-%d"), "load_after": os.getloadavg()}
         args.out.write_text(json.dumps(result, indent=1))
         print(table(result["sizes"], result["growth_exponent"]))
