@@ -6,6 +6,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from served import served_scores
 
 from hetmoe.errors import HetmoeError
 from hetmoe.pairs.blocks import block_names, make_block
@@ -42,8 +43,6 @@ def test_an_extra_block_reaches_the_trees_and_is_served_as_eval_scores_it(built:
     from hetmoe.moe.fit import load_data
     from hetmoe.moe.infer import MoEModel
     from hetmoe.moe.lgbm import LgbmModel
-    from hetmoe.online.results import ScoreRequest
-    from hetmoe.online.scorer import Scorer
 
     lgbm = LgbmModel.load(built / "model" / "variants" / "lightgbm")
     assert lgbm.config["blocks"] == ["stats", "neighbourhood", "reference_tail"]
@@ -59,15 +58,4 @@ def test_an_extra_block_reaches_the_trees_and_is_served_as_eval_scores_it(built:
     stats = judged.features.block("stats", "wordllama")
     np.testing.assert_array_equal(tail[:, 1] >= 0, np.ones(len(judged), bool))  # best minus last reference cosine
     assert np.all(tail[:, 0] >= stats[:, 3])  # above the last reference cosine by at least its gap to the best
-    scorer = Scorer.load(folder, data_dir=built / "data", with_indexes=False)
-    texts = dict(zip(data.queries["query_id"].to_list(), data.queries["text"].to_list()))
-    markets = np.asarray(judged.markets, dtype=object)[judged.q_market]
-    requests, known, order = [], [], []
-    for q in range(judged.query_ids.shape[0]):
-        at = np.flatnonzero(judged.qi == q)
-        requests.append(ScoreRequest(texts[judged.query_ids[q]], judged.item_ids[judged.di[at]].tolist(), str(markets[q])))
-        known.append({e: judged.features.batch.query_vecs[e][q] for e in judged.experts})
-        order.append(at)
-    got = np.concatenate([r.scores for r in scorer.score_batch(requests, known)])
-    np.testing.assert_array_equal(got, want[np.concatenate(order)])
-    scorer.close()
+    np.testing.assert_array_equal(served_scores(folder, built / "data", data, judged), want)

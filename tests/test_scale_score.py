@@ -12,6 +12,7 @@ import numpy as np
 import polars as pl
 import pytest
 import ray
+from served import served_scores
 from typer.testing import CliRunner
 
 from hetmoe.cli import app
@@ -108,8 +109,6 @@ def test_stacked_head_reading_neighbourhoods_and_the_router_serves_what_eval_sco
     from hetmoe.moe.features import load_pairs
     from hetmoe.moe.fit import load_data
     from hetmoe.moe.infer import MoEModel
-    from hetmoe.online.results import ScoreRequest
-    from hetmoe.online.scorer import Scorer
 
     folder = built / "model" if read_config(built / "model")["kind"] == "stacked" else built / "model" / "variants" / "moe-stacked"
     moe = MoEModel.load(folder)
@@ -119,17 +118,7 @@ def test_stacked_head_reading_neighbourhoods_and_the_router_serves_what_eval_sco
                         neighbourhood=True)
     want, dense = score_net(moe, judged)
     assert (dense > 0).sum(axis=1).max() == 1  # k=1: one routed expert, yet the router expert's columns are read
-    scorer = Scorer.load(folder, data_dir=built / "data", with_indexes=False)
-    texts = dict(zip(data.queries["query_id"].to_list(), data.queries["text"].to_list()))
-    markets = np.asarray(judged.markets, dtype=object)[judged.q_market]
-    requests, known, order = [], [], []
-    for q in range(judged.query_ids.shape[0]):
-        at = np.flatnonzero(judged.qi == q)
-        requests.append(ScoreRequest(texts[judged.query_ids[q]], judged.item_ids[judged.di[at]].tolist(), str(markets[q])))
-        known.append({e: judged.features.batch.query_vecs[e][q] for e in judged.experts})
-        order.append(at)
-    got = np.concatenate([r.scores for r in scorer.score_batch(requests, known)])
-    np.testing.assert_array_equal(got, want[np.concatenate(order)])
+    np.testing.assert_array_equal(served_scores(folder, built / "data", data, judged), want)
     without = MoEModel(replace(moe.spec, stack_router=False), moe.weights, stack=moe.stack)
     assert not np.allclose(score_net(without, judged)[0], want)  # the router's columns do reach the booster
 
