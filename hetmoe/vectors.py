@@ -14,6 +14,7 @@ from hetmoe.errors import HetmoeError
 
 EPS = 1e-12  # floor on a norm: a zero row stays zero instead of becoming NaN
 CHECK_ROWS = 65536  # rows per block in :func:`bad_rows` (bounds its temporary copy on large stores)
+FEW_IDS = 1024  # queries of fewer ids than this are looked up in a dict (SortedIds)
 NAMED = 5  # ids an error about bad vectors names
 
 
@@ -40,11 +41,14 @@ def pair_cosines(q: np.ndarray, d: np.ndarray) -> np.ndarray:
 
 
 class SortedIds:
-    """A vectorised id -> row lookup: the ids sorted once, each query one ``np.searchsorted`` (no Python loop)."""
+    """An id -> row lookup: the ids sorted once, a big query one ``np.searchsorted`` (no Python loop); a query of
+    fewer than :data:`FEW_IDS` ids (an online request) probes a dict built on first use instead, because a binary
+    search over a million string ids misses the cache at every step (0.19 ms for 100 ids, against 0.02)."""
 
     def __init__(self, ids: np.ndarray) -> None:
         self.order = np.argsort(ids, kind="stable")
         self.sorted = ids[self.order]
+        self._rows: dict[str, int] | None = None
 
     def __len__(self) -> int:
         return int(self.sorted.shape[0])
@@ -57,6 +61,11 @@ class SortedIds:
         wanted = np.asarray(wanted, dtype=str).reshape(-1) if len(wanted) else np.empty(0, dtype=str)
         if len(self) == 0 or wanted.size == 0:
             return np.zeros(wanted.size, dtype=np.int64), np.zeros(wanted.size, dtype=bool)
+        if wanted.size < FEW_IDS:
+            if self._rows is None:  # the first row of each id, as the binary search finds it
+                self._rows = dict(zip(self.sorted[::-1].tolist(), self.order[::-1].tolist()))
+            rows = np.fromiter((self._rows.get(w, -1) for w in wanted.tolist()), np.int64, wanted.size)
+            return np.maximum(rows, 0), rows >= 0
         pos = np.minimum(np.searchsorted(self.sorted, wanted), len(self) - 1)
         return self.order[pos].astype(np.int64), self.sorted[pos] == wanted
 
