@@ -41,13 +41,15 @@ def pair_cosines(q: np.ndarray, d: np.ndarray) -> np.ndarray:
 
 
 class SortedIds:
-    """An id -> row lookup: the ids sorted once, a big query one ``np.searchsorted`` (no Python loop); a query of
-    fewer than :data:`FEW_IDS` ids (an online request) probes a dict built on first use instead, because a binary
-    search over a million string ids misses the cache at every step (0.19 ms for 100 ids, against 0.02)."""
+    """An id -> row lookup: the ids sorted once, a big query one ``np.searchsorted`` (no Python loop). With
+    ``probe_few``, a query of fewer than :data:`FEW_IDS` ids (an online request) probes a dict built on first use
+    instead: a binary search over a million string ids misses the cache at every step (0.19 ms of a 100-item
+    request), and the dict costs memory only where a served catalog asks for it."""
 
-    def __init__(self, ids: np.ndarray) -> None:
+    def __init__(self, ids: np.ndarray, probe_few: bool = False) -> None:
         self.order = np.argsort(ids, kind="stable")
         self.sorted = ids[self.order]
+        self.probe_few = probe_few
         self._rows: dict[str, int] | None = None
 
     def __len__(self) -> int:
@@ -61,7 +63,7 @@ class SortedIds:
         wanted = np.asarray(wanted, dtype=str).reshape(-1) if len(wanted) else np.empty(0, dtype=str)
         if len(self) == 0 or wanted.size == 0:
             return np.zeros(wanted.size, dtype=np.int64), np.zeros(wanted.size, dtype=bool)
-        if wanted.size < FEW_IDS:
+        if self.probe_few and wanted.size < FEW_IDS:
             if self._rows is None:  # the first row of each id, as the binary search finds it
                 self._rows = dict(zip(self.sorted[::-1].tolist(), self.order[::-1].tolist()))
             rows = np.fromiter((self._rows.get(w, -1) for w in wanted.tolist()), np.int64, wanted.size)

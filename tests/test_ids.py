@@ -9,7 +9,7 @@ from hetmoe.vectors import FEW_IDS, SortedIds
 def test_a_few_ids_and_many_find_the_same_first_rows() -> None:
     rng = np.random.default_rng(0)
     ids = np.array([f"p{i}" for i in rng.integers(0, 3000, 5000)])  # about 1,300 ids held more than once
-    lookup = SortedIds(ids)
+    lookup = SortedIds(ids, probe_few=True)
     wanted = np.array([*ids[rng.choice(ids.size, 300)], "absent", "p-1", ""])
     many = np.concatenate([wanted] * (FEW_IDS // wanted.size + 1))
     assert wanted.size < FEW_IDS <= many.size

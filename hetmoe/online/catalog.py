@@ -26,7 +26,7 @@ class ItemCatalog:
         self.vectors: dict[str, np.ndarray] = {e: np.ascontiguousarray(m, dtype=np.float16) for e, m in vectors.items()}
         self.markets: np.ndarray | None = None
         self._masks: dict[str, np.ndarray] = {}
-        self._lookup = SortedIds(ids)
+        self._lookup = SortedIds(ids, probe_few=True)  # requests look up a hundred ids at a time
         if self._lookup.has_duplicates():
             raise HetmoeError("item store has duplicate item ids; rebuild it with 'hetmoe embed --overwrite'")
 

@@ -137,9 +137,10 @@ class Scorer:
                 "threads": self._encoders.chooser.summary()}
 
     def warm(self, experts: Iterable[str] | None = None) -> None:
-        """Build (and time) encoders now (default: all) so the first request does not pay for loading models."""
+        """Build (and time) encoders (default: all) and the catalog's id lookup now: the first request pays for neither."""
         for expert in experts if experts is not None else encodable(self.model):
             self.encoder(expert)
+        self.catalog.rows(self.catalog.ids[:1])
 
     def query_vectors(self, queries: Sequence[str], experts_per_query: Sequence[Iterable[str]],
                       known: Sequence[Mapping[str, np.ndarray]] | None = None) -> list[dict[str, np.ndarray]]:
