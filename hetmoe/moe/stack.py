@@ -69,14 +69,6 @@ def fold_logits(folds: list[np.ndarray], results: list[np.ndarray]) -> np.ndarra
     return out
 
 
-def cross_fit_logits(spec: ModelSpec, train: PairSet, stop: PairSet, cfg: TrainConfig,
-                     teacher: np.ndarray | None, workers: int = 1) -> np.ndarray:
-    """(n,) out-of-fold net logits on ``train``: fold f's pairs are scored by a net trained on the other folds
-    (the folds train side by side in ``workers`` processes)."""
-    folds, jobs = cross_fit_jobs(spec, train, stop, cfg, teacher)
-    return fold_logits(folds, run_jobs(jobs, workers, cfg.threads))
-
-
 def stacked_model(net: MoEModel, train: PairSet, stop: PairSet, oof_logits: np.ndarray, cfg: TrainConfig,
                   stack_router: bool) -> MoEModel:
     """``net`` with a stacked head trained over its routed experts (and the training pairs' item neighbourhoods when
