@@ -38,10 +38,10 @@ def cpu_model() -> str:
     return platform.processor() or platform.machine() or "unknown"
 
 
-def library_versions() -> dict[str, str]:
-    """Installed versions of :data:`LIBRARIES` (those not installed are left out)."""
+def library_versions(names: tuple[str, ...] = LIBRARIES) -> dict[str, str]:
+    """Installed versions of ``names`` (those not installed are left out)."""
     found = {}
-    for name in LIBRARIES:
+    for name in names:
         try:
             found[name] = metadata.version(name)
         except metadata.PackageNotFoundError:

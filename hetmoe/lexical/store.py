@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import logging
 import time
-from importlib import metadata
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -20,6 +19,7 @@ from hetmoe.files import write_json_atomic
 from hetmoe.errors import HetmoeError
 from hetmoe.lexical.config import FORMAT_VERSION, LexicalConfig
 from hetmoe.lexical.model import LexicalModel
+from hetmoe.provenance import library_versions
 from hetmoe.store.layout import MANIFEST, expert_dir, read_manifest
 
 if TYPE_CHECKING:
@@ -54,16 +54,6 @@ def write_text_hashes(folder: Path, dataset: Dataset) -> None:
     tmp = folder / f".{TEXT_HASHES}.tmp"
     frame.write_parquet(tmp)
     tmp.replace(folder / TEXT_HASHES)
-
-
-def _versions() -> dict[str, str]:
-    found = {}
-    for dist in LIBRARIES:
-        try:
-            found[dist] = metadata.version(dist)
-        except metadata.PackageNotFoundError:
-            continue
-    return found
 
 
 def _fix(name: str, store_root: Path, overwrite: bool = False, data: str | None = None) -> str:
@@ -152,7 +142,7 @@ def fit_lexical_store(
         "config": config.to_dict(),
         "card": card.to_dict() if card else None,
         "data": str(Path(data_dir).resolve()),
-        "versions": _versions(),
+        "versions": library_versions(LIBRARIES),
         "complete": True,
         "feature_names": model.feature_names,
         "fit_seconds": round(fit_seconds, 3),
