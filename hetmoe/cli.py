@@ -30,6 +30,7 @@ app = typer.Typer(
 COMMAND_MODULES: tuple[str, ...] = (
     "hetmoe.commands.data",
     "hetmoe.commands.experts",
+    "hetmoe.commands.distil",
     "hetmoe.commands.store",
     "hetmoe.commands.scale",
     "hetmoe.commands.moe",

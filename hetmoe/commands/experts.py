@@ -11,9 +11,11 @@ from typing import Any
 
 import typer
 
-from hetmoe.commands.options import CARDS, DATA, JSON, SEED, SPLIT, example, experts_option, group
+from hetmoe.commands.options import CARDS, DATA, JSON, SEED, SPLIT, example, experts_option, group, with_options
+from hetmoe.commands.training import train_options, train_params
 from hetmoe.errors import HetmoeError
 from hetmoe.experts.card import CARDS_ENV, MODEL_FREE, ExpertCard
+from hetmoe.experts.train_options import TuneOptions
 
 SAMPLE = ["cordless drill 18v", "lámpara de techo LED", "kemeja batik pria lengan panjang"]
 
@@ -202,6 +204,7 @@ def register(app: typer.Typer) -> None:
         typer.echo(json.dumps(add_expert(name, model, target, fields, overwrite)))
 
     @app.command("tune", epilog=example("hetmoe tune -e minilm --data data/D --cards-out my-cards.toml"))
+    @with_options(train_params(TuneOptions()))
     def tune_cmd(
         experts: list[str] = experts_option("none: name the card to tune"),
         data: Path = DATA,
@@ -211,17 +214,8 @@ def register(app: typer.Typer) -> None:
                                  "(default: stores/tuned/<name>-<fingerprint12>)."),
         cards_out: Path = typer.Option(None, "--cards-out", help="Also add the new card to this TOML file "
                                        "(created if absent), e.g. to embed several tuned experts from one file."),
-        epochs: float = typer.Option(1.0, "--epochs", help="Passes over the training pairs."),
-        max_steps: int = typer.Option(-1, "--max-steps", help="Stop after this many steps (overrides --epochs)."),
-        lr: float = typer.Option(2e-4, "--lr", help="Learning rate of the LoRA weights."),
-        lora_r: int = typer.Option(8, "--lora-r", help="LoRA rank (alpha = 2 x rank) on every linear layer."),
-        batch_size: int = typer.Option(32, "--batch-size", help="Pairs per step (CoSENT ranks all pairs of a batch)."),
-        max_pairs: int = typer.Option(None, "--max-pairs", help="Train on a seeded sample of at most this many pairs."),
-        held_out: float = typer.Option(0.12, "--held-out", help="Share of each market's train queries held out."),
-        eval_steps: int = typer.Option(0, "--eval-steps", help="Evaluate every N steps (0: four times per epoch)."),
-        patience: int = typer.Option(2, "--patience", help="Stop after this many evaluations without a gain."),
-        seed: int = SEED,
         overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing --out folder / same-name card."),
+        **training: Any,
     ) -> None:
         """LoRA-tune a sentence-transformers expert on the train judgments (CoSENT loss on graded labels, early
         stopping on held-out train queries) and write a new expert card; prints the report JSON and the embed
@@ -232,10 +226,7 @@ def register(app: typer.Typer) -> None:
         if not experts or len(experts) != 1:
             raise HetmoeError(f"-e: name exactly one card to tune (got {', '.join(experts or []) or 'none'})")
         with short_spin():  # tune imports torch: its libgomp must load with short spin-waits, as the backend's does
-            from hetmoe.experts.tune import TuneOptions, tune_expert
+            from hetmoe.experts.tune import tune_expert
 
-        options = TuneOptions(name=name, epochs=epochs, max_steps=max_steps, lr=lr, lora_r=lora_r,
-                              batch_size=batch_size, max_pairs=max_pairs, held_out=held_out, eval_steps=eval_steps,
-                              patience=patience, seed=seed)
-        report = tune_expert(get_card(experts[0], cards), data, out, cards_out, options, overwrite)
+        report = tune_expert(get_card(experts[0], cards), data, out, cards_out, train_options(training, name), overwrite)
         typer.echo(json.dumps(report))

@@ -2,6 +2,7 @@
 
 The paper's step before the experts are frozen. LoRA (peft, rank ``lora_r`` on every linear layer of the transformer)
 keeps the tuned expert close to its base and cheap to train on CPU; everything outside the adapters stays frozen.
+``lora_r`` = 0 trains every weight instead (what ``hetmoe distil`` does by default: a student has more to learn).
 The loss is CoSENT: a ranking loss over every pair of pairs in a batch whose graded scores differ, so grades 3 > 2 > 1
 > 0 are all used as an order, and only the order of cosines is asked for, which is what AUC and nDCG measure (a
 regression loss such as CosineSimilarityLoss would also ask for arbitrary absolute cosine values). AnglELoss is the
@@ -27,7 +28,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Iterator
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -43,6 +44,7 @@ from hetmoe.files import dir_mode
 from hetmoe.experts.backends.st import load_model, resolve_dtype
 from hetmoe.experts.card import ExpertCard
 from hetmoe.experts.cardfile import BARE_NAME, add_card, card_table, check_can_add
+from hetmoe.experts.train_options import TuneOptions
 from hetmoe.experts.tune_pairs import HeldOutAUC, TunePairs, build_pairs
 
 log = logging.getLogger(__name__)
@@ -52,33 +54,18 @@ EVALS_PER_EPOCH = 4
 REPORT, CARD_FILE = "tune.json", "card.toml"
 
 
-@dataclass(frozen=True)
-class TuneOptions:
-    """Training settings; all but ``name`` enter the fingerprint (``eval_steps`` = 0: four evaluations per epoch)."""
-
-    name: str | None = None
-    epochs: float = 1.0
-    max_steps: int = -1
-    lr: float = 2e-4
-    lora_r: int = 8
-    batch_size: int = 32
-    max_pairs: int | None = None
-    held_out: float = 0.12
-    eval_steps: int = 0
-    patience: int = 2
-    seed: int = 0
-
-
-def _check(card: ExpertCard, options: TuneOptions) -> str:
-    """Refuse what cannot be tuned, before any data or model is loaded; returns the new card's name."""
+def check_trainable(card: ExpertCard, options: TuneOptions, suffix: str = "tuned") -> str:
+    """Refuse what cannot be trained, before any data or model is loaded; returns the new card's name (default
+    ``<card>-<suffix>``)."""
     if card.backend not in TUNABLE:
         raise HetmoeError(f"expert {card.name!r} has backend {card.backend!r}; only cards with backend "
                           f"{', '.join(repr(b) for b in TUNABLE)} can be tuned")
-    name = options.name or f"{card.name}-tuned"
+    name = options.name or f"{card.name}-{suffix}"
     if name == card.name or not BARE_NAME.match(name):
         raise HetmoeError(f"--name {name!r} must differ from the base card and use only letters, digits, '_' and '-'")
-    if options.epochs <= 0 or options.lr <= 0 or options.lora_r < 1 or options.batch_size < 2 or options.patience < 1:
-        raise HetmoeError("--epochs and --lr must be > 0, --lora-r and --patience >= 1, --batch-size >= 2")
+    if options.epochs <= 0 or options.lr <= 0 or options.lora_r < 0 or options.batch_size < 2 or options.patience < 1:
+        raise HetmoeError("--epochs and --lr must be > 0, --lora-r >= 0 (0: every weight), --patience >= 1, "
+                          "--batch-size >= 2")
     return name
 
 
@@ -90,18 +77,21 @@ def fingerprint(card: ExpertCard, pairs: TunePairs, options: TuneOptions) -> str
 
 
 class KeepBest(TrainerCallback):
-    """Snapshot the adapters whenever the held-out metric improves, stop after ``patience`` evaluations without a
-    gain, and evaluate the last step too, so the tail of training is never left unjudged."""
+    """Snapshot the trained weights (the adapters, or every weight without LoRA) whenever the held-out metric
+    improves, stop after ``patience`` evaluations without a gain, and evaluate the last step too, so the tail of
+    training is never left unjudged."""
 
-    def __init__(self, peft_model: Any, evaluator: HeldOutAUC, patience: int) -> None:
-        self.peft_model, self.evaluator, self.patience = peft_model, evaluator, patience
-        self.best = evaluator.history[-1]  # the base model's evaluation: tuning never returns anything worse
-        self.best_state = self._adapters()
+    def __init__(self, trained: Any, evaluator: HeldOutAUC, patience: int) -> None:
+        self.trained, self.evaluator, self.patience = trained, evaluator, patience
+        self.lora = hasattr(trained, "peft_config")
+        self.best = evaluator.history[-1]  # the base model's evaluation: training never returns anything worse
+        self.best_state = self._weights()
         self.stale = 0
         self.stopped_early = False
 
-    def _adapters(self) -> dict[str, Any]:
-        return {k: v.detach().clone() for k, v in get_peft_model_state_dict(self.peft_model).items()}
+    def _weights(self) -> dict[str, Any]:
+        state = get_peft_model_state_dict(self.trained) if self.lora else self.trained.state_dict()
+        return {k: v.detach().clone() for k, v in state.items()}
 
     def on_step_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
         if state.global_step >= state.max_steps and state.global_step % args.eval_steps:
@@ -110,19 +100,25 @@ class KeepBest(TrainerCallback):
     def on_evaluate(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
         latest = self.evaluator.history[-1]
         if latest["macro_auc"] > self.best["macro_auc"]:
-            self.best, self.best_state, self.stale = latest, self._adapters(), 0
+            self.best, self.best_state, self.stale = latest, self._weights(), 0
             return
         self.stale += 1
         if self.stale >= self.patience and state.global_step < state.max_steps:
-            log.info("tune: no gain in %d evaluations, stopping at step %d", self.stale, state.global_step)
+            log.info("no gain in %d evaluations, stopping at step %d", self.stale, state.global_step)
             control.should_training_stop = self.stopped_early = True
 
     def restore(self) -> None:
-        set_peft_model_state_dict(self.peft_model, self.best_state)
+        if self.lora:
+            set_peft_model_state_dict(self.trained, self.best_state)
+        else:
+            self.trained.load_state_dict(self.best_state)
 
 
-def _add_lora(model: Any, options: TuneOptions) -> Any:
-    """Freeze the whole model, then wrap its transformer in peft LoRA on every linear layer; returns the peft model."""
+def _trainable(model: Any, options: TuneOptions) -> Any:
+    """What training changes: with ``lora_r`` > 0 the transformer wrapped in peft LoRA on every linear layer (the
+    rest frozen), returned as the peft model; with 0 the whole model, every weight trained."""
+    if options.lora_r == 0:
+        return model
     for param in model.parameters():
         param.requires_grad = False
     transformer = model[0]
@@ -176,11 +172,19 @@ def tune_expert(card: ExpertCard, data: str | Path, out: str | Path | None = Non
                 options: TuneOptions = TuneOptions(), overwrite: bool = False) -> dict[str, Any]:
     """Tune ``card`` on ``data``; writes the merged model, ``card.toml`` and ``tune.json`` to ``out`` and returns the
     report. ``cards_out`` also receives the new card (appended, or replaced with ``overwrite``)."""
-    name = _check(card, options)
+    name = check_trainable(card, options)
     dataset = check_dataset(data)
     pairs = build_pairs(dataset, options.held_out, options.seed, options.max_pairs)
     run_id = fingerprint(card, pairs, options)
     out = Path(out) if out is not None else DEFAULT_ROOT / f"{name}-{run_id[:12]}"
+    return train_card(card, name, run_id, data, pairs, options, out, cards_out, overwrite)
+
+
+def train_card(card: ExpertCard, name: str, run_id: str, data: str | Path, pairs: TunePairs, options: TuneOptions,
+               out: Path, cards_out: str | Path | None, overwrite: bool, report_file: str = REPORT,
+               extra: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Train ``card`` on ``pairs`` (CoSENT on their ``score``, early stopping on the held-out pairs) into the new card
+    ``name`` at ``out``, with ``report_file`` (the report, plus ``extra``); shared by ``tune`` and ``distil``."""
     if out.exists() and not overwrite:
         raise HetmoeError(f"{out} already exists; pass --overwrite to replace it or choose another --out")
     if cards_out is not None:
@@ -188,43 +192,45 @@ def tune_expert(card: ExpertCard, data: str | Path, out: str | Path | None = Non
     set_seed(options.seed)
     model, device = load_model(card)
     with _threads(card, device):
-        tuned, report = _train(card, name, run_id, data, model, device, pairs, options, out)
+        tuned, report = _train(card, name, run_id, data, model, device, pairs, options, out, report_file, extra or {})
     if cards_out is not None:
         add_card(cards_out, tuned, replace=overwrite)
-    log.info("tune: held-out macro AUC %.4f -> %.4f (step %d); embed with: hetmoe embed --cards %s --expert %s "
-             "--data %s", report["held_out"]["before"], report["held_out"]["best"], report["held_out"]["best_step"],
+    log.info("held-out macro AUC %.4f -> %.4f (step %d); embed with: hetmoe embed --cards %s --expert %s --data %s",
+             report["held_out"]["before"], report["held_out"]["best"], report["held_out"]["best_step"],
              cards_out or out / CARD_FILE, name, data)
     return report
 
 
 def _train(card: ExpertCard, name: str, run_id: str, data: str | Path, model: Any, device: str, pairs: TunePairs,
-           options: TuneOptions, out: Path) -> tuple[ExpertCard, dict[str, Any]]:
-    """Evaluate the base, train with LoRA, keep the best state, merge, and move the finished folder to ``out``."""
+           options: TuneOptions, out: Path, report_file: str, extra: dict[str, Any]) -> tuple[ExpertCard, dict[str, Any]]:
+    """Evaluate the base, train, keep the best state, merge any adapters, and move the finished folder to ``out``."""
     evaluator = HeldOutAUC(card, pairs.held_out)
     evaluator(model, steps=0)
-    peft_model = _add_lora(model, options)
+    trained = _trainable(model, options)
     out.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}."))
     try:
         args = _arguments(card, device, options, pairs, model, staging / "trainer")
-        keep = KeepBest(peft_model, evaluator, options.patience)
+        keep = KeepBest(trained, evaluator, options.patience)
         trainer = SentenceTransformerTrainer(model=model, args=args, train_dataset=HFDataset.from_polars(pairs.train),
                                              loss=CoSENTLoss(model), evaluator=evaluator, callbacks=[keep])
-        log.info("tune: %s on %d pairs (%d held-out queries, %d pairs), %s", card.name, pairs.train.height,
-                 pairs.held_out_queries, pairs.held_out.height, device)
+        log.info("training %s on %d pairs (%s; %d held-out queries, %d pairs), %s", card.name, pairs.train.height,
+                 f"LoRA r={options.lora_r}" if keep.lora else "every weight", pairs.held_out_queries,
+                 pairs.held_out.height, device)
         began = time.perf_counter()
         with contextlib.redirect_stdout(sys.stderr):  # the trainer's loss lines; stdout stays for the JSON report
             trainer.train()
         seconds = time.perf_counter() - began
         keep.restore()
-        model[0].model = peft_model.merge_and_unload()
+        if keep.lora:
+            model[0].model = trained.merge_and_unload()
         shutil.rmtree(staging / "trainer", ignore_errors=True)
         model.save(str(staging))
         tuned = dataclasses.replace(card, name=name, model=str(out.resolve()), revision=run_id)
         (staging / CARD_FILE).write_text(f"[defaults]\nexperts = [\"{name}\"]\n\n" + card_table(tuned, model="./"),
                                          encoding="utf-8")
-        report = _report(card, tuned, data, pairs, options, trainer, evaluator, keep, seconds)
-        (staging / REPORT).write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
+        report = {**_report(card, tuned, data, pairs, options, trainer, evaluator, keep, seconds), **extra}
+        (staging / report_file).write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
         if out.exists():
             shutil.rmtree(out)
         os.chmod(staging, dir_mode())  # mkdtemp made it private; the tuned expert is an artifact others load
@@ -240,7 +246,7 @@ def _report(base: ExpertCard, tuned: ExpertCard, data: str | Path, pairs: TunePa
     seen = round(epochs * pairs.train.height)
     evaluating = sum(h["seconds"] for h in evaluator.history[1:])
     if keep.best["step"] == 0:
-        log.warning("tune: no evaluation beat the base model's held-out AUC; the tuned model equals the base")
+        log.warning("no evaluation beat the base model's held-out AUC; the trained model equals the base")
     return {
         "base": {"name": base.name, "hash": base.hash},
         "card": {**tuned.to_dict(), "hash": tuned.hash},

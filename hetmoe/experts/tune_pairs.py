@@ -38,7 +38,7 @@ class TunePairs:
     fingerprint: str
 
 
-def _held_out_ids(train: pl.DataFrame, share: float, seed: int) -> set[str]:
+def held_out_ids(train: pl.DataFrame, share: float, seed: int) -> set[str]:
     """A seeded ``share`` of each market's train queries (at least one where a market has two or more)."""
     rng = np.random.default_rng(seed)
     chosen: set[str] = set()
@@ -52,7 +52,7 @@ def _held_out_ids(train: pl.DataFrame, share: float, seed: int) -> set[str]:
     return chosen
 
 
-def _fingerprint(*frames: pl.DataFrame) -> str:
+def frames_fingerprint(*frames: pl.DataFrame) -> str:
     """sha256 over every cell of the frames in row order (the rows are few enough to join in Python)."""
     digest = hashlib.sha256()
     for frame in frames:
@@ -62,20 +62,25 @@ def _fingerprint(*frames: pl.DataFrame) -> str:
     return digest.hexdigest()
 
 
+def judged_pairs(dataset: Dataset) -> pl.DataFrame:
+    """The 'train' judgments with their market, texts (``query``, ``document``) and ``score`` (the grade in [0, 1])."""
+    judged = dataset.judgments.filter(pl.col("split") == "train")  # never empty: check_dataset demands a train split
+    low, high = dataset.judgments["label"].min(), dataset.judgments["label"].max()
+    if high <= low:
+        raise HetmoeError(f"{dataset.root}: every label is {low}; training needs at least two grades")
+    return (judged.join(dataset.queries.select("query_id", "market"), on="query_id")
+            .join(dataset.query_texts().rename({"text": "query"}), on="query_id")
+            .join(dataset.item_texts().rename({"text": "document"}), on="item_id")
+            .with_columns(((pl.col("label") - low) / (high - low)).alias("score"))
+            .sort("query_id", "item_id"))
+
+
 def build_pairs(dataset: Dataset, held_out_share: float, seed: int, max_pairs: int | None = None) -> TunePairs:
     """Pairs from the dataset's 'train' judgments; ``max_pairs`` caps the training pairs (a seeded sample)."""
     if not 0 < held_out_share < 1:
         raise HetmoeError(f"--held-out {held_out_share} is out of range; use a share in (0, 1), e.g. 0.12")
-    judged = dataset.judgments.filter(pl.col("split") == "train")  # never empty: check_dataset demands a train split
-    low, high = dataset.judgments["label"].min(), dataset.judgments["label"].max()
-    if high <= low:
-        raise HetmoeError(f"{dataset.root}: every label is {low}; tuning needs at least two grades")
-    pairs = (judged.join(dataset.queries.select("query_id", "market"), on="query_id")
-             .join(dataset.query_texts().rename({"text": "query"}), on="query_id")
-             .join(dataset.item_texts().rename({"text": "document"}), on="item_id")
-             .with_columns(((pl.col("label") - low) / (high - low)).alias("score"))
-             .sort("query_id", "item_id"))
-    held = _held_out_ids(pairs, held_out_share, seed)
+    pairs = judged_pairs(dataset)
+    held = held_out_ids(pairs, held_out_share, seed)
     is_held = pl.col("query_id").is_in(sorted(held))
     train = pairs.filter(~is_held).select("query", "document", "score")
     held_out = pairs.filter(is_held).select("query_id", "market", "query", "document", "relevant")
@@ -88,7 +93,7 @@ def build_pairs(dataset: Dataset, held_out_share: float, seed: int, max_pairs: i
         log.info("tune: sampling %d of %d training pairs (--max-pairs)", max_pairs, train.height)
         train = train.sample(max_pairs, seed=seed)
     train = train.sample(fraction=1.0, shuffle=True, seed=seed)
-    return TunePairs(train, held_out, len(held), _fingerprint(train, held_out))
+    return TunePairs(train, held_out, len(held), frames_fingerprint(train, held_out))
 
 
 def _unique(texts: pl.Series) -> tuple[list[str], np.ndarray]:
@@ -136,5 +141,5 @@ class HeldOutAUC(BaseEvaluator):
         result = self._score(np.einsum("ij,ij->i", q, d))
         self.history.append({"step": max(steps, 0), "epoch": round(max(float(epoch), 0.0), 4), **result,
                              "seconds": round(time.perf_counter() - began, 2)})
-        log.info("tune: step %d held-out macro AUC %.4f", max(steps, 0), result["macro_auc"])
+        log.info("step %d: held-out macro AUC %.4f", max(steps, 0), result["macro_auc"])
         return {"macro_auc": result["macro_auc"]}

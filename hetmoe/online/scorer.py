@@ -173,6 +173,11 @@ class Scorer:
         """The experts this query is routed to in ``market`` (best first) and their gates."""
         return self._router.routes([check_query(query)], [check_market(market, self.markets)])[0].routing
 
+    def route_batch(self, queries: Sequence[str], markets: Sequence[str],
+                    known: Sequence[Mapping[str, np.ndarray]] | None = None) -> list[Routing]:
+        """Routing of many queries in one router call (``known``: per query, raw vectors computed in advance)."""
+        return [entry.routing for entry in self._router.routes(list(queries), list(markets), known)]
+
     # ----- scoring ----------------------------------------------------------------------------------------------
     def score(self, query: str, item_ids: Sequence[str], market: str) -> ScoreResult:
         """Head scores of (query, item) for the known ids in request order; unknown ids are listed in the result."""

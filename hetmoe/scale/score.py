@@ -139,6 +139,18 @@ def _stored_ids(model: MoEModel, data_dir: Path | None) -> np.ndarray | None:
     return ids
 
 
+def known_query_vectors(scorer: Any, data_dir: Path, query_ids: np.ndarray) -> list[dict[str, np.ndarray]] | None:
+    """Per query id, the stored raw vectors of every expert scoring may need, when the model's stores were embedded
+    from ``data_dir`` and hold every id (else None: the queries are encoded)."""
+    from hetmoe.store.zarr_store import open_expert
+
+    stored = _stored_ids(scorer.model, data_dir)
+    if stored is None or not np.isin(query_ids, stored).all():
+        return None
+    vectors = {e: open_expert(scorer.model.store_root, e).queries.get(query_ids) for e in _needed(scorer.model)}
+    return [{e: v[i] for e, v in vectors.items()} for i in range(query_ids.shape[0])]
+
+
 def score_pairs(model_dir: str | Path, pairs_path: str | Path, out: str | Path, engine: str = "local",
                 pool: PoolSpec | None = None, data_dir: str | Path | None = None, block_pairs: int = BLOCK_PAIRS,
                 overwrite: bool = False, progress: bool = True) -> dict[str, Any]:

@@ -155,8 +155,10 @@ class MarketIndex:
         return found[~drop].reshape(found.shape[0], k)
 
     def nearest(self, units: np.ndarray, unit_of: UnitOf, top: int) -> tuple[np.ndarray, np.ndarray]:
-        """Each unit query's ``top`` best items (cosines, index rows), in blocks."""
-        parts = [rank(units[lo:lo + BLOCK], self.candidates(units[lo:lo + BLOCK], CANDIDATES), unit_of, top)
+        """Each unit query's ``top`` best items (cosines, index rows), in blocks; the search returns CANDIDATES rows,
+        or ``top`` where more are asked for."""
+        width = max(CANDIDATES, top)
+        parts = [rank(units[lo:lo + BLOCK], self.candidates(units[lo:lo + BLOCK], width), unit_of, top)
                  for lo in range(0, units.shape[0], BLOCK)]
         if not parts:
             return np.zeros((0, top), np.float32), np.zeros((0, top), np.int64)
