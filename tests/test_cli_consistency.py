@@ -27,10 +27,12 @@ PER_COMMAND_DEFAULT = {
     "--queries-per-market": "queries per market of the dataset written: 300 for the demo, 1000 for a sample",
     "--valid-fraction": "ESCI moves this share of its train queries to valid (test is official); a CSV log splits all",
     "--sample": "how many to sample, each command its own: 5,000 items (diagnose), 500 texts (experts check)",
+    "--lora-r": "tune trains LoRA adapters (rank 8); distil trains every weight (0): a student has more to learn",
+    "--lr": "a learning rate for what is trained: LoRA adapters (tune, 2e-4) or every weight (distil, 3e-5)",
 }
 # Same name, another thing: the card field the option fills (the card's own word for its encoder is "model").
 OTHER_THING = {("--model", ("experts", "add")): "the new card's model (a folder or hub id), not a fitted model"}
-READS_CARDS = {("embed",), ("index",), ("tune",), ("fit-head",), ("fit-router",), ("run",), ("experts", "list"),
+READS_CARDS = {("embed",), ("index",), ("tune",), ("distil",), ("fit-head",), ("fit-router",), ("run",), ("experts", "list"),
                ("experts", "check"), ("experts", "add")}
 
 
@@ -101,7 +103,7 @@ def test_the_three_worker_counts_have_three_names() -> None:
     options = _options()
     assert "--workers" not in options
     assert {p for p, _ in options["--train-workers"]} == {("fit-head",), ("run",), ("demo",)}
-    assert {p for p, _ in options["--ray-workers"]} == {("embed",), ("score",)}
+    assert {p for p, _ in options["--ray-workers"]} == {("embed",), ("score",), ("distil",)}
     assert {p for p, _ in options["--http-workers"]} == {("serve",)}
 
 

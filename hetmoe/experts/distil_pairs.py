@@ -2,9 +2,9 @@
 mixture through the bulk scoring path.
 
 Candidates are the teacher's own view of the query: its routed experts each search the query's market in their
-market index (the index reference rows read: exact for small markets, HNSW above) for the ``2 N`` nearest items;
-the lists are merged rank by rank (every expert's best, then every expert's second, ...), duplicates and the query's
-judged items dropped, and the first N kept. Hard negatives and unjudged positives both come from there, which a
+market index (the index reference rows read: exact for small markets, HNSW above) for its nearest items, N more
+than the query has judged ones; the lists are merged rank by rank (every expert's best, then every expert's second,
+...), duplicates and the query's judged items dropped, and the first N kept. Hard negatives and unjudged positives both come from there, which a
 random draw would almost never give.
 
 Labels are ``hetmoe score`` run on the drawn pairs file (one process or a Ray pool): the same path as bulk scoring,
@@ -37,7 +37,6 @@ from hetmoe.vectors import l2_normalize
 
 log = logging.getLogger(__name__)
 PAIRS_FILE, SCORES_FILE, LABELS_FILE = "pairs.parquet", "scores.parquet", "labels.json"
-DEPTH = 2  # each routed expert's list is DEPTH x N deep before judged items and duplicates are dropped
 
 
 def labels_identity(model_dir: Path, dataset: Dataset, per_query: int, held_out: float, seed: int) -> dict[str, Any]:
@@ -60,7 +59,7 @@ def draw_pairs(model_dir: Path, dataset: Dataset, train: pl.DataFrame, per_query
     judged = train.select("query_id", "item_id", "market", pl.col("label").cast(pl.Float64))
     if per_query == 0:
         return judged.sort("query_id", "item_id")
-    queries = (train.select("query_id", "market").unique().sort("query_id")
+    queries = (train.group_by("query_id", "market").len("judged").sort("query_id")
                .join(dataset.query_texts(), on="query_id", how="left"))
     found = _candidates(model_dir, dataset.root, queries, per_query)
     seen = {q: set(items) for q, items in judged.group_by("query_id").agg("item_id").iter_rows()}
@@ -75,7 +74,8 @@ def draw_pairs(model_dir: Path, dataset: Dataset, train: pl.DataFrame, per_query
 
 
 def _candidates(model_dir: Path, data_root: Path, queries: pl.DataFrame, per_query: int) -> list[list[str]]:
-    """Per query, its routed experts' nearest items of its market, merged rank by rank, duplicates dropped."""
+    """Per query, its routed experts' nearest items of its market (``per_query`` more than its ``judged`` count),
+    merged rank by rank, duplicates dropped."""
     from hetmoe.online.scorer import Scorer
     from hetmoe.scale.score import known_query_vectors
 
@@ -85,7 +85,7 @@ def _candidates(model_dir: Path, data_root: Path, queries: pl.DataFrame, per_que
         known = known_query_vectors(scorer, data_root, queries["query_id"].to_numpy())
         routes = scorer.route_batch(texts, markets, known)
         vectors = scorer.query_vectors(texts, [r.experts for r in routes], known)
-        depth = DEPTH * per_query
+        depth = per_query + queries["judged"].to_numpy()
         lists: list[dict[int, np.ndarray]] = [{} for _ in texts]  # query -> {route position: catalog rows}
         context = scorer.context
         for expert in scorer.model.experts:
@@ -95,7 +95,8 @@ def _candidates(model_dir: Path, data_root: Path, queries: pl.DataFrame, per_que
                     continue
                 index, rows_of = context.market_index(expert, "" if scorer.catalog.markets is None else market)
                 units = l2_normalize(np.stack([vectors[q][expert] for q in at]).astype(np.float32), inplace=True)
-                _, local = index.nearest(units, lambda rows, e=expert, r=rows_of: context.unit_items(e, r[rows]), depth)
+                _, local = index.nearest(units, lambda rows, e=expert, r=rows_of: context.unit_items(e, r[rows]),
+                                         int(depth[at].max()))
                 found = np.where(local >= 0, rows_of[np.maximum(local, 0)] if rows_of.size else -1, -1)
                 for q, row in zip(at, found):
                     lists[q][routes[q].experts.index(expert)] = row
