@@ -132,7 +132,6 @@ def test_a_killed_run_reuses_its_labels(teacher: Path, tmp_path: Path, monkeypat
         distil(teacher / "model", teacher / "data", student, tmp_path / "student", labels=tmp_path / "labels",
                options=EVERY_WEIGHT, progress=False)
     assert (tmp_path / "labels" / LABELS_FILE).is_file() and not (tmp_path / "student").exists()
-    assert not list(tmp_path.glob(".student.*"))  # the killed training left no staging folder behind
     first = _labels(tmp_path / "labels")
     monkeypatch.undo()
 
@@ -153,6 +152,36 @@ def test_a_killed_run_reuses_its_labels(teacher: Path, tmp_path: Path, monkeypat
     texts = ["red cotton shirt", "kaos wanita hitam"]
     trained = get_card("tiny-distil", tmp_path / "student" / "card.toml")
     assert np.array_equal(build_encoder(trained).encode(texts, "query"), build_encoder(student).encode(texts, "query"))
+
+
+@pytest.mark.parametrize("options", [FAST, EVERY_WEIGHT], ids=["lora", "every-weight"])
+def test_training_killed_after_a_checkpoint_resumes_there(teacher: Path, tmp_path: Path, options: DistilOptions,
+                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    from hetmoe.experts.trainer import KeepBest
+
+    student = get_card("tiny", teacher / "cards.toml")
+    whole = distil(teacher / "model", teacher / "data", student, tmp_path / "whole", labels=tmp_path / "labels",
+                   options=options, progress=False)
+    saved = KeepBest.on_save
+
+    def killed_at_8(self: KeepBest, args: object, state: object, control: object, **kwargs: object) -> None:
+        saved(self, args, state, control, **kwargs)
+        if state.global_step == 8:  # type: ignore[attr-defined]
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(KeepBest, "on_save", killed_at_8)
+    with pytest.raises(KeyboardInterrupt):
+        distil(teacher / "model", teacher / "data", student, tmp_path / "student", labels=tmp_path / "labels",
+               options=options, progress=False)
+    monkeypatch.undo()
+    assert (tmp_path / ".student.partial" / "trainer" / "checkpoint-8").is_dir()
+    report = distil(teacher / "model", teacher / "data", student, tmp_path / "student", labels=tmp_path / "labels",
+                    options=options, progress=False)
+    assert report["resumed_from_step"] == 8 and whole["resumed_from_step"] is None and report["steps"] == 12
+    assert [h["step"] for h in report["held_out"]["history"]] == [0, 4, 8, 12]
+    for a, b in zip(report["held_out"]["history"], whole["held_out"]["history"]):
+        assert a["macro_auc"] == pytest.approx(b["macro_auc"], abs=1e-6)  # the same run, cut in two
+    assert not (tmp_path / ".student.partial").exists() and report["fingerprint"] == whole["fingerprint"]
 
 
 def test_ray_labels_equal_local_labels(teacher: Path, tmp_path: Path) -> None:

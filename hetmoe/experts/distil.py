@@ -32,7 +32,8 @@ from hetmoe.errors import HetmoeError
 from hetmoe.experts.card import ExpertCard
 from hetmoe.experts.distil_pairs import label_pairs, labels_folder, labels_identity
 from hetmoe.experts.train_options import DISTIL_TRAINING, TuneOptions
-from hetmoe.experts.tune import check_trainable, fingerprint, train_card
+from hetmoe.experts.trainer import train_card
+from hetmoe.experts.tune import check_trainable, fingerprint
 from hetmoe.experts.tune_pairs import TunePairs, frames_fingerprint, held_out_ids, judged_pairs
 from hetmoe.scale.session import PoolSpec
 
