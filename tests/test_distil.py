@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 import pytest
-from tiny_models import bert_st, cards_file, corpus
+from tiny_models import bert_st, cards_file, corpus, qwen3_hf
 from typer.testing import CliRunner
 
 from hetmoe.cli import app
@@ -89,6 +89,19 @@ def test_distil_labels_are_score_and_the_student_is_a_new_card(teacher: Path, tm
     before, after = build_encoder(student).encode(texts, "query"), build_encoder(card).encode(texts, "query")
     assert after.shape == (2, 32) and np.abs(after - before).max() > 1e-4
     assert embed_dataset(teacher / "data", card, tmp_path / "stores", progress=False)["expert"] == "tiny-distil"
+
+
+def test_a_decoder_student_learns_from_the_same_labels(teacher: Path, tmp_path: Path) -> None:
+    """A Qwen3-architecture student (last-token pooling) goes through the same path, reusing the labels folder."""
+    from hetmoe.store.embed import embed_dataset
+
+    cards = cards_file(tmp_path, "tq", qwen3_hf(tmp_path, corpus(teacher / "data")), "lasttoken")
+    options = DistilOptions(pairs_per_query=PER_QUERY, train=dataclasses.replace(TRAIN, max_steps=4, eval_steps=2))
+    report = distil(teacher / "model", teacher / "data", get_card("tq", cards), tmp_path / "tq", labels=tmp_path / "l",
+                    options=options, progress=False)
+    student = get_card("tq-distil", tmp_path / "tq" / "card.toml")
+    assert student.pooling == "lasttoken" and report["steps"] == 4 and report["labels"]["drawn"] > 0
+    assert embed_dataset(teacher / "data", student, tmp_path / "stores", progress=False)["complete"]
 
 
 def test_candidates_are_the_routed_experts_nearest_unjudged_items(teacher: Path, tmp_path: Path) -> None:
