@@ -92,13 +92,17 @@ def test_distil_labels_are_score_and_the_student_is_a_new_card(teacher: Path, tm
 
 
 def test_a_decoder_student_learns_from_the_same_labels(teacher: Path, tmp_path: Path) -> None:
-    """A Qwen3-architecture student (last-token pooling) goes through the same path, reusing the labels folder."""
+    """A Qwen3-architecture student (last-token pooling), from the command line."""
     from hetmoe.store.embed import embed_dataset
 
     cards = cards_file(tmp_path, "tq", qwen3_hf(tmp_path, corpus(teacher / "data")), "lasttoken")
-    options = DistilOptions(pairs_per_query=PER_QUERY, train=dataclasses.replace(TRAIN, max_steps=4, eval_steps=2))
-    report = distil(teacher / "model", teacher / "data", get_card("tq", cards), tmp_path / "tq", labels=tmp_path / "l",
-                    options=options, progress=False)
+    result = CliRunner().invoke(app, [
+        "distil", "--model", str(teacher / "model"), "--data", str(teacher / "data"), "--student", "tq", "--cards",
+        str(cards), "--labels", str(tmp_path / "l"), "--out", str(tmp_path / "tq"), "--pairs-per-query", str(PER_QUERY),
+        "--max-steps", "4", "--eval-steps", "2", "--lora-r", "8", "--lr", "1e-2", "--batch-size", "16",
+        "--held-out", "0.25"])
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout.strip().splitlines()[-1])
     student = get_card("tq-distil", tmp_path / "tq" / "card.toml")
     assert student.pooling == "lasttoken" and report["steps"] == 4 and report["labels"]["drawn"] > 0
     assert embed_dataset(teacher / "data", student, tmp_path / "stores", progress=False)["complete"]
