@@ -142,7 +142,8 @@ def main() -> None:
     from hetmoe.store.embed import embed_dataset
 
     began = time.perf_counter()
-    embedded = embed_dataset(args.data, get_card(args.student, args.cards), args.stores)
+    embedded = {k: v for k, v in embed_dataset(args.data, get_card(args.student, args.cards), args.stores).items()
+                if k != "store"}  # results name datasets and experts, not this machine's paths
     embed_seconds = time.perf_counter() - began
     teacher = json.loads((args.teacher / "config.json").read_text())
     mixed = fit_with_student(args, teacher)
