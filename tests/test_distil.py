@@ -108,7 +108,7 @@ def test_a_decoder_student_learns_from_the_same_labels(teacher: Path, tmp_path: 
     assert embed_dataset(teacher / "data", student, tmp_path / "stores", progress=False)["complete"]
 
 
-def test_candidates_are_the_routed_experts_nearest_unjudged_items(teacher: Path, tmp_path: Path) -> None:
+def test_candidates_are_the_routed_experts_nearest_unjudged_items(teacher: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """The demo markets are small, so the index is exact: the drawn items must be the routed expert's top items by
     cosine, the query's judged items skipped."""
     from hetmoe.data.dataset import load_dataset
@@ -134,6 +134,11 @@ def test_candidates_are_the_routed_experts_nearest_unjudged_items(teacher: Path,
         assert set(rows["item_id"].to_list()) == set(best)
         checked += 1
     assert checked >= 10
+
+    import hetmoe.experts.distil_pairs as distil_pairs
+
+    monkeypatch.setattr(distil_pairs, "BLOCK_QUERIES", 4)  # queries drawn in blocks draw the same candidates
+    assert draw_pairs(teacher / "model", data, train, 3).filter(pl.col("label").is_null()).equals(drawn)
 
 
 def test_a_killed_run_reuses_its_labels(teacher: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

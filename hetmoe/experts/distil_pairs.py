@@ -37,6 +37,7 @@ from hetmoe.vectors import l2_normalize
 
 log = logging.getLogger(__name__)
 PAIRS_FILE, SCORES_FILE, LABELS_FILE = "pairs.parquet", "scores.parquet", "labels.json"
+BLOCK_QUERIES = 50_000  # queries routed, encoded and searched together while drawing
 
 
 def labels_identity(model_dir: Path, dataset: Dataset, per_query: int, held_out: float, seed: int) -> dict[str, Any]:
@@ -75,40 +76,56 @@ def draw_pairs(model_dir: Path, dataset: Dataset, train: pl.DataFrame, per_query
 
 def _candidates(model_dir: Path, data_root: Path, queries: pl.DataFrame, per_query: int) -> list[list[str]]:
     """Per query, its routed experts' nearest items of its market (``per_query`` more than its ``judged`` count),
-    merged rank by rank, duplicates dropped."""
+    merged rank by rank, duplicates dropped; BLOCK_QUERIES queries at a time, so memory does not grow with them."""
+    from tqdm import tqdm
+
     from hetmoe.online.scorer import Scorer
-    from hetmoe.scale.score import known_query_vectors
 
     scorer = Scorer.load(model_dir, data_dir=data_root, with_indexes=False, cache_size=0)
+    out: list[list[str]] = []
     try:
-        texts, markets = queries["text"].to_list(), queries["market"].to_list()
-        known = known_query_vectors(scorer, data_root, queries["query_id"].to_numpy())
-        routes = scorer.route_batch(texts, markets, known)
-        vectors = scorer.query_vectors(texts, [r.experts for r in routes], known)
-        depth = per_query + queries["judged"].to_numpy()
-        lists: list[dict[int, np.ndarray]] = [{} for _ in texts]  # query -> {route position: catalog rows}
-        context = scorer.context
-        for expert in scorer.model.experts:
-            for market in sorted(set(markets)):
-                at = [q for q, (m, r) in enumerate(zip(markets, routes)) if m == market and expert in r.experts]
-                if not at:
-                    continue
-                index, rows_of = context.market_index(expert, "" if scorer.catalog.markets is None else market)
-                units = l2_normalize(np.stack([vectors[q][expert] for q in at]).astype(np.float32), inplace=True)
-                _, local = index.nearest(units, lambda rows, e=expert, r=rows_of: context.unit_items(e, r[rows]),
-                                         int(depth[at].max()))
-                found = np.where(local >= 0, rows_of[np.maximum(local, 0)] if rows_of.size else -1, -1)
-                for q, row in zip(at, found):
-                    lists[q][routes[q].experts.index(expert)] = row
+        with tqdm(total=queries.height, desc="draw candidates", unit="query", leave=False) as bar:
+            for lo in range(0, queries.height, BLOCK_QUERIES):
+                block = queries.slice(lo, BLOCK_QUERIES)
+                out.extend(_block(scorer, data_root, block, per_query))
+                bar.update(block.height)
     finally:
         scorer.close()
+    return out
+
+
+def _block(scorer: Any, data_root: Path, queries: pl.DataFrame, per_query: int) -> list[list[str]]:
+    from hetmoe.scale.score import known_query_vectors
+
+    texts, markets = queries["text"].to_list(), queries["market"].to_list()
+    known = known_query_vectors(scorer, data_root, queries["query_id"].to_numpy())
+    routes = scorer.route_batch(texts, markets, known)
+    vectors = scorer.query_vectors(texts, [r.experts for r in routes], known)
+    depth = per_query + queries["judged"].to_numpy()
+    lists: list[dict[int, np.ndarray]] = [{} for _ in texts]  # query -> {route position: catalog rows, best first}
+    context = scorer.context
+    for expert in scorer.model.experts:
+        for market in sorted(set(markets)):
+            at = [q for q, (m, r) in enumerate(zip(markets, routes)) if m == market and expert in r.experts]
+            if not at:
+                continue
+            index, rows_of = context.market_index(expert, "" if scorer.catalog.markets is None else market)
+            units = l2_normalize(np.stack([vectors[q][expert] for q in at]).astype(np.float32), inplace=True)
+            _, local = index.nearest(units, lambda rows, e=expert, r=rows_of: context.unit_items(e, r[rows]),
+                                     int(depth[at].max()))
+            found = np.where(local >= 0, rows_of[np.maximum(local, 0)] if rows_of.size else -1, -1)
+            for q, row in zip(at, found):
+                lists[q][routes[q].experts.index(expert)] = row[:depth[q]]
     ids = scorer.catalog.ids
     out = []
     for per_expert in lists:
-        ranked = np.stack([per_expert[p] for p in sorted(per_expert)]).T.ravel() if per_expert else np.zeros(0, int)
-        ranked = ranked[ranked >= 0]
-        _, first = np.unique(ranked, return_index=True)
-        out.append(ids[ranked[np.sort(first)]].tolist())
+        ranked = np.full((len(per_expert), int(max((r.shape[0] for r in per_expert.values()), default=0))), -1)
+        for i, position in enumerate(sorted(per_expert)):
+            ranked[i, :per_expert[position].shape[0]] = per_expert[position]
+        merged = ranked.T.ravel()  # every expert's best, then every expert's second, ...
+        merged = merged[merged >= 0]
+        _, first = np.unique(merged, return_index=True)
+        out.append(ids[merged[np.sort(first)]].tolist())
     return out
 
 
