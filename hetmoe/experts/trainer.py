@@ -99,12 +99,13 @@ class KeepBest(TrainerCallback):
         path = folder / STATE_FILE
         if not path.is_file():
             return None
-        saved = torch.load(path, weights_only=False)
+        saved = torch.load(path, weights_only=True)  # tensors, numbers and strings: nothing else is unpickled
         checkpoint = folder / f"checkpoint-{saved['step']}"
         if not checkpoint.is_dir():
             log.warning("%s: the checkpoint of step %d is missing; training starts over", folder, saved["step"])
             return None
-        self.best, self.stale, self.best_state, self.current = saved["best"], saved["stale"], saved["state"], saved["current"]
+        self.best, self.stale = saved["best"], saved["stale"]
+        self.best_state, self.current = saved["state"], saved["current"]
         self.evaluator.history[:] = saved["history"]
         log.info("resuming from step %d (held-out macro AUC so far: best %.4f at step %d)", saved["step"],
                  self.best["macro_auc"], self.best["step"])
@@ -130,7 +131,6 @@ class _Trainer(SentenceTransformerTrainer):  # type: ignore[misc]
 
     def _load_from_checkpoint(self, checkpoint_path: str, model: Any = None) -> None:
         self.keep.restore(self.keep.current)
-
 
 
 def _trainable(model: Any, options: TuneOptions) -> Any:
