@@ -224,7 +224,8 @@ def test_refusals_are_one_line_errors(teacher: Path, tmp_path: Path) -> None:
     student = get_card("tiny", teacher / "cards.toml")
     for options, message in [(DistilOptions(pairs_per_query=-1), "--pairs-per-query"),
                              (DistilOptions(label_weight=1.5), "--label-weight"),
-                             (DistilOptions(engine="spark"), "--engine")]:
+                             (DistilOptions(engine="spark"), "--engine"),
+                             (DistilOptions(train=dataclasses.replace(TRAIN, held_out=1.0)), "--held-out")]:
         with pytest.raises(HetmoeError, match=message):
             distil(teacher / "model", teacher / "data", student, tmp_path / "s", options=options)
     with pytest.raises(HetmoeError, match="no such folder"):

@@ -59,6 +59,8 @@ def _check(options: DistilOptions) -> None:
         raise HetmoeError(f"--label-weight {options.label_weight}: use a weight in [0, 1] (0: the teacher alone)")
     if options.engine not in ("local", "ray"):
         raise HetmoeError(f"--engine {options.engine!r}: choose local or ray")
+    if not 0 < options.train.held_out < 1:
+        raise HetmoeError(f"--held-out {options.train.held_out} is out of range; use a share in (0, 1), e.g. 0.12")
 
 
 def distil(model_dir: str | Path, data: str | Path, student: ExpertCard, out: str | Path | None = None,
