@@ -11,7 +11,7 @@ from typing import Any
 
 import typer
 
-from hetmoe.commands.options import CARDS, DATA, JSON, SEED, SPLIT, example, experts_option, group, with_options
+from hetmoe.commands.options import CARDS, DATA, JSON, SPLIT, example, experts_option, group, with_options
 from hetmoe.commands.training import train_options, train_params
 from hetmoe.errors import HetmoeError
 from hetmoe.experts.card import CARDS_ENV, MODEL_FREE, ExpertCard
