@@ -17,7 +17,7 @@ from hetmoe.cli import app
 from hetmoe.errors import HetmoeError
 from hetmoe.experts.card import get_card
 from hetmoe.experts.distil import DistilOptions, distil
-from hetmoe.experts.distil_pairs import LABELS_FILE, PAIRS_FILE, label_pairs, labels_identity
+from hetmoe.experts.distil_pairs import DRAWN_FILE, LABELS_FILE, PAIRS_FILE, label_pairs, labels_identity
 from hetmoe.experts.registry import build_encoder
 from hetmoe.experts.train_options import TuneOptions
 from hetmoe.experts.tune_pairs import held_out_ids, judged_pairs
@@ -237,6 +237,12 @@ def test_refusals_are_one_line_errors(teacher: Path, tmp_path: Path) -> None:
     folder.mkdir()
     (folder / LABELS_FILE).write_text(json.dumps({"identity": {"teacher": "another"}, "summary": {}}))
     with pytest.raises(HetmoeError, match="labels of another teacher"):
+        distil(teacher / "model", teacher / "data", student, tmp_path / "s", labels=folder, options=FAST)
+
+    (folder / LABELS_FILE).unlink()  # a killed labelling of another teacher: its drawn pairs are not reused
+    (folder / PAIRS_FILE).write_bytes(b"")
+    (folder / DRAWN_FILE).write_text(json.dumps({"teacher": "another"}))
+    with pytest.raises(HetmoeError, match="drawn for another teacher"):
         distil(teacher / "model", teacher / "data", student, tmp_path / "s", labels=folder, options=FAST)
 
     result = CliRunner().invoke(app, ["distil", "--model", str(teacher / "model"), "--data", str(teacher / "data"),

@@ -36,7 +36,7 @@ from hetmoe.scale.session import PoolSpec
 from hetmoe.vectors import l2_normalize
 
 log = logging.getLogger(__name__)
-PAIRS_FILE, SCORES_FILE, LABELS_FILE = "pairs.parquet", "scores.parquet", "labels.json"
+PAIRS_FILE, SCORES_FILE, LABELS_FILE, DRAWN_FILE = "pairs.parquet", "scores.parquet", "labels.json", "drawn.json"
 BLOCK_QUERIES = 50_000  # queries routed, encoded and searched together while drawing
 
 
@@ -144,10 +144,14 @@ def label_pairs(model_dir: Path, dataset: Dataset, train: pl.DataFrame, per_quer
         log.info("reusing the teacher's labels in %s (%d pairs)", folder, done["summary"]["pairs"])
         return _read_labels(folder), done["summary"]
     folder.mkdir(parents=True, exist_ok=True)
-    pairs = folder / PAIRS_FILE
+    pairs, drawn = folder / PAIRS_FILE, folder / DRAWN_FILE
+    if pairs.is_file() and (not drawn.is_file() or json.loads(drawn.read_text(encoding="utf-8")) != identity):
+        raise HetmoeError(f"{pairs} was drawn for another teacher, dataset or drawing; pass another --labels folder "
+                          "or remove this one")
     if not pairs.is_file():  # drawn once: a resumed labelling must score the very same file
         staging = pairs.with_name(f".{PAIRS_FILE}.tmp")
         draw_pairs(model_dir, dataset, train, per_query).write_parquet(staging)
+        write_json_atomic(drawn, identity)
         staging.replace(pairs)
     summary = score_pairs(model_dir, pairs, folder / SCORES_FILE, engine, pool, dataset.root, progress=progress)
     labels = _read_labels(folder)
