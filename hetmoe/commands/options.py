@@ -55,45 +55,46 @@ CPUS_PER_WORKER = typer.Option(1.0, "--cpus-per-worker", help="--engine ray: CPU
                                "encoders' threads).")
 
 
-def _param(name: str, annotation: Any, option: Any) -> inspect.Parameter:
+def keyword_param(name: str, annotation: Any, option: Any) -> inspect.Parameter:
+    """One command option as a keyword-only parameter, for option sets shared by commands (see :func:`with_options`)."""
     return inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=option, annotation=annotation)
 
 
 # Every fit option, once: `fit-head` and `run` take the same set with the same defaults (FitOptions').
 FIT_OPTIONS: list[inspect.Parameter] = [
-    _param("experts", list[str], EXPERTS),
-    _param("k", int, typer.Option(FIT.k, "--k", help="Most experts the MoE routes per query (it picks 1..k on "
+    keyword_param("experts", list[str], EXPERTS),
+    keyword_param("k", int, typer.Option(FIT.k, "--k", help="Most experts the MoE routes per query (it picks 1..k on "
                                   "held-out train queries); the baselines route exactly k.")),
-    _param("seed", int, SEED),
-    _param("split", str, SPLIT),
-    _param("router_expert", str, typer.Option(FIT.router_expert, "--router-expert", help="Cheap expert whose query "
+    keyword_param("seed", int, SEED),
+    keyword_param("split", str, SPLIT),
+    keyword_param("router_expert", str, typer.Option(FIT.router_expert, "--router-expert", help="Cheap expert whose query "
                                               "vector feeds the router (default: the cards' \\[defaults] router_expert).")),
-    _param("lexical", str, typer.Option(FIT.lexical, "--lexical", help="Lexical expert card fed to every head (BM25, "
+    keyword_param("lexical", str, typer.Option(FIT.lexical, "--lexical", help="Lexical expert card fed to every head (BM25, "
                                         "char n-grams, token overlap; fitted by 'hetmoe embed -e lexical'); "
                                         "'none' leaves it out.")),
-    _param("train_workers", int, TRAIN_WORKERS),
-    _param("stack", bool, typer.Option(FIT.stack, "--stack/--no-stack", help="Also train the stacked head (trees over "
+    keyword_param("train_workers", int, TRAIN_WORKERS),
+    keyword_param("stack", bool, typer.Option(FIT.stack, "--stack/--no-stack", help="Also train the stacked head (trees over "
                                        "the routed experts' statistics and the net's logit); kept when it wins on "
                                        "held-out queries.")),
-    _param("variants", str, typer.Option(FIT.variants, "--variants", help="Baselines to train besides moe: all, none, "
+    keyword_param("variants", str, typer.Option(FIT.variants, "--variants", help="Baselines to train besides moe: all, none, "
                                          "or a comma list (weighted,soft,concat-all,rule,single,lightgbm).")),
-    _param("routers", str, typer.Option(FIT.routers, "--routers", help="Router kinds the MoE is chosen among on "
+    keyword_param("routers", str, typer.Option(FIT.routers, "--routers", help="Router kinds the MoE is chosen among on "
                                         "held-out queries, comma-separated (hard = learned top-k, rule = each "
                                         "market's k best experts). Default: all.")),
-    _param("router_features", bool, typer.Option(
+    keyword_param("router_features", bool, typer.Option(
         FIT.router_features, "--router-features/--no-router-features", help="Let the stacked head read the router "
         "expert's columns on every query when it is one of the experts (no extra encoder run).")),
-    _param("item_neighbourhood", bool, typer.Option(
+    keyword_param("item_neighbourhood", bool, typer.Option(
         FIT.item_neighbourhood, "--item-neighbourhood/--no-item-neighbourhood", help="Let the stacked head and "
         "LightGBM read each expert's item neighbourhood (CSLS, shared neighbours, expansion), computed once per "
         "catalog into the store.")),
-    _param("transfer_head", bool, typer.Option(
+    keyword_param("transfer_head", bool, typer.Option(
         FIT.transfer_head, "--transfer-head/--no-transfer-head", help="Give every net variant a head for markets it "
         "was not fitted on (a logistic regression over raw cosines and scale-free lexical similarities).")),
-    _param("market_power", float, typer.Option(
+    keyword_param("market_power", float, typer.Option(
         FIT.market_power, "--market-power", min=0.0, max=1.0, help="How markets weigh in the loss: a market's share "
         "grows as (its judged pairs) ** this; 0 = every market the same, 1 = every pair the same.")),
-    _param("blocks", list[str], typer.Option(
+    keyword_param("blocks", list[str], typer.Option(
         None, "--block", help="Another feature block for the stacked head and LightGBM, by name (repeat, or "
         "comma-separate; e.g. reference_tail); each module of hetmoe/pairs/blocks is one.")),
 ]

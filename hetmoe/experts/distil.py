@@ -94,11 +94,11 @@ def student_pairs(dataset: Dataset, train: pl.DataFrame, labelled: pl.DataFrame,
                   options: DistilOptions) -> TunePairs:
     """Training pairs (query, document, score = the blended target) from the labelled pairs, and the held-out
     queries' judged pairs for early stopping."""
-    low, high = dataset.judgments["label"].min(), dataset.judgments["label"].max()
-    grade = (pl.col("label") - low) / (high - low)
-    w = options.label_weight
-    target = pl.when(pl.col("label").is_null()).then(pl.col("teacher")).otherwise((1 - w) * pl.col("teacher") + w * grade)
-    frame = (labelled.join(dataset.query_texts().rename({"text": "query"}), on="query_id")
+    w, grade = options.label_weight, pl.col("grade")  # the judged grade in [0, 1], as judged_pairs rescales it
+    target = pl.when(grade.is_null()).then(pl.col("teacher")).otherwise((1 - w) * pl.col("teacher") + w * grade)
+    grades = train.select("query_id", "item_id", pl.col("score").alias("grade"))
+    frame = (labelled.join(grades, on=["query_id", "item_id"], how="left")
+             .join(dataset.query_texts().rename({"text": "query"}), on="query_id")
              .join(dataset.item_texts().rename({"text": "document"}), on="item_id")
              .sort("query_id", "item_id")
              .select("query", "document", target.alias("score")))
