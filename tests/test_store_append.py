@@ -133,6 +133,33 @@ def test_append_encodes_only_new_rows_and_equals_a_full_rebuild(tmp_path: Path, 
     assert again["appended"] == {}
 
 
+def test_after_an_append_readers_of_the_grown_dataset_skip_the_row_check_and_others_still_get_it(
+        tmp_path: Path, data: dict[str, Path], stores: dict[str, Path], card: ExpertCard, encoder,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """The append checks every old row; it records the dataset it checked, so a reader of that very dataset (every
+    fit, eval or index command after an append) need not hash every text again, while any other dataset still is."""
+    from hetmoe.store import identity
+
+    root = _copy(stores, tmp_path)
+    append_dataset(data["grown"], card, root, encoder=encoder, progress=False)
+    grown = load_dataset(data["grown"])
+    items = open_expert(root, EXPERT).items.manifest
+    texts = grown.item_texts()
+    assert items[identity.VERIFIED] == PartInput("items", texts["item_id"], texts["text"]).fingerprint()
+    assert items[identity.VERIFIED] != items["input_fingerprint"]  # the chained one: it alone would not match
+    checked: list[int] = []
+    real = identity.check_texts
+    monkeypatch.setattr(identity, "check_texts", lambda store, ids, *a: (checked.append(len(ids)), real(store, ids, *a)))
+    identity.check_dataset(open_expert(root, EXPERT), grown, EXPERT, root)
+    assert checked == []
+    changed = write_dataset(tmp_path / "changed", grown.items.with_columns(
+        pl.when(pl.col("item_id") == "it000003").then(pl.col("title") + " v2").otherwise(pl.col("title")).alias("title")),
+        grown.queries, grown.judgments)
+    with pytest.raises(HetmoeError, match="holds vectors of other texts for 1 of the dataset's 1300 ids"):
+        identity.check_dataset(open_expert(root, EXPERT), load_dataset(changed), EXPERT, root)
+    assert checked == [N_ITEMS + NEW_ITEMS]
+
+
 def test_changed_or_removed_ids_are_refused_in_one_line_and_nothing_changes(tmp_path: Path, data: dict[str, Path],
                                                                             stores: dict[str, Path], card: ExpertCard,
                                                                             encoder) -> None:

@@ -42,15 +42,17 @@ def items_fingerprint(dataset: Dataset) -> str:
     return PartInput("items", texts["item_id"], texts["text"]).fingerprint()
 
 
-def write_text_hashes(folder: Path, dataset: Dataset) -> None:
+def write_text_hashes(folder: Path, dataset: Dataset, hashes: np.ndarray | None = None) -> None:
     """``STORE/<name>/text_hash.parquet``: each item's hash of ``item_texts()`` (:mod:`hetmoe.store.identity`), so a
-    dataset covering part of the catalog can be checked row by row (atomic: written aside, renamed)."""
+    dataset covering part of the catalog can be checked row by row (atomic: written aside, renamed). ``hashes``:
+    those of ``item_texts()`` in its order, when the caller has them already."""
     import polars as pl
 
     from hetmoe.store.identity import text_hashes
 
     texts = dataset.item_texts()
-    frame = pl.DataFrame({"item_id": texts["item_id"], "text_hash": text_hashes(texts["text"])})
+    frame = pl.DataFrame({"item_id": texts["item_id"],
+                          "text_hash": text_hashes(texts["text"]) if hashes is None else hashes})
     tmp = folder / f".{TEXT_HASHES}.tmp"
     frame.write_parquet(tmp)
     tmp.replace(folder / TEXT_HASHES)
@@ -184,13 +186,15 @@ def append_lexical_store(data_dir: str | Path, store_root: str | Path, name: str
     held = pl.read_parquet(folder / TEXT_HASHES) if (folder / TEXT_HASHES).is_file() else None
     if held is None:
         raise HetmoeError(f"{folder} records no per-item text hashes; {fix}")
-    texts = dataset.item_texts().join(held, on="item_id", how="left")
+    texts = dataset.item_texts()
+    hashes = text_hashes(texts["text"])  # hashed once: checked here, written below
+    texts = texts.with_columns(now=pl.Series(hashes)).join(held, on="item_id", how="left", maintain_order="left")
     lost = held.filter(~pl.col("item_id").is_in(texts["item_id"].implode()))
     if lost.height:
         raise HetmoeError(f"{data_dir} lacks {lost.height} item(s) the lexical store holds (e.g. "
                           f"{', '.join(lost['item_id'].head(3).to_list())}); --append only adds items: {fix}")
     old = texts.filter(pl.col("text_hash").is_not_null())
-    changed = old["text_hash"].to_numpy().astype(np.uint64) != text_hashes(old["text"])
+    changed = old["text_hash"].to_numpy().astype(np.uint64) != old["now"].to_numpy()
     if changed.any():
         raise HetmoeError(f"{int(changed.sum())} item(s) of {data_dir} changed their text since the lexical store was "
                           f"fitted (e.g. {old.filter(pl.Series(changed))['item_id'][0]}); {fix}")
@@ -201,7 +205,7 @@ def append_lexical_store(data_dir: str | Path, store_root: str | Path, name: str
     grown = model.append(new["item_id"].to_list(), new["title"].to_list(),
                          new["text"].to_list() if "text" in new.columns else None)
     grown.save(folder / MODEL_DIR)
-    write_text_hashes(folder, dataset)
+    write_text_hashes(folder, dataset, hashes)
     items = manifest["items"]
     history = [*items.get("history", []), {"previous_fingerprint": items["input_fingerprint"], "from": items["count"]}]
     write_json_atomic(folder / MANIFEST, {**manifest, "items": {"count": dataset.items.height, "input_fingerprint":

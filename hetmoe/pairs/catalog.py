@@ -18,7 +18,10 @@ from hetmoe.pairs.context import FeatureContext
 
 
 def _vectors(store: Any, ids: np.ndarray, what: str) -> np.ndarray:
-    """The store's vectors of ``ids`` as it holds them (float16): a catalog never needs a float32 copy."""
+    """The store's vectors of ``ids`` as it holds them (float16): a catalog never needs a float32 copy, nor a copy at
+    all when ``ids`` are the store's rows in order (a dataset the store was built or grown from)."""
+    if ids.shape == store.ids.shape and (ids == store.ids).all():
+        return store.load()
     try:
         return store.load()[store.rows(ids)]
     except KeyError as err:

@@ -36,7 +36,7 @@ from hetmoe.files import disk_errors, write_json_atomic
 from hetmoe.errors import HetmoeError
 from hetmoe.store.embed import embed_dataset, encode_unique, to_float16
 from hetmoe.store.manifest import IDENTITY_KEYS, KIND, PartInput, read_inputs, store_versions
-from hetmoe.store.identity import TEXT_HASH, text_hashes
+from hetmoe.store.identity import TEXT_HASH, VERIFIED, text_hashes
 from hetmoe.store.layout import APPEND_PLAN, DEFAULT_STORE, FORMAT_VERSION, MANIFEST, PARTS, completed_chunks, done_dir
 from hetmoe.store.layout import expert_dir, marker_path, read_manifest
 from hetmoe.store.lock import embed_lock
@@ -79,7 +79,8 @@ def _append_locked(data_dir: str | Path, card: ExpertCard, folder: Path, chunk_s
     if pending is not None and all(manifest["parts"][p]["input_fingerprint"] == _target(s) for p, s in pending["parts"].items()):
         (folder / APPEND_PLAN).unlink()  # killed after its manifest landed: nothing left to do
         pending = None
-    new = {part.part: _new_rows(folder, part) for part in read_inputs(data_dir)}
+    inputs = read_inputs(data_dir)
+    new = {part.part: _new_rows(folder, part) for part in inputs}
     core = {p: {"from": int(manifest["parts"][p]["count"]), "count": int(manifest["parts"][p]["count"]) + rows.count,
                 "previous_fingerprint": manifest["parts"][p]["input_fingerprint"], "rows_fingerprint": rows.fingerprint()}
             for p, (rows, _) in new.items() if rows.count}
@@ -95,6 +96,7 @@ def _append_locked(data_dir: str | Path, card: ExpertCard, folder: Path, chunk_s
         return {**summary, "seconds": round(time.perf_counter() - began, 3)}
     plan = pending or {"id": plan_id, "data": str(Path(data_dir).resolve()),
                        "parts": {p: {**s, "tail": _tail(folder / f"{p}.zarr", s, manifest)} for p, s in core.items()}}
+    checked = {part.part: part.fingerprint() for part in inputs}  # every row of each part now matches this input
     if pending is None:
         write_json_atomic(folder / APPEND_PLAN, plan)
     else:
@@ -107,7 +109,7 @@ def _append_locked(data_dir: str | Path, card: ExpertCard, folder: Path, chunk_s
     for part, spec in plan["parts"].items():
         rows, hashes = new[part]
         summary["appended"][part].update(_extend(encoder, folder / f"{part}.zarr", rows, hashes, spec, plan["id"], manifest, progress))
-    _publish(folder, manifest, plan, card)
+    _publish(folder, manifest, plan, card, checked)
     (folder / APPEND_PLAN).unlink()
     log.info("%s: appended %s", folder, ", ".join(f"{s['rows_added']} {p}" for p, s in summary["appended"].items()))
     return {**summary, "seconds": round(time.perf_counter() - began, 3)}
@@ -240,11 +242,15 @@ def _marker(path: Path, chunk: int) -> dict[str, Any]:
         return {}
 
 
-def _publish(folder: Path, manifest: dict[str, Any], plan: Mapping[str, Any], card: ExpertCard) -> None:
-    """Replace the manifest (atomically, last): grown counts, chained fingerprints, history, timing."""
+def _publish(folder: Path, manifest: dict[str, Any], plan: Mapping[str, Any], card: ExpertCard,
+             checked: Mapping[str, str]) -> None:
+    """Replace the manifest (atomically, last): grown counts, chained fingerprints, history, timing, and per part the
+    fingerprint of the dataset its every row was just checked against (``checked``), so readers of that dataset skip
+    checking each row again."""
     from hetmoe.store.layout import chunk_timing
 
-    parts, size = dict(manifest["parts"]), int(manifest["chunk_size"])
+    size = int(manifest["chunk_size"])
+    parts = {p: {**entry, VERIFIED: checked[p]} if p in checked else entry for p, entry in manifest["parts"].items()}
     for part, spec in plan["parts"].items():
         entry = {key: spec[key] for key in ("previous_fingerprint", "rows_fingerprint", "from")}
         entry.update({"fingerprint": _target(spec), "rows_added": spec["count"] - spec["from"], "data": plan["data"],
