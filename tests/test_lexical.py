@@ -149,6 +149,40 @@ def test_save_load_round_trip_and_rows(model: LexicalModel, tmp_path: Path) -> N
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no temporary folders left behind
 
 
+def _arrays(model: LexicalModel) -> dict[str, bytes]:
+    """Every fitted array of the model's catalog (and its vocabulary and title surfaces), as bytes."""
+    import dataclasses
+
+    out: dict[str, bytes] = {}
+    for f in dataclasses.fields(model.catalog):
+        value = getattr(model.catalog, f.name)
+        if isinstance(value, np.ndarray) and value.dtype == object:
+            out[f.name] = json.dumps(value.tolist()).encode()
+        elif isinstance(value, np.ndarray):
+            out[f.name] = value.dtype.str.encode() + value.tobytes()
+        elif f.name in ("title", "text"):
+            for part in ("indptr", "indices", "weights", "idf"):
+                array = getattr(value, part)
+                out[f"{f.name}.{part}"] = array.dtype.str.encode() + array.tobytes()
+    out["vocab"] = json.dumps(model.catalog.vocab.terms).encode() + model.catalog.vocab.kinds.tobytes()
+    out["compact"] = json.dumps(model.catalog.compact).encode()
+    return out
+
+
+def test_the_fit_does_not_depend_on_its_block_sizes(model: LexicalModel, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The fit tokenizes, hashes n-grams and weighs them block by block to bound its memory on a large catalog;
+    blocks of a few items, characters or entries must give the arrays one pass gives, bit for bit."""
+    from hetmoe.lexical import catalog, ngrams
+
+    monkeypatch.setattr(catalog, "TOKENIZE_BLOCK", 5)
+    monkeypatch.setattr(ngrams, "BATCH_CHARS", 60)
+    monkeypatch.setattr(ngrams, "WEIGH_ENTRIES", 16)
+    ids = [f"it{i:02d}" for i in range(len(TITLES))]
+    blocked = LexicalModel.fit(ids, TITLES, TEXTS, ["m"] * len(TITLES))
+    assert model.catalog.ngram_indptr.size == len(TITLES) + 1 and blocked.catalog.ngram_indices.size > 16 * 5
+    assert _arrays(blocked) == _arrays(model)
+
+
 def _dataset(root: Path, tweak: str = "") -> Path:
     n = len(TITLES)
     items = pl.DataFrame({"item_id": [f"it{i:02d}" for i in range(n)], "title": [TITLES[0] + tweak, *TITLES[1:]],

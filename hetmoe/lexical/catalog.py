@@ -7,7 +7,7 @@ online cost is one query's tokenization plus numpy over the candidates' rows.
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -20,6 +20,7 @@ from hetmoe.lexical.terms import BIGRAM, MODEL, NUMBER, Vocabulary
 from hetmoe.lexical.tokenize import Tokenizer
 
 log = logging.getLogger(__name__)
+TOKENIZE_BLOCK = 65_536  # titles tokenized, then turned into term ids, per block
 
 
 @dataclass
@@ -75,13 +76,23 @@ def fit_catalog(
     from tqdm import tqdm
 
     tokenizer = Tokenizer(stem=config.stem)
-    title_tokens = [tokenizer(t) for t in tqdm(titles, desc="lexical: tokenize", unit="item", disable=not progress)]
+    n = len(titles)
     has_text = [bool(x and x.strip()) for x in texts]
-    text_tokens = [tokenizer(f"{t}\n{x}").terms if keep else None for t, x, keep in zip(titles, texts, has_text)]
-    vocab, indptr, flat = Vocabulary.build(
-        [tok.terms for tok in title_tokens] + [tok for tok in text_tokens if tok is not None]
-    )
-    n = len(title_tokens)
+    surfaces: list[str] = []
+
+    def documents() -> Iterator[list[tuple[str, ...]]]:
+        """Every title's terms, then every title + text's where the item has text, a block at a time."""
+        with tqdm(total=n, desc="lexical: tokenize", unit="item", disable=not progress) as bar:
+            for lo in range(0, n, TOKENIZE_BLOCK):
+                tokens = [tokenizer(t) for t in titles[lo : lo + TOKENIZE_BLOCK]]
+                surfaces.extend(tok.surface for tok in tokens)
+                bar.update(len(tokens))
+                yield [tok.terms for tok in tokens]
+        with_text = [i for i, keep in enumerate(has_text) if keep]
+        for lo in range(0, len(with_text), TOKENIZE_BLOCK):
+            yield [tokenizer(f"{titles[i]}\n{texts[i]}").terms for i in with_text[lo : lo + TOKENIZE_BLOCK]]
+
+    vocab, indptr, flat = Vocabulary.build(documents())
     log.info("lexical: %d items, %d terms, %d with text", n, len(vocab), sum(has_text))
     scored = vocab.kinds != BIGRAM
     title = fit_field(indptr[: n + 1], flat[: indptr[n]], len(vocab), config, scored)
@@ -93,7 +104,6 @@ def fit_catalog(
     padded = np.append(flat, -1)  # a title without tokens (only punctuation) has no first term
     first = np.where(np.diff(indptr[: n + 1]) > 0, padded[indptr[:n]], -1)  # base terms come first in a document
     base, numbers, idf_norm = _item_stats(title, vocab)
-    surfaces = [tok.surface for tok in title_tokens]
     buckets, ngram_idf, indptr, indices, weights = ngrams.fit(surfaces, config)
     return LexicalCatalog(
         config=config,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -41,13 +42,23 @@ class Vocabulary:
         return len(self.terms)
 
     @classmethod
-    def build(cls, documents: list[tuple[str, ...]]) -> tuple[Vocabulary, np.ndarray, np.ndarray]:
-        """The vocabulary of the documents' terms, and the documents as CSR (indptr, term ids in text order)."""
-        flat = [t for doc in documents for t in doc]
-        vocab = cls(list(dict.fromkeys(flat)))
-        lengths = np.fromiter((len(doc) for doc in documents), dtype=np.int64, count=len(documents))
-        ids = np.fromiter(map(vocab.ids.__getitem__, flat), dtype=np.int64, count=len(flat))
-        return vocab, np.concatenate(([0], np.cumsum(lengths))), ids
+    def build(cls, documents: Iterable[Sequence[tuple[str, ...]]]) -> tuple[Vocabulary, np.ndarray, np.ndarray]:
+        """The vocabulary of the documents' terms (ids in first-seen order), and the documents as CSR (indptr, term
+        ids in text order). ``documents`` come in blocks, each turned into ids before the next is read, so a caller
+        that tokenizes block by block never holds every document's term strings at once."""
+        ids: dict[str, int] = {}
+        lengths, parts = [], []
+        for block in documents:
+            for doc in block:
+                for term in doc:
+                    if term not in ids:
+                        ids[term] = len(ids)
+            lengths.append(np.fromiter((len(doc) for doc in block), dtype=np.int64, count=len(block)))
+            parts.append(np.fromiter((ids[t] for doc in block for t in doc), dtype=np.int64))
+        vocab = cls(list(ids))
+        sizes = np.concatenate(lengths) if lengths else np.zeros(0, np.int64)
+        flat = np.concatenate(parts) if parts else np.zeros(0, np.int64)
+        return vocab, np.concatenate(([0], np.cumsum(sizes))).astype(np.int64), flat
 
     def encode(self, terms: tuple[str, ...]) -> list[int]:
         """Ids of known terms, in order (unknown terms cannot match any item, so they are dropped here)."""
