@@ -183,6 +183,35 @@ def test_the_fit_does_not_depend_on_its_block_sizes(model: LexicalModel, monkeyp
     assert _arrays(blocked) == _arrays(model)
 
 
+@pytest.mark.parametrize("method", ["lucene", "robertson", "atire"])
+def test_bm25_weights_are_bm25s_own_bit_for_bit(method: str) -> None:
+    """The fit computes BM25 over arrays, not through bm25s's indexer (whose per-document Python lists held every
+    token of a catalog); each (document, term) weight must still be the one bm25s's own index gives."""
+    import bm25s
+    import scipy.sparse as sp
+
+    from hetmoe.lexical.bm25 import fit_field
+
+    rng = np.random.default_rng(3)
+    vocab, n_docs = 60, 400
+    lengths = rng.integers(0, 25, n_docs)  # empty documents too
+    flat = rng.zipf(1.3, lengths.sum()) % vocab  # repeats (term frequency) and a few very common terms
+    scored = rng.random(vocab) > 0.2  # the rest stay in the rows with weight 0 (bigrams)
+    indptr = np.concatenate(([0], np.cumsum(lengths)))
+    field = fit_field(indptr, flat, vocab, LexicalConfig(method=method), scored)
+
+    docs = [[int(t) for t in flat[a:b] if scored[t]] for a, b in zip(indptr[:-1], indptr[1:])]
+    retriever = bm25s.BM25(k1=1.2, b=0.75, method=method)
+    retriever.index((docs, {str(i): i for i in range(vocab)}), create_empty_token=False, show_progress=False)
+    want = sp.csc_matrix((retriever.scores["data"], retriever.scores["indices"], retriever.scores["indptr"]),
+                         shape=(n_docs, vocab)).toarray()
+    got = np.zeros((n_docs, vocab), np.float32)
+    rows = np.repeat(np.arange(n_docs), np.diff(field.indptr))
+    got[rows, field.indices] = field.weights
+    assert want.dtype == np.float32 and (got != 0).sum() > 1000 and (rows.size > (got != 0).sum())  # unscored kept
+    assert got.tobytes() == want.tobytes()
+
+
 def _dataset(root: Path, tweak: str = "") -> Path:
     n = len(TITLES)
     items = pl.DataFrame({"item_id": [f"it{i:02d}" for i in range(n)], "title": [TITLES[0] + tweak, *TITLES[1:]],

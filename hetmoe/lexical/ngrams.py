@@ -67,18 +67,32 @@ def term_counts(texts: Sequence[str], config: LexicalConfig) -> tuple[np.ndarray
     if not sizes:
         return np.zeros(len(texts) + 1, np.int64), np.zeros(0, np.int32), np.zeros(0, np.float32)
     indptr = np.concatenate(([0], np.cumsum(np.concatenate(sizes)))).astype(np.int64)
-    return indptr, np.concatenate(buckets), np.concatenate(counts)
+    return indptr, _joined(buckets, np.int32), _joined(counts, np.float32)
 
 
-def weigh(indptr: np.ndarray, counts: np.ndarray, idf_: np.ndarray) -> np.ndarray:
-    """Sublinear tf x idf (``idf_`` per entry), each row scaled to unit L2 norm (empty rows stay empty); whole rows
-    at a time, in blocks of about WEIGH_ENTRIES entries (the same sums in the same order as in one pass)."""
-    out = np.empty(counts.size, np.float32)
+def _joined(pieces: list[np.ndarray], dtype: type) -> np.ndarray:
+    """The pieces end to end, each freed once copied: the result's pages are touched only as they fill, so the
+    pieces and the whole never both sit in memory (``np.concatenate`` holds both)."""
+    out = np.empty(sum(p.size for p in pieces), dtype)
+    at = 0
+    while pieces:
+        piece = pieces.pop(0)
+        out[at : at + piece.size] = piece
+        at += piece.size
+    return out
+
+
+def weigh(indptr: np.ndarray, counts: np.ndarray, idf_: np.ndarray, index: np.ndarray | None = None,
+          out: np.ndarray | None = None) -> np.ndarray:
+    """Sublinear tf x idf, each row scaled to unit L2 norm (empty rows stay empty): ``idf_`` per entry, or per bucket
+    with ``index`` each entry's bucket. Whole rows at a time, in blocks of about WEIGH_ENTRIES entries (the same sums
+    in the same order as in one pass); ``out`` may be ``counts`` itself (each block is read before it is written)."""
+    out = np.empty(counts.size, np.float32) if out is None else out
     bounds = np.unique(np.concatenate((np.searchsorted(indptr, np.arange(0, counts.size, WEIGH_ENTRIES), "right") - 1,
                                        [indptr.size - 1])))
     for r0, r1 in zip(bounds[:-1].tolist(), bounds[1:].tolist()):
         a, b = int(indptr[r0]), int(indptr[r1])
-        w = (1.0 + np.log(counts[a:b])) * idf_[a:b]
+        w = (1.0 + np.log(counts[a:b])) * (idf_[a:b] if index is None else idf_[index[a:b]])
         rows = np.repeat(np.arange(r1 - r0), np.diff(indptr[r0 : r1 + 1]))
         norm = np.sqrt(np.bincount(rows, weights=w.astype(np.float64) ** 2, minlength=r1 - r0))
         out[a:b] = (w / np.where(norm > 0, norm, 1.0)[rows]).astype(np.float32)
@@ -99,14 +113,15 @@ def fit(
     then spans a few hundred thousand entries (cache-resident) instead of millions. idf is smoothed,
     ln((1 + n) / (1 + df)) + 1, as sklearn's.
     """
-    indptr, hashed, counts = term_counts(surfaces, config)
-    df_all = np.bincount(hashed, minlength=1 << config.ngram_bits)  # rows hold each bucket once: counts = df
+    indptr, indices, counts = term_counts(surfaces, config)
+    df_all = np.bincount(indices, minlength=1 << config.ngram_bits)  # rows hold each bucket once: counts = df
     buckets = np.flatnonzero(df_all)
     compact = np.zeros(df_all.size, dtype=np.int32)
     compact[buckets] = np.arange(buckets.size, dtype=np.int32)
-    indices, df = compact[hashed], df_all[buckets]
-    idf_ = (np.log((1.0 + len(surfaces)) / (1.0 + df)) + 1.0).astype(np.float32)
-    return buckets.astype(np.int32), idf_, indptr, indices.astype(np.int32), weigh(indptr, counts, idf_[indices])
+    for lo in range(0, indices.size, WEIGH_ENTRIES):  # hashed buckets -> catalog bucket index, in place
+        indices[lo : lo + WEIGH_ENTRIES] = compact[indices[lo : lo + WEIGH_ENTRIES]]
+    idf_ = (np.log((1.0 + len(surfaces)) / (1.0 + df_all[buckets])) + 1.0).astype(np.float32)
+    return buckets.astype(np.int32), idf_, indptr, indices, weigh(indptr, counts, idf_, indices, out=counts)
 
 
 def query_rows(
