@@ -3,6 +3,7 @@ CLI."""
 
 from __future__ import annotations
 
+import itertools
 import json
 from pathlib import Path
 
@@ -200,7 +201,7 @@ def test_bm25_weights_are_bm25s_own_bit_for_bit(method: str) -> None:
     indptr = np.concatenate(([0], np.cumsum(lengths)))
     field = fit_field(indptr, flat, vocab, LexicalConfig(method=method), scored)
 
-    docs = [[int(t) for t in flat[a:b] if scored[t]] for a, b in zip(indptr[:-1], indptr[1:])]
+    docs = [[int(t) for t in flat[a:b] if scored[t]] for a, b in itertools.pairwise(indptr)]
     retriever = bm25s.BM25(k1=1.2, b=0.75, method=method)
     retriever.index((docs, {str(i): i for i in range(vocab)}), create_empty_token=False, show_progress=False)
     want = sp.csc_matrix((retriever.scores["data"], retriever.scores["indices"], retriever.scores["indptr"]),

@@ -1,4 +1,4 @@
-"""BM25 term weights of every (item, term), computed by bm25s from our own token ids, stored item-major.
+"""BM25 term weights of every (item, term), bm25s's to the bit, computed from our own token ids and stored item-major.
 
 bm25s scores a query by summing its precomputed (document, term) weights; we keep exactly those weights, but as CSR
 rows per item, so the Scorer sums them for just the 100 candidates of a request instead of the whole catalog. The
