@@ -49,12 +49,8 @@ class Vocabulary:
         ids: dict[str, int] = {}
         lengths, parts = [], []
         for block in documents:
-            for doc in block:
-                for term in doc:
-                    if term not in ids:
-                        ids[term] = len(ids)
             lengths.append(np.fromiter((len(doc) for doc in block), dtype=np.int64, count=len(block)))
-            parts.append(np.fromiter((ids[t] for doc in block for t in doc), dtype=np.int64))
+            parts.append(np.fromiter((ids.setdefault(t, len(ids)) for doc in block for t in doc), dtype=np.int64))
         vocab = cls(list(ids))
         sizes = np.concatenate(lengths) if lengths else np.zeros(0, np.int64)
         flat = np.concatenate(parts) if parts else np.zeros(0, np.int64)
